@@ -1,0 +1,181 @@
+//! [`Invocation`]: one call as it flows through every layer, and [`ServiceKey`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::descriptor::MethodConfig;
+use crate::serialization::Serialization;
+
+/// Identifies an exported service: interface, version and group.
+///
+/// Displayed as Dubbo does: `group/interface:version`, omitting what is unset.
+/// Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    interface: Arc<str>,
+    version: Option<Arc<str>>,
+    group: Option<Arc<str>>,
+}
+
+impl ServiceKey {
+    /// A key. Empty strings for version or group mean "unset".
+    pub fn new(interface: &str, version: Option<&str>, group: Option<&str>) -> Self {
+        let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Arc::from);
+        ServiceKey { interface: Arc::from(interface), version: non_empty(version), group: non_empty(group) }
+    }
+
+    /// The interface name.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The version, if set.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// The group, if set.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(group) = &self.group {
+            write!(f, "{group}/")?;
+        }
+        f.write_str(&self.interface)?;
+        if let Some(version) = &self.version {
+            write!(f, ":{version}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceKey({self})")
+    }
+}
+
+/// String key/value pairs that travel with a call (trace context, token, ...).
+pub type Attachments = BTreeMap<String, String>;
+
+/// One remote call: target service, method, encoded arguments, attachments,
+/// settings and deadline.
+///
+/// Arguments are encoded once, by the stub, into [`Bytes`]: cloning an
+/// invocation for a retry, a fork or a broadcast copies no payload.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    service: ServiceKey,
+    method: Arc<str>,
+    args: Bytes,
+    serialization: Serialization,
+    attachments: Arc<Attachments>,
+    config: MethodConfig,
+    deadline: Option<Instant>,
+}
+
+impl Invocation {
+    /// A call of `method` on `service` with arguments already encoded with `serialization`.
+    pub fn new(service: ServiceKey, method: impl Into<Arc<str>>, args: Bytes, serialization: Serialization) -> Self {
+        Invocation {
+            service,
+            method: method.into(),
+            args,
+            serialization,
+            attachments: Arc::default(),
+            config: MethodConfig::new(),
+            deadline: None,
+        }
+    }
+
+    /// The target service.
+    pub fn service(&self) -> &ServiceKey {
+        &self.service
+    }
+
+    /// The wire method name.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The encoded arguments (a tuple of the method's parameters).
+    pub fn args(&self) -> &Bytes {
+        &self.args
+    }
+
+    /// How the arguments are encoded, and how the response must be.
+    pub fn serialization(&self) -> Serialization {
+        self.serialization
+    }
+
+    /// The attachments.
+    pub fn attachments(&self) -> &Attachments {
+        &self.attachments
+    }
+
+    /// The attachment `key`.
+    pub fn attachment(&self, key: &str) -> Option<&str> {
+        self.attachments.get(key).map(String::as_str)
+    }
+
+    /// Sets an attachment (copying the map only if it is shared).
+    pub fn set_attachment(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        Arc::make_mut(&mut self.attachments).insert(key.into(), value.into());
+    }
+
+    /// Replaces all attachments.
+    pub fn set_attachments(&mut self, attachments: Attachments) {
+        self.attachments = Arc::new(attachments);
+    }
+
+    /// The effective settings of this call.
+    pub fn config(&self) -> &MethodConfig {
+        &self.config
+    }
+
+    /// Sets the effective settings of this call.
+    pub fn set_config(&mut self, config: MethodConfig) {
+        self.config = config;
+    }
+
+    /// When the caller stops waiting, across all attempts.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Sets the deadline.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_key_displays_like_dubbo() {
+        assert_eq!(ServiceKey::new("a.B", Some("1.0.0"), Some("g")).to_string(), "g/a.B:1.0.0");
+        assert_eq!(ServiceKey::new("a.B", Some(""), None).to_string(), "a.B");
+    }
+
+    #[test]
+    fn cloning_shares_the_payload() {
+        let inv = Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            "m",
+            Bytes::from(vec![1u8; 1024]),
+            Serialization::Bincode,
+        );
+        let copy = inv.clone();
+        assert_eq!(copy.args().as_ptr(), inv.args().as_ptr());
+    }
+}

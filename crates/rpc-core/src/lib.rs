@@ -1,0 +1,36 @@
+//! Core of the rpc framework: the types every other crate speaks.
+//!
+//! [`Url`] names services and providers the way Apache Dubbo does;
+//! [`Invocation`] is one call as it flows through every layer; [`RpcError`]
+//! tells apart calls that were not sent, whose outcome is unknown, and that a
+//! provider rejected; [`Serialization`] encodes payloads; the [`protocol::rpc`]
+//! module implements the native binary protocol (Dubbo's 16-byte header, request
+//! multiplexing, heartbeats), its [`Server`](protocol::rpc::Server) and its
+//! client [`Channel`](protocol::rpc::Channel).
+//!
+//! Generated code (from `#[service]` in `rpc-macros`) talks to the framework
+//! through [`ServiceHandler`] on the provider side and [`ServiceClient`] /
+//! [`Stub`] on the consumer side.
+
+pub mod descriptor;
+pub mod error;
+pub mod dispatch;
+pub mod invocation;
+pub mod protocol;
+pub mod serialization;
+pub mod service;
+pub mod url;
+
+pub use dispatch::Dispatcher;
+pub use descriptor::{MethodConfig, MethodDescriptor, ServiceDescriptor};
+pub use error::{ErrorKind, Outcome, RpcError, Status};
+pub use invocation::{Attachments, Invocation, ServiceKey};
+pub use serialization::{CodecError, Serialization};
+pub use service::{BoxFuture, BoxInvoker, Response, ServiceClient, ServiceHandler, Stub};
+pub use url::{Url, UrlError};
+
+#[doc(hidden)]
+pub mod __private {
+    //! Re-exports for generated code. Not a public API.
+    pub use serde;
+}

@@ -1,0 +1,3 @@
+//! Wire protocols. [`rpc`] is the native binary protocol.
+
+pub mod rpc;

@@ -1,0 +1,471 @@
+//! The client side: [`Channel`], one multiplexed connection to one provider.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+use super::DEFAULT_HEARTBEAT;
+use super::conn::{ConnShared, QUEUE, run_writer};
+use super::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMeta};
+use crate::error::{ErrorKind, RpcError, Status};
+use crate::invocation::Invocation;
+use crate::service::{BoxFuture as ServiceFuture, Response};
+
+/// Settings of a [`Channel`].
+#[derive(Clone, Debug)]
+pub struct ChannelConfig {
+    /// Largest frame body sent or accepted (default 8 MiB).
+    pub max_payload: usize,
+    /// Heartbeat interval; a provider silent for three is disconnected (default 30 s).
+    pub heartbeat: Duration,
+    /// Longest a connection attempt may take (default 3 s; a call's deadline may cut it shorter).
+    pub connect_timeout: Duration,
+    /// First delay before reconnecting after a failed attempt (default 100 ms); doubles per failure.
+    pub backoff_initial: Duration,
+    /// Longest delay between reconnection attempts (default 5 s).
+    pub backoff_max: Duration,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig {
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            heartbeat: DEFAULT_HEARTBEAT,
+            connect_timeout: Duration::from_secs(3),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A reply frame, before it is turned into a [`Response`] or an [`RpcError`].
+#[derive(Debug)]
+struct Reply {
+    status: u8,
+    body: Bytes,
+}
+
+type ReplyTx = oneshot::Sender<Result<Reply, RpcError>>;
+
+#[derive(Debug, Default)]
+struct Pending {
+    calls: HashMap<u64, ReplyTx>,
+    closed: bool,
+}
+
+/// One live connection.
+#[derive(Debug)]
+struct Conn {
+    shared: Arc<ConnShared>,
+    tx: mpsc::Sender<OutFrame>,
+    pending: Mutex<Pending>,
+    /// The provider said it is shutting down: send it nothing new.
+    readonly: AtomicBool,
+}
+
+impl Conn {
+    fn usable(&self) -> bool {
+        !self.shared.is_closed() && !self.readonly.load(Ordering::Relaxed)
+    }
+
+    fn insert(&self, id: u64, tx: ReplyTx) -> bool {
+        match self.pending.lock() {
+            Ok(mut p) if !p.closed => {
+                p.calls.insert(id, tx);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn take(&self, id: u64) -> Option<ReplyTx> {
+        self.pending.lock().ok().and_then(|mut p| p.calls.remove(&id))
+    }
+
+    fn fail_all(&self, error: RpcError) {
+        let calls = match self.pending.lock() {
+            Ok(mut p) => {
+                p.closed = true;
+                std::mem::take(&mut p.calls)
+            }
+            Err(_) => return,
+        };
+        for (_, tx) in calls {
+            let _ = tx.send(Err(error.clone()));
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pending.lock().map(|p| p.calls.len()).unwrap_or(0)
+    }
+}
+
+/// Removes a call's pending entry when the caller stops waiting (timeout, or
+/// the future was dropped, e.g. by a forking cluster).
+struct PendingGuard<'a> {
+    conn: &'a Conn,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.conn.take(self.id);
+    }
+}
+
+type ConnectFuture = Shared<BoxFuture<'static, Result<Arc<Conn>, RpcError>>>;
+
+enum State {
+    Idle,
+    Connecting(ConnectFuture),
+    Connected(Arc<Conn>),
+    Backoff { until: Instant, failures: u32, error: RpcError },
+}
+
+struct Inner {
+    address: String,
+    config: ChannelConfig,
+    state: Mutex<State>,
+    next_id: AtomicU64,
+}
+
+/// A client for one provider address over the native protocol; a tower
+/// `Service<Invocation, Response = Response, Error = RpcError>`.
+///
+/// Cheap to clone: clones share the connection. The connection is opened by
+/// the first call, multiplexes every call, and is re-opened on demand after it
+/// breaks, waiting an exponential backoff between failed attempts (calls made
+/// during the backoff fail at once with a not-sent [`ErrorKind::Connect`]).
+/// When the connection breaks, every call in flight fails at once: with
+/// [`ErrorKind::ConnectionLost`] if its request was written, with
+/// [`ErrorKind::Closed`] if not.
+#[derive(Clone)]
+pub struct Channel {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel").field("address", &self.inner.address).finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// A channel to `address` (`host:port`). Nothing is connected until the first call.
+    pub fn new(address: impl Into<String>, config: ChannelConfig) -> Self {
+        Channel {
+            inner: Arc::new(Inner {
+                address: address.into(),
+                config,
+                state: Mutex::new(State::Idle),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The provider address.
+    pub fn address(&self) -> &str {
+        &self.inner.address
+    }
+
+    /// Whether the channel is connected and the provider accepts new calls.
+    pub fn is_connected(&self) -> bool {
+        matches!(&*self.lock_state(), State::Connected(c) if c.usable())
+    }
+
+    /// Whether the last connection attempt failed and the channel is waiting to retry.
+    pub fn is_backing_off(&self) -> bool {
+        matches!(&*self.lock_state(), State::Backoff { until, .. } if *until > Instant::now())
+    }
+
+    /// Calls waiting for a response on the current connection.
+    pub fn in_flight(&self) -> usize {
+        match &*self.lock_state() {
+            State::Connected(c) => c.in_flight(),
+            _ => 0,
+        }
+    }
+
+    /// Closes the current connection, failing its in-flight calls. The next call reconnects.
+    pub fn disconnect(&self) {
+        let old = std::mem::replace(&mut *self.lock_state(), State::Idle);
+        if let State::Connected(conn) = old {
+            conn.shared.close("closed by the client");
+        }
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave State inconsistent: every
+        // transition is a single assignment.
+        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The live connection, connecting if needed.
+    async fn connection(&self, deadline: Option<Instant>) -> Result<Arc<Conn>, RpcError> {
+        let connecting = {
+            let mut state = self.lock_state();
+            match &*state {
+                State::Connected(conn) if conn.usable() => return Ok(conn.clone()),
+                State::Connected(conn) if conn.readonly.load(Ordering::Relaxed) && !conn.shared.is_closed() => {
+                    return Err(RpcError::remote(
+                        Status::ChannelInactive,
+                        "the provider is shutting down and accepts no new calls",
+                    ));
+                }
+                State::Backoff { until, error, failures } if *until > Instant::now() => {
+                    return Err(RpcError::new(
+                        ErrorKind::Connect,
+                        format!(
+                            "not reconnecting for another {} ms after {failures} failed attempt(s); last: {}",
+                            until.saturating_duration_since(Instant::now()).as_millis(),
+                            error.message()
+                        ),
+                    ));
+                }
+                State::Connecting(fut) => fut.clone(),
+                _ => {
+                    let failures = match &*state {
+                        State::Backoff { failures, .. } => *failures,
+                        _ => 0,
+                    };
+                    let fut = connect(self.clone(), failures).boxed().shared();
+                    *state = State::Connecting(fut.clone());
+                    fut
+                }
+            }
+        };
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, connecting).await.unwrap_or_else(|_| {
+                Err(RpcError::new(ErrorKind::Timeout, "the deadline passed while connecting"))
+            }),
+            None => connecting.await,
+        }
+    }
+
+    async fn invoke(self, invocation: Invocation) -> Result<Response, RpcError> {
+        let address = self.inner.address.clone();
+        let result = self.invoke_inner(&invocation).await;
+        result.map_err(|e| e.with_service(invocation.service()).with_method(invocation.method()).with_address(address))
+    }
+
+    async fn invoke_inner(&self, invocation: &Invocation) -> Result<Response, RpcError> {
+        let deadline = invocation.deadline();
+        if let Some(deadline) = deadline
+            && deadline <= Instant::now()
+        {
+            return Err(RpcError::new(ErrorKind::Timeout, "the deadline passed before the call was sent"));
+        }
+        let conn = self.connection(deadline).await?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let serialization = invocation.serialization();
+        let key = invocation.service();
+        let meta = RequestMeta {
+            service: key.interface().to_string(),
+            version: key.version().map(str::to_string),
+            group: key.group().map(str::to_string),
+            method: invocation.method().to_string(),
+            timeout_ms: deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis().max(1) as u64),
+            attachments: invocation.attachments().clone(),
+        };
+        let frame = OutFrame::request(id, true, serialization, &meta, invocation.args().clone())
+            .map_err(|e| RpcError::new(ErrorKind::Encode, format!("cannot encode the request: {e}")))?;
+        let body_len = frame.len() - super::frame::HEADER_LEN;
+        if body_len > self.inner.config.max_payload {
+            return Err(RpcError::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "request body of {body_len} bytes exceeds the payload limit of {} bytes",
+                    self.inner.config.max_payload
+                ),
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        if !conn.insert(id, tx) {
+            return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
+        }
+        let _guard = PendingGuard { conn: &conn, id };
+        let send = conn.tx.send(frame);
+        let sent = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, send).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    return Err(RpcError::new(
+                        ErrorKind::LocalLimit,
+                        "the deadline passed while waiting for room in the connection's send queue",
+                    ));
+                }
+            },
+            None => send.await,
+        };
+        if sent.is_err() {
+            return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
+        }
+        let reply = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, rx).await {
+                Ok(reply) => reply,
+                Err(_) => {
+                    let waited = invocation.config().timeout.map(|t| t.as_millis()).unwrap_or_default();
+                    return Err(RpcError::new(
+                        ErrorKind::Timeout,
+                        format!("no response within the {waited} ms timeout"),
+                    ));
+                }
+            },
+            None => rx.await,
+        };
+        let reply = match reply {
+            Ok(reply) => reply?,
+            Err(_) => return Err(RpcError::new(ErrorKind::ConnectionLost, conn.shared.reason())),
+        };
+        match Status::from_code(reply.status) {
+            Status::Ok => Ok(Response::new(reply.body)),
+            status => Err(RpcError::remote(status, String::from_utf8_lossy(&reply.body).into_owned())),
+        }
+    }
+}
+
+/// Opens a connection and starts its reader and writer.
+async fn connect(channel: Channel, failures: u32) -> Result<Arc<Conn>, RpcError> {
+    let inner = &channel.inner;
+    let attempt = tokio::time::timeout(inner.config.connect_timeout, TcpStream::connect(&inner.address)).await;
+    let stream = match attempt {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(channel.connect_failed(failures, RpcError::new(ErrorKind::Connect, e.to_string()))),
+        Err(_) => {
+            let error = RpcError::new(
+                ErrorKind::Connect,
+                format!("no connection within {} ms", inner.config.connect_timeout.as_millis()),
+            );
+            return Err(channel.connect_failed(failures, error));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let shared = Arc::new(ConnShared::new(inner.address.clone()));
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let conn = Arc::new(Conn { shared: shared.clone(), tx, pending: Mutex::default(), readonly: AtomicBool::new(false) });
+    let heartbeat = inner.config.heartbeat;
+    let writer_conn = conn.clone();
+    tokio::spawn(async move {
+        let mut rx = run_writer(write, rx, &writer_conn.shared, heartbeat).await;
+        // Frames still queued were never written: those calls were not sent.
+        while let Ok(frame) = rx.try_recv() {
+            if let Some(tx) = frame.request_id.and_then(|id| writer_conn.take(id)) {
+                let _ = tx.send(Err(RpcError::new(ErrorKind::Closed, writer_conn.shared.reason())));
+            }
+        }
+        writer_conn.fail_all(RpcError::new(ErrorKind::ConnectionLost, writer_conn.shared.reason()));
+    });
+    let reader_conn = conn.clone();
+    let max_payload = inner.config.max_payload;
+    tokio::spawn(async move {
+        let mut frames = FramedRead::new(read, FrameCodec::new(max_payload));
+        let shared = &reader_conn.shared;
+        loop {
+            let item = tokio::select! {
+                _ = shared.close.cancelled() => break,
+                item = frames.next() => item,
+            };
+            match item {
+                Some(Ok(decoded)) => {
+                    shared.touch();
+                    on_frame(&reader_conn, decoded);
+                }
+                Some(Err(e)) => {
+                    shared.close(format!("cannot read from provider {}: {e}", shared.peer));
+                    break;
+                }
+                None => {
+                    shared.close(format!("provider {} closed the connection", shared.peer));
+                    break;
+                }
+            }
+        }
+    });
+    tracing::debug!(address = %inner.address, "connected");
+    let mut state = channel.lock_state();
+    *state = State::Connected(conn.clone());
+    Ok(conn)
+}
+
+impl Channel {
+    fn connect_failed(&self, failures: u32, error: RpcError) -> RpcError {
+        let config = &self.inner.config;
+        let failures = failures.saturating_add(1);
+        let backoff = config
+            .backoff_initial
+            .saturating_mul(1u32 << (failures - 1).min(16))
+            .min(config.backoff_max);
+        tracing::debug!(address = %self.inner.address, failures, backoff_ms = backoff.as_millis() as u64, %error, "connect failed");
+        *self.lock_state() = State::Backoff { until: Instant::now() + backoff, failures, error: error.clone() };
+        error
+    }
+}
+
+fn on_frame(conn: &Conn, decoded: Decoded) {
+    let (header, body) = match decoded {
+        Decoded::Frame(header, body) => (header, body),
+        Decoded::Oversized(header) => {
+            if !header.is_request()
+                && let Some(tx) = conn.take(header.id)
+            {
+                let _ = tx.send(Err(RpcError::new(
+                    ErrorKind::Decode,
+                    format!("response of {} bytes exceeds the payload limit", header.body_len),
+                )));
+            }
+            return;
+        }
+    };
+    if header.is_event() {
+        on_event(conn, &header, &body);
+        return;
+    }
+    if header.is_request() {
+        // Providers do not call consumers.
+        tracing::debug!(peer = %conn.shared.peer, id = header.id, "ignoring a request from a provider");
+        return;
+    }
+    if let Some(tx) = conn.take(header.id) {
+        let _ = tx.send(Ok(Reply { status: header.status, body }));
+    }
+}
+
+fn on_event(conn: &Conn, header: &Header, body: &Bytes) {
+    if !header.is_request() {
+        return; // a heartbeat answer: touch() already recorded it
+    }
+    if &body[..] == READONLY_EVENT {
+        tracing::info!(peer = %conn.shared.peer, "provider is shutting down; no new calls go to it");
+        conn.readonly.store(true, Ordering::Relaxed);
+    }
+    if header.is_two_way() {
+        let _ = conn.tx.try_send(OutFrame::event(header.id, false, false, b""));
+    }
+}
+
+impl tower::Service<Invocation> for Channel {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = ServiceFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, invocation: Invocation) -> Self::Future {
+        Box::pin(self.clone().invoke(invocation))
+    }
+}
+

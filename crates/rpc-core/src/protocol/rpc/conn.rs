@@ -1,0 +1,183 @@
+//! What client and server connections share: the writer loop (write
+//! coalescing, heartbeats, silence detection) and the close signal.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::frame::OutFrame;
+
+/// How many queued frames the writer coalesces into one write at most.
+const BATCH: usize = 256;
+/// Capacity of a connection's outbound queue.
+pub(crate) const QUEUE: usize = 4096;
+
+/// State shared by a connection's reader, writer and users.
+#[derive(Debug)]
+pub(crate) struct ConnShared {
+    /// The peer's address, for errors and logs.
+    pub(crate) peer: String,
+    /// Cancelled when the connection must close now.
+    pub(crate) close: CancellationToken,
+    /// Cancelled when the writer should flush what is queued, then close.
+    pub(crate) drain: CancellationToken,
+    reason: Mutex<Option<String>>,
+    started: Instant,
+    last_read_ms: AtomicU64,
+    next_event_id: AtomicU64,
+}
+
+impl ConnShared {
+    pub(crate) fn new(peer: String) -> Self {
+        ConnShared {
+            peer,
+            close: CancellationToken::new(),
+            drain: CancellationToken::new(),
+            reason: Mutex::new(None),
+            started: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+            next_event_id: AtomicU64::new(1 << 63),
+        }
+    }
+
+    /// Closes the connection, remembering the first reason given.
+    pub(crate) fn close(&self, reason: impl Into<String>) {
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert_with(|| reason.into());
+        }
+        self.close.cancel();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.close.is_cancelled()
+    }
+
+    /// Why the connection closed.
+    pub(crate) fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| "connection closed".to_string())
+    }
+
+    /// Records that the peer sent something.
+    pub(crate) fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_read_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    pub(crate) fn next_event_id(&self) -> u64 {
+        self.next_event_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Writes queued frames until the connection closes, coalescing whatever is
+/// queued into one write. Sends a heartbeat when the peer has been silent for
+/// `heartbeat`, and closes the connection when it has been silent for three.
+///
+/// Returns the receiver, closed, so the owner can fail frames never written.
+pub(crate) async fn run_writer<W>(
+    mut io: W,
+    mut rx: mpsc::Receiver<OutFrame>,
+    shared: &ConnShared,
+    heartbeat: Duration,
+) -> mpsc::Receiver<OutFrame>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.close.cancelled() => break,
+            _ = shared.drain.cancelled() => {
+                rx.close();
+                while let Ok(frame) = rx.try_recv() {
+                    batch.push(frame);
+                }
+                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, shared).await {
+                    shared.close(format!("write to {} failed: {e}", shared.peer));
+                }
+                let _ = io.shutdown().await;
+                shared.close("closed after draining");
+                break;
+            }
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    shared.close("connection dropped");
+                    break;
+                }
+                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, shared).await {
+                    shared.close(format!("write to {} failed: {e}", shared.peer));
+                    break;
+                }
+            }
+            _ = ticker.tick() => {
+                let silent = shared.silent_for();
+                if silent >= heartbeat * 3 {
+                    shared.close(format!(
+                        "{} silent for {} ms (3 heartbeats of {} ms)",
+                        shared.peer,
+                        silent.as_millis(),
+                        heartbeat.as_millis()
+                    ));
+                    break;
+                }
+                if silent >= heartbeat {
+                    batch.push(OutFrame::event(shared.next_event_id(), true, true, b""));
+                    if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, shared).await {
+                        shared.close(format!("heartbeat to {} failed: {e}", shared.peer));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    rx.close();
+    rx
+}
+
+async fn write_batch<W>(
+    io: &mut W,
+    batch: &mut Vec<OutFrame>,
+    buf: &mut BytesMut,
+    shared: &ConnShared,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    buf.clear();
+    for frame in batch.drain(..) {
+        buf.put_slice(&frame.head);
+        buf.put_slice(&frame.tail);
+    }
+    if buf.is_empty() {
+        return Ok(());
+    }
+    tokio::select! {
+        biased;
+        _ = shared.close.cancelled() => Err(std::io::Error::other("connection closed")),
+        result = io.write_all(buf) => {
+            // Do not keep a huge buffer around after one large frame.
+            if buf.capacity() > 1024 * 1024 {
+                *buf = BytesMut::with_capacity(64 * 1024);
+            }
+            result
+        }
+    }
+}

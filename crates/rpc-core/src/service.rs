@@ -1,0 +1,242 @@
+//! The seams between generated code and the framework.
+//!
+//! `#[service]` emits, for a trait `Greeter`:
+//! * `GreeterServer<T>`, which implements [`ServiceHandler`]: it decodes the
+//!   arguments, calls the user's implementation, encodes the return value;
+//! * `GreeterClient`, which implements [`ServiceClient`]: a typed stub whose
+//!   methods encode the arguments and send an [`Invocation`] through a [`Stub`].
+//!
+//! Everything between the stub and the handler works on [`Invocation`] and
+//! [`Response`] only, as a tower `Service`, so layers can be stacked freely.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use crate::descriptor::{MethodConfig, MethodDescriptor, ServiceDescriptor};
+use crate::error::{ErrorKind, RpcError, Status};
+use crate::invocation::{Invocation, ServiceKey};
+use crate::serialization::Serialization;
+
+/// A boxed, `Send` future: what handlers and layers return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A successful response: the encoded return value of the method.
+///
+/// For a method returning `Result<T, E>`, a business error is *inside* the
+/// payload: it is a successful call.
+#[derive(Clone, Debug, Default)]
+pub struct Response {
+    payload: Bytes,
+}
+
+impl Response {
+    /// A response carrying `payload`.
+    pub fn new(payload: Bytes) -> Self {
+        Response { payload }
+    }
+
+    /// The encoded return value.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The encoded return value, owned.
+    pub fn into_payload(self) -> Bytes {
+        self.payload
+    }
+}
+
+/// The provider side of a service, implemented by the generated `XxxServer<T>`.
+pub trait ServiceHandler: Send + Sync + 'static {
+    /// The service's static description.
+    fn descriptor(&self) -> &'static ServiceDescriptor;
+
+    /// Runs `invocation.method()` with the encoded arguments, answering the encoded
+    /// return value, or an error with the provider status to send
+    /// ([`Status::ServiceNotFound`] for an unknown method, [`Status::BadRequest`]
+    /// for undecodable arguments).
+    fn call(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>>;
+}
+
+impl<H: ServiceHandler + ?Sized> ServiceHandler for std::sync::Arc<H> {
+    fn descriptor(&self) -> &'static ServiceDescriptor {
+        (**self).descriptor()
+    }
+
+    fn call(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        (**self).call(invocation)
+    }
+}
+
+/// Helpers for generated handlers.
+pub mod handler {
+    use super::*;
+
+    /// Decodes the argument tuple of `method`.
+    pub fn decode_args<A: DeserializeOwned>(invocation: &Invocation) -> Result<A, RpcError> {
+        invocation.serialization().decode(invocation.args()).map_err(|e| {
+            RpcError::remote(Status::BadRequest, format!("cannot decode the arguments: {e}"))
+                .with_service(invocation.service())
+                .with_method(invocation.method())
+        })
+    }
+
+    /// Encodes the return value of `method`.
+    pub fn encode_reply<R: Serialize>(invocation: &Invocation, reply: &R) -> Result<Response, RpcError> {
+        invocation.serialization().encode(reply).map(Response::new).map_err(|e| {
+            RpcError::remote(Status::BadResponse, format!("cannot encode the return value: {e}"))
+                .with_service(invocation.service())
+                .with_method(invocation.method())
+        })
+    }
+
+    /// The error for a method the service does not have.
+    pub fn unknown_method(descriptor: &ServiceDescriptor, invocation: &Invocation) -> RpcError {
+        RpcError::remote(
+            Status::ServiceNotFound,
+            format!(
+                "no method `{}` in {} (methods: {})",
+                invocation.method(),
+                descriptor.interface,
+                descriptor.method_names()
+            ),
+        )
+        .with_service(invocation.service())
+        .with_method(invocation.method())
+    }
+}
+
+/// The type-erased service every consumer layer implements.
+pub type BoxInvoker = BoxCloneSyncService<Invocation, Response, RpcError>;
+
+/// Default timeout of a call when neither the method nor the reference sets one
+/// (Dubbo's default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// The untyped core of every generated client: it encodes arguments, builds the
+/// [`Invocation`], sends it through the consumer's layer stack and decodes the reply.
+#[derive(Clone)]
+pub struct Stub {
+    service: ServiceKey,
+    serialization: Serialization,
+    defaults: MethodConfig,
+    method_overrides: std::sync::Arc<std::collections::HashMap<String, MethodConfig>>,
+    invoker: BoxInvoker,
+}
+
+impl fmt::Debug for Stub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stub")
+            .field("service", &self.service)
+            .field("serialization", &self.serialization)
+            .field("defaults", &self.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stub {
+    /// A stub for `service` sending through `invoker`.
+    pub fn new(service: ServiceKey, invoker: BoxInvoker) -> Self {
+        Stub {
+            service,
+            serialization: Serialization::default(),
+            defaults: MethodConfig::new(),
+            method_overrides: Default::default(),
+            invoker,
+        }
+    }
+
+    /// Encodes arguments and decodes replies with `serialization`.
+    pub fn with_serialization(mut self, serialization: Serialization) -> Self {
+        self.serialization = serialization;
+        self
+    }
+
+    /// Reference-level settings, used where a method sets nothing.
+    pub fn with_defaults(mut self, defaults: MethodConfig) -> Self {
+        self.defaults = defaults;
+        self
+    }
+
+    /// Consumer-side settings for one method (by wire name), over what the method declares.
+    pub fn with_method_config(mut self, method: impl Into<String>, config: MethodConfig) -> Self {
+        std::sync::Arc::make_mut(&mut self.method_overrides).insert(method.into(), config);
+        self
+    }
+
+    /// The target service.
+    pub fn service(&self) -> &ServiceKey {
+        &self.service
+    }
+
+    /// The effective settings of `method`: consumer method override > method
+    /// declaration > reference defaults.
+    pub fn effective_config(&self, method: &MethodDescriptor) -> MethodConfig {
+        let declared = method.config.or(self.defaults);
+        match self.method_overrides.get(method.name) {
+            Some(over) => over.or(declared),
+            None => declared,
+        }
+    }
+
+    /// Calls `method` with the argument tuple `args`, decoding an `R`.
+    ///
+    /// Arguments are encoded before this returns, so the future borrows nothing.
+    pub fn call<A, R>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+    ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned + 'static,
+    {
+        let config = self.effective_config(method);
+        let serialization = self.serialization;
+        let prepared = serialization
+            .encode(args)
+            .map_err(|e| {
+                RpcError::new(ErrorKind::Encode, format!("cannot encode the arguments: {e}"))
+                    .with_service(&self.service)
+                    .with_method(method.name)
+            })
+            .map(|args| {
+                let mut invocation = Invocation::new(self.service.clone(), method.name, args, serialization);
+                let timeout = config.timeout.unwrap_or(DEFAULT_TIMEOUT);
+                invocation.set_config(config.with_timeout(timeout));
+                invocation.set_deadline(Some(Instant::now() + timeout));
+                (invocation, self.invoker.clone())
+            });
+        async move {
+            let (invocation, invoker) = prepared?;
+            let service = invocation.service().clone();
+            let response = invoker.oneshot(invocation).await?;
+            serialization.decode(response.payload()).map_err(|e| {
+                RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}"))
+                    .with_service(&service)
+                    .with_method(method.name)
+            })
+        }
+    }
+}
+
+/// A typed client generated by `#[service]`.
+pub trait ServiceClient: Sized + Send + Sync + 'static {
+    /// The service's static description.
+    const DESCRIPTOR: &'static ServiceDescriptor;
+
+    /// Wraps a stub.
+    fn from_stub(stub: Stub) -> Self;
+
+    /// The stub inside.
+    fn stub(&self) -> &Stub;
+}
