@@ -1,1 +1,112 @@
-//! Registries.
+//! Service registries: where providers announce themselves and consumers find them.
+//!
+//! A [`Registry`] registers and unregisters [`Url`]s and hands out
+//! [`Subscription`]s: a live view of the providers of one interface, as a
+//! sequence of full provider sets (never diffs, so a missed update can never
+//! leave a removed provider behind).
+//!
+//! Implementations:
+//! * [`MemoryRegistry`] (`memory://` or `memory://name`): in-process, for tests
+//!   and the quick start; registries of the same name share state.
+//! * [`DirectRegistry`] (`rpc://host:port`, `tri://host:port,host:port`): a
+//!   fixed list of providers, for point-to-point calls without a registry.
+//!
+//! [`from_url`] builds the right one from a registry URL.
+
+mod direct;
+mod memory;
+mod subscription;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use direct::DirectRegistry;
+pub use memory::MemoryRegistry;
+pub use rpc_core::Url;
+pub use subscription::{ProviderSet, Subscription};
+
+/// The future returned by [`Registry`] methods.
+pub type RegistryFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RegistryError>> + Send + 'a>>;
+
+/// A service registry.
+pub trait Registry: Send + Sync + fmt::Debug + 'static {
+    /// The registry's own URL, for messages.
+    fn url(&self) -> &Url;
+
+    /// Announces `url` (a provider or consumer URL) until [`unregister`](Registry::unregister)
+    /// or until this registry is dropped.
+    fn register(&self, url: &Url) -> RegistryFuture<'_, ()>;
+
+    /// Withdraws `url`.
+    fn unregister(&self, url: &Url) -> RegistryFuture<'_, ()>;
+
+    /// Watches the providers of `consumer`'s interface. Resolves once the
+    /// current set is known; filtering by version, group and protocol is the
+    /// consumer's job.
+    fn subscribe(&self, consumer: &Url) -> RegistryFuture<'_, Subscription>;
+}
+
+/// A registry operation failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("registry {registry}: {reason}")]
+pub struct RegistryError {
+    registry: String,
+    reason: String,
+}
+
+impl RegistryError {
+    /// An error of `registry` (its URL or name) explained by `reason`.
+    pub fn new(registry: impl fmt::Display, reason: impl Into<String>) -> Self {
+        RegistryError { registry: registry.to_string(), reason: reason.into() }
+    }
+
+    /// The registry's URL or name.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// Why it failed.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// Builds the registry named by `url`:
+/// `memory://[name]` → [`MemoryRegistry::named`]; `rpc://` or `tri://` (one or
+/// more comma-separated addresses) → [`DirectRegistry`].
+pub fn from_url(url: &Url) -> Result<Arc<dyn Registry>, RegistryError> {
+    match url.protocol() {
+        "memory" => {
+            let name = if url.host().is_empty() { "default" } else { url.host() };
+            Ok(Arc::new(MemoryRegistry::named(name)))
+        }
+        "rpc" | "tri" => Ok(Arc::new(DirectRegistry::from_url(url)?)),
+        other => Err(RegistryError::new(
+            url,
+            format!("unsupported registry protocol `{other}` (supported: memory, rpc, tri)"),
+        )),
+    }
+}
+
+/// Parses `address` and builds its registry; see [`from_url`].
+pub fn from_address(address: &str) -> Result<Arc<dyn Registry>, RegistryError> {
+    let url = Url::parse(address).map_err(|e| RegistryError::new(address, e.to_string()))?;
+    from_url(&url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_registries_from_urls() {
+        assert!(format!("{:?}", from_address("memory://").unwrap()).contains("Memory"));
+        assert!(format!("{:?}", from_address("rpc://127.0.0.1:20880").unwrap()).contains("Direct"));
+        let err = from_address("etcd://h:1").unwrap_err();
+        assert!(err.to_string().contains("unsupported registry protocol `etcd`"), "{err}");
+        let err = from_address("not a url").unwrap_err();
+        assert!(err.to_string().contains("invalid URL"), "{err}");
+    }
+}

@@ -1,0 +1,58 @@
+//! [`Subscription`]: a live view of one interface's providers.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use rpc_core::Url;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+
+/// A full set of provider URLs. Cheap to clone.
+pub type ProviderSet = Arc<Vec<Url>>;
+
+/// The providers of one interface, kept current by a registry.
+///
+/// It is a [`Stream`] of full sets: the first item is the set at subscription
+/// time, then one item per change (intermediate sets may be skipped when
+/// changes come faster than they are read: the latest always arrives). The
+/// stream ends when no more changes can come (a fixed list, or the registry
+/// was dropped); the last set stays valid.
+pub struct Subscription {
+    current: watch::Receiver<ProviderSet>,
+    stream: WatchStream<ProviderSet>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").field("providers", &*self.current.borrow()).finish()
+    }
+}
+
+impl Subscription {
+    /// A subscription fed by `rx`.
+    pub fn new(rx: watch::Receiver<ProviderSet>) -> Self {
+        Subscription { stream: WatchStream::new(rx.clone()), current: rx }
+    }
+
+    /// A subscription to a set that never changes.
+    pub fn fixed(providers: Vec<Url>) -> Self {
+        let (_tx, rx) = watch::channel(Arc::new(providers));
+        Subscription::new(rx)
+    }
+
+    /// The providers now.
+    pub fn current(&self) -> ProviderSet {
+        self.current.borrow().clone()
+    }
+}
+
+impl Stream for Subscription {
+    type Item = ProviderSet;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ProviderSet>> {
+        Pin::new(&mut self.stream).poll_next(cx)
+    }
+}
