@@ -151,3 +151,100 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rpc_core::{Response, RpcError};
+    use tokio::sync::watch;
+    use tokio_stream::wrappers::WatchStream;
+
+    #[derive(Default)]
+    struct CountingConnect {
+        made: AtomicUsize,
+    }
+
+    impl Connect for CountingConnect {
+        fn connect(&self, url: &Url) -> Option<Endpoint> {
+            if url.protocol() != "rpc" {
+                return None;
+            }
+            self.made.fetch_add(1, Ordering::Relaxed);
+            let invoker = BoxInvoker::new(tower::service_fn(|_| async { Ok::<_, RpcError>(Response::default()) }));
+            Some(Endpoint::new(url.clone(), invoker, || true))
+        }
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn addresses(directory: &Directory) -> Vec<String> {
+        let mut v: Vec<String> = directory.endpoints().iter().map(|e| e.url().address()).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn keeps_only_matching_providers_and_reports_removals() {
+        let (tx, rx) = watch::channel(Arc::new(vec![
+            url("rpc://h:1/a.B?version=1.0.0"),
+            url("rpc://h:2/a.B?version=2.0.0"),
+            url("rpc://h:3/a.B?version=1.0.0&group=g"),
+            url("rpc://h:4/a.B?version=1.0.0&disabled=true"),
+            url("tri://h:5/a.B?version=1.0.0"),
+            url("rpc://h:6/c.D?version=1.0.0"),
+        ]));
+        let connect = Arc::new(CountingConnect::default());
+        let key = ServiceKey::new("a.B", Some("1.0.0"), None);
+        let directory = Directory::new(key, connect.clone(), vec![WatchStream::new(rx)]).await;
+        assert_eq!(addresses(&directory), ["h:1"]);
+
+        // Another provider appears; the known one keeps its endpoint (no new connect).
+        tx.send(Arc::new(vec![url("rpc://h:1/a.B?version=1.0.0"), url("rpc://h:7/a.B?version=1.0.0")])).unwrap();
+        settle().await;
+        assert_eq!(addresses(&directory), ["h:1", "h:7"]);
+        assert_eq!(connect.made.load(Ordering::Relaxed), 2);
+
+        // Removals are reported.
+        tx.send(Arc::new(vec![url("rpc://h:7/a.B?version=1.0.0")])).unwrap();
+        settle().await;
+        assert_eq!(addresses(&directory), ["h:7"]);
+        tx.send(Arc::new(vec![])).unwrap();
+        settle().await;
+        assert!(directory.endpoints().is_empty());
+    }
+
+    #[tokio::test]
+    async fn wildcards_match_any_version_and_group() {
+        let (_tx, rx) = watch::channel(Arc::new(vec![
+            url("rpc://h:1/a.B?version=1.0.0"),
+            url("rpc://h:2/a.B?version=2.0.0&group=g"),
+        ]));
+        let key = ServiceKey::new("a.B", Some("*"), Some("*"));
+        let directory = Directory::new(key, Arc::new(CountingConnect::default()), vec![WatchStream::new(rx)]).await;
+        assert_eq!(addresses(&directory), ["h:1", "h:2"]);
+    }
+
+    #[tokio::test]
+    async fn merges_several_sources() {
+        let (tx_a, rx_a) = watch::channel(Arc::new(vec![url("rpc://h:1/a.B")]));
+        let (_tx_b, rx_b) = watch::channel(Arc::new(vec![url("rpc://h:2/a.B"), url("rpc://h:1/a.B")]));
+        let key = ServiceKey::new("a.B", None, None);
+        let sources = vec![WatchStream::new(rx_a), WatchStream::new(rx_b)];
+        let directory = Directory::new(key, Arc::new(CountingConnect::default()), sources).await;
+        assert_eq!(addresses(&directory), ["h:1", "h:2"]);
+        // h:1 is still in source b after source a drops it.
+        tx_a.send(Arc::new(vec![])).unwrap();
+        settle().await;
+        assert_eq!(addresses(&directory), ["h:1", "h:2"]);
+    }
+}

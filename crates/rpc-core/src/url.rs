@@ -310,8 +310,12 @@ fn decode_component(s: &str) -> Result<String, String> {
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://", self.protocol)?;
-        if !self.host.is_empty() || self.port != 0 {
+        if self.port != 0 {
             f.write_str(&join_host_port(&self.host, self.port))?;
+        } else if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
         }
         for backup in &self.backups {
             write!(f, ",{backup}")?;
@@ -397,6 +401,7 @@ mod tests {
         assert_eq!(url.host(), "::1");
         assert_eq!(url.to_string(), "rpc://[::1]:20880");
         assert_eq!(Url::parse("memory://").unwrap().address(), ":0");
+        assert_eq!(Url::parse("memory://name").unwrap().to_string(), "memory://name");
     }
 
     #[test]
