@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -140,6 +140,16 @@ struct Inner {
     next_id: AtomicU64,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The connection's tasks hold the connection, not the channel: close it
+        // when the last handle to the channel goes, or it would live on.
+        if let Ok(State::Connected(conn)) = self.state.get_mut().map(|s| &*s) {
+            conn.shared.close("channel dropped");
+        }
+    }
+}
+
 /// A client for one provider address over the native protocol; a tower
 /// `Service<Invocation, Response = Response, Error = RpcError>`.
 ///
@@ -206,9 +216,7 @@ impl Channel {
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave State inconsistent: every
-        // transition is a single assignment.
-        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock_state()
     }
 
     /// The live connection, connecting if needed.
@@ -239,7 +247,7 @@ impl Channel {
                         State::Backoff { failures, .. } => *failures,
                         _ => 0,
                     };
-                    let fut = connect(self.clone(), failures).boxed().shared();
+                    let fut = connect(Arc::downgrade(&self.inner), failures).boxed().shared();
                     *state = State::Connecting(fut.clone());
                     fut
                 }
@@ -335,27 +343,35 @@ impl Channel {
     }
 }
 
-/// Opens a connection and starts its reader and writer.
-async fn connect(channel: Channel, failures: u32) -> Result<Arc<Conn>, RpcError> {
-    let inner = &channel.inner;
-    let attempt = tokio::time::timeout(inner.config.connect_timeout, TcpStream::connect(&inner.address)).await;
+/// Opens a connection and starts its reader and writer. Holds the channel
+/// weakly: an abandoned attempt must not keep a dropped channel alive.
+async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcError> {
+    let dropped = || RpcError::new(ErrorKind::Closed, "the channel was dropped");
+    let (address, config) = match channel.upgrade() {
+        Some(inner) => (inner.address.clone(), inner.config.clone()),
+        None => return Err(dropped()),
+    };
+    let attempt = tokio::time::timeout(config.connect_timeout, TcpStream::connect(&address)).await;
     let stream = match attempt {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(channel.connect_failed(failures, RpcError::new(ErrorKind::Connect, e.to_string()))),
+        Ok(Err(e)) => {
+            let error = RpcError::new(ErrorKind::Connect, e.to_string());
+            return Err(channel.upgrade().map_or_else(dropped, |inner| inner.connect_failed(failures, error)));
+        }
         Err(_) => {
             let error = RpcError::new(
                 ErrorKind::Connect,
-                format!("no connection within {} ms", inner.config.connect_timeout.as_millis()),
+                format!("no connection within {} ms", config.connect_timeout.as_millis()),
             );
-            return Err(channel.connect_failed(failures, error));
+            return Err(channel.upgrade().map_or_else(dropped, |inner| inner.connect_failed(failures, error)));
         }
     };
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
-    let shared = Arc::new(ConnShared::new(inner.address.clone()));
+    let shared = Arc::new(ConnShared::new(address.clone()));
     let (tx, rx) = mpsc::channel(QUEUE);
     let conn = Arc::new(Conn { shared: shared.clone(), tx, pending: Mutex::default(), readonly: AtomicBool::new(false) });
-    let heartbeat = inner.config.heartbeat;
+    let heartbeat = config.heartbeat;
     let writer_conn = conn.clone();
     tokio::spawn(async move {
         let mut rx = run_writer(write, rx, &writer_conn.shared, heartbeat).await;
@@ -368,7 +384,7 @@ async fn connect(channel: Channel, failures: u32) -> Result<Arc<Conn>, RpcError>
         writer_conn.fail_all(RpcError::new(ErrorKind::ConnectionLost, writer_conn.shared.reason()));
     });
     let reader_conn = conn.clone();
-    let max_payload = inner.config.max_payload;
+    let max_payload = config.max_payload;
     tokio::spawn(async move {
         let mut frames = FramedRead::new(read, FrameCodec::new(max_payload));
         let shared = &reader_conn.shared;
@@ -393,21 +409,29 @@ async fn connect(channel: Channel, failures: u32) -> Result<Arc<Conn>, RpcError>
             }
         }
     });
-    tracing::debug!(address = %inner.address, "connected");
-    let mut state = channel.lock_state();
-    *state = State::Connected(conn.clone());
+    tracing::debug!(%address, "connected");
+    match channel.upgrade() {
+        Some(inner) => *inner.lock_state() = State::Connected(conn.clone()),
+        None => conn.shared.close("the channel was dropped"),
+    }
     Ok(conn)
 }
 
-impl Channel {
+impl Inner {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave State inconsistent: every
+        // transition is a single assignment.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn connect_failed(&self, failures: u32, error: RpcError) -> RpcError {
-        let config = &self.inner.config;
+        let config = &self.config;
         let failures = failures.saturating_add(1);
         let backoff = config
             .backoff_initial
             .saturating_mul(1u32 << (failures - 1).min(16))
             .min(config.backoff_max);
-        tracing::debug!(address = %self.inner.address, failures, backoff_ms = backoff.as_millis() as u64, %error, "connect failed");
+        tracing::debug!(address = %self.address, failures, backoff_ms = backoff.as_millis() as u64, %error, "connect failed");
         *self.lock_state() = State::Backoff { until: Instant::now() + backoff, failures, error: error.clone() };
         error
     }
