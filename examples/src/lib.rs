@@ -1,1 +1,95 @@
-//! Greeter API.
+//! The greeter API shared by the example provider and consumer, and an
+//! implementation of it.
+//!
+//! `cargo run --example quickstart` runs both sides in one process;
+//! `greeter-provider` and `greeter-consumer` are the two sides as separate
+//! programs (see `--help`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// An order for [`Greeter::place_order`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// What to buy.
+    pub item: String,
+    /// How many.
+    pub quantity: u32,
+}
+
+/// The id of a placed order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderId(pub u64);
+
+/// Why an order was refused: a business error, returned as a value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum OrderError {
+    /// Nothing left of the item.
+    #[error("out of stock: {item}")]
+    OutOfStock {
+        /// The item.
+        item: String,
+    },
+    /// The quantity is zero or too large.
+    #[error("invalid quantity {0} (1 to 100)")]
+    InvalidQuantity(u32),
+}
+
+/// Greets people and takes orders.
+#[rpc::service(interface = "org.example.Greeter", version = "1.0.0")]
+pub trait Greeter {
+    /// Answers `Hello, {name}`.
+    async fn say_hello(&self, name: String) -> String;
+
+    /// Places an order. Not idempotent: never retried after an unknown outcome.
+    #[rpc(timeout = "300ms", retries = 0, idempotent = false)]
+    async fn place_order(&self, order: Order) -> Result<OrderId, OrderError>;
+
+    /// Waits `millis` milliseconds, then answers them: for timeout experiments.
+    async fn sleep(&self, millis: u64) -> u64;
+}
+
+/// The example implementation. `tag` (when set) is appended to greetings, so
+/// a consumer can tell providers apart.
+#[derive(Debug, Default)]
+pub struct GreeterImpl {
+    tag: Option<String>,
+    next_order: std::sync::atomic::AtomicU64,
+}
+
+impl GreeterImpl {
+    /// A greeter whose greetings end with ` from {tag}` when `tag` is set.
+    pub fn new(tag: Option<String>) -> Self {
+        GreeterImpl {
+            tag,
+            next_order: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+}
+
+impl Greeter for GreeterImpl {
+    async fn say_hello(&self, name: String) -> String {
+        match &self.tag {
+            Some(tag) => format!("Hello, {name} from {tag}"),
+            None => format!("Hello, {name}"),
+        }
+    }
+
+    async fn place_order(&self, order: Order) -> Result<OrderId, OrderError> {
+        if order.quantity == 0 || order.quantity > 100 {
+            return Err(OrderError::InvalidQuantity(order.quantity));
+        }
+        if order.item == "unobtainium" {
+            return Err(OrderError::OutOfStock { item: order.item });
+        }
+        Ok(OrderId(
+            self.next_order.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+
+    async fn sleep(&self, millis: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        millis
+    }
+}

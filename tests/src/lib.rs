@@ -1,1 +1,230 @@
-//! Test support.
+//! Support for the workspace's end-to-end tests: real processes and sockets.
+//!
+//! * [`example_binary`] finds a built example program (`cargo test --workspace`
+//!   builds them before running tests);
+//! * [`ProviderProcess`] runs `greeter-provider` as a child process, waits for
+//!   its `listening on` line, and can stop it gently (SIGTERM), kill it
+//!   (SIGKILL), freeze (SIGSTOP) and thaw (SIGCONT) it;
+//! * [`free_port`] and [`wait_until`] for the rest.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The path of the example program `name`, built by `cargo test --workspace`.
+///
+/// # Panics
+/// When it is not built, with the command that builds it.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test binary> -> target/<profile>/examples/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "example `{name}` is not built at {}: run the whole suite with `cargo test --workspace` \
+         (it builds the examples), or `cargo build -p rpc-examples --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port on 127.0.0.1: {e}"))
+}
+
+/// Polls `condition` every 10 ms until it holds; panics with `what` after `timeout`.
+/// For states that offer no event to await (counters of another process or task).
+pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The `greeter-provider` example running as a child process.
+#[derive(Debug)]
+pub struct ProviderProcess {
+    child: Child,
+    /// The address it listens on (`host:port`).
+    pub address: String,
+}
+
+impl ProviderProcess {
+    /// Starts `greeter-provider` with `args` and waits (up to 30 s) for its
+    /// `listening on <protocol>://<address>` line.
+    pub fn spawn(args: &[&str]) -> ProviderProcess {
+        let binary = example_binary("greeter-provider");
+        let mut child = Command::new(&binary)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("no stdout from greeter-provider"));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                panic!("greeter-provider {args:?} did not report `listening on` within 30 s (exit: {status})");
+            }
+        };
+        let address = url.split_once("://").map(|(_, a)| a.to_string()).unwrap_or(url);
+        ProviderProcess { child, address }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, signal).unwrap_or_else(|e| panic!("cannot send {signal} to provider {}: {e}", self.child.id()));
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait (up to `timeout`) for it to exit; returns its stdout exit status.
+    pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.signal(Signal::SIGTERM);
+        let start = Instant::now();
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = self.child.kill();
+                    panic!("provider did not exit within {timeout:?} of SIGTERM");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ProviderProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A service for tests: echo, arithmetic, waiting, panicking, large payloads.
+pub mod probe {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::Barrier;
+
+    /// Test service.
+    #[rpc::service(interface = "org.rpc.test.Probe", version = "1.0.0")]
+    pub trait Probe {
+        /// Answers `s`.
+        async fn echo(&self, s: String) -> String;
+        /// Answers `a + b`.
+        async fn add(&self, a: i64, b: i64) -> i64;
+        /// Waits until the barrier's count of calls are in flight, then answers the call number.
+        async fn gather(&self) -> u64;
+        /// Waits `millis` ms, then answers them.
+        async fn sleep(&self, millis: u64) -> u64;
+        /// Panics.
+        async fn boom(&self) -> String;
+        /// Answers `len` bytes.
+        async fn blob(&self, len: u32) -> Vec<u8>;
+        /// Answers the length of `data`.
+        async fn size(&self, data: Vec<u8>) -> u64;
+        /// Answers nothing.
+        async fn ping(&self);
+    }
+
+    /// The implementation.
+    #[derive(Debug, Default)]
+    pub struct ProbeImpl {
+        barrier: Option<Arc<Barrier>>,
+        calls: AtomicU64,
+    }
+
+    impl ProbeImpl {
+        /// `gather` waits until `n` calls are waiting.
+        pub fn with_barrier(n: usize) -> Self {
+            ProbeImpl {
+                barrier: Some(Arc::new(Barrier::new(n))),
+                calls: AtomicU64::new(0),
+            }
+        }
+    }
+
+    impl Probe for ProbeImpl {
+        async fn echo(&self, s: String) -> String {
+            s
+        }
+
+        async fn add(&self, a: i64, b: i64) -> i64 {
+            a.wrapping_add(b)
+        }
+
+        async fn gather(&self) -> u64 {
+            let n = self.calls.fetch_add(1, Ordering::Relaxed);
+            if let Some(barrier) = &self.barrier {
+                barrier.wait().await;
+            }
+            n
+        }
+
+        async fn sleep(&self, millis: u64) -> u64 {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            millis
+        }
+
+        async fn boom(&self) -> String {
+            panic!("boom on purpose")
+        }
+
+        async fn blob(&self, len: u32) -> Vec<u8> {
+            vec![7; len as usize]
+        }
+
+        async fn size(&self, data: Vec<u8>) -> u64 {
+            data.len() as u64
+        }
+
+        async fn ping(&self) {}
+    }
+}

@@ -18,7 +18,10 @@ pub struct Endpoint {
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint").field("url", &self.url).field("available", &(self.available)()).finish()
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("available", &(self.available)())
+            .finish()
     }
 }
 
@@ -26,7 +29,11 @@ impl Endpoint {
     /// An endpoint for `url` sending through `invoker`; `available` says
     /// whether it can take calls now (false while its connection is failing).
     pub fn new(url: Url, invoker: BoxInvoker, available: impl Fn() -> bool + Send + Sync + 'static) -> Self {
-        Endpoint { url, invoker, available: Arc::new(available) }
+        Endpoint {
+            url,
+            invoker,
+            available: Arc::new(available),
+        }
     }
 
     /// The provider URL.
@@ -66,7 +73,10 @@ pub struct Directory {
 
 impl fmt::Debug for Directory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Directory").field("key", &self.key).field("endpoints", &self.endpoints()).finish()
+        f.debug_struct("Directory")
+            .field("key", &self.key)
+            .field("endpoints", &self.endpoints())
+            .finish()
     }
 }
 
@@ -82,7 +92,10 @@ impl Directory {
         let directory = Arc::new(Directory {
             key,
             connect,
-            state: RwLock::new(State { sources: vec![Arc::default(); sources.len()], endpoints: Arc::default() }),
+            state: RwLock::new(State {
+                sources: vec![Arc::default(); sources.len()],
+                endpoints: Arc::default(),
+            }),
         });
         for (index, mut source) in sources.into_iter().enumerate() {
             // The current set first, so the directory is complete when this returns.
@@ -209,7 +222,11 @@ mod tests {
         assert_eq!(addresses(&directory), ["h:1"]);
 
         // Another provider appears; the known one keeps its endpoint (no new connect).
-        tx.send(Arc::new(vec![url("rpc://h:1/a.B?version=1.0.0"), url("rpc://h:7/a.B?version=1.0.0")])).unwrap();
+        tx.send(Arc::new(vec![
+            url("rpc://h:1/a.B?version=1.0.0"),
+            url("rpc://h:7/a.B?version=1.0.0"),
+        ]))
+        .unwrap();
         settle().await;
         assert_eq!(addresses(&directory), ["h:1", "h:7"]);
         assert_eq!(connect.made.load(Ordering::Relaxed), 2);

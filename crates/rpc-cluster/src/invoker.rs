@@ -24,14 +24,19 @@ pub struct ClusterInvoker {
 
 impl fmt::Debug for ClusterInvoker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterInvoker").field("directory", &self.directory).finish()
+        f.debug_struct("ClusterInvoker")
+            .field("directory", &self.directory)
+            .finish()
     }
 }
 
 impl ClusterInvoker {
     /// An invoker over `directory`.
     pub fn new(directory: Arc<Directory>) -> Self {
-        ClusterInvoker { directory, next: Arc::default() }
+        ClusterInvoker {
+            directory,
+            next: Arc::default(),
+        }
     }
 
     /// The directory.
@@ -70,8 +75,16 @@ impl tower::Service<Invocation> for ClusterInvoker {
         {
             let resolved = ServiceKey::new(
                 key.interface(),
-                if key.version() == Some("*") { provider_key.version() } else { key.version() },
-                if key.group() == Some("*") { provider_key.group() } else { key.group() },
+                if key.version() == Some("*") {
+                    provider_key.version()
+                } else {
+                    key.version()
+                },
+                if key.group() == Some("*") {
+                    provider_key.group()
+                } else {
+                    key.group()
+                },
             );
             invocation = rebuild(invocation, resolved);
         }
@@ -81,7 +94,12 @@ impl tower::Service<Invocation> for ClusterInvoker {
 }
 
 fn rebuild(invocation: Invocation, key: ServiceKey) -> Invocation {
-    let mut next = Invocation::new(key, invocation.method(), invocation.args().clone(), invocation.serialization());
+    let mut next = Invocation::new(
+        key,
+        invocation.method(),
+        invocation.args().clone(),
+        invocation.serialization(),
+    );
     next.set_attachments(invocation.attachments().clone());
     next.set_config(*invocation.config());
     next.set_deadline(invocation.deadline());

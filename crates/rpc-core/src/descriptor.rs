@@ -20,7 +20,11 @@ pub struct MethodConfig {
 impl MethodConfig {
     /// Nothing set.
     pub const fn new() -> Self {
-        MethodConfig { timeout: None, retries: None, idempotent: None }
+        MethodConfig {
+            timeout: None,
+            retries: None,
+            idempotent: None,
+        }
     }
 
     /// Sets the timeout.
@@ -83,7 +87,11 @@ pub struct MethodDescriptor {
 impl MethodDescriptor {
     /// A method with no settings.
     pub const fn new(name: &'static str, rust_name: &'static str) -> Self {
-        MethodDescriptor { name, rust_name, config: MethodConfig::new() }
+        MethodDescriptor {
+            name,
+            rust_name,
+            config: MethodConfig::new(),
+        }
     }
 
     /// Sets the method's settings.
@@ -109,7 +117,12 @@ pub struct ServiceDescriptor {
 impl ServiceDescriptor {
     /// A service with no version, group or methods.
     pub const fn new(interface: &'static str) -> Self {
-        ServiceDescriptor { interface, version: None, group: None, methods: &[] }
+        ServiceDescriptor {
+            interface,
+            version: None,
+            group: None,
+            methods: &[],
+        }
     }
 
     /// Sets the default version.

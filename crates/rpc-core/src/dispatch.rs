@@ -28,7 +28,9 @@ impl fmt::Debug for Dispatcher {
 impl Dispatcher {
     /// A dispatcher over `services`. A later entry with the same key replaces an earlier one.
     pub fn new(services: impl IntoIterator<Item = (ServiceKey, Arc<dyn ServiceHandler>)>) -> Self {
-        Dispatcher { services: Arc::new(services.into_iter().collect()) }
+        Dispatcher {
+            services: Arc::new(services.into_iter().collect()),
+        }
     }
 
     /// The exported keys.
@@ -43,9 +45,7 @@ impl Dispatcher {
         }
         let wildcard = |want: Option<&str>, have: Option<&str>| want == Some("*") || want == have;
         if let Some((_, handler)) = self.services.iter().find(|(k, _)| {
-            k.interface() == key.interface()
-                && wildcard(key.version(), k.version())
-                && wildcard(key.group(), k.group())
+            k.interface() == key.interface() && wildcard(key.version(), k.version()) && wildcard(key.group(), k.group())
         }) {
             return Ok(handler);
         }
@@ -82,9 +82,12 @@ impl Dispatcher {
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".into());
             tracing::error!(%service, %method, panic = %what, "service implementation panicked");
-            RpcError::remote(Status::ServiceError, format!("the service implementation panicked: {what}"))
-                .with_service(&service)
-                .with_method(method.clone())
+            RpcError::remote(
+                Status::ServiceError,
+                format!("the service implementation panicked: {what}"),
+            )
+            .with_service(&service)
+            .with_method(method.clone())
         };
         let future = match call {
             Ok(future) => AssertUnwindSafe(future).catch_unwind(),

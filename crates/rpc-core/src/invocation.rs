@@ -25,7 +25,11 @@ impl ServiceKey {
     /// A key. Empty strings for version or group mean "unset".
     pub fn new(interface: &str, version: Option<&str>, group: Option<&str>) -> Self {
         let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Arc::from);
-        ServiceKey { interface: Arc::from(interface), version: non_empty(version), group: non_empty(group) }
+        ServiceKey {
+            interface: Arc::from(interface),
+            version: non_empty(version),
+            group: non_empty(group),
+        }
     }
 
     /// The interface name.
@@ -163,7 +167,10 @@ mod tests {
 
     #[test]
     fn service_key_displays_like_dubbo() {
-        assert_eq!(ServiceKey::new("a.B", Some("1.0.0"), Some("g")).to_string(), "g/a.B:1.0.0");
+        assert_eq!(
+            ServiceKey::new("a.B", Some("1.0.0"), Some("g")).to_string(),
+            "g/a.B:1.0.0"
+        );
         assert_eq!(ServiceKey::new("a.B", Some(""), None).to_string(), "a.B");
     }
 

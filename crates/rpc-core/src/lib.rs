@@ -13,16 +13,16 @@
 //! [`Stub`] on the consumer side.
 
 pub mod descriptor;
-pub mod error;
 pub mod dispatch;
+pub mod error;
 pub mod invocation;
 pub mod protocol;
 pub mod serialization;
 pub mod service;
 pub mod url;
 
-pub use dispatch::Dispatcher;
 pub use descriptor::{MethodConfig, MethodDescriptor, ServiceDescriptor};
+pub use dispatch::Dispatcher;
 pub use error::{ErrorKind, Outcome, RpcError, Status};
 pub use invocation::{Attachments, Invocation, ServiceKey};
 pub use serialization::{CodecError, Serialization};

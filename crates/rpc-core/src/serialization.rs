@@ -148,7 +148,12 @@ mod tests {
     }
 
     fn order_clone(o: &Order) -> Order {
-        Order { id: o.id, items: o.items.clone(), tags: o.tags.clone(), note: o.note.clone() }
+        Order {
+            id: o.id,
+            items: o.items.clone(),
+            tags: o.tags.clone(),
+            note: o.note.clone(),
+        }
     }
 
     #[test]

@@ -92,11 +92,15 @@ pub mod handler {
 
     /// Encodes the return value of `method`.
     pub fn encode_reply<R: Serialize>(invocation: &Invocation, reply: &R) -> Result<Response, RpcError> {
-        invocation.serialization().encode(reply).map(Response::new).map_err(|e| {
-            RpcError::remote(Status::BadResponse, format!("cannot encode the return value: {e}"))
-                .with_service(invocation.service())
-                .with_method(invocation.method())
-        })
+        invocation
+            .serialization()
+            .encode(reply)
+            .map(Response::new)
+            .map_err(|e| {
+                RpcError::remote(Status::BadResponse, format!("cannot encode the return value: {e}"))
+                    .with_service(invocation.service())
+                    .with_method(invocation.method())
+            })
     }
 
     /// The error for a method the service does not have.
@@ -195,7 +199,7 @@ impl Stub {
         &self,
         method: &'static MethodDescriptor,
         args: &A,
-    ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static
+    ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static + use<A, R>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned + 'static,

@@ -98,7 +98,10 @@ impl UrlError {
         } else {
             input.to_string()
         };
-        UrlError { input, reason: reason.into() }
+        UrlError {
+            input,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -157,7 +160,14 @@ impl Url {
                 params.insert(k, v);
             }
         }
-        Ok(Url { protocol: protocol.to_ascii_lowercase(), host, port, backups, path, params })
+        Ok(Url {
+            protocol: protocol.to_ascii_lowercase(),
+            host,
+            port,
+            backups,
+            path,
+            params,
+        })
     }
 
     /// Parses a registry node name: the whole URL percent-encoded (Java `URLEncoder` style).
@@ -196,7 +206,9 @@ impl Url {
 
     /// Every address, the first one first (`zookeeper://h1:1,h2:2` has two).
     pub fn addresses(&self) -> Vec<String> {
-        std::iter::once(self.address()).chain(self.backups.iter().cloned()).collect()
+        std::iter::once(self.address())
+            .chain(self.backups.iter().cloned())
+            .collect()
     }
 
     /// The path without its leading `/` (normally the interface name).
@@ -266,7 +278,8 @@ impl Url {
 
     /// The service this URL is about, if it names an interface.
     pub fn service_key(&self) -> Option<ServiceKey> {
-        self.interface().map(|i| ServiceKey::new(i, self.version(), self.group()))
+        self.interface()
+            .map(|i| ServiceKey::new(i, self.version(), self.group()))
     }
 }
 
@@ -287,7 +300,9 @@ fn split_host_port(address: &str) -> Result<(String, u16), String> {
         }
     };
     let port = match port {
-        Some(p) => p.parse::<u16>().map_err(|_| format!("invalid port `{p}` in address `{address}`"))?,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("invalid port `{p}` in address `{address}`"))?,
         None => 0,
     };
     if host.chars().any(|c| c.is_whitespace() || "/?#@[]".contains(c)) {
@@ -297,7 +312,11 @@ fn split_host_port(address: &str) -> Result<(String, u16), String> {
 }
 
 fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 fn decode_component(s: &str) -> Result<String, String> {
@@ -406,7 +425,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_a_reason() {
-        for bad in ["", "no-scheme", "://x", "1rpc://h:1", "rpc://h:99999", "rpc://h:x", "rpc://[::1", "rpc://a b:1"] {
+        for bad in [
+            "",
+            "no-scheme",
+            "://x",
+            "1rpc://h:1",
+            "rpc://h:99999",
+            "rpc://h:x",
+            "rpc://[::1",
+            "rpc://a b:1",
+        ] {
             let err = Url::parse(bad).unwrap_err();
             assert!(err.to_string().contains("invalid URL"), "{err}");
         }
@@ -442,7 +470,11 @@ mod tests {
                         Some(join_host_port(h, p.parse().ok()?))
                     })
                     .collect();
-                let host = if host.contains(':') && !host.contains("::") { host.replace(':', "") } else { host };
+                let host = if host.contains(':') && !host.contains("::") {
+                    host.replace(':', "")
+                } else {
+                    host
+                };
                 let mut url = Url::new(protocol, host, port);
                 url.backups = backups?;
                 url.set_path(path);

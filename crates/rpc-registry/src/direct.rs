@@ -31,7 +31,10 @@ impl DirectRegistry {
             }
             providers.push(provider);
         }
-        Ok(DirectRegistry { url: url.clone(), providers })
+        Ok(DirectRegistry {
+            url: url.clone(),
+            providers,
+        })
     }
 }
 
@@ -81,11 +84,16 @@ mod tests {
     #[tokio::test]
     async fn every_address_is_a_provider_of_the_asked_interface() {
         let registry = DirectRegistry::from_url(&Url::parse("rpc://127.0.0.1:1,127.0.0.1:2").unwrap()).unwrap();
-        let consumer = Url::new("consumer", "x", 0).with_path("a.B").with_param("version", "1.0.0");
+        let consumer = Url::new("consumer", "x", 0)
+            .with_path("a.B")
+            .with_param("version", "1.0.0");
         let set = registry.subscribe(&consumer).await.unwrap().current();
         let addresses: Vec<_> = set.iter().map(Url::address).collect();
         assert_eq!(addresses, ["127.0.0.1:1", "127.0.0.1:2"]);
-        assert!(set.iter().all(|u| u.interface() == Some("a.B") && u.version() == Some("1.0.0")));
+        assert!(
+            set.iter()
+                .all(|u| u.interface() == Some("a.B") && u.version() == Some("1.0.0"))
+        );
     }
 
     #[tokio::test]

@@ -59,7 +59,10 @@ pub struct RegistryError {
 impl RegistryError {
     /// An error of `registry` (its URL or name) explained by `reason`.
     pub fn new(registry: impl fmt::Display, reason: impl Into<String>) -> Self {
-        RegistryError { registry: registry.to_string(), reason: reason.into() }
+        RegistryError {
+            registry: registry.to_string(),
+            reason: reason.into(),
+        }
     }
 
     /// The registry's URL or name.
@@ -105,7 +108,10 @@ mod tests {
         assert!(format!("{:?}", from_address("memory://").unwrap()).contains("Memory"));
         assert!(format!("{:?}", from_address("rpc://127.0.0.1:20880").unwrap()).contains("Direct"));
         let err = from_address("etcd://h:1").unwrap_err();
-        assert!(err.to_string().contains("unsupported registry protocol `etcd`"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported registry protocol `etcd`"),
+            "{err}"
+        );
         let err = from_address("not a url").unwrap_err();
         assert!(err.to_string().contains("invalid URL"), "{err}");
     }

@@ -34,7 +34,10 @@ impl Default for MemoryRegistry {
 impl MemoryRegistry {
     /// A private registry.
     pub fn new() -> Self {
-        MemoryRegistry { url: Url::new("memory", "private", 0), state: Arc::default() }
+        MemoryRegistry {
+            url: Url::new("memory", "private", 0),
+            state: Arc::default(),
+        }
     }
 
     /// The process-wide registry called `name` (`memory://name`).
@@ -43,13 +46,20 @@ impl MemoryRegistry {
         let registries = NAMED.get_or_init(Default::default);
         let mut registries = registries.lock().unwrap_or_else(|p| p.into_inner());
         let state = registries.entry(name.to_string()).or_default().clone();
-        MemoryRegistry { url: Url::new("memory", name, 0), state }
+        MemoryRegistry {
+            url: Url::new("memory", name, 0),
+            state,
+        }
     }
 
     /// The providers of `interface` now.
     pub fn providers(&self, interface: &str) -> Vec<Url> {
         let state = self.lock();
-        state.providers.get(interface).map(|tx| tx.borrow().to_vec()).unwrap_or_default()
+        state
+            .providers
+            .get(interface)
+            .map(|tx| tx.borrow().to_vec())
+            .unwrap_or_default()
     }
 
     /// The consumers of `interface` now.
@@ -133,7 +143,9 @@ mod tests {
     use futures::StreamExt;
 
     fn provider(port: u16) -> Url {
-        Url::new("rpc", "127.0.0.1", port).with_path("a.B").with_param("side", "provider")
+        Url::new("rpc", "127.0.0.1", port)
+            .with_path("a.B")
+            .with_param("side", "provider")
     }
 
     #[tokio::test]
@@ -163,14 +175,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_url_without_interface_is_refused() {
-        let err = MemoryRegistry::new().register(&Url::new("rpc", "h", 1)).await.unwrap_err();
+        let err = MemoryRegistry::new()
+            .register(&Url::new("rpc", "h", 1))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("names no interface"), "{err}");
     }
 
     #[tokio::test]
     async fn consumers_are_kept_apart_from_providers() {
         let registry = MemoryRegistry::new();
-        let consumer = Url::new("consumer", "127.0.0.1", 0).with_path("a.B").with_param("side", "consumer");
+        let consumer = Url::new("consumer", "127.0.0.1", 0)
+            .with_path("a.B")
+            .with_param("side", "consumer");
         registry.register(&consumer).await.unwrap();
         assert_eq!(registry.consumers("a.B"), vec![consumer]);
         assert!(registry.providers("a.B").is_empty());

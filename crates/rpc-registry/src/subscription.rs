@@ -27,14 +27,19 @@ pub struct Subscription {
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subscription").field("providers", &*self.current.borrow()).finish()
+        f.debug_struct("Subscription")
+            .field("providers", &*self.current.borrow())
+            .finish()
     }
 }
 
 impl Subscription {
     /// A subscription fed by `rx`.
     pub fn new(rx: watch::Receiver<ProviderSet>) -> Self {
-        Subscription { stream: WatchStream::new(rx.clone()), current: rx }
+        Subscription {
+            stream: WatchStream::new(rx.clone()),
+            current: rx,
+        }
     }
 
     /// A subscription to a set that never changes.

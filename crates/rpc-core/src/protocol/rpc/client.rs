@@ -130,7 +130,11 @@ enum State {
     Idle,
     Connecting(ConnectFuture),
     Connected(Arc<Conn>),
-    Backoff { until: Instant, failures: u32, error: RpcError },
+    Backoff {
+        until: Instant,
+        failures: u32,
+        error: RpcError,
+    },
 }
 
 struct Inner {
@@ -167,7 +171,9 @@ pub struct Channel {
 
 impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Channel").field("address", &self.inner.address).finish_non_exhaustive()
+        f.debug_struct("Channel")
+            .field("address", &self.inner.address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -255,7 +261,10 @@ impl Channel {
         };
         match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, connecting).await.unwrap_or_else(|_| {
-                Err(RpcError::new(ErrorKind::Timeout, "the deadline passed while connecting"))
+                Err(RpcError::new(
+                    ErrorKind::Timeout,
+                    "the deadline passed while connecting",
+                ))
             }),
             None => connecting.await,
         }
@@ -264,7 +273,11 @@ impl Channel {
     async fn invoke(self, invocation: Invocation) -> Result<Response, RpcError> {
         let address = self.inner.address.clone();
         let result = self.invoke_inner(&invocation).await;
-        result.map_err(|e| e.with_service(invocation.service()).with_method(invocation.method()).with_address(address))
+        result.map_err(|e| {
+            e.with_service(invocation.service())
+                .with_method(invocation.method())
+                .with_address(address)
+        })
     }
 
     async fn invoke_inner(&self, invocation: &Invocation) -> Result<Response, RpcError> {
@@ -272,7 +285,10 @@ impl Channel {
         if let Some(deadline) = deadline
             && deadline <= Instant::now()
         {
-            return Err(RpcError::new(ErrorKind::Timeout, "the deadline passed before the call was sent"));
+            return Err(RpcError::new(
+                ErrorKind::Timeout,
+                "the deadline passed before the call was sent",
+            ));
         }
         let conn = self.connection(deadline).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -338,7 +354,10 @@ impl Channel {
         };
         match Status::from_code(reply.status) {
             Status::Ok => Ok(Response::new(reply.body)),
-            status => Err(RpcError::remote(status, String::from_utf8_lossy(&reply.body).into_owned())),
+            status => Err(RpcError::remote(
+                status,
+                String::from_utf8_lossy(&reply.body).into_owned(),
+            )),
         }
     }
 }
@@ -356,21 +375,30 @@ async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcEr
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             let error = RpcError::new(ErrorKind::Connect, e.to_string());
-            return Err(channel.upgrade().map_or_else(dropped, |inner| inner.connect_failed(failures, error)));
+            return Err(channel
+                .upgrade()
+                .map_or_else(dropped, |inner| inner.connect_failed(failures, error)));
         }
         Err(_) => {
             let error = RpcError::new(
                 ErrorKind::Connect,
                 format!("no connection within {} ms", config.connect_timeout.as_millis()),
             );
-            return Err(channel.upgrade().map_or_else(dropped, |inner| inner.connect_failed(failures, error)));
+            return Err(channel
+                .upgrade()
+                .map_or_else(dropped, |inner| inner.connect_failed(failures, error)));
         }
     };
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let shared = Arc::new(ConnShared::new(address.clone()));
     let (tx, rx) = mpsc::channel(QUEUE);
-    let conn = Arc::new(Conn { shared: shared.clone(), tx, pending: Mutex::default(), readonly: AtomicBool::new(false) });
+    let conn = Arc::new(Conn {
+        shared: shared.clone(),
+        tx,
+        pending: Mutex::default(),
+        readonly: AtomicBool::new(false),
+    });
     let heartbeat = config.heartbeat;
     let writer_conn = conn.clone();
     tokio::spawn(async move {
@@ -432,7 +460,11 @@ impl Inner {
             .saturating_mul(1u32 << (failures - 1).min(16))
             .min(config.backoff_max);
         tracing::debug!(address = %self.address, failures, backoff_ms = backoff.as_millis() as u64, %error, "connect failed");
-        *self.lock_state() = State::Backoff { until: Instant::now() + backoff, failures, error: error.clone() };
+        *self.lock_state() = State::Backoff {
+            until: Instant::now() + backoff,
+            failures,
+            error: error.clone(),
+        };
         error
     }
 }
@@ -462,7 +494,10 @@ fn on_frame(conn: &Conn, decoded: Decoded) {
         return;
     }
     if let Some(tx) = conn.take(header.id) {
-        let _ = tx.send(Ok(Reply { status: header.status, body }));
+        let _ = tx.send(Ok(Reply {
+            status: header.status,
+            body,
+        }));
     }
 }
 
@@ -492,4 +527,3 @@ impl tower::Service<Invocation> for Channel {
         Box::pin(self.clone().invoke(invocation))
     }
 }
-

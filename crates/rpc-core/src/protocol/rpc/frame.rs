@@ -117,7 +117,10 @@ pub struct FrameCodec {
 impl FrameCodec {
     /// A codec refusing bodies over `max_payload` bytes.
     pub fn new(max_payload: usize) -> Self {
-        FrameCodec { max_payload, skipping: 0 }
+        FrameCodec {
+            max_payload,
+            skipping: 0,
+        }
     }
 }
 
@@ -222,11 +225,20 @@ impl OutFrame {
         let body_len = 4 + meta_len + args.len();
         let mut header_bytes = BytesMut::with_capacity(HEADER_LEN);
         let flag = FLAG_REQUEST | if two_way { FLAG_TWO_WAY } else { 0 } | serialization.id();
-        Header { flag, status: 0, id, body_len: u32::try_from(body_len).unwrap_or(u32::MAX) }
-            .write(&mut header_bytes);
+        Header {
+            flag,
+            status: 0,
+            id,
+            body_len: u32::try_from(body_len).unwrap_or(u32::MAX),
+        }
+        .write(&mut header_bytes);
         head[..HEADER_LEN].copy_from_slice(&header_bytes);
         head[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&(meta_len as u32).to_be_bytes());
-        Ok(OutFrame { head: head.freeze(), tail: args, request_id: Some(id) })
+        Ok(OutFrame {
+            head: head.freeze(),
+            tail: args,
+            request_id: Some(id),
+        })
     }
 
     /// A response frame with `status` and `body` (the encoded value, or a message).
@@ -239,7 +251,11 @@ impl OutFrame {
             body_len: u32::try_from(body.len()).unwrap_or(u32::MAX),
         }
         .write(&mut head);
-        OutFrame { head: head.freeze(), tail: body, request_id: None }
+        OutFrame {
+            head: head.freeze(),
+            tail: body,
+            request_id: None,
+        }
     }
 
     /// An event frame (heartbeat or read-only).
@@ -253,19 +269,35 @@ impl OutFrame {
         }
         let status = if request { 0 } else { Status::Ok.code() };
         let mut head = BytesMut::with_capacity(HEADER_LEN);
-        Header { flag, status, id, body_len: body.len() as u32 }.write(&mut head);
-        OutFrame { head: head.freeze(), tail: Bytes::from_static(body), request_id: None }
+        Header {
+            flag,
+            status,
+            id,
+            body_len: body.len() as u32,
+        }
+        .write(&mut head);
+        OutFrame {
+            head: head.freeze(),
+            tail: Bytes::from_static(body),
+            request_id: None,
+        }
     }
 }
 
 /// Splits a request body into its meta and its arguments (sharing the buffer).
 pub fn split_request(serialization: Serialization, body: &Bytes) -> Result<(RequestMeta, Bytes), String> {
     if body.len() < 4 {
-        return Err(format!("request body of {} bytes is shorter than its 4-byte meta length", body.len()));
+        return Err(format!(
+            "request body of {} bytes is shorter than its 4-byte meta length",
+            body.len()
+        ));
     }
     let meta_len = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
     if meta_len > body.len() - 4 {
-        return Err(format!("meta length {meta_len} exceeds the {} bytes of the body", body.len() - 4));
+        return Err(format!(
+            "meta length {meta_len} exceeds the {} bytes of the body",
+            body.len() - 4
+        ));
     }
     let meta = serialization
         .decode::<RequestMeta>(&body[4..4 + meta_len])
@@ -278,7 +310,11 @@ pub fn split_request(serialization: Serialization, body: &Bytes) -> Result<(Requ
 /// refusal as text.
 pub fn hessian2_string(message: &str) -> Bytes {
     // Hessian2 counts UTF-16 code units; keep to ASCII so counts are byte counts.
-    let ascii: String = message.chars().map(|c| if c.is_ascii() { c } else { '?' }).take(0x7fff).collect();
+    let ascii: String = message
+        .chars()
+        .map(|c| if c.is_ascii() { c } else { '?' })
+        .take(0x7fff)
+        .collect();
     let len = ascii.len();
     let mut buf = BytesMut::with_capacity(len + 3);
     if len < 32 {

@@ -37,7 +37,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_payload: DEFAULT_MAX_PAYLOAD, heartbeat: DEFAULT_HEARTBEAT, max_connections: 10_000 }
+        ServerConfig {
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            heartbeat: DEFAULT_HEARTBEAT,
+            max_connections: 10_000,
+        }
     }
 }
 
@@ -126,7 +130,9 @@ impl Server {
 
     /// Serves on an already bound listener.
     pub fn serve(self, listener: TcpListener) -> ServerHandle {
-        let local_addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let local_addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let shared = Arc::new(ServerShared {
             dispatcher: self.dispatcher,
             config: self.config,
@@ -141,7 +147,11 @@ impl Server {
         let accept_done = Arc::new(Gauge::default());
         let guard = accept_done.enter();
         tokio::spawn(accept_loop(listener, shared.clone(), guard));
-        ServerHandle { local_addr, shared, accept_done }
+        ServerHandle {
+            local_addr,
+            shared,
+            accept_done,
+        }
     }
 }
 
@@ -249,7 +259,9 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
         let message = format!(
             "unsupported serialization id {} (this provider speaks {})",
             header.serialization_id(),
-            Serialization::ALL.map(|s| format!("{} = {}", s.name(), s.id())).join(", ")
+            Serialization::ALL
+                .map(|s| format!("{} = {}", s.name(), s.id()))
+                .join(", ")
         );
         tracing::warn!(peer = %conn.peer, "{message}");
         respond_error(tx, &header, Status::SerializationError, &message);
@@ -279,7 +291,12 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
         let result = server.dispatcher.dispatch(invocation).await;
         if header.is_two_way() {
             let frame = match result {
-                Ok(response) => OutFrame::response(header.id, Status::Ok, header.serialization_id(), response.into_payload()),
+                Ok(response) => OutFrame::response(
+                    header.id,
+                    Status::Ok,
+                    header.serialization_id(),
+                    response.into_payload(),
+                ),
                 Err(error) => error_frame(&header, &error),
             };
             let _ = tx.send(frame).await;
@@ -300,7 +317,11 @@ fn respond_error(tx: &mpsc::Sender<OutFrame>, header: &Header, status: Status, m
     }
     // A Dubbo peer decodes the message with the serialization it asked for;
     // answer hessian2 (id 2) in kind, everything else as UTF-8.
-    let body = if header.serialization_id() == 2 { hessian2_string(message) } else { Bytes::from(message.to_string()) };
+    let body = if header.serialization_id() == 2 {
+        hessian2_string(message)
+    } else {
+        Bytes::from(message.to_string())
+    };
     let _ = tx.try_send(OutFrame::response(header.id, status, header.serialization_id(), body));
 }
 
@@ -347,7 +368,10 @@ impl ServerHandle {
         shared.drain.cancel();
         // Give writers a moment to flush, then force-close what is left.
         let flush = Duration::from_millis(500).min(grace.max(Duration::from_millis(50)));
-        if tokio::time::timeout(flush, shared.connections.wait_zero()).await.is_err() {
+        if tokio::time::timeout(flush, shared.connections.wait_zero())
+            .await
+            .is_err()
+        {
             shared.close.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(1), shared.connections.wait_zero()).await;
         }

@@ -1,0 +1,8 @@
+#[rpc_macros::service(crate = "::rpc_core")]
+trait Greeter {
+    async fn say_hello(&self, name: String) -> String {
+        format!("hello, {name}")
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+#[rpc_macros::service(crate = "::rpc_core")]
+trait Greeter {
+    async fn say_hello(&self, name: String) -> String;
+    #[rpc(name = "sayHello")]
+    async fn greet(&self, name: String) -> String;
+}
+
+fn main() {}

@@ -1,0 +1,79 @@
+//! The `#[service]` attribute of the rpc framework: it turns a Rust trait into
+//! a remote service, generating the provider adapter `{Trait}Server<T>` and the
+//! typed consumer stub `{Trait}Client`.
+//!
+//! ```ignore
+//! #[rpc::service(interface = "org.example.Greeter", version = "1.0.0")]
+//! pub trait Greeter {
+//!     /// Greets `name`.
+//!     async fn say_hello(&self, name: String) -> String;
+//!
+//!     #[rpc(timeout = "300ms", retries = 0, idempotent = false)]
+//!     async fn place_order(&self, order: Order, qty: u32) -> Result<OrderId, OrderError>;
+//! }
+//!
+//! // Provider: implement the trait with `async fn`s and serve it.
+//! impl Greeter for MyGreeter { /* async fn say_hello(&self, name: String) -> String { .. } */ }
+//! let handler = GreeterServer::new(MyGreeter);
+//!
+//! // Consumer: every method returns `Result<_, RpcError>`.
+//! let reply: String = client.say_hello("world".into()).await?;
+//! let id: OrderId = client.place_order(order, 3).await??; // business error inside
+//! ```
+//!
+//! The generated code names the framework only through absolute paths rooted
+//! at `::rpc` (the facade crate), or at the path given with
+//! `#[service(crate = "::path")]`, so it compiles under `#![no_implicit_prelude]`.
+//! Misuse is reported as compile errors at the offending tokens.
+
+mod args;
+mod duration;
+mod errors;
+mod expand;
+mod model;
+mod naming;
+
+use proc_macro::TokenStream;
+
+/// Turns a trait into an RPC service.
+///
+/// # Arguments
+///
+/// All optional:
+/// * `interface = "org.example.Greeter"`: the interface name on the wire and in
+///   the registry; defaults to the trait's name;
+/// * `version = "1.0.0"`, `group = "g"`: the service's default version and group;
+/// * `crate = "::rpc_core"`: the path of the framework crate (default `::rpc`).
+///
+/// Methods may carry `#[rpc(...)]`, all keys optional:
+/// * `name = "placeOrder2"`: the wire name (default: the Rust name in
+///   lowerCamelCase, `place_order` → `placeOrder`);
+/// * `timeout = "300ms"` (also `"2s"`, `"1m"`, or an integer number of milliseconds);
+/// * `retries = 0`: extra attempts after the first;
+/// * `idempotent = false`: whether a call whose outcome is unknown may be retried.
+///
+/// # Requirements
+///
+/// The trait has no generics, lifetimes, `where` clause, or items other than
+/// methods. Every method is `async fn name(&self, a: A, ...) -> R;` without a
+/// body, with plain argument names and owned types (`String`, not `&str`);
+/// arguments and return values implement `serde::Serialize` and
+/// `serde::de::DeserializeOwned`. Wire names are unique.
+///
+/// # Generated items
+///
+/// For `pub trait Greeter`:
+/// * the trait, each `async fn` becoming `fn ... -> impl Future<Output = R> + Send`
+///   (implementations still write `async fn`; their futures must be `Send`);
+/// * `pub struct GreeterServer<T>` (`new`, `from_arc`, `Clone`, `Debug`),
+///   implementing `ServiceHandler` for `T: Greeter + Send + Sync + 'static`;
+/// * `pub struct GreeterClient` (`Clone`, `Debug`) implementing `ServiceClient`,
+///   with the constant `GreeterClient::DESCRIPTOR` and one method per trait
+///   method returning `impl Future<Output = Result<R, RpcError>> + Send + 'static`.
+///
+/// Arguments travel as one tuple, `(a, b)`; with JSON, an array `["world", 3]`
+/// (`[]` for a method without arguments).
+#[proc_macro_attribute]
+pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::service(attr.into(), item.into()).into()
+}

@@ -1,0 +1,273 @@
+//! [`Consumer`]: finds providers and builds typed references to them.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rpc_cluster::{ClusterInvoker, Connect, Directory, Endpoint};
+use rpc_core::protocol::rpc::{Channel, ChannelConfig};
+use rpc_core::url::keys;
+use rpc_core::{BoxInvoker, ErrorKind, MethodConfig, RpcError, Serialization, ServiceClient, ServiceKey, Stub, Url};
+use rpc_registry::Registry;
+
+use crate::Error;
+
+/// Entry point for consumers: `Consumer::builder()`.
+#[derive(Clone, Debug)]
+pub struct Consumer {
+    inner: Arc<ConsumerInner>,
+}
+
+#[derive(Debug)]
+struct ConsumerInner {
+    application: String,
+    registries: Vec<Arc<dyn Registry>>,
+    connector: Arc<Connector>,
+    timeout: Option<Duration>,
+    check: bool,
+}
+
+/// Configures a [`Consumer`].
+#[derive(Debug)]
+pub struct ConsumerBuilder {
+    application: String,
+    registries: Vec<String>,
+    timeout: Option<Duration>,
+    check: bool,
+    channel: ChannelConfig,
+}
+
+impl Consumer {
+    /// A builder: no registry yet, startup check on, Dubbo's default 1 s timeout.
+    pub fn builder() -> ConsumerBuilder {
+        ConsumerBuilder {
+            application: "rpc-consumer".into(),
+            registries: Vec::new(),
+            timeout: None,
+            check: true,
+            channel: ChannelConfig::default(),
+        }
+    }
+
+    /// A reference to the service of the client type `C` (a generated `XxxClient`).
+    pub fn reference<C: ServiceClient>(&self) -> ReferenceBuilder<C> {
+        ReferenceBuilder {
+            consumer: self.clone(),
+            version: C::DESCRIPTOR.version.map(str::to_string),
+            group: C::DESCRIPTOR.group.map(str::to_string),
+            timeout: self.inner.timeout,
+            check: self.inner.check,
+            serialization: Serialization::default(),
+            methods: HashMap::new(),
+            _client: PhantomData,
+        }
+    }
+}
+
+impl ConsumerBuilder {
+    /// The application name announced in the registry.
+    pub fn application(mut self, name: impl Into<String>) -> Self {
+        self.application = name.into();
+        self
+    }
+
+    /// Finds providers in the registry at `address` (may be called several
+    /// times: provider sets are merged). `memory://`, or a direct provider list
+    /// such as `rpc://127.0.0.1:20880`.
+    pub fn registry(mut self, address: impl Into<String>) -> Self {
+        self.registries.push(address.into());
+        self
+    }
+
+    /// Default timeout of every call (methods and references may override).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Default of the startup check of references (default `true`).
+    pub fn check(mut self, check: bool) -> Self {
+        self.check = check;
+        self
+    }
+
+    /// Settings of the native protocol's connections.
+    pub fn channel_config(mut self, config: ChannelConfig) -> Self {
+        self.channel = config;
+        self
+    }
+
+    /// Connects to the registries.
+    pub async fn build(self) -> Result<Consumer, Error> {
+        if self.registries.is_empty() {
+            return Err(Error::Config(
+                "the consumer has no registry: call `.registry(...)` (e.g. `memory://` or `rpc://127.0.0.1:20880`)"
+                    .into(),
+            ));
+        }
+        let registries = self
+            .registries
+            .iter()
+            .map(|address| rpc_registry::from_address(address))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Consumer {
+            inner: Arc::new(ConsumerInner {
+                application: self.application,
+                registries,
+                connector: Arc::new(Connector {
+                    config: self.channel,
+                    channels: Mutex::default(),
+                }),
+                timeout: self.timeout,
+                check: self.check,
+            }),
+        })
+    }
+}
+
+/// Configures a reference: a typed client of one service.
+#[derive(Debug)]
+pub struct ReferenceBuilder<C> {
+    consumer: Consumer,
+    version: Option<String>,
+    group: Option<String>,
+    timeout: Option<Duration>,
+    check: bool,
+    serialization: Serialization,
+    methods: HashMap<String, MethodConfig>,
+    _client: PhantomData<fn() -> C>,
+}
+
+impl<C: ServiceClient> ReferenceBuilder<C> {
+    /// Calls only providers of `version` (`*` for any). Default: the trait's.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Calls only providers in `group` (`*` for any). Default: the trait's.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Timeout of every method that declares none.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// With `true`, [`build`](Self::build) fails when no provider exists.
+    pub fn check(mut self, check: bool) -> Self {
+        self.check = check;
+        self
+    }
+
+    /// Payload serialization (default bincode).
+    pub fn serialization(mut self, serialization: Serialization) -> Self {
+        self.serialization = serialization;
+        self
+    }
+
+    /// Settings for one method (by wire name), over what the method declares.
+    pub fn method(mut self, name: impl Into<String>, config: MethodConfig) -> Self {
+        self.methods.insert(name.into(), config);
+        self
+    }
+
+    /// Subscribes to the providers and builds the client.
+    pub async fn build(self) -> Result<C, Error> {
+        let descriptor = C::DESCRIPTOR;
+        let key = ServiceKey::new(descriptor.interface, self.version.as_deref(), self.group.as_deref());
+        for name in self.methods.keys() {
+            if descriptor.method(name).is_none() {
+                return Err(Error::Config(format!(
+                    "`{key}` has no method `{name}` (methods: {})",
+                    descriptor.method_names()
+                )));
+            }
+        }
+        let inner = &self.consumer.inner;
+        let consumer_url = self.consumer_url(&key);
+        let mut sources = Vec::new();
+        for registry in &inner.registries {
+            if let Err(e) = registry.register(&consumer_url).await {
+                tracing::warn!(registry = %registry.url(), error = %e, "cannot register the consumer");
+            }
+            sources.push(registry.subscribe(&consumer_url).await?);
+        }
+        let connector: Arc<dyn Connect> = inner.connector.clone();
+        let directory = Directory::new(key.clone(), connector, sources).await;
+        if self.check && directory.endpoints().is_empty() {
+            let registries: Vec<String> = inner.registries.iter().map(|r| r.url().to_string()).collect();
+            return Err(Error::NoProvider(
+                RpcError::new(
+                    ErrorKind::NoProvider,
+                    format!("startup check failed: no provider in {}", registries.join(", ")),
+                )
+                .with_service(&key),
+            ));
+        }
+        let mut stub = Stub::new(key, BoxInvoker::new(ClusterInvoker::new(directory)))
+            .with_serialization(self.serialization)
+            .with_defaults(MethodConfig {
+                timeout: self.timeout,
+                ..MethodConfig::new()
+            });
+        for (name, config) in self.methods {
+            stub = stub.with_method_config(name, config);
+        }
+        Ok(C::from_stub(stub))
+    }
+
+    fn consumer_url(&self, key: &ServiceKey) -> Url {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let mut url = Url::new("consumer", "127.0.0.1", 0)
+            .with_path(key.interface())
+            .with_param(keys::APPLICATION, self.consumer.inner.application.clone())
+            .with_param(keys::INTERFACE, key.interface())
+            .with_param(keys::METHODS, C::DESCRIPTOR.method_names())
+            .with_param(keys::SIDE, "consumer")
+            .with_param(keys::TIMESTAMP, timestamp.to_string())
+            .with_param("pid", std::process::id().to_string());
+        if let Some(version) = key.version() {
+            url.set_param(keys::VERSION, version);
+        }
+        if let Some(group) = key.group() {
+            url.set_param(keys::GROUP, group);
+        }
+        url
+    }
+}
+
+/// Makes endpoints for the protocols this consumer speaks, sharing one
+/// connection per provider address across references.
+#[derive(Debug)]
+struct Connector {
+    config: ChannelConfig,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Connect for Connector {
+    fn connect(&self, url: &Url) -> Option<Endpoint> {
+        if url.protocol() != "rpc" {
+            return None;
+        }
+        let address = url.address();
+        let channel = {
+            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            channels
+                .entry(address.clone())
+                .or_insert_with(|| Channel::new(address, self.config.clone()))
+                .clone()
+        };
+        let health = channel.clone();
+        Some(Endpoint::new(url.clone(), BoxInvoker::new(channel), move || {
+            !health.is_backing_off()
+        }))
+    }
+}

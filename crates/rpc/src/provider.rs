@@ -1,0 +1,369 @@
+//! [`Provider`]: exports services on protocols and registers them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rpc_core::protocol::rpc::{Server, ServerConfig, ServerHandle};
+use rpc_core::url::keys;
+use rpc_core::{Dispatcher, Serialization, ServiceHandler, ServiceKey, Url};
+use rpc_registry::Registry;
+
+use crate::Error;
+
+/// Dubbo's default port of its native protocol, used when no protocol is configured.
+pub const DEFAULT_RPC_PORT: u16 = 20880;
+/// How long graceful shutdown waits for in-flight calls by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Entry point for providers: `Provider::builder()`.
+#[derive(Debug)]
+pub struct Provider;
+
+impl Provider {
+    /// A builder with no services, protocol `rpc` on port 20880 unless set, no registry.
+    pub fn builder() -> ProviderBuilder {
+        ProviderBuilder::default()
+    }
+}
+
+/// One service to export, with its version and group (defaults: those declared on the trait).
+pub struct Export {
+    handler: Arc<dyn ServiceHandler>,
+    version: Option<String>,
+    group: Option<String>,
+    weight: Option<u32>,
+}
+
+impl std::fmt::Debug for Export {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Export")
+            .field("key", &self.key())
+            .field("weight", &self.weight)
+            .finish()
+    }
+}
+
+impl Export {
+    /// Exports `handler` (a generated `XxxServer`).
+    pub fn new(handler: impl ServiceHandler) -> Self {
+        Export {
+            handler: Arc::new(handler),
+            version: None,
+            group: None,
+            weight: None,
+        }
+    }
+
+    /// Exports under `version` instead of the trait's.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Exports in `group` instead of the trait's.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Load-balancing weight published to consumers (default 100).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+
+    fn key(&self) -> ServiceKey {
+        let d = self.handler.descriptor();
+        ServiceKey::new(
+            d.interface,
+            self.version.as_deref().or(d.version),
+            self.group.as_deref().or(d.group),
+        )
+    }
+}
+
+/// Configures and starts a provider.
+#[derive(Debug)]
+pub struct ProviderBuilder {
+    application: String,
+    registries: Vec<String>,
+    protocols: Vec<(String, u16)>,
+    host: String,
+    bind_host: Option<String>,
+    exports: Vec<Export>,
+    server: ServerConfig,
+    shutdown_grace: Duration,
+}
+
+impl Default for ProviderBuilder {
+    fn default() -> Self {
+        ProviderBuilder {
+            application: "rpc-provider".into(),
+            registries: Vec::new(),
+            protocols: Vec::new(),
+            host: "127.0.0.1".into(),
+            bind_host: None,
+            exports: Vec::new(),
+            server: ServerConfig::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl ProviderBuilder {
+    /// The application name published with every export.
+    pub fn application(mut self, name: impl Into<String>) -> Self {
+        self.application = name.into();
+        self
+    }
+
+    /// Registers every export in the registry at `address` (may be called
+    /// several times: exports go to every registry). Without one, the provider
+    /// serves without registering (consumers use a direct URL).
+    pub fn registry(mut self, address: impl Into<String>) -> Self {
+        self.registries.push(address.into());
+        self
+    }
+
+    /// Serves on `protocol` at `port` (0 picks a free port). Supported: `rpc`.
+    pub fn protocol(mut self, protocol: impl Into<String>, port: u16) -> Self {
+        self.protocols.push((protocol.into(), port));
+        self
+    }
+
+    /// The host consumers should connect to, published in the registry and
+    /// also bound unless [`bind_host`](Self::bind_host) says otherwise (default `127.0.0.1`).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// The address to listen on, e.g. `0.0.0.0` (default: the [`host`](Self::host)).
+    pub fn bind_host(mut self, host: impl Into<String>) -> Self {
+        self.bind_host = Some(host.into());
+        self
+    }
+
+    /// Settings of the native protocol's servers (payload limit, heartbeat, connection limit).
+    pub fn server_config(mut self, config: ServerConfig) -> Self {
+        self.server = config;
+        self
+    }
+
+    /// How long graceful shutdown waits for in-flight calls (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Exports `handler` (a generated `XxxServer`) under the trait's version and group.
+    pub fn serve(self, handler: impl ServiceHandler) -> Self {
+        self.export(Export::new(handler))
+    }
+
+    /// Exports a service with explicit settings.
+    pub fn export(mut self, export: Export) -> Self {
+        self.exports.push(export);
+        self
+    }
+
+    /// Starts serving and registers every export. On failure nothing stays
+    /// registered or listening.
+    pub async fn start(self) -> Result<RunningProvider, Error> {
+        if self.exports.is_empty() {
+            return Err(Error::Config(
+                "the provider exports no service: call `.serve(...)`".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for export in &self.exports {
+            if !seen.insert(export.key()) {
+                return Err(Error::Config(format!("`{}` is exported twice", export.key())));
+            }
+        }
+        let registries = self
+            .registries
+            .iter()
+            .map(|address| rpc_registry::from_address(address))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dispatcher = Dispatcher::new(self.exports.iter().map(|e| (e.key(), e.handler.clone())));
+        let protocols = if self.protocols.is_empty() {
+            vec![("rpc".to_string(), DEFAULT_RPC_PORT)]
+        } else {
+            self.protocols.clone()
+        };
+        let bind_host = self.bind_host.clone().unwrap_or_else(|| self.host.clone());
+        let mut servers = Vec::new();
+        for (protocol, port) in &protocols {
+            if protocol != "rpc" {
+                shutdown_servers(&servers, Duration::ZERO).await;
+                return Err(Error::Config(format!(
+                    "unsupported protocol `{protocol}` (supported: rpc)"
+                )));
+            }
+            let address = format_address(&bind_host, *port);
+            match Server::new(dispatcher.clone(), self.server.clone())
+                .bind(address.as_str())
+                .await
+            {
+                Ok(handle) => servers.push((protocol.clone(), handle)),
+                Err(source) => {
+                    shutdown_servers(&servers, Duration::ZERO).await;
+                    return Err(Error::Bind {
+                        protocol: protocol.clone(),
+                        address,
+                        source,
+                    });
+                }
+            }
+        }
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let mut urls = Vec::new();
+        for (protocol, server) in &servers {
+            for export in &self.exports {
+                urls.push(self.provider_url(protocol, server.local_addr().port(), export, timestamp));
+            }
+        }
+        let provider = RunningProvider {
+            servers,
+            registries,
+            urls,
+            grace: self.shutdown_grace,
+        };
+        for registry in &provider.registries {
+            for url in &provider.urls {
+                if let Err(e) = registry.register(url).await {
+                    provider.shutdown().await;
+                    return Err(e.into());
+                }
+                tracing::info!(%url, registry = %registry.url(), "registered");
+            }
+        }
+        Ok(provider)
+    }
+
+    /// Starts, serves until Ctrl-C or SIGTERM, then shuts down gracefully
+    /// (see [`RunningProvider::shutdown`]).
+    pub async fn run_until_shutdown_signal(self) -> Result<(), Error> {
+        let provider = self.start().await?;
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received");
+        provider.shutdown().await;
+        Ok(())
+    }
+
+    fn provider_url(&self, protocol: &str, port: u16, export: &Export, timestamp: u128) -> Url {
+        let descriptor = export.handler.descriptor();
+        let key = export.key();
+        let mut url = Url::new(protocol, self.host.clone(), port)
+            .with_path(descriptor.interface)
+            .with_param(keys::APPLICATION, self.application.clone())
+            .with_param(keys::INTERFACE, descriptor.interface)
+            .with_param(keys::METHODS, descriptor.method_names())
+            .with_param(keys::SIDE, "provider")
+            .with_param(keys::WEIGHT, export.weight.unwrap_or(100).to_string())
+            .with_param(keys::TIMESTAMP, timestamp.to_string())
+            .with_param(keys::SERIALIZATION, Serialization::default().name())
+            .with_param("pid", std::process::id().to_string());
+        if let Some(version) = key.version() {
+            url.set_param(keys::VERSION, version);
+        }
+        if let Some(group) = key.group() {
+            url.set_param(keys::GROUP, group);
+        }
+        url
+    }
+}
+
+fn format_address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+async fn shutdown_servers(servers: &[(String, ServerHandle)], grace: Duration) -> usize {
+    let mut abandoned = 0;
+    for (_, server) in servers {
+        abandoned += server.shutdown(grace).await;
+    }
+    abandoned
+}
+
+/// Resolves on Ctrl-C or (on Unix) SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; waiting for Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A started provider.
+#[derive(Debug)]
+pub struct RunningProvider {
+    servers: Vec<(String, ServerHandle)>,
+    registries: Vec<Arc<dyn Registry>>,
+    urls: Vec<Url>,
+    grace: Duration,
+}
+
+impl RunningProvider {
+    /// The provider URLs, one per protocol and export.
+    pub fn urls(&self) -> &[Url] {
+        &self.urls
+    }
+
+    /// Where `protocol` listens.
+    pub fn local_addr(&self, protocol: &str) -> Option<SocketAddr> {
+        self.servers
+            .iter()
+            .find(|(p, _)| p == protocol)
+            .map(|(_, s)| s.local_addr())
+    }
+
+    /// Open connections, over all protocols.
+    pub fn connections(&self) -> usize {
+        self.servers.iter().map(|(_, s)| s.connections()).sum()
+    }
+
+    /// Calls being handled, over all protocols.
+    pub fn in_flight(&self) -> usize {
+        self.servers.iter().map(|(_, s)| s.in_flight()).sum()
+    }
+
+    /// Graceful shutdown: unregister everywhere, tell connected consumers the
+    /// provider is going read-only, stop accepting, wait for in-flight calls up
+    /// to the grace period, then close. Returns the calls abandoned when the
+    /// grace period ran out.
+    pub async fn shutdown(&self) -> usize {
+        for registry in &self.registries {
+            for url in &self.urls {
+                if let Err(e) = registry.unregister(url).await {
+                    tracing::warn!(%url, error = %e, "cannot unregister");
+                }
+            }
+        }
+        shutdown_servers(&self.servers, self.grace).await
+    }
+}

@@ -1,0 +1,128 @@
+//! The greeter consumer as a load generator.
+//!
+//! ```text
+//! cargo run --example greeter-consumer -- --calls 1000 --concurrency 16
+//! cargo run --example greeter-consumer -- --registry rpc://127.0.0.1:20880 --duration 10
+//! ```
+//!
+//! Calls `say_hello` until the call count or the duration is reached, with
+//! `--concurrency` calls in flight, and ends with one line `ok=<n> failed=<m>`.
+//! Exits 0 when nothing failed, 1 when some calls failed, 2 when it could not start.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use rpc_examples::GreeterClient;
+use tokio::time::Instant;
+
+#[derive(Debug, Parser)]
+#[command(about = "Calls org.example.Greeter.sayHello and reports `ok=<n> failed=<m>`.")]
+struct Args {
+    /// Where to find providers: a registry (`memory://`) or a direct provider list
+    /// (`rpc://host:port[,host:port]`). Repeat for several.
+    #[arg(long, default_value = "rpc://127.0.0.1:20880")]
+    registry: Vec<String>,
+    /// Number of calls to make (default 10 unless --duration is given).
+    #[arg(long, conflicts_with = "duration")]
+    calls: Option<u64>,
+    /// Keep calling for this many seconds instead of a fixed count.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: u32,
+    /// Timeout of each call, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+    /// Service version to call (`*` for any).
+    #[arg(long, default_value = "1.0.0")]
+    version: String,
+    /// Fail at start when no provider exists.
+    #[arg(long, default_value_t = false)]
+    check: bool,
+    /// Print every reply and error.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok((ok, failed)) => {
+            println!("ok={ok} failed={failed}");
+            std::process::exit(if failed == 0 { 0 } else { 1 });
+        }
+        Err(e) => {
+            eprintln!("greeter-consumer: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
+    let mut builder = rpc::Consumer::builder().application("greeter-consumer");
+    for registry in &args.registry {
+        builder = builder.registry(registry.clone());
+    }
+    let consumer = builder.build().await?;
+    let greeter: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .version(args.version.clone())
+        .timeout(Duration::from_millis(args.timeout_ms))
+        .check(args.check)
+        .build()
+        .await?;
+
+    let calls = match (args.calls, args.duration) {
+        (Some(n), _) => Some(n),
+        (None, Some(_)) => None,
+        (None, None) => Some(10),
+    };
+    let until = args
+        .duration
+        .map(|secs| Instant::now() + Duration::from_secs_f64(secs.max(0.0)));
+    let issued = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for worker in 0..args.concurrency.max(1) {
+        let (greeter, issued, ok, failed) = (greeter.clone(), issued.clone(), ok.clone(), failed.clone());
+        let verbose = args.verbose;
+        workers.push(tokio::spawn(async move {
+            loop {
+                if until.is_some_and(|t| Instant::now() >= t) {
+                    break;
+                }
+                let n = issued.fetch_add(1, Ordering::Relaxed);
+                if calls.is_some_and(|limit| n >= limit) {
+                    break;
+                }
+                match greeter.say_hello(format!("caller-{worker}-{n}")).await {
+                    Ok(reply) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        if verbose {
+                            println!("{reply}");
+                        }
+                    }
+                    Err(e) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        if verbose {
+                            eprintln!("call {n} failed: {e}");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        let _ = worker.await;
+    }
+    Ok((ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed)))
+}

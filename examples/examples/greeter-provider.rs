@@ -1,0 +1,79 @@
+//! The greeter provider as a program.
+//!
+//! ```text
+//! cargo run --example greeter-provider -- --port 20880
+//! cargo run --example greeter-provider -- --registry memory:// --port 0
+//! ```
+//!
+//! Prints `listening on <url>` once per protocol when ready, serves until
+//! Ctrl-C or SIGTERM, then shuts down gracefully.
+
+use std::time::Duration;
+
+use clap::Parser;
+use rpc_examples::{GreeterImpl, GreeterServer};
+
+#[derive(Debug, Parser)]
+#[command(about = "Serves org.example.Greeter (version 1.0.0) until Ctrl-C or SIGTERM.")]
+struct Args {
+    /// Registry to register in, e.g. `memory://`. Without it, serve without registering
+    /// (consumers then use a direct URL such as `rpc://127.0.0.1:20880`). Repeat for several.
+    #[arg(long)]
+    registry: Vec<String>,
+    /// Host published to consumers and listened on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = rpc::DEFAULT_RPC_PORT)]
+    port: u16,
+    /// Protocol to serve.
+    #[arg(long, default_value = "rpc")]
+    protocol: String,
+    /// Application name published in the registry.
+    #[arg(long, default_value = "greeter-provider")]
+    application: String,
+    /// Appended to greetings (`Hello, x from TAG`), to tell providers apart.
+    #[arg(long)]
+    tag: Option<String>,
+    /// Seconds to wait for in-flight calls on shutdown.
+    #[arg(long, default_value_t = 10)]
+    grace_secs: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if let Err(e) = run(args).await {
+        eprintln!("greeter-provider: {e}");
+        std::process::exit(2);
+    }
+}
+
+async fn run(args: Args) -> Result<(), rpc::Error> {
+    let mut builder = rpc::Provider::builder()
+        .application(args.application)
+        .host(args.host)
+        .protocol(args.protocol.clone(), args.port)
+        .shutdown_grace(Duration::from_secs(args.grace_secs))
+        .serve(GreeterServer::new(GreeterImpl::new(args.tag)));
+    for registry in args.registry {
+        builder = builder.registry(registry);
+    }
+    let provider = builder.start().await?;
+    if let Some(addr) = provider.local_addr(&args.protocol) {
+        // Scripts and tests wait for this line.
+        println!("listening on {}://{addr}", args.protocol);
+    }
+    rpc::shutdown_signal().await;
+    let abandoned = provider.shutdown().await;
+    println!("stopped (abandoned {abandoned} in-flight calls)");
+    Ok(())
+}
+
+fn env_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
+}

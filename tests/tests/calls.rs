@@ -1,0 +1,488 @@
+//! Calls end to end over real TCP: provider and consumer in this process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc::protocol::rpc::{ChannelConfig, ServerConfig};
+use rpc::{ErrorKind, Outcome, Serialization, Status};
+use rpc_examples::{GreeterClient, GreeterImpl, GreeterServer, Order, OrderError, OrderId};
+use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};
+use rpc_tests::wait_until;
+
+/// A unique in-process registry per test.
+fn registry(test: &str) -> String {
+    format!("memory://{test}")
+}
+
+async fn provider(registry: &str, probe: ProbeImpl) -> rpc::RunningProvider {
+    rpc::Provider::builder()
+        .application("test-provider")
+        .registry(registry)
+        .protocol("rpc", 0)
+        .serve(GreeterServer::new(GreeterImpl::new(None)))
+        .serve(ProbeServer::new(probe))
+        .start()
+        .await
+        .expect("provider starts")
+}
+
+async fn consumer(registry: &str) -> rpc::Consumer {
+    rpc::Consumer::builder()
+        .application("test-consumer")
+        .registry(registry)
+        .build()
+        .await
+        .expect("consumer builds")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_services_share_one_port_in_both_serializations() {
+    let reg = registry("several_services");
+    let provider = provider(&reg, ProbeImpl::default()).await;
+    assert_eq!(provider.urls().len(), 2);
+    let ports: Vec<u16> = provider.urls().iter().map(|u| u.port()).collect();
+    assert_eq!(ports[0], ports[1], "both services on one port");
+
+    let consumer = consumer(&reg).await;
+    for serialization in Serialization::ALL {
+        let greeter: GreeterClient = consumer
+            .reference::<GreeterClient>()
+            .serialization(serialization)
+            .build()
+            .await
+            .unwrap();
+        let probe: ProbeClient = consumer
+            .reference::<ProbeClient>()
+            .serialization(serialization)
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(greeter.say_hello("world".into()).await.unwrap(), "Hello, world");
+        assert_eq!(probe.add(40, 2).await.unwrap(), 42);
+        assert_eq!(probe.echo("ünïcødé ✓".into()).await.unwrap(), "ünïcødé ✓");
+        probe.ping().await.unwrap();
+    }
+    // One connection per provider address, shared by both references.
+    assert_eq!(provider.connections(), 1);
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_errors_are_values() {
+    let reg = registry("business_errors");
+    let provider = provider(&reg, ProbeImpl::default()).await;
+    let greeter: GreeterClient = consumer(&reg).await.reference::<GreeterClient>().build().await.unwrap();
+    let placed = greeter
+        .place_order(Order {
+            item: "tea".into(),
+            quantity: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(placed, Ok(OrderId(1)));
+    let refused = greeter
+        .place_order(Order {
+            item: "tea".into(),
+            quantity: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(OrderError::InvalidQuantity(0)));
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_calls_in_flight_on_one_connection() {
+    const N: usize = 1000;
+    let reg = registry("thousand_in_flight");
+    // `gather` answers only once all N calls are waiting inside the provider at once.
+    let provider = provider(&reg, ProbeImpl::with_barrier(N)).await;
+    let probe: ProbeClient = consumer(&reg)
+        .await
+        .reference::<ProbeClient>()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .await
+        .unwrap();
+    let calls = (0..N).map(|_| {
+        let probe = probe.clone();
+        tokio::spawn(async move { probe.gather().await })
+    });
+    let mut numbers: Vec<u64> = Vec::new();
+    for call in futures::future::join_all(calls).await {
+        numbers.push(call.unwrap().unwrap());
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..N as u64).collect::<Vec<_>>());
+    assert_eq!(provider.connections(), 1, "all calls multiplexed over one connection");
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_deadline_is_an_unknown_outcome_not_a_hang() {
+    let reg = registry("deadline");
+    let provider = provider(&reg, ProbeImpl::default()).await;
+    let probe: ProbeClient = consumer(&reg)
+        .await
+        .reference::<ProbeClient>()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = probe.sleep(5_000).await.unwrap_err();
+    let waited = started.elapsed();
+    // Client and provider share the deadline (it travels as a relative timeout):
+    // whichever notices first answers, and both say the outcome is unknown.
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Timeout | ErrorKind::Remote(Status::ServerTimeout)
+        ),
+        "{err}"
+    );
+    assert_eq!(err.outcome(), Outcome::Unknown);
+    assert!(
+        waited >= Duration::from_millis(190) && waited < Duration::from_secs(2),
+        "waited {waited:?}"
+    );
+    assert_eq!(err.method(), Some("sleep"));
+    assert!(err.address().is_some(), "the error names the provider: {err}");
+    // The provider also stops the call at the relative deadline it was sent.
+    wait_until("the provider to drop the expired call", Duration::from_secs(3), || {
+        provider.in_flight() == 0
+    })
+    .await;
+    // The connection is still fine.
+    assert_eq!(probe.sleep(1).await.unwrap(), 1);
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_level_timeout_beats_the_reference_timeout() {
+    let reg = registry("method_timeout");
+    let provider = provider(&reg, ProbeImpl::default()).await;
+    // place_order declares `timeout = "300ms"`; the reference says 5 s.
+    let greeter: GreeterClient = consumer(&reg)
+        .await
+        .reference::<GreeterClient>()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let stub = rpc::ServiceClient::stub(&greeter);
+    let place_order = GreeterClient::DESCRIPTOR.method("placeOrder").unwrap();
+    assert_eq!(
+        stub.effective_config(place_order).timeout,
+        Some(Duration::from_millis(300))
+    );
+    assert_eq!(stub.effective_config(place_order).retries, Some(0));
+    assert!(!stub.effective_config(place_order).is_idempotent());
+    let say_hello = GreeterClient::DESCRIPTOR.method("sayHello").unwrap();
+    assert_eq!(stub.effective_config(say_hello).timeout, Some(Duration::from_secs(5)));
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_check_names_the_service_and_registry() {
+    let reg = registry("startup_check");
+    let consumer = consumer(&reg).await;
+    let err = consumer
+        .reference::<GreeterClient>()
+        .check(true)
+        .build()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("org.example.Greeter:1.0.0") && text.contains("memory://startup_check"),
+        "{text}"
+    );
+
+    // check = false builds, fails calls with a not-sent error, and finds a provider that appears later.
+    let greeter: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .check(false)
+        .build()
+        .await
+        .unwrap();
+    let err = greeter.say_hello("x".into()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoProvider);
+    assert_eq!(err.outcome(), Outcome::NotSent);
+    let provider = provider(&reg, ProbeImpl::default()).await;
+    assert_eq!(greeter.say_hello("x".into()).await.unwrap(), "Hello, x");
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_and_groups_select_providers_exactly() {
+    let reg = registry("versions");
+    let v2 = rpc::Provider::builder()
+        .registry(&reg)
+        .protocol("rpc", 0)
+        .export(rpc::Export::new(GreeterServer::new(GreeterImpl::new(Some("v2".into())))).version("2.0.0"))
+        .start()
+        .await
+        .unwrap();
+    let consumer = consumer(&reg).await;
+    // Only 2.0.0 exists: a 1.0.0 reference finds nothing.
+    let err = consumer.reference::<GreeterClient>().build().await.unwrap_err();
+    assert!(matches!(err, rpc::Error::NoProvider(_)), "{err}");
+    let v1 = provider(&reg, ProbeImpl::default()).await;
+    let g1: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .version("1.0.0")
+        .build()
+        .await
+        .unwrap();
+    let g2: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .version("2.0.0")
+        .build()
+        .await
+        .unwrap();
+    let any: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .version("*")
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(g1.say_hello("a".into()).await.unwrap(), "Hello, a");
+        assert_eq!(g2.say_hello("a".into()).await.unwrap(), "Hello, a from v2");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        seen.insert(any.say_hello("a".into()).await.unwrap());
+    }
+    assert_eq!(seen.len(), 2, "`*` reaches both versions: {seen:?}");
+    // A group that nobody exports.
+    let err = consumer
+        .reference::<GreeterClient>()
+        .group("other")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("other/org.example.Greeter:1.0.0"), "{err}");
+    v1.shutdown().await;
+    v2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_of_several_registries_are_merged() {
+    let (a, b) = (registry("merge_a"), registry("merge_b"));
+    let pa = rpc::Provider::builder()
+        .registry(&a)
+        .protocol("rpc", 0)
+        .serve(GreeterServer::new(GreeterImpl::new(Some("a".into()))))
+        .start()
+        .await
+        .unwrap();
+    let pb = rpc::Provider::builder()
+        .registry(&b)
+        .protocol("rpc", 0)
+        .serve(GreeterServer::new(GreeterImpl::new(Some("b".into()))))
+        .start()
+        .await
+        .unwrap();
+    let consumer = rpc::Consumer::builder()
+        .registry(&a)
+        .registry(&b)
+        .build()
+        .await
+        .unwrap();
+    let greeter: GreeterClient = consumer.reference::<GreeterClient>().build().await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(greeter.say_hello("x".into()).await.unwrap());
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["Hello, x from a", "Hello, x from b"]
+    );
+    pa.shutdown().await;
+    pb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connection_fails_in_flight_calls_at_once() {
+    // Serve on a bare server so the test can abort it.
+    let dispatcher = rpc::Dispatcher::new([(
+        rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
+        Arc::new(ProbeServer::new(ProbeImpl::default())) as Arc<dyn rpc::ServiceHandler>,
+    )]);
+    let server = rpc::protocol::rpc::Server::new(dispatcher, ServerConfig::default())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = format!("rpc://{}", server.local_addr());
+    let consumer = rpc::Consumer::builder().registry(url).build().await.unwrap();
+    let probe: ProbeClient = consumer
+        .reference::<ProbeClient>()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let probe = probe.clone();
+            tokio::spawn(async move { probe.sleep(20_000).await })
+        })
+        .collect();
+    wait_until("10 calls in flight", Duration::from_secs(5), || {
+        server.in_flight() == 10
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    server.abort().await;
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionLost, "{err}");
+        assert_eq!(err.outcome(), Outcome::Unknown);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "failed promptly, not at the deadline"
+    );
+    // Nothing listens any more: the next call is not sent.
+    let err = probe.echo("x".into()).await.unwrap_err();
+    assert_eq!(err.outcome(), Outcome::NotSent, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_limits_hold_on_both_sides() {
+    let reg = registry("payload_limits");
+    let provider = rpc::Provider::builder()
+        .registry(&reg)
+        .protocol("rpc", 0)
+        .server_config(ServerConfig {
+            max_payload: 64 * 1024,
+            ..ServerConfig::default()
+        })
+        .serve(ProbeServer::new(ProbeImpl::default()))
+        .start()
+        .await
+        .unwrap();
+    let small_client = rpc::Consumer::builder()
+        .registry(&reg)
+        .channel_config(ChannelConfig {
+            max_payload: 32 * 1024,
+            ..ChannelConfig::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let probe: ProbeClient = small_client.reference::<ProbeClient>().build().await.unwrap();
+    // Refused locally before sending.
+    let err = probe.size(vec![1; 40 * 1024]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PayloadTooLarge, "{err}");
+    assert_eq!(err.outcome(), Outcome::NotSent);
+    // A response over the client's limit is refused, and the connection survives it.
+    let err = probe.blob(40 * 1024).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("exceeds the payload limit"), "{err}");
+    assert_eq!(probe.size(vec![1; 1024]).await.unwrap(), 1024);
+
+    // A request over the server's limit is refused by the server with a clear status.
+    let big_client = rpc::Consumer::builder().registry(&reg).build().await.unwrap();
+    let probe: ProbeClient = big_client.reference::<ProbeClient>().build().await.unwrap();
+    let err = probe.size(vec![1; 100 * 1024]).await.unwrap_err();
+    assert_eq!(err.status(), Some(Status::BadRequest), "{err}");
+    assert!(
+        err.message().contains("exceeds the payload limit of 65536 bytes"),
+        "{err}"
+    );
+    assert_eq!(
+        probe.size(vec![1; 1024]).await.unwrap(),
+        1024,
+        "connection still usable"
+    );
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_drains_in_flight_calls_and_unregisters() {
+    let reg = registry("graceful");
+    let provider = rpc::Provider::builder()
+        .registry(&reg)
+        .protocol("rpc", 0)
+        .shutdown_grace(Duration::from_secs(5))
+        .serve(ProbeServer::new(ProbeImpl::default()))
+        .start()
+        .await
+        .unwrap();
+    let probe: ProbeClient = consumer(&reg)
+        .await
+        .reference::<ProbeClient>()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let slow = {
+        let probe = probe.clone();
+        tokio::spawn(async move { probe.sleep(300).await })
+    };
+    wait_until("the slow call to arrive", Duration::from_secs(5), || {
+        provider.in_flight() == 1
+    })
+    .await;
+    let abandoned = provider.shutdown().await;
+    assert_eq!(abandoned, 0);
+    assert_eq!(slow.await.unwrap().unwrap(), 300, "the in-flight call completed");
+    assert!(
+        rpc::registry::MemoryRegistry::named("graceful")
+            .providers("org.rpc.test.Probe")
+            .is_empty()
+    );
+    assert_eq!(provider.connections(), 0);
+    let err = probe.echo("late".into()).await.unwrap_err();
+    assert_eq!(err.outcome(), Outcome::NotSent, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_is_refused_clearly() {
+    let err = rpc::Provider::builder().start().await.unwrap_err();
+    assert!(err.to_string().contains("exports no service"), "{err}");
+    let err = rpc::Provider::builder()
+        .protocol("carrier-pigeon", 0)
+        .serve(ProbeServer::new(ProbeImpl::default()))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unsupported protocol `carrier-pigeon`"),
+        "{err}"
+    );
+    let err = rpc::Provider::builder()
+        .registry("nonsense")
+        .serve(ProbeServer::new(ProbeImpl::default()))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid URL"), "{err}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = rpc::Provider::builder()
+        .protocol("rpc", port)
+        .serve(ProbeServer::new(ProbeImpl::default()))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    let err = rpc::Consumer::builder().build().await.unwrap_err();
+    assert!(err.to_string().contains("no registry"), "{err}");
+    let consumer = consumer("memory://bad_config").await;
+    let err = consumer
+        .reference::<ProbeClient>()
+        .method("nope", rpc::MethodConfig::new())
+        .check(false)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("has no method `nope`"), "{err}");
+}
