@@ -10,12 +10,16 @@
 //!   and the quick start; registries of the same name share state.
 //! * [`DirectRegistry`] (`rpc://host:port`, `tri://host:port,host:port`): a
 //!   fixed list of providers, for point-to-point calls without a registry.
+//! * [`ZookeeperRegistry`] (`zookeeper://host:port[,host:port]/[chroot]`):
+//!   Apache Dubbo's layout in ZooKeeper, surviving disconnections and session
+//!   expiry.
 //!
 //! [`from_url`] builds the right one from a registry URL.
 
 mod direct;
 mod memory;
 mod subscription;
+pub mod zookeeper;
 
 use std::fmt;
 use std::future::Future;
@@ -26,6 +30,7 @@ pub use direct::DirectRegistry;
 pub use memory::MemoryRegistry;
 pub use rpc_core::Url;
 pub use subscription::{ProviderSet, Subscription};
+pub use zookeeper::ZookeeperRegistry;
 
 /// The future returned by [`Registry`] methods.
 pub type RegistryFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RegistryError>> + Send + 'a>>;
@@ -78,7 +83,8 @@ impl RegistryError {
 
 /// Builds the registry named by `url`:
 /// `memory://[name]` → [`MemoryRegistry::named`]; `rpc://` or `tri://` (one or
-/// more comma-separated addresses) → [`DirectRegistry`].
+/// more comma-separated addresses) → [`DirectRegistry`]; `zookeeper://` →
+/// [`ZookeeperRegistry`] (needs a tokio runtime).
 pub fn from_url(url: &Url) -> Result<Arc<dyn Registry>, RegistryError> {
     match url.protocol() {
         "memory" => {
@@ -86,9 +92,10 @@ pub fn from_url(url: &Url) -> Result<Arc<dyn Registry>, RegistryError> {
             Ok(Arc::new(MemoryRegistry::named(name)))
         }
         "rpc" | "tri" => Ok(Arc::new(DirectRegistry::from_url(url)?)),
+        "zookeeper" => Ok(Arc::new(ZookeeperRegistry::new(url)?)),
         other => Err(RegistryError::new(
             url,
-            format!("unsupported registry protocol `{other}` (supported: memory, rpc, tri)"),
+            format!("unsupported registry protocol `{other}` (supported: zookeeper, memory, rpc, tri)"),
         )),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rpc_cluster::{ClusterInvoker, Connect, Directory, Endpoint};
-use rpc_core::protocol::rpc::{Channel, ChannelConfig};
+use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
 use rpc_core::url::keys;
 use rpc_core::{BoxInvoker, ErrorKind, MethodConfig, RpcError, Serialization, ServiceClient, ServiceKey, Stub, Url};
 use rpc_registry::Registry;
@@ -245,11 +245,12 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
 }
 
 /// Makes endpoints for the protocols this consumer speaks, sharing one
-/// connection per provider address across references.
+/// connection per provider address across references. Channels are held
+/// weakly: when no directory uses a provider any more, its connection closes.
 #[derive(Debug)]
 struct Connector {
     config: ChannelConfig,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, WeakChannel>>,
 }
 
 impl Connect for Connector {
@@ -260,10 +261,15 @@ impl Connect for Connector {
         let address = url.address();
         let channel = {
             let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-            channels
-                .entry(address.clone())
-                .or_insert_with(|| Channel::new(address, self.config.clone()))
-                .clone()
+            channels.retain(|_, weak| weak.upgrade().is_some());
+            match channels.get(&address).and_then(WeakChannel::upgrade) {
+                Some(channel) => channel,
+                None => {
+                    let channel = Channel::new(address.clone(), self.config.clone());
+                    channels.insert(address, channel.downgrade());
+                    channel
+                }
+            }
         };
         let health = channel.clone();
         Some(Endpoint::new(url.clone(), BoxInvoker::new(channel), move || {

@@ -163,7 +163,10 @@ impl Drop for Inner {
 /// during the backoff fail at once with a not-sent [`ErrorKind::Connect`]).
 /// When the connection breaks, every call in flight fails at once: with
 /// [`ErrorKind::ConnectionLost`] if its request was written, with
-/// [`ErrorKind::Closed`] if not.
+/// [`ErrorKind::Closed`] if not; and the channel starts probing the provider
+/// in the background, so [`is_backing_off`](Channel::is_backing_off) tells
+/// callers to go elsewhere before any call is sent to a dead provider. The
+/// connection closes when the last handle to the channel is dropped.
 #[derive(Clone)]
 pub struct Channel {
     inner: Arc<Inner>,
@@ -177,7 +180,35 @@ impl fmt::Debug for Channel {
     }
 }
 
+/// A handle to a [`Channel`] that does not keep it alive.
+#[derive(Clone, Debug, Default)]
+pub struct WeakChannel {
+    inner: Weak<Inner>,
+}
+
+impl WeakChannel {
+    /// The channel, if any handle to it is still alive.
+    pub fn upgrade(&self) -> Option<Channel> {
+        self.inner.upgrade().map(|inner| Channel { inner })
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Channel {
+    /// A handle that does not keep the channel (and its connection) alive.
+    pub fn downgrade(&self) -> WeakChannel {
+        WeakChannel {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
     /// A channel to `address` (`host:port`). Nothing is connected until the first call.
     pub fn new(address: impl Into<String>, config: ChannelConfig) -> Self {
         Channel {
@@ -401,6 +432,7 @@ async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcEr
     });
     let heartbeat = config.heartbeat;
     let writer_conn = conn.clone();
+    let writer_channel = channel.clone();
     tokio::spawn(async move {
         let mut rx = run_writer(write, rx, &writer_conn.shared, heartbeat).await;
         // Frames still queued were never written: those calls were not sent.
@@ -410,6 +442,7 @@ async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcEr
             }
         }
         writer_conn.fail_all(RpcError::new(ErrorKind::ConnectionLost, writer_conn.shared.reason()));
+        on_connection_lost(&writer_channel, &writer_conn);
     });
     let reader_conn = conn.clone();
     let max_payload = config.max_payload;
@@ -467,6 +500,41 @@ impl Inner {
         };
         error
     }
+}
+
+/// After a connection breaks, probe the provider in the background (with the
+/// channel's backoff) until it answers or the channel is dropped, so that a
+/// dead provider is known to be down before any call is sent to it, and a
+/// returning one is found again.
+fn on_connection_lost(channel: &Weak<Inner>, conn: &Arc<Conn>) {
+    let Some(inner) = channel.upgrade() else { return };
+    {
+        let mut state = inner.lock_state();
+        // Only when this connection was the channel's current one (not after disconnect()).
+        if !matches!(&*state, State::Connected(current) if Arc::ptr_eq(current, conn)) {
+            return;
+        }
+        *state = State::Idle;
+    }
+    tracing::debug!(address = %inner.address, reason = %conn.shared.reason(), "connection lost; probing the provider");
+    let channel = channel.clone();
+    tokio::spawn(async move {
+        loop {
+            let Some(inner) = channel.upgrade() else { return };
+            let handle = Channel { inner };
+            if handle.connection(None).await.is_ok() {
+                return;
+            }
+            let wait = match &*handle.lock_state() {
+                State::Backoff { until, .. } => until.saturating_duration_since(Instant::now()),
+                State::Connected(_) => return,
+                _ => handle.inner.config.backoff_initial,
+            };
+            // Hold the channel only weakly while waiting.
+            drop(handle);
+            tokio::time::sleep(wait).await;
+        }
+    });
 }
 
 fn on_frame(conn: &Conn, decoded: Decoded) {

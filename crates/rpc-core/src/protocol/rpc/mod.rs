@@ -22,7 +22,7 @@ mod server;
 
 use std::time::Duration;
 
-pub use client::{Channel, ChannelConfig};
+pub use client::{Channel, ChannelConfig, WeakChannel};
 pub use server::{Server, ServerConfig, ServerHandle};
 
 /// Default heartbeat interval (a peer silent for 3 intervals is closed).

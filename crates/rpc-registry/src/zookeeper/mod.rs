@@ -1,0 +1,383 @@
+//! [`ZookeeperRegistry`]: Apache Dubbo's ZooKeeper layout, kept alive through
+//! every fault ZooKeeper has.
+//!
+//! ```text
+//! /{root}/{interface}/providers/{URL-encoded provider URL}   ephemeral
+//! /{root}/{interface}/consumers/{URL-encoded consumer URL}   ephemeral
+//! ```
+//! `root` is `dubbo` unless the registry URL says `?root=...`. Parents are
+//! persistent and created as needed.
+//!
+//! Registry URL: `zookeeper://host:port[,host:port...][/chroot][?param=value...]`,
+//! with parameters
+//! * `session`: session timeout in ms (default 60000, as Dubbo);
+//! * `timeout`: how long `register` and `subscribe` wait for ZooKeeper, in ms (default 10000);
+//! * `root`: the root node name (default `dubbo`);
+//! * `file`: a local cache file of provider lists, so a consumer can start
+//!   while ZooKeeper is down.
+//!
+//! Behaviour:
+//! * A supervisor task owns the session. While ZooKeeper is unreachable,
+//!   subscriptions keep their last provider sets (consumers keep routing) and
+//!   providers keep serving; the client reconnects by itself. When the session
+//!   expires, a new session is opened, every node this registry registered is
+//!   created again and every subscription re-reads and re-arms its watch.
+//! * Subscriptions list the providers and arm a children watch in one request,
+//!   so no change between a read and the next watch is lost; every change is
+//!   published as a full set, so removals are never missed.
+//! * Children that are not URLs, or name no usable address, are skipped with
+//!   one warning each; URLs written by other implementations (such as Python
+//!   Dubbo's `tri://host:port?service=...`) are understood.
+
+mod cache;
+mod session;
+mod watch;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rpc_core::Url;
+use rpc_core::url::keys;
+use tokio::sync::watch as channel;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::SessionInfo;
+
+use crate::{ProviderSet, Registry, RegistryError, RegistryFuture, Subscription};
+use cache::CacheFile;
+
+/// Default session timeout (Dubbo's).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default wait of `register` and `subscribe` for ZooKeeper.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_PORT: u16 = 2181;
+
+/// Settings read from a `zookeeper://` URL.
+#[derive(Clone, Debug)]
+struct Config {
+    /// `host:port,host:port`, without chroot.
+    servers: String,
+    /// `/tenant-a`, or empty.
+    chroot: String,
+    /// `/dubbo`.
+    root: String,
+    session_timeout: Duration,
+    timeout: Duration,
+}
+
+impl Config {
+    fn from_url(url: &Url) -> Result<Config, RegistryError> {
+        let mut servers = Vec::new();
+        for address in url.addresses() {
+            let parsed =
+                Url::parse(&format!("zookeeper://{address}")).map_err(|e| RegistryError::new(url, e.to_string()))?;
+            if parsed.host().is_empty() {
+                return Err(RegistryError::new(
+                    url,
+                    "a ZooKeeper address needs a host, e.g. zookeeper://127.0.0.1:2181",
+                ));
+            }
+            let port = if parsed.port() == 0 {
+                DEFAULT_PORT
+            } else {
+                parsed.port()
+            };
+            servers.push(if parsed.host().contains(':') {
+                format!("[{}]:{port}", parsed.host())
+            } else {
+                format!("{}:{port}", parsed.host())
+            });
+        }
+        let millis = |key: &str, default: Duration| -> Result<Duration, RegistryError> {
+            match url.param(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| {
+                        RegistryError::new(url, format!("`{key}={v}` is not a positive number of milliseconds"))
+                    }),
+            }
+        };
+        let chroot = url.path().trim_matches('/');
+        let root = url.param("root").unwrap_or("dubbo").trim_matches('/');
+        if root.is_empty() || root.contains('/') {
+            return Err(RegistryError::new(url, format!("`root={root}` must be one node name")));
+        }
+        Ok(Config {
+            servers: servers.join(","),
+            chroot: if chroot.is_empty() {
+                String::new()
+            } else {
+                format!("/{chroot}")
+            },
+            root: format!("/{root}"),
+            session_timeout: millis("session", DEFAULT_SESSION_TIMEOUT)?,
+            timeout: millis("timeout", DEFAULT_TIMEOUT)?,
+        })
+    }
+
+    /// `/dubbo/{interface}/{category}`.
+    fn category_path(&self, interface: &str, category: &str) -> String {
+        format!("{}/{}/{category}", self.root, interface)
+    }
+
+    /// The node of a registered URL.
+    fn node_path(&self, url: &Url) -> Result<String, String> {
+        let interface = url.interface().ok_or_else(|| format!("`{url}` names no interface"))?;
+        if interface.contains('/') {
+            return Err(format!("interface `{interface}` contains `/`"));
+        }
+        let category = if url.param(keys::SIDE) == Some("consumer") {
+            "consumers"
+        } else {
+            "providers"
+        };
+        Ok(format!("{}/{}", self.category_path(interface, category), url.encode()))
+    }
+}
+
+/// State shared by the registry handle and its tasks.
+struct Shared {
+    url: Url,
+    config: Config,
+    /// The live client; `None` while (re)connecting.
+    client: channel::Sender<Option<zookeeper_client::Client>>,
+    /// What this registry has registered: re-created after a session expiry.
+    registered: Mutex<HashSet<Url>>,
+    /// Provider sets by interface, with whether ZooKeeper has been read yet.
+    subscriptions: Mutex<HashMap<String, Watched>>,
+    cache: Option<CacheFile>,
+    shutdown: CancellationToken,
+}
+
+#[derive(Clone)]
+struct Watched {
+    providers: channel::Sender<ProviderSet>,
+    loaded: channel::Receiver<bool>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZookeeperRegistry")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registry in ZooKeeper, in Apache Dubbo's layout. See the [module docs](self).
+///
+/// Cheap to clone; the session closes (and its ephemeral nodes vanish) when
+/// the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct ZookeeperRegistry {
+    shared: Arc<Shared>,
+    _closer: Arc<Closer>,
+}
+
+/// Stops the registry's tasks when the last handle goes.
+#[derive(Debug)]
+struct Closer(CancellationToken);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl ZookeeperRegistry {
+    /// A registry for `url` (`zookeeper://...`). Connects in the background:
+    /// this returns at once; `register` and `subscribe` wait for the connection.
+    ///
+    /// Must be called within a tokio runtime.
+    pub fn new(url: &Url) -> Result<Self, RegistryError> {
+        let config = Config::from_url(url)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| RegistryError::new(url, "a ZooKeeper registry must be created inside a tokio runtime"))?;
+        let cache = match url.param("file") {
+            Some(path) if !path.is_empty() => Some(CacheFile::load(path.into())),
+            _ => None,
+        };
+        let (client, _) = channel::channel(None);
+        let shutdown = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            url: url.clone(),
+            config,
+            client,
+            registered: Mutex::default(),
+            subscriptions: Mutex::default(),
+            cache,
+            shutdown: shutdown.clone(),
+        });
+        runtime.spawn(session::supervise(shared.clone()));
+        Ok(ZookeeperRegistry {
+            shared,
+            _closer: Arc::new(Closer(shutdown)),
+        })
+    }
+
+    /// The current session, if connected: for diagnostics and fault tests
+    /// (a second client attached to it and closed expires it).
+    pub fn session(&self) -> Option<SessionInfo> {
+        self.shared.client.borrow().as_ref().map(|c| c.session().clone())
+    }
+
+    /// Waits (up to the registry's `timeout`) for a connected client.
+    async fn client(&self) -> Result<zookeeper_client::Client, RegistryError> {
+        wait_for_client(&self.shared).await
+    }
+}
+
+async fn wait_for_client(shared: &Shared) -> Result<zookeeper_client::Client, RegistryError> {
+    let mut rx = shared.client.subscribe();
+    let wait = rx.wait_for(Option::is_some);
+    match tokio::time::timeout(shared.config.timeout, wait).await {
+        Ok(Ok(client)) => client
+            .clone()
+            .ok_or_else(|| RegistryError::new(&shared.url, "no client")),
+        Ok(Err(_)) => Err(RegistryError::new(&shared.url, "the registry is closed")),
+        Err(_) => Err(RegistryError::new(
+            &shared.url,
+            format!(
+                "ZooKeeper at {} unreachable for {} ms",
+                shared.config.servers,
+                shared.config.timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+impl Registry for ZookeeperRegistry {
+    fn url(&self) -> &Url {
+        &self.shared.url
+    }
+
+    fn register(&self, url: &Url) -> RegistryFuture<'_, ()> {
+        let url = url.clone();
+        Box::pin(async move {
+            let path = self
+                .shared
+                .config
+                .node_path(&url)
+                .map_err(|e| RegistryError::new(&self.shared.url, e))?;
+            let client = self.client().await?;
+            session::create_ephemeral(&client, &path)
+                .await
+                .map_err(|e| RegistryError::new(&self.shared.url, format!("cannot create {path}: {e}")))?;
+            lock(&self.shared.registered).insert(url);
+            Ok(())
+        })
+    }
+
+    fn unregister(&self, url: &Url) -> RegistryFuture<'_, ()> {
+        let url = url.clone();
+        Box::pin(async move {
+            let path = self
+                .shared
+                .config
+                .node_path(&url)
+                .map_err(|e| RegistryError::new(&self.shared.url, e))?;
+            lock(&self.shared.registered).remove(&url);
+            let client = self.client().await?;
+            match client.delete(&path, None).await {
+                Ok(()) | Err(zookeeper_client::Error::NoNode) => Ok(()),
+                Err(e) => Err(RegistryError::new(
+                    &self.shared.url,
+                    format!("cannot delete {path}: {e}"),
+                )),
+            }
+        })
+    }
+
+    fn subscribe(&self, consumer: &Url) -> RegistryFuture<'_, Subscription> {
+        let interface = consumer.interface().map(str::to_string);
+        Box::pin(async move {
+            let interface = interface
+                .filter(|i| !i.is_empty() && !i.contains('/'))
+                .ok_or_else(|| RegistryError::new(&self.shared.url, "subscribe needs a URL naming an interface"))?;
+            let watched = watch::watched(&self.shared, &interface);
+            let mut loaded = watched.loaded.clone();
+            let rx = watched.providers.subscribe();
+            let waited = tokio::time::timeout(self.shared.config.timeout, loaded.wait_for(|l| *l)).await;
+            if matches!(waited, Ok(Ok(_))) {
+                return Ok(Subscription::new(rx));
+            }
+            if self.shared.cache.is_some() && !rx.borrow().is_empty() {
+                tracing::warn!(
+                    registry = %self.shared.url, %interface, providers = rx.borrow().len(),
+                    "ZooKeeper unreachable: starting from the local cache file"
+                );
+                return Ok(Subscription::new(rx));
+            }
+            Err(RegistryError::new(
+                &self.shared.url,
+                format!(
+                    "cannot read the providers of {interface}: ZooKeeper at {} unreachable for {} ms",
+                    self.shared.config.servers,
+                    self.shared.config.timeout.as_millis()
+                ),
+            ))
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is a single insert, removal or read.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(s: &str) -> Result<Config, RegistryError> {
+        Config::from_url(&Url::parse(s).unwrap())
+    }
+
+    #[test]
+    fn reads_ensembles_chroots_and_parameters() {
+        let c = config("zookeeper://h1:2181,h2:2182,h3/tenant-a?session=4000&timeout=500&root=rpc").unwrap();
+        assert_eq!(c.servers, "h1:2181,h2:2182,h3:2181");
+        assert_eq!(c.chroot, "/tenant-a");
+        assert_eq!(c.root, "/rpc");
+        assert_eq!(c.session_timeout, Duration::from_secs(4));
+        assert_eq!(c.timeout, Duration::from_millis(500));
+        let c = config("zookeeper://127.0.0.1:2181").unwrap();
+        assert_eq!((c.chroot.as_str(), c.root.as_str()), ("", "/dubbo"));
+        assert_eq!(c.session_timeout, DEFAULT_SESSION_TIMEOUT);
+    }
+
+    #[test]
+    fn refuses_bad_parameters_clearly() {
+        let err = config("zookeeper://h:1?session=soon").unwrap_err();
+        assert!(
+            err.to_string().contains("`session=soon` is not a positive number"),
+            "{err}"
+        );
+        assert!(config("zookeeper://h:1?root=a/b").is_err());
+        assert!(config("zookeeper://").is_err());
+    }
+
+    #[test]
+    fn nodes_follow_dubbo_layout() {
+        let c = config("zookeeper://h:1").unwrap();
+        let provider = Url::parse("rpc://10.0.0.5:20880/org.example.Greeter?side=provider&version=1.0.0").unwrap();
+        let path = c.node_path(&provider).unwrap();
+        assert_eq!(
+            path,
+            format!("/dubbo/org.example.Greeter/providers/{}", provider.encode())
+        );
+        assert!(path.starts_with("/dubbo/org.example.Greeter/providers/rpc%3A%2F%2F10.0.0.5%3A20880"));
+        let consumer = Url::parse("consumer://10.0.0.6/org.example.Greeter?side=consumer").unwrap();
+        assert!(
+            c.node_path(&consumer)
+                .unwrap()
+                .starts_with("/dubbo/org.example.Greeter/consumers/")
+        );
+        assert!(c.node_path(&Url::parse("rpc://h:1").unwrap()).is_err());
+    }
+}
