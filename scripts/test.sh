@@ -20,6 +20,23 @@ for component in rustfmt clippy; do
     fi
 done
 
+# The registry tests run real ZooKeeper servers: Debian's `zookeeper` package (and its Java).
+if [ ! -f /usr/share/java/zookeeper.jar ] || ! need java; then
+    echo "installing Debian's zookeeper package (the registry tests start real ZooKeeper servers)"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if need sudo; then sudo="sudo"; else
+            echo "error: ZooKeeper is missing and this user cannot install packages: run 'apt-get install -y zookeeper' as root" >&2
+            exit 1
+        fi
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zookeeper >/dev/null || {
+        echo "error: 'apt-get install -y zookeeper' failed; the registry tests cannot run without it" >&2
+        exit 1
+    }
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"

@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod zk;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

@@ -23,6 +23,8 @@ pub type ProviderSet = Arc<Vec<Url>>;
 pub struct Subscription {
     current: watch::Receiver<ProviderSet>,
     stream: WatchStream<ProviderSet>,
+    /// Keeps the registry that feeds this subscription alive.
+    _keepalive: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Subscription {
@@ -39,7 +41,16 @@ impl Subscription {
         Subscription {
             stream: WatchStream::new(rx.clone()),
             current: rx,
+            _keepalive: None,
         }
+    }
+
+    /// Keeps `owner` (the registry's session, its watch tasks) alive for as
+    /// long as this subscription: a client keeps receiving updates even when
+    /// the consumer that created it is gone.
+    pub fn with_keepalive(mut self, owner: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self._keepalive = Some(owner);
+        self
     }
 
     /// A subscription to a set that never changes.

@@ -33,6 +33,7 @@ pub struct Export {
     version: Option<String>,
     group: Option<String>,
     weight: Option<u32>,
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Export {
@@ -52,6 +53,7 @@ impl Export {
             version: None,
             group: None,
             weight: None,
+            timeout: None,
         }
     }
 
@@ -70,6 +72,13 @@ impl Export {
     /// Load-balancing weight published to consumers (default 100).
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = Some(weight);
+        self
+    }
+
+    /// Default timeout published to consumers (`timeout` in the provider URL);
+    /// a consumer's own setting wins over it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -268,12 +277,20 @@ impl ProviderBuilder {
             .with_param(keys::WEIGHT, export.weight.unwrap_or(100).to_string())
             .with_param(keys::TIMESTAMP, timestamp.to_string())
             .with_param(keys::SERIALIZATION, Serialization::default().name())
-            .with_param("pid", std::process::id().to_string());
+            .with_param("pid", std::process::id().to_string())
+            // What Dubbo's own providers publish, so its tools show ours alike.
+            .with_param("dynamic", "true")
+            .with_param("anyhost", "false")
+            .with_param("generic", "false")
+            .with_param("deprecated", "false");
         if let Some(version) = key.version() {
             url.set_param(keys::VERSION, version);
         }
         if let Some(group) = key.group() {
             url.set_param(keys::GROUP, group);
+        }
+        if let Some(timeout) = export.timeout {
+            url.set_param(keys::TIMEOUT, timeout.as_millis().to_string());
         }
         url
     }

@@ -303,15 +303,16 @@ impl Registry for ZookeeperRegistry {
             let mut loaded = watched.loaded.clone();
             let rx = watched.providers.subscribe();
             let waited = tokio::time::timeout(self.shared.config.timeout, loaded.wait_for(|l| *l)).await;
+            let keepalive: Arc<dyn std::any::Any + Send + Sync> = self._closer.clone();
             if matches!(waited, Ok(Ok(_))) {
-                return Ok(Subscription::new(rx));
+                return Ok(Subscription::new(rx).with_keepalive(keepalive));
             }
             if self.shared.cache.is_some() && !rx.borrow().is_empty() {
                 tracing::warn!(
                     registry = %self.shared.url, %interface, providers = rx.borrow().len(),
                     "ZooKeeper unreachable: starting from the local cache file"
                 );
-                return Ok(Subscription::new(rx));
+                return Ok(Subscription::new(rx).with_keepalive(keepalive));
             }
             Err(RegistryError::new(
                 &self.shared.url,

@@ -1,0 +1,569 @@
+//! The ZooKeeper registry against real ZooKeeper servers: Dubbo's layout, live
+//! subscriptions, and every fault of DESIGN.md section 7.
+//!
+//! Figures for the closing note are printed with `--nocapture`:
+//! `cargo test -p rpc-tests --test zookeeper -- --nocapture figures`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rpc::registry::{Registry, ZookeeperRegistry};
+use rpc::{ErrorKind, Url};
+use rpc_examples::{GreeterClient, GreeterImpl, GreeterServer};
+use rpc_tests::zk::{Ensemble, ZooKeeper};
+use rpc_tests::{ProviderProcess, wait_until};
+use tokio::time::Instant;
+
+const GREETER: &str = "org.example.Greeter";
+
+/// A registry URL with short timeouts for tests.
+fn registry_url(base: &str, session_ms: u64) -> String {
+    format!("{base}?session={session_ms}&timeout=5000")
+}
+
+async fn zk_client(connect: &str) -> zookeeper_client::Client {
+    zookeeper_client::Client::connect(connect)
+        .await
+        .expect("test client connects to ZooKeeper")
+}
+
+async fn children(client: &zookeeper_client::Client, path: &str) -> Vec<String> {
+    match client.list_children(path).await {
+        Ok(mut c) => {
+            c.sort();
+            c
+        }
+        Err(zookeeper_client::Error::NoNode) => Vec::new(),
+        Err(e) => panic!("cannot list {path}: {e}"),
+    }
+}
+
+fn provider_url(port: u16, tag: &str) -> Url {
+    Url::new("rpc", "127.0.0.1", port)
+        .with_path(GREETER)
+        .with_param("interface", GREETER)
+        .with_param("version", "1.0.0")
+        .with_param("side", "provider")
+        .with_param("tag", tag)
+}
+
+fn consumer_url() -> Url {
+    Url::new("consumer", "127.0.0.1", 0)
+        .with_path(GREETER)
+        .with_param("side", "consumer")
+}
+
+async fn start_provider(registry: &str, tag: &str) -> rpc::RunningProvider {
+    rpc::Provider::builder()
+        .application("zk-test-provider")
+        .registry(registry)
+        .protocol("rpc", 0)
+        .serve(GreeterServer::new(GreeterImpl::new(Some(tag.into()))))
+        .start()
+        .await
+        .expect("provider starts")
+}
+
+async fn greeter(registry: &str) -> GreeterClient {
+    rpc::Consumer::builder()
+        .application("zk-test-consumer")
+        .registry(registry)
+        .build()
+        .await
+        .unwrap()
+        .reference::<GreeterClient>()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .expect("reference builds")
+}
+
+/// Waits for the subscription to yield a set satisfying `pred`.
+async fn next_matching(sub: &mut rpc::registry::Subscription, what: &str, pred: impl Fn(&[Url]) -> bool) -> Vec<Url> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let current = sub.current();
+    if pred(&current) {
+        return current.to_vec();
+    }
+    loop {
+        match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(set)) if pred(&set) => return set.to_vec(),
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("subscription ended while waiting for {what}"),
+            Err(_) => panic!("timed out waiting for {what}; last set: {:?}", sub.current()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_and_consumers_appear_in_dubbo_layout() {
+    let zk = ZooKeeper::start();
+    let registry = registry_url(&zk.url(), 10_000);
+    let provider = start_provider(&registry, "layout").await;
+    let greeter = greeter(&registry).await;
+    assert_eq!(greeter.say_hello("zk".into()).await.unwrap(), "Hello, zk from layout");
+
+    let client = zk_client(&zk.connect_string()).await;
+    let providers = children(&client, "/dubbo/org.example.Greeter/providers").await;
+    assert_eq!(providers.len(), 1, "{providers:?}");
+    let url = Url::decode(&providers[0]).unwrap();
+    assert_eq!(url.protocol(), "rpc");
+    assert_eq!(Some(url.address()), provider.local_addr("rpc").map(|a| a.to_string()));
+    assert_eq!(url.path(), GREETER);
+    for (key, value) in [
+        ("interface", GREETER),
+        ("version", "1.0.0"),
+        ("side", "provider"),
+        ("application", "zk-test-provider"),
+        ("methods", "sayHello,placeOrder,sleep"),
+        ("serialization", "bincode"),
+        ("weight", "100"),
+    ] {
+        assert_eq!(url.param(key), Some(value), "{key} in {url}");
+    }
+    assert!(url.param_parsed::<u64>("timestamp").is_some(), "{url}");
+    let stat = client
+        .check_stat(&format!("/dubbo/org.example.Greeter/providers/{}", providers[0]))
+        .await
+        .unwrap();
+    assert_ne!(stat.unwrap().ephemeral_owner, 0, "provider nodes are ephemeral");
+    let consumers = children(&client, "/dubbo/org.example.Greeter/consumers").await;
+    assert_eq!(consumers.len(), 1);
+    assert_eq!(Url::decode(&consumers[0]).unwrap().param("side"), Some("consumer"));
+
+    // Graceful shutdown removes the node at once.
+    provider.shutdown().await;
+    assert!(
+        children(&client, "/dubbo/org.example.Greeter/providers")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_see_every_addition_and_removal() {
+    let zk = ZooKeeper::start();
+    let url = Url::parse(&registry_url(&zk.url(), 10_000)).unwrap();
+    let providers = ZookeeperRegistry::new(&url).unwrap();
+    let consumer = ZookeeperRegistry::new(&url).unwrap();
+    let mut sub = consumer.subscribe(&consumer_url()).await.unwrap();
+    assert!(sub.current().is_empty());
+    let (a, b) = (provider_url(1001, "a"), provider_url(1002, "b"));
+    providers.register(&a).await.unwrap();
+    next_matching(&mut sub, "a", |s| s == [a.clone()]).await;
+    providers.register(&b).await.unwrap();
+    next_matching(&mut sub, "a and b", |s| s.len() == 2).await;
+    providers.unregister(&a).await.unwrap();
+    next_matching(&mut sub, "b only", |s| s == [b.clone()]).await;
+    providers.unregister(&b).await.unwrap();
+    next_matching(&mut sub, "nothing", |s| s.is_empty()).await;
+    // A quick burst: the last set always arrives.
+    for port in 2000..2050 {
+        providers.register(&provider_url(port, "burst")).await.unwrap();
+    }
+    next_matching(&mut sub, "50 providers", |s| s.len() == 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_under_providers_is_skipped_not_fatal() {
+    let zk = ZooKeeper::start();
+    let registry = registry_url(&zk.url(), 10_000);
+    let client = zk_client(&zk.connect_string()).await;
+    let dir = "/dubbo/org.example.Greeter/providers";
+    let persistent = zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client.mkdir(dir, &persistent).await.unwrap();
+    for garbage in [
+        "not-a-url",
+        "%FF%FE%FD",
+        "rpc%3A%2F%2F%3Fversion%3D1.0.0",                            // no address
+        "carrier-pigeon%3A%2F%2F10.9.9.9%3A1%2Forg.example.Greeter", // a protocol we do not speak
+        "dubbo%3A%2F%2F10.9.9.9%3A20880%2Fcom.other.Service",        // another interface
+    ] {
+        client
+            .create(&format!("{dir}/{garbage}"), b"", &persistent)
+            .await
+            .unwrap();
+    }
+    let provider = start_provider(&registry, "real").await;
+    let greeter = greeter(&registry).await;
+    for _ in 0..5 {
+        assert_eq!(greeter.say_hello("x".into()).await.unwrap(), "Hello, x from real");
+    }
+    // More garbage while subscribed.
+    client
+        .create(&format!("{dir}/more%20garbage"), b"", &persistent)
+        .await
+        .unwrap();
+    assert_eq!(greeter.say_hello("y".into()).await.unwrap(), "Hello, y from real");
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zookeeper_restart_is_survived_without_restarting_us() {
+    let mut zk = ZooKeeper::start();
+    let registry = registry_url(&zk.url(), 20_000);
+    let provider = start_provider(&registry, "steady").await;
+    let greeter = greeter(&registry).await;
+    assert_eq!(greeter.say_hello("a".into()).await.unwrap(), "Hello, a from steady");
+
+    zk.stop();
+    // ZooKeeper is down: consumers keep routing to the last known providers.
+    for _ in 0..20 {
+        assert_eq!(greeter.say_hello("b".into()).await.unwrap(), "Hello, b from steady");
+    }
+    zk.start_again();
+    // Back: a provider registered now is found by the same consumer.
+    let late = start_provider(&registry, "late").await;
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never saw the late provider: {seen:?}"
+        );
+        seen.insert(greeter.say_hello("c".into()).await.unwrap());
+    }
+    // And the first provider is still registered.
+    let client = zk_client(&zk.connect_string()).await;
+    assert_eq!(children(&client, "/dubbo/org.example.Greeter/providers").await.len(), 2);
+    provider.shutdown().await;
+    late.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_recreates_nodes_and_rearms_watches() {
+    let zk = ZooKeeper::start();
+    let url = Url::parse(&registry_url(&zk.url(), 4_000)).unwrap();
+    let providers = ZookeeperRegistry::new(&url).unwrap();
+    let consumer = ZookeeperRegistry::new(&url).unwrap();
+    let a = provider_url(3001, "a");
+    providers.register(&a).await.unwrap();
+    let mut sub = consumer.subscribe(&consumer_url()).await.unwrap();
+    next_matching(&mut sub, "a", |s| s == [a.clone()]).await;
+
+    // Expire the provider side's session: attach a second client to it and close it.
+    let expire = |registry: &ZookeeperRegistry| {
+        let session = registry.session().expect("connected");
+        let connect = zk.connect_string();
+        async move {
+            let hijacker = zookeeper_client::Client::connector()
+                .with_session(session)
+                .connect(&connect)
+                .await
+                .unwrap();
+            drop(hijacker); // closing it ends the session for everyone holding it
+        }
+    };
+    let before = providers.session().unwrap().id();
+    expire(&providers).await;
+    // Its ephemeral node goes with the session, then comes back with the new one.
+    next_matching(&mut sub, "a to vanish", |s| s.is_empty()).await;
+    next_matching(&mut sub, "a to be re-created", |s| s == [a.clone()]).await;
+    assert_ne!(providers.session().unwrap().id(), before, "a new session");
+
+    // Expire the consumer side: its watch must be re-armed on the new session.
+    expire(&consumer).await;
+    wait_until("the consumer's new session", Duration::from_secs(20), || {
+        consumer.session().is_some_and(|s| s.id() != before)
+    })
+    .await;
+    let b = provider_url(3002, "b");
+    providers.register(&b).await.unwrap();
+    next_matching(&mut sub, "b after the consumer's expiry", |s| s.len() == 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_rides_out_a_lost_member_and_a_lost_quorum() {
+    let mut ensemble = Ensemble::start(3);
+    let registry = registry_url(&ensemble.url(), 20_000);
+    let provider = start_provider(&registry, "e1").await;
+    let greeter = greeter(&registry).await;
+    let url = Url::parse(&registry).unwrap();
+    let watcher = ZookeeperRegistry::new(&url).unwrap();
+    let mut sub = watcher.subscribe(&consumer_url()).await.unwrap();
+    next_matching(&mut sub, "e1", |s| s.len() == 1).await;
+
+    // One member down: calls and registrations carry on.
+    ensemble.member(0).kill();
+    for _ in 0..10 {
+        assert_eq!(greeter.say_hello("a".into()).await.unwrap(), "Hello, a from e1");
+    }
+    let second = start_provider(&registry, "e2").await;
+    next_matching(&mut sub, "e2 with one member down", |s| s.len() == 2).await;
+
+    // Quorum lost: calls still go to the known providers.
+    ensemble.member(1).kill();
+    for _ in 0..10 {
+        assert!(
+            greeter
+                .say_hello("b".into())
+                .await
+                .unwrap()
+                .starts_with("Hello, b from e")
+        );
+    }
+    // Quorum regained: everything recovers without restarting us.
+    ensemble.member(0).start_again();
+    ensemble.member(1).start_again();
+    ensemble.wait_for_quorum();
+    let third = start_provider(&registry, "e3").await;
+    next_matching(&mut sub, "e3 after quorum returned", |s| s.len() == 3).await;
+    provider.shutdown().await;
+    second.shutdown().await;
+    third.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_provider_leaves_rotation_before_its_node_does() {
+    let zk = ZooKeeper::start();
+    // A long session: the killed provider's node lingers for the whole test.
+    let registry = registry_url(&zk.url(), 30_000);
+    let victim = ProviderProcess::spawn(&["--registry", &registry, "--port", "0", "--tag", "victim"]);
+    let survivor = ProviderProcess::spawn(&["--registry", &registry, "--port", "0", "--tag", "survivor"]);
+    let greeter = greeter(&registry).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(greeter.say_hello("a".into()).await.unwrap());
+    }
+    assert_eq!(seen.len(), 2, "both providers in rotation: {seen:?}");
+
+    let killed_at = Instant::now();
+    victim.kill();
+    // Calls right after the kill may still be sent to the victim (they fail
+    // with a connection error); then it must be out of rotation.
+    let failed = AtomicU64::new(0);
+    let mut out_of_rotation = None;
+    let mut streak = 0;
+    while streak < 50 {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "the victim stayed in rotation"
+        );
+        match greeter.say_hello("b".into()).await {
+            Ok(reply) => {
+                assert_eq!(reply, "Hello, b from survivor");
+                if streak == 0 {
+                    out_of_rotation = Some(killed_at.elapsed());
+                }
+                streak += 1;
+            }
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        ErrorKind::Connect | ErrorKind::ConnectionLost | ErrorKind::Closed
+                    ),
+                    "{e}"
+                );
+                failed.fetch_add(1, Ordering::Relaxed);
+                streak = 0;
+            }
+        }
+    }
+    let client = zk_client(&zk.connect_string()).await;
+    let nodes = children(&client, "/dubbo/org.example.Greeter/providers").await;
+    assert_eq!(nodes.len(), 2, "the victim's node still lingers (session timeout 30 s)");
+    println!(
+        "figure: SIGKILL -> consumer stops sending: {:?} ({} calls failed meanwhile)",
+        out_of_rotation.unwrap_or_default(),
+        failed.load(Ordering::Relaxed)
+    );
+    assert!(
+        failed.load(Ordering::Relaxed) <= 2,
+        "at most the calls racing the kill fail"
+    );
+    drop(survivor);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_file_lets_a_consumer_start_while_zookeeper_is_down() {
+    let mut zk = ZooKeeper::start();
+    let cache = std::env::temp_dir().join(format!("rpc-zk-cache-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&cache);
+    let with_cache = format!("{}?session=10000&timeout=2000&file={}", zk.url(), cache.display());
+    let provider = start_provider(&registry_url(&zk.url(), 10_000), "cached").await;
+    let greeter1 = greeter(&with_cache).await;
+    assert_eq!(greeter1.say_hello("a".into()).await.unwrap(), "Hello, a from cached");
+    wait_until("the cache file to be written", Duration::from_secs(5), || {
+        cache.exists()
+    })
+    .await;
+
+    zk.stop();
+    // ZooKeeper is down and a new consumer starts from the cache file.
+    let greeter2 = greeter(&with_cache).await;
+    assert_eq!(greeter2.say_hello("b".into()).await.unwrap(), "Hello, b from cached");
+    // Without a cache file, the same start fails clearly.
+    let without = format!("{}?timeout=1000", zk.url());
+    let err = rpc::Consumer::builder()
+        .registry(without)
+        .build()
+        .await
+        .unwrap()
+        .reference::<GreeterClient>()
+        .build()
+        .await;
+    let err = err.expect_err("no cache, no ZooKeeper: no reference");
+    assert!(err.to_string().contains("unreachable"), "{err}");
+    drop(provider);
+    let _ = std::fs::remove_file(&cache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_registries_are_registered_and_merged() {
+    let (zk1, zk2) = (ZooKeeper::start(), ZooKeeper::start());
+    let (r1, r2) = (registry_url(&zk1.url(), 10_000), registry_url(&zk2.url(), 10_000));
+    let both = rpc::Provider::builder()
+        .registry(&r1)
+        .registry(&r2)
+        .protocol("rpc", 0)
+        .serve(GreeterServer::new(GreeterImpl::new(Some("both".into()))))
+        .start()
+        .await
+        .unwrap();
+    let only2 = start_provider(&r2, "only2").await;
+    for zk in [&zk1, &zk2] {
+        let client = zk_client(&zk.connect_string()).await;
+        assert!(
+            !children(&client, "/dubbo/org.example.Greeter/providers")
+                .await
+                .is_empty()
+        );
+    }
+    let consumer = rpc::Consumer::builder()
+        .registry(&r1)
+        .registry(&r2)
+        .build()
+        .await
+        .unwrap();
+    let greeter: GreeterClient = consumer.reference::<GreeterClient>().build().await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        seen.insert(greeter.say_hello("m".into()).await.unwrap());
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["Hello, m from both", "Hello, m from only2"]
+    );
+    both.shutdown().await;
+    only2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_check_and_chroot() {
+    let zk = ZooKeeper::start();
+    let chrooted = format!("{}/tenant-a?session=10000&timeout=5000", zk.url());
+    let consumer = rpc::Consumer::builder().registry(&chrooted).build().await.unwrap();
+    let err = consumer
+        .reference::<GreeterClient>()
+        .check(true)
+        .build()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("org.example.Greeter:1.0.0") && text.contains("zookeeper://"),
+        "{text}"
+    );
+    let lazy: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .check(false)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        lazy.say_hello("x".into()).await.unwrap_err().kind(),
+        ErrorKind::NoProvider
+    );
+
+    let provider = start_provider(&chrooted, "tenant").await;
+    let client = zk_client(&zk.connect_string()).await;
+    assert_eq!(
+        children(&client, "/tenant-a/dubbo/org.example.Greeter/providers")
+            .await
+            .len(),
+        1
+    );
+    assert!(
+        children(&client, "/dubbo/org.example.Greeter/providers")
+            .await
+            .is_empty()
+    );
+    wait_until_ok(|| lazy.say_hello("y".into())).await;
+    provider.shutdown().await;
+}
+
+async fn wait_until_ok<F, Fut, T>(mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, rpc::RpcError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("still failing after 20 s: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figures_registration_latency_and_scale() {
+    let zk = ZooKeeper::start();
+    let url = Url::parse(&registry_url(&zk.url(), 20_000)).unwrap();
+    let providers = ZookeeperRegistry::new(&url).unwrap();
+    let consumer = ZookeeperRegistry::new(&url).unwrap();
+    let mut sub = consumer.subscribe(&consumer_url()).await.unwrap();
+
+    // Registration -> the consumer's provider set, 100 times.
+    let mut latencies = Vec::new();
+    for i in 0..100u16 {
+        let url = provider_url(10_000 + i, "lat");
+        let started = Instant::now();
+        providers.register(&url).await.unwrap();
+        next_matching(&mut sub, "the new provider", |s| s.contains(&url)).await;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "figure: registration -> consumer update, 100 runs: median {:?}, worst {:?}",
+        latencies[50], latencies[99]
+    );
+
+    // 1,000 providers of one service.
+    let rss_before = rss_kib();
+    for i in 100..1000u16 {
+        providers.register(&provider_url(10_000 + i, "scale")).await.unwrap();
+    }
+    next_matching(&mut sub, "1,000 providers", |s| s.len() == 1000).await;
+    let extra = provider_url(20_000, "extra");
+    let started = Instant::now();
+    providers.register(&extra).await.unwrap();
+    next_matching(&mut sub, "1,001 providers", |s| s.len() == 1001).await;
+    let update = started.elapsed();
+    let started = Instant::now();
+    providers.unregister(&extra).await.unwrap();
+    next_matching(&mut sub, "back to 1,000", |s| s.len() == 1000).await;
+    let removal = started.elapsed();
+    println!(
+        "figure: 1,000 providers: add one -> update {update:?}, remove one -> update {removal:?}, \
+         consumer+provider RSS growth {} KiB",
+        rss_kib().saturating_sub(rss_before)
+    );
+    assert_eq!(sub.current().len(), 1000);
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
