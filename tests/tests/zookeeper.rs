@@ -249,20 +249,50 @@ async fn session_expiry_recreates_nodes_and_rearms_watches() {
         let session = registry.session().expect("connected");
         let connect = zk.connect_string();
         async move {
-            let hijacker = zookeeper_client::Client::connector()
-                .with_session(session)
-                .connect(&connect)
-                .await
-                .unwrap();
-            drop(hijacker); // closing it ends the session for everyone holding it
+            // Attaching to a live session can time out while the server is
+            // busy with its owner; the fault injection retries.
+            for attempt in 1..=5 {
+                let connecting = zookeeper_client::Client::connector()
+                    .with_session(session.clone())
+                    .with_session_timeout(Duration::from_secs(4))
+                    .with_connection_timeout(Duration::from_secs(2))
+                    .connect(&connect)
+                    .await;
+                match connecting {
+                    Ok(hijacker) => {
+                        drop(hijacker); // closing it ends the session for everyone holding it
+                        return;
+                    }
+                    Err(e) if attempt < 5 => eprintln!("attaching to the session failed ({e}); retrying"),
+                    Err(e) => panic!("cannot attach to the session to expire it: {e}"),
+                }
+            }
         }
     };
     let before = providers.session().unwrap().id();
     expire(&providers).await;
-    // Its ephemeral node goes with the session, then comes back with the new one.
-    next_matching(&mut sub, "a to vanish", |s| s.is_empty()).await;
-    next_matching(&mut sub, "a to be re-created", |s| s == [a.clone()]).await;
-    assert_ne!(providers.session().unwrap().id(), before, "a new session");
+    // Its ephemeral node goes with the session and comes back with the new one
+    // (so fast that the consumer may never see the empty set: it sees full sets).
+    wait_until("the provider side's new session", Duration::from_secs(20), || {
+        providers.session().is_some_and(|s| s.id() != before)
+    })
+    .await;
+    let new_session = providers.session().unwrap().id();
+    let client = zk_client(&zk.connect_string()).await;
+    let node = format!("/dubbo/{GREETER}/providers/{}", a.encode());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let owner = client.check_stat(&node).await.unwrap().map(|s| s.ephemeral_owner);
+        if owner == Some(new_session.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node not re-created by the new session (owner {owner:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    next_matching(&mut sub, "a after the provider's expiry", |s| s == [a.clone()]).await;
 
     // Expire the consumer side: its watch must be re-armed on the new session.
     expire(&consumer).await;
