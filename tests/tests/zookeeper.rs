@@ -597,3 +597,35 @@ fn rss_kib() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_programs_find_each_other_through_zookeeper() {
+    let zk = ZooKeeper::start();
+    let registry = registry_url(&zk.url(), 10_000);
+    let one = ProviderProcess::spawn(&["--registry", &registry, "--port", "0", "--tag", "one"]);
+    let two = ProviderProcess::spawn(&["--registry", &registry, "--port", "0", "--tag", "two"]);
+    let consumer = rpc_tests::example_binary("greeter-consumer");
+    let args = [
+        "--registry",
+        &registry,
+        "--calls",
+        "40",
+        "--concurrency",
+        "4",
+        "--check",
+        "-v",
+    ]
+    .map(String::from);
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new(consumer).args(args).output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().last(), Some("ok=40 failed=0"), "stdout: {stdout}");
+    for tag in ["one", "two"] {
+        assert!(
+            stdout.contains(&format!("from {tag}")),
+            "no reply from provider {tag}:\n{stdout}"
+        );
+    }
+    drop((one, two));
+}
