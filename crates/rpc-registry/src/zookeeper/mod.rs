@@ -226,6 +226,13 @@ impl ZookeeperRegistry {
         self.shared.client.borrow().as_ref().map(|c| c.session().clone())
     }
 
+    fn node_path(&self, url: &Url) -> Result<String, RegistryError> {
+        self.shared
+            .config
+            .node_path(url)
+            .map_err(|e| RegistryError::new(&self.shared.url, e))
+    }
+
     /// Waits (up to the registry's `timeout`) for a connected client.
     async fn client(&self) -> Result<zookeeper_client::Client, RegistryError> {
         wait_for_client(&self.shared).await
@@ -259,11 +266,7 @@ impl Registry for ZookeeperRegistry {
     fn register(&self, url: &Url) -> RegistryFuture<'_, ()> {
         let url = url.clone();
         Box::pin(async move {
-            let path = self
-                .shared
-                .config
-                .node_path(&url)
-                .map_err(|e| RegistryError::new(&self.shared.url, e))?;
+            let path = self.node_path(&url)?;
             let client = self.client().await?;
             session::create_ephemeral(&client, &path)
                 .await
@@ -276,11 +279,7 @@ impl Registry for ZookeeperRegistry {
     fn unregister(&self, url: &Url) -> RegistryFuture<'_, ()> {
         let url = url.clone();
         Box::pin(async move {
-            let path = self
-                .shared
-                .config
-                .node_path(&url)
-                .map_err(|e| RegistryError::new(&self.shared.url, e))?;
+            let path = self.node_path(&url)?;
             lock(&self.shared.registered).remove(&url);
             let client = self.client().await?;
             match client.delete(&path, None).await {
