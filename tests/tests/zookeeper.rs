@@ -130,7 +130,15 @@ async fn providers_and_consumers_appear_in_dubbo_layout() {
         .await
         .unwrap();
     assert_ne!(stat.unwrap().ephemeral_owner, 0, "provider nodes are ephemeral");
-    let consumers = children(&client, "/dubbo/org.example.Greeter/consumers").await;
+    // The consumer registers itself in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let consumers = loop {
+        let consumers = children(&client, "/dubbo/org.example.Greeter/consumers").await;
+        if !consumers.is_empty() || Instant::now() > deadline {
+            break consumers;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(consumers.len(), 1);
     assert_eq!(Url::decode(&consumers[0]).unwrap().param("side"), Some("consumer"));
 

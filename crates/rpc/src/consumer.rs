@@ -192,10 +192,14 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         let consumer_url = self.consumer_url(&key);
         let mut sources = Vec::new();
         for registry in &inner.registries {
-            if let Err(e) = registry.register(&consumer_url).await {
-                tracing::warn!(registry = %registry.url(), error = %e, "cannot register the consumer");
-            }
             sources.push(registry.subscribe(&consumer_url).await?);
+            // The consumer node is for operators (as in Dubbo): never wait for it.
+            let (registry, url) = (registry.clone(), consumer_url.clone());
+            tokio::spawn(async move {
+                if let Err(e) = registry.register(&url).await {
+                    tracing::warn!(registry = %registry.url(), error = %e, "cannot register the consumer");
+                }
+            });
         }
         let connector: Arc<dyn Connect> = inner.connector.clone();
         let directory = Directory::new(key.clone(), connector, sources).await;
