@@ -319,9 +319,12 @@ async fn a_broken_connection_fails_in_flight_calls_at_once() {
         .unwrap();
     let url = format!("rpc://{}", server.local_addr());
     let consumer = rpc::Consumer::builder().registry(url).build().await.unwrap();
+    // Failfast: the error of the one attempt is the call's (failover would
+    // retry the unknown outcomes).
     let probe: ProbeClient = consumer
         .reference::<ProbeClient>()
         .timeout(Duration::from_secs(30))
+        .cluster(rpc::ClusterPolicy::Failfast)
         .build()
         .await
         .unwrap();

@@ -5,53 +5,10 @@ use std::fmt;
 use std::sync::{Arc, RwLock, Weak};
 
 use futures::{Stream, StreamExt};
-use rpc_core::url::keys;
-use rpc_core::{BoxInvoker, ServiceKey, Url};
+use rpc_core::{ServiceKey, Url};
 
-/// One provider as the cluster sees it: its URL, the service that sends calls
-/// to it, and whether it can take calls now.
-#[derive(Clone)]
-pub struct Endpoint {
-    url: Url,
-    invoker: BoxInvoker,
-    available: Arc<dyn Fn() -> bool + Send + Sync>,
-}
-
-impl fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("url", &self.url)
-            .field("available", &(self.available)())
-            .finish()
-    }
-}
-
-impl Endpoint {
-    /// An endpoint for `url` sending through `invoker`; `available` says
-    /// whether it can take calls now (false while its connection is failing).
-    pub fn new(url: Url, invoker: BoxInvoker, available: impl Fn() -> bool + Send + Sync + 'static) -> Self {
-        Endpoint {
-            url,
-            invoker,
-            available: Arc::new(available),
-        }
-    }
-
-    /// The provider URL.
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
-    /// The service that sends calls to this provider.
-    pub fn invoker(&self) -> &BoxInvoker {
-        &self.invoker
-    }
-
-    /// Whether the endpoint can take calls now.
-    pub fn is_available(&self) -> bool {
-        (self.available)()
-    }
-}
+use crate::endpoint::Endpoint;
+use crate::router;
 
 /// Makes endpoints from provider URLs: the consumer's protocols.
 pub trait Connect: Send + Sync + 'static {
@@ -125,18 +82,27 @@ impl Directory {
             *slot = urls;
         }
         // Hash lookups: a set of 1,000 providers is rebuilt in linear time.
-        let known: HashMap<&Url, &Endpoint> = state.endpoints.iter().map(|e| (e.url(), e)).collect();
+        // A provider is known by protocol and address: when its URL changes
+        // (weight, parameters) its endpoint is updated in place, keeping the
+        // connection and the balancers' statistics.
+        let known: HashMap<(&str, String), &Endpoint> = state
+            .endpoints
+            .iter()
+            .map(|e| ((e.url().protocol(), e.url().address()), e))
+            .collect();
         let mut seen: HashSet<(&str, String)> = HashSet::new();
         let mut next: Vec<Endpoint> = Vec::new();
         for url in state.sources.iter().flat_map(|s| s.iter()) {
-            if !self.accepts(url) || !seen.insert((url.protocol(), url.address())) {
+            let identity = (url.protocol(), url.address());
+            if !router::accepts(&self.key, url) || seen.contains(&identity) {
                 continue;
             }
-            // Keep the endpoint (and its connection) of a provider we already know.
-            let endpoint = match known.get(url) {
-                Some(endpoint) => Some((*endpoint).clone()),
+            let endpoint = match known.get(&identity) {
+                Some(endpoint) if endpoint.url() == url => Some((*endpoint).clone()),
+                Some(endpoint) => Some(endpoint.with_url(url.clone())),
                 None => self.connect.connect(url),
             };
+            seen.insert(identity);
             match endpoint {
                 Some(endpoint) => next.push(endpoint),
                 None => tracing::debug!(%url, "skipping a provider whose protocol is not spoken here"),
@@ -144,15 +110,6 @@ impl Directory {
         }
         tracing::debug!(key = %self.key, providers = next.len(), "provider set changed");
         state.endpoints = Arc::new(next);
-    }
-
-    /// Whether a provider URL serves this reference.
-    fn accepts(&self, url: &Url) -> bool {
-        let matches = |want: Option<&str>, have: Option<&str>| want == Some("*") || want == have;
-        url.interface() == Some(self.key.interface())
-            && matches(self.key.version(), url.version())
-            && matches(self.key.group(), url.group())
-            && url.param(keys::DISABLED) != Some("true")
     }
 }
 
@@ -173,7 +130,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use rpc_core::{Response, RpcError};
+    use rpc_core::{BoxInvoker, Response, RpcError};
     use tokio::sync::watch;
     use tokio_stream::wrappers::WatchStream;
 
@@ -241,6 +198,23 @@ mod tests {
         tx.send(Arc::new(vec![])).unwrap();
         settle().await;
         assert!(directory.endpoints().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_changed_url_updates_the_endpoint_in_place() {
+        let (tx, rx) = watch::channel(Arc::new(vec![url("rpc://h:1/a.B?weight=100")]));
+        let connect = Arc::new(CountingConnect::default());
+        let key = ServiceKey::new("a.B", None, None);
+        let directory = Directory::new(key, connect.clone(), vec![WatchStream::new(rx)]).await;
+        let before = directory.endpoints()[0].clone();
+        let _in_flight = before.stats().start();
+        tx.send(Arc::new(vec![url("rpc://h:1/a.B?weight=5")])).unwrap();
+        settle().await;
+        let after = directory.endpoints()[0].clone();
+        assert_eq!(after.url().param("weight"), Some("5"));
+        // Same connection, same statistics: nothing was reconnected.
+        assert_eq!(connect.made.load(Ordering::Relaxed), 1);
+        assert_eq!(after.stats().active(), 1);
     }
 
     #[tokio::test]

@@ -1,51 +1,102 @@
-//! [`ClusterInvoker`]: sends each call to one available provider.
+//! [`ClusterInvoker`]: the consumer's cluster stack for one reference.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
-use rpc_core::{BoxFuture, ErrorKind, Invocation, Response, RpcError, ServiceKey};
-use tower::ServiceExt;
+use rpc_core::{BoxFuture, ClusterPolicy, ErrorKind, Invocation, Response, RpcError};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tower::Service;
 
+use crate::config::{Effective, effective};
 use crate::directory::Directory;
+use crate::policy::{Broadcast, Failback, FailbackConfig, Failfast, Failover, Failsafe, Forking};
+use crate::select::Balancer;
 
-/// Picks a provider round-robin among the available endpoints of a
-/// [`Directory`] and sends the call there (one attempt).
-///
-/// Endpoints whose connection is failing are skipped while others are
-/// available; when none is, the next one is tried anyway, so a provider that
-/// comes back is found again.
+/// The tower `Service<Invocation>` a reference's stub calls (below the
+/// [`Mock`](crate::Mock) layer): it settles the call's configuration
+/// ([`config::effective`](crate::config::effective)), sets its deadline,
+/// applies the `actives` concurrency limit, and runs the call's cluster
+/// policy over a [`Balancer`] of the reference's [`Directory`].
 #[derive(Clone)]
 pub struct ClusterInvoker {
-    directory: Arc<Directory>,
-    next: Arc<AtomicUsize>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    balancer: Balancer,
+    failback_config: FailbackConfig,
+    failback: OnceLock<Failback<Balancer>>,
+    /// Method → its `actives` slots.
+    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl fmt::Debug for ClusterInvoker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterInvoker")
-            .field("directory", &self.directory)
+            .field("directory", self.inner.balancer.directory())
             .finish()
     }
 }
 
 impl ClusterInvoker {
-    /// An invoker over `directory`.
+    /// An invoker over `directory`, with default failback settings.
     pub fn new(directory: Arc<Directory>) -> Self {
+        Self::with_failback(directory, FailbackConfig::default())
+    }
+
+    /// An invoker over `directory` whose failback policy uses `failback`.
+    pub fn with_failback(directory: Arc<Directory>, failback: FailbackConfig) -> Self {
         ClusterInvoker {
-            directory,
-            next: Arc::default(),
+            inner: Arc::new(Inner {
+                balancer: Balancer::new(directory),
+                failback_config: failback,
+                failback: OnceLock::new(),
+                limits: Mutex::default(),
+            }),
         }
     }
 
     /// The directory.
     pub fn directory(&self) -> &Arc<Directory> {
-        &self.directory
+        self.inner.balancer.directory()
+    }
+
+    /// Calls queued for a failback retry.
+    pub fn failback_queued(&self) -> usize {
+        self.inner.failback.get().map_or(0, Failback::queued)
+    }
+
+    fn limit(&self, method: &str, actives: u32) -> Arc<Semaphore> {
+        let mut limits = self.inner.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        limits
+            .entry(method.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(actives as usize)))
+            .clone()
+    }
+
+    fn policy_call(&self, invocation: Invocation, policy: ClusterPolicy) -> BoxFuture<Result<Response, RpcError>> {
+        let balancer = self.inner.balancer.clone();
+        match policy {
+            ClusterPolicy::Failover => Failover::new(balancer).call(invocation),
+            ClusterPolicy::Failfast => Failfast::new(balancer).call(invocation),
+            ClusterPolicy::Failsafe => Failsafe::new(balancer).call(invocation),
+            ClusterPolicy::Forking => Forking::new(balancer).call(invocation),
+            ClusterPolicy::Broadcast => Broadcast::new(balancer).call(invocation),
+            ClusterPolicy::Failback => {
+                let failback = self
+                    .inner
+                    .failback
+                    .get_or_init(|| Failback::new(balancer, self.inner.failback_config));
+                failback.clone().call(invocation)
+            }
+        }
     }
 }
 
-impl tower::Service<Invocation> for ClusterInvoker {
+impl Service<Invocation> for ClusterInvoker {
     type Response = Response;
     type Error = RpcError;
     type Future = BoxFuture<Result<Response, RpcError>>;
@@ -55,53 +106,56 @@ impl tower::Service<Invocation> for ClusterInvoker {
     }
 
     fn call(&mut self, mut invocation: Invocation) -> Self::Future {
-        let endpoints = self.directory.endpoints();
-        if endpoints.is_empty() {
-            let error = RpcError::new(ErrorKind::NoProvider, "no provider matches the reference")
-                .with_service(self.directory.key())
-                .with_method(invocation.method());
-            return Box::pin(async move { Err(error) });
+        let endpoints = self.inner.balancer.directory().endpoints();
+        let settings = effective(
+            invocation.config(),
+            endpoints.first().map(|e| e.url()),
+            invocation.method(),
+        );
+        if invocation.deadline().is_none() {
+            invocation.set_deadline(Some(Instant::now() + settings.timeout));
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = endpoints.len();
-        let pick = (0..n)
-            .map(|i| &endpoints[(start + i) % n])
-            .find(|e| e.is_available())
-            .unwrap_or(&endpoints[start % n]);
-        // A wildcard reference calls the version and group the provider exports.
-        let key = invocation.service();
-        if (key.version() == Some("*") || key.group() == Some("*"))
-            && let Some(provider_key) = pick.url().service_key()
-        {
-            let resolved = ServiceKey::new(
-                key.interface(),
-                if key.version() == Some("*") {
-                    provider_key.version()
-                } else {
-                    key.version()
-                },
-                if key.group() == Some("*") {
-                    provider_key.group()
-                } else {
-                    key.group()
-                },
-            );
-            invocation = rebuild(invocation, resolved);
+        invocation.set_config(settings.to_config());
+        if settings.actives == 0 {
+            return self.policy_call(invocation, settings.cluster);
         }
-        let invoker = pick.invoker().clone();
-        Box::pin(invoker.oneshot(invocation))
+        let slots = self.limit(invocation.method(), settings.actives);
+        let this = self.clone();
+        Box::pin(async move {
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => acquire(&slots, &invocation, settings).await?,
+            };
+            let result = this.policy_call(invocation, settings.cluster).await;
+            drop(permit);
+            result
+        })
     }
 }
 
-fn rebuild(invocation: Invocation, key: ServiceKey) -> Invocation {
-    let mut next = Invocation::new(
-        key,
-        invocation.method(),
-        invocation.args().clone(),
-        invocation.serialization(),
-    );
-    next.set_attachments(invocation.attachments().clone());
-    next.set_config(*invocation.config());
-    next.set_deadline(invocation.deadline());
-    next
+/// Waits for an `actives` slot until the call's deadline.
+async fn acquire(
+    slots: &Arc<Semaphore>,
+    invocation: &Invocation,
+    settings: Effective,
+) -> Result<tokio::sync::OwnedSemaphorePermit, RpcError> {
+    let started = Instant::now();
+    let deadline = invocation.deadline().unwrap_or(started + settings.timeout);
+    let refused = |why: &str| {
+        RpcError::new(
+            ErrorKind::LocalLimit,
+            format!(
+                "the actives limit of {} concurrent calls was reached and {why} after waiting {} ms",
+                settings.actives,
+                started.elapsed().as_millis()
+            ),
+        )
+        .with_service(invocation.service())
+        .with_method(invocation.method())
+    };
+    match tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(refused("the limiter closed")),
+        Err(_) => Err(refused("no slot freed before the deadline")),
+    }
 }

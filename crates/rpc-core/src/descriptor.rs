@@ -1,20 +1,39 @@
 //! Static descriptions of a service and its methods, emitted by `#[service]`.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// Per-method settings declared with `#[rpc(...)]` on a trait method, or set on
-/// a reference. `None` means "not set here": the next level decides
-/// (method > reference > consumer defaults).
+/// a reference or a consumer. `None` means "not set here": the next level
+/// decides. The levels, strongest first: consumer method setting > method
+/// declaration > reference > consumer defaults > the provider's URL (timeout,
+/// load balancer only) > built-in defaults. `rpc_cluster::config` computes the
+/// final values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MethodConfig {
     /// How long a call may take, end to end, across all attempts.
     pub timeout: Option<Duration>,
+    /// Longest one attempt may take (failover, forking, failback): an attempt
+    /// still unanswered then counts as timed out and the policy moves on, while
+    /// the call as a whole stays within `timeout`. Unset: an attempt may use
+    /// all the time the call has left.
+    pub attempt_timeout: Option<Duration>,
     /// Extra attempts after the first (failover); `Some(0)` disables retries.
     pub retries: Option<u32>,
     /// Whether running the method twice is harmless. Calls whose outcome is
     /// unknown (timeout, connection lost after sending) are retried only when
     /// this is true. `None` means the default: idempotent, as in Dubbo.
     pub idempotent: Option<bool>,
+    /// The fault-tolerance policy (default failover).
+    pub cluster: Option<ClusterPolicy>,
+    /// The load balancer (default random).
+    pub loadbalance: Option<LoadBalancer>,
+    /// Providers called in parallel by the forking policy (default 2).
+    pub forks: Option<u32>,
+    /// Most calls of the method in flight at once from this reference; further
+    /// calls wait (up to their deadline) for a slot. 0 or unset: no limit.
+    pub actives: Option<u32>,
 }
 
 impl MethodConfig {
@@ -22,14 +41,25 @@ impl MethodConfig {
     pub const fn new() -> Self {
         MethodConfig {
             timeout: None,
+            attempt_timeout: None,
             retries: None,
             idempotent: None,
+            cluster: None,
+            loadbalance: None,
+            forks: None,
+            actives: None,
         }
     }
 
     /// Sets the timeout.
     pub const fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the per-attempt timeout.
+    pub const fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
         self
     }
 
@@ -45,31 +75,144 @@ impl MethodConfig {
         self
     }
 
+    /// Sets the fault-tolerance policy.
+    pub const fn with_cluster(mut self, cluster: ClusterPolicy) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Sets the load balancer.
+    pub const fn with_loadbalance(mut self, loadbalance: LoadBalancer) -> Self {
+        self.loadbalance = Some(loadbalance);
+        self
+    }
+
+    /// Sets the number of parallel calls of the forking policy.
+    pub const fn with_forks(mut self, forks: u32) -> Self {
+        self.forks = Some(forks);
+        self
+    }
+
+    /// Sets the concurrency limit.
+    pub const fn with_actives(mut self, actives: u32) -> Self {
+        self.actives = Some(actives);
+        self
+    }
+
     /// `self` where set, `fallback` elsewhere.
     pub const fn or(self, fallback: MethodConfig) -> MethodConfig {
+        macro_rules! pick {
+            ($field:ident) => {
+                match self.$field {
+                    Some(v) => Some(v),
+                    None => fallback.$field,
+                }
+            };
+        }
         MethodConfig {
-            timeout: match self.timeout {
-                Some(t) => Some(t),
-                None => fallback.timeout,
-            },
-            retries: match self.retries {
-                Some(r) => Some(r),
-                None => fallback.retries,
-            },
-            idempotent: match self.idempotent {
-                Some(i) => Some(i),
-                None => fallback.idempotent,
-            },
+            timeout: pick!(timeout),
+            attempt_timeout: pick!(attempt_timeout),
+            retries: pick!(retries),
+            idempotent: pick!(idempotent),
+            cluster: pick!(cluster),
+            loadbalance: pick!(loadbalance),
+            forks: pick!(forks),
+            actives: pick!(actives),
         }
     }
 
     /// Whether unknown-outcome failures may be retried: explicitly idempotent, or
-    /// unset and not `retries = 0`.
+    /// unset (Dubbo's default).
     pub const fn is_idempotent(&self) -> bool {
         match self.idempotent {
             Some(i) => i,
             None => true,
         }
+    }
+}
+
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name used in URLs and configuration (Dubbo's).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                let wanted = s.trim().to_ascii_lowercase().replace(['-', '_'], "");
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.name() == wanted)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = $name::ALL.iter().map(|v| v.name()).collect();
+                        format!("unknown {} `{s}` (expected one of: {})", $what, names.join(", "))
+                    })
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// What the cluster does when a call fails (Dubbo's `cluster`).
+    pub enum ClusterPolicy ("cluster policy") {
+        /// Retry on other providers (`retries` extra attempts). The default.
+        Failover = "failover",
+        /// One attempt; its error is the call's.
+        Failfast = "failfast",
+        /// On failure, log and return the return type's zero value.
+        Failsafe = "failsafe",
+        /// Like failsafe, and retry the call in the background.
+        Failback = "failback",
+        /// Call `forks` providers at once; the first success wins.
+        Forking = "forking",
+        /// Call every provider; fail if any fails.
+        Broadcast = "broadcast",
+    }
+}
+
+named_enum! {
+    /// How the cluster picks a provider for a call (Dubbo's `loadbalance`).
+    pub enum LoadBalancer ("load balancer") {
+        /// Weighted random with warm-up. The default.
+        Random = "random",
+        /// Smooth weighted round robin.
+        RoundRobin = "roundrobin",
+        /// Fewest calls in flight.
+        LeastActive = "leastactive",
+        /// Lowest expected response time.
+        ShortestResponse = "shortestresponse",
+        /// The same arguments go to the same provider.
+        ConsistentHash = "consistenthash",
+        /// Power of two choices over peak-EWMA latency.
+        P2c = "p2c",
     }
 }
 

@@ -270,6 +270,16 @@ impl RpcError {
         }
     }
 
+    /// Adds `note` to the reason (e.g. "after 3 attempts on a, b, c").
+    pub fn with_note(mut self, note: impl fmt::Display) -> Self {
+        if self.inner.message.is_empty() {
+            self.inner.message = note.to_string();
+        } else {
+            self.inner.message = format!("{} ({note})", self.inner.message);
+        }
+        self
+    }
+
     /// Sets the service this error is about, unless already set.
     pub fn with_service(mut self, service: impl fmt::Display) -> Self {
         if self.inner.service.is_none() {

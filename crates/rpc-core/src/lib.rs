@@ -20,8 +20,9 @@ pub mod protocol;
 pub mod serialization;
 pub mod service;
 pub mod url;
+pub mod zero;
 
-pub use descriptor::{MethodConfig, MethodDescriptor, ServiceDescriptor};
+pub use descriptor::{ClusterPolicy, LoadBalancer, MethodConfig, MethodDescriptor, ServiceDescriptor};
 pub use dispatch::Dispatcher;
 pub use error::{ErrorKind, Outcome, RpcError, Status};
 pub use invocation::{Attachments, Invocation, ServiceKey};

@@ -33,15 +33,54 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 ///
 /// For a method returning `Result<T, E>`, a business error is *inside* the
 /// payload: it is a successful call.
+///
+/// Consumer layers that answer on behalf of a provider say how their answer
+/// is to be read: [`Response::json`] (a mock's literal, decoded from JSON
+/// whatever the call's serialization) or [`Response::zero`] (the return
+/// type's zero value, for the failsafe and failback policies).
 #[derive(Clone, Debug, Default)]
 pub struct Response {
     payload: Bytes,
+    form: Form,
+}
+
+#[derive(Clone, Debug, Default)]
+enum Form {
+    /// Encoded with the call's serialization.
+    #[default]
+    Native,
+    /// JSON, whatever the call's serialization.
+    Json,
+    /// No payload: the zero value of the return type, standing in for `error`.
+    Zero(Box<RpcError>),
 }
 
 impl Response {
-    /// A response carrying `payload`.
+    /// A response carrying `payload`, encoded with the call's serialization.
     pub fn new(payload: Bytes) -> Self {
-        Response { payload }
+        Response {
+            payload,
+            form: Form::Native,
+        }
+    }
+
+    /// A response carrying `json`, to be decoded as JSON whatever the call's
+    /// serialization (a mock's literal value).
+    pub fn json(json: Bytes) -> Self {
+        Response {
+            payload: json,
+            form: Form::Json,
+        }
+    }
+
+    /// A response standing for the zero value of the method's return type
+    /// (see [`crate::zero`]), given instead of `error`. When the return type
+    /// has no zero value the stub returns `error` after all.
+    pub fn zero(error: RpcError) -> Self {
+        Response {
+            payload: Bytes::new(),
+            form: Form::Zero(Box::new(error)),
+        }
     }
 
     /// The encoded return value.
@@ -53,6 +92,44 @@ impl Response {
     pub fn into_payload(self) -> Bytes {
         self.payload
     }
+
+    /// Whether this response stands for the zero value instead of a reply.
+    pub fn is_zero(&self) -> bool {
+        matches!(self.form, Form::Zero(_))
+    }
+
+    /// Decodes the return value: from the payload with `serialization`, from
+    /// JSON for a [`Response::json`], or the zero value for a [`Response::zero`].
+    pub fn decode<R: DeserializeOwned>(&self, serialization: Serialization) -> Result<R, DecodeFailure> {
+        match &self.form {
+            Form::Native => serialization
+                .decode(&self.payload)
+                .map_err(|e| DecodeFailure::Reply(e.to_string())),
+            Form::Json => Serialization::Json
+                .decode(&self.payload)
+                .map_err(|e| DecodeFailure::Json(e.to_string())),
+            Form::Zero(error) => crate::zero::zero_value().map_err(|zero| DecodeFailure::NoZero {
+                error: (**error).clone(),
+                reason: zero.to_string(),
+            }),
+        }
+    }
+}
+
+/// Why [`Response::decode`] failed.
+#[derive(Debug)]
+pub enum DecodeFailure {
+    /// The reply does not decode as the return type.
+    Reply(String),
+    /// A JSON literal (a mock's) does not decode as the return type.
+    Json(String),
+    /// The return type has no zero value; `error` is what the zero stood for.
+    NoZero {
+        /// The failure the zero value would have replaced.
+        error: RpcError,
+        /// Why the type has no zero value.
+        reason: String,
+    },
 }
 
 /// The provider side of a service, implemented by the generated `XxxServer<T>`.
@@ -215,20 +292,31 @@ impl Stub {
             })
             .map(|args| {
                 let mut invocation = Invocation::new(self.service.clone(), method.name, args, serialization);
-                let timeout = config.timeout.unwrap_or(DEFAULT_TIMEOUT);
-                invocation.set_config(config.with_timeout(timeout));
-                invocation.set_deadline(Some(Instant::now() + timeout));
+                // Without a consumer-side timeout the cluster takes the
+                // provider's, or DEFAULT_TIMEOUT, and sets the deadline.
+                if let Some(timeout) = config.timeout {
+                    invocation.set_deadline(Some(Instant::now() + timeout));
+                }
+                invocation.set_config(config);
                 (invocation, self.invoker.clone())
             });
         async move {
             let (invocation, invoker) = prepared?;
             let service = invocation.service().clone();
             let response = invoker.oneshot(invocation).await?;
-            serialization.decode(response.payload()).map_err(|e| {
-                RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}"))
-                    .with_service(&service)
-                    .with_method(method.name)
-            })
+            response.decode(serialization).map_err(|failure| match failure {
+                DecodeFailure::Reply(e) => RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}")),
+                DecodeFailure::Json(e) => RpcError::new(
+                    ErrorKind::Decode,
+                    format!("the mock value does not fit the return type: {e}"),
+                ),
+                DecodeFailure::NoZero { error, reason } => {
+                    tracing::warn!(%service, method = method.name, %reason, "no zero value to return instead of the failure");
+                    error
+                }
+            }
+            .with_service(&service)
+            .with_method(method.name))
         }
     }
 }

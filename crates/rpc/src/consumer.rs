@@ -5,11 +5,15 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rpc_cluster::{ClusterInvoker, Connect, Directory, Endpoint};
+use rpc_cluster::{ClusterInvoker, Connect, Directory, Endpoint, FailbackConfig, Mock, MockLayer, Mocks};
 use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
 use rpc_core::url::keys;
-use rpc_core::{BoxInvoker, ErrorKind, MethodConfig, RpcError, Serialization, ServiceClient, ServiceKey, Stub, Url};
+use rpc_core::{
+    BoxInvoker, ClusterPolicy, ErrorKind, LoadBalancer, MethodConfig, RpcError, Serialization, ServiceClient,
+    ServiceHandler, ServiceKey, Stub, Url,
+};
 use rpc_registry::Registry;
+use tower::Layer;
 
 use crate::Error;
 
@@ -24,7 +28,7 @@ struct ConsumerInner {
     application: String,
     registries: Vec<Arc<dyn Registry>>,
     connector: Arc<Connector>,
-    timeout: Option<Duration>,
+    defaults: MethodConfig,
     check: bool,
 }
 
@@ -33,7 +37,7 @@ struct ConsumerInner {
 pub struct ConsumerBuilder {
     application: String,
     registries: Vec<String>,
-    timeout: Option<Duration>,
+    defaults: MethodConfig,
     check: bool,
     channel: ChannelConfig,
 }
@@ -44,7 +48,7 @@ impl Consumer {
         ConsumerBuilder {
             application: "rpc-consumer".into(),
             registries: Vec::new(),
-            timeout: None,
+            defaults: MethodConfig::new(),
             check: true,
             channel: ChannelConfig::default(),
         }
@@ -56,10 +60,14 @@ impl Consumer {
             consumer: self.clone(),
             version: C::DESCRIPTOR.version.map(str::to_string),
             group: C::DESCRIPTOR.group.map(str::to_string),
-            timeout: self.inner.timeout,
+            config: MethodConfig::new(),
             check: self.inner.check,
             serialization: Serialization::default(),
             methods: HashMap::new(),
+            mocks: Mocks::new(),
+            mock_errors: Vec::new(),
+            mock_methods: Vec::new(),
+            failback: FailbackConfig::default(),
             _client: PhantomData,
         }
     }
@@ -80,9 +88,35 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Default timeout of every call (methods and references may override).
+    /// Default timeout of every call (methods and references may override;
+    /// default: the provider's, else 1 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.defaults.timeout = Some(timeout);
+        self
+    }
+
+    /// Default retries of the failover policy (default 2).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.defaults.retries = Some(retries);
+        self
+    }
+
+    /// Default cluster policy (default failover).
+    pub fn cluster(mut self, cluster: ClusterPolicy) -> Self {
+        self.defaults.cluster = Some(cluster);
+        self
+    }
+
+    /// Default load balancer (default: the provider's, else random).
+    pub fn loadbalance(mut self, loadbalance: LoadBalancer) -> Self {
+        self.defaults.loadbalance = Some(loadbalance);
+        self
+    }
+
+    /// Defaults for every reference and method, all settings at once (set
+    /// fields replace what the other builder methods set).
+    pub fn defaults(mut self, config: MethodConfig) -> Self {
+        self.defaults = config.or(self.defaults);
         self
     }
 
@@ -119,7 +153,7 @@ impl ConsumerBuilder {
                     config: self.channel,
                     channels: Mutex::default(),
                 }),
-                timeout: self.timeout,
+                defaults: self.defaults,
                 check: self.check,
             }),
         })
@@ -132,10 +166,14 @@ pub struct ReferenceBuilder<C> {
     consumer: Consumer,
     version: Option<String>,
     group: Option<String>,
-    timeout: Option<Duration>,
+    config: MethodConfig,
     check: bool,
     serialization: Serialization,
     methods: HashMap<String, MethodConfig>,
+    mocks: Mocks,
+    mock_errors: Vec<String>,
+    mock_methods: Vec<String>,
+    failback: FailbackConfig,
     _client: PhantomData<fn() -> C>,
 }
 
@@ -152,9 +190,91 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         self
     }
 
-    /// Timeout of every method that declares none.
+    /// Timeout of every method that declares none: the whole call, across
+    /// retries.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.config.timeout = Some(timeout);
+        self
+    }
+
+    /// Longest one attempt may take before the policy moves on (failover,
+    /// forking); unset, an attempt may use the whole timeout.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Extra attempts of the failover policy (default 2; 0 for none).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.config.retries = Some(retries);
+        self
+    }
+
+    /// The fault-tolerance policy (default failover).
+    pub fn cluster(mut self, cluster: ClusterPolicy) -> Self {
+        self.config.cluster = Some(cluster);
+        self
+    }
+
+    /// The load balancer (default: the provider's, else random).
+    pub fn loadbalance(mut self, loadbalance: LoadBalancer) -> Self {
+        self.config.loadbalance = Some(loadbalance);
+        self
+    }
+
+    /// Providers called at once by the forking policy (default 2).
+    pub fn forks(mut self, forks: u32) -> Self {
+        self.config.forks = Some(forks);
+        self
+    }
+
+    /// Most calls of each method in flight at once; more wait for a slot until
+    /// their deadline, then fail with [`ErrorKind::LocalLimit`]. 0: no limit.
+    pub fn actives(mut self, actives: u32) -> Self {
+        self.config.actives = Some(actives);
+        self
+    }
+
+    /// Settings for every method of the reference at once (set fields replace
+    /// what the other builder methods set).
+    pub fn config(mut self, config: MethodConfig) -> Self {
+        self.config = config.or(self.config);
+        self
+    }
+
+    /// Degradation for every method: a Dubbo mock string, `return <json>`
+    /// (answer the value when a call fails) or `force:return <json>` (answer
+    /// it without calling). See [`Mock`].
+    pub fn mock(mut self, mock: &str) -> Self {
+        match Mock::parse(mock) {
+            Ok(mock) => self.mocks = self.mocks.with_default(mock),
+            Err(e) => self.mock_errors.push(e),
+        }
+        self
+    }
+
+    /// Degradation for one method (by wire name), as [`mock`](Self::mock).
+    pub fn method_mock(mut self, method: impl Into<String>, mock: &str) -> Self {
+        let method = method.into();
+        self.mock_methods.push(method.clone());
+        match Mock::parse(mock) {
+            Ok(mock) => self.mocks = self.mocks.with_method(method, mock),
+            Err(e) => self.mock_errors.push(format!("method `{method}`: {e}")),
+        }
+        self
+    }
+
+    /// Degradation by a fallback implementation of the service (e.g.
+    /// `GreeterServer::new(CachedGreeter)`), called with the same arguments
+    /// when a call fails.
+    pub fn fallback(mut self, fallback: impl ServiceHandler) -> Self {
+        self.mocks = self.mocks.with_default(Mock::fallback(fallback));
+        self
+    }
+
+    /// Retry queue of the failback policy (default every 5 s, 3 times, 1,024 calls).
+    pub fn failback(mut self, config: FailbackConfig) -> Self {
+        self.failback = config;
         self
     }
 
@@ -180,7 +300,10 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
     pub async fn build(self) -> Result<C, Error> {
         let descriptor = C::DESCRIPTOR;
         let key = ServiceKey::new(descriptor.interface, self.version.as_deref(), self.group.as_deref());
-        for name in self.methods.keys() {
+        if let Some(error) = self.mock_errors.first() {
+            return Err(Error::Config(format!("`{key}`: {error}")));
+        }
+        for name in self.methods.keys().chain(&self.mock_methods) {
             if descriptor.method(name).is_none() {
                 return Err(Error::Config(format!(
                     "`{key}` has no method `{name}` (methods: {})",
@@ -213,12 +336,15 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
                 .with_service(&key),
             ));
         }
-        let mut stub = Stub::new(key, BoxInvoker::new(ClusterInvoker::new(directory)))
+        let cluster = ClusterInvoker::with_failback(directory, self.failback);
+        let invoker = if self.mocks.is_empty() {
+            BoxInvoker::new(cluster)
+        } else {
+            BoxInvoker::new(MockLayer::new(self.mocks).layer(cluster))
+        };
+        let mut stub = Stub::new(key, invoker)
             .with_serialization(self.serialization)
-            .with_defaults(MethodConfig {
-                timeout: self.timeout,
-                ..MethodConfig::new()
-            });
+            .with_defaults(self.config.or(inner.defaults));
         for (name, config) in self.methods {
             stub = stub.with_method_config(name, config);
         }

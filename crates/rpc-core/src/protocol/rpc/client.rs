@@ -366,14 +366,15 @@ impl Channel {
         if sent.is_err() {
             return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
         }
+        let sent_at = Instant::now();
         let reply = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, rx).await {
                 Ok(reply) => reply,
                 Err(_) => {
-                    let waited = invocation.config().timeout.map(|t| t.as_millis()).unwrap_or_default();
+                    let waited = sent_at.elapsed().as_millis();
                     return Err(RpcError::new(
                         ErrorKind::Timeout,
-                        format!("no response within the {waited} ms timeout"),
+                        format!("no response before the deadline ({waited} ms after sending)"),
                     ));
                 }
             },

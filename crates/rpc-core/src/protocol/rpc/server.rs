@@ -355,6 +355,7 @@ impl ServerHandle {
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let shared = &self.shared;
         shared.stop_accepting.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.accept_done.wait_zero()).await;
         shared.readonly.store(true, Ordering::Release);
         shared.readonly_changed.notify_waiters();
         let deadline = Instant::now() + grace;
@@ -375,15 +376,18 @@ impl ServerHandle {
             shared.close.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(1), shared.connections.wait_zero()).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.accept_done.wait_zero()).await;
         abandoned
     }
 
     /// Closes every connection at once, failing in-flight calls on the clients.
+    ///
+    /// The listener is closed first, so a client reconnecting the moment its
+    /// connection drops finds nothing listening instead of a connection that is
+    /// accepted by the kernel and then reset.
     pub async fn abort(&self) {
         self.shared.stop_accepting.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.accept_done.wait_zero()).await;
         self.shared.close.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.connections.wait_zero()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.accept_done.wait_zero()).await;
     }
 }

@@ -1,0 +1,141 @@
+//! [`Endpoint`]: one provider as the cluster sees it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rpc_core::{BoxFuture, BoxInvoker, ErrorKind, Invocation, Response, RpcError, ServiceKey, Url};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::loadbalance::Stats;
+
+/// One provider: its URL, the service that sends calls to it, whether it can
+/// take calls now, and the call statistics the balancers read.
+///
+/// Cloning is cheap and shares the connection and the statistics.
+#[derive(Clone)]
+pub struct Endpoint {
+    url: Url,
+    invoker: BoxInvoker,
+    available: Arc<dyn Fn() -> bool + Send + Sync>,
+    stats: Arc<Stats>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("available", &(self.available)())
+            .field("active", &self.stats.active())
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// An endpoint for `url` sending through `invoker`; `available` says
+    /// whether it can take calls now (false while its connection is failing).
+    pub fn new(url: Url, invoker: BoxInvoker, available: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Endpoint {
+            url,
+            invoker,
+            available: Arc::new(available),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The same provider under an updated URL (weight, parameters): the
+    /// connection and statistics are kept.
+    pub fn with_url(&self, url: Url) -> Self {
+        Endpoint { url, ..self.clone() }
+    }
+
+    /// The provider URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// `host:port` of the provider.
+    pub fn address(&self) -> String {
+        self.url.address()
+    }
+
+    /// The service that sends calls to this provider.
+    pub fn invoker(&self) -> &BoxInvoker {
+        &self.invoker
+    }
+
+    /// Whether the endpoint can take calls now.
+    pub fn is_available(&self) -> bool {
+        (self.available)()
+    }
+
+    /// Calls in flight and response times.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Sends one attempt of `invocation` to this provider.
+    ///
+    /// The attempt is counted in flight while it runs and its response time
+    /// recorded. It ends by the call's deadline, or sooner when the call sets
+    /// an attempt timeout, whatever the protocol does. A reference whose
+    /// version or group is `*` calls the version and group the provider
+    /// exports.
+    pub fn call(&self, mut invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        let key = invocation.service();
+        if key.version() == Some("*") || key.group() == Some("*") {
+            let resolved = ServiceKey::new(
+                key.interface(),
+                if key.version() == Some("*") {
+                    self.url.version()
+                } else {
+                    key.version()
+                },
+                if key.group() == Some("*") {
+                    self.url.group()
+                } else {
+                    key.group()
+                },
+            );
+            invocation = rekey(invocation, resolved);
+        }
+        let deadline = match (invocation.deadline(), invocation.config().attempt_timeout) {
+            (Some(deadline), Some(attempt)) => Some(deadline.min(Instant::now() + attempt)),
+            (None, Some(attempt)) => Some(Instant::now() + attempt),
+            (deadline, None) => deadline,
+        };
+        invocation.set_deadline(deadline);
+        let guard = self.stats.start();
+        let call = self.invoker.clone().oneshot(invocation.clone());
+        let address = self.address();
+        Box::pin(async move {
+            let result = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
+                    Ok(result) => result,
+                    Err(_) => Err(RpcError::new(ErrorKind::Timeout, "no response before the deadline")),
+                },
+                None => call.await,
+            };
+            guard.finish(result.is_ok());
+            result.map_err(|e| {
+                e.with_service(invocation.service())
+                    .with_method(invocation.method())
+                    .with_address(address)
+            })
+        })
+    }
+}
+
+/// `invocation` addressed to `key`.
+fn rekey(invocation: Invocation, key: ServiceKey) -> Invocation {
+    let mut next = Invocation::new(
+        key,
+        invocation.method(),
+        invocation.args().clone(),
+        invocation.serialization(),
+    );
+    next.set_attachments(invocation.attachments().clone());
+    next.set_config(*invocation.config());
+    next.set_deadline(invocation.deadline());
+    next
+}

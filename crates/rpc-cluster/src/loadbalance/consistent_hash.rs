@@ -1,0 +1,169 @@
+//! Consistent hashing on the call's arguments.
+
+use std::sync::{Mutex, PoisonError};
+
+use rpc_core::Invocation;
+
+use super::{Candidate, LoadBalance, stable_hash};
+
+/// Virtual nodes per provider on the ring (Dubbo's default).
+pub const VIRTUAL_NODES: usize = 160;
+
+/// Sends calls with the same arguments to the same provider, and moves only
+/// the keys of a provider that goes away (Dubbo's `consistenthash`).
+///
+/// Each provider owns [`VIRTUAL_NODES`] points of a hash ring, at the hashes
+/// of `host:port#i`. A call goes to the owner of the first point at or after
+/// the hash of its key. Dubbo hashes the first argument by default; here the
+/// arguments travel encoded as one tuple, so the key is the whole encoding,
+/// [`Invocation::args`]. Hashes are FNV-1a with a mixing finalizer: stable
+/// across runs and processes, so every consumer maps a key the same way.
+///
+/// The ring is rebuilt only when the candidate set (their addresses, in
+/// order) changes.
+#[derive(Debug, Default)]
+pub struct ConsistentHash {
+    ring: Mutex<Option<Ring>>,
+}
+
+#[derive(Debug)]
+struct Ring {
+    /// Identity of the candidate list the ring was built for.
+    fingerprint: u64,
+    /// `(hash, candidate index)`, sorted by hash.
+    points: Vec<(u64, usize)>,
+}
+
+impl Ring {
+    fn build(addresses: &[String], fingerprint: u64) -> Self {
+        let mut points = Vec::with_capacity(addresses.len() * VIRTUAL_NODES);
+        for (index, address) in addresses.iter().enumerate() {
+            for i in 0..VIRTUAL_NODES {
+                points.push((stable_hash(format!("{address}#{i}").as_bytes()), index));
+            }
+        }
+        points.sort_unstable();
+        Ring { fingerprint, points }
+    }
+
+    fn lookup(&self, hash: u64) -> usize {
+        let at = self.points.partition_point(|&(h, _)| h < hash);
+        self.points
+            .get(at)
+            .or_else(|| self.points.first())
+            .map_or(0, |&(_, index)| index)
+    }
+}
+
+impl ConsistentHash {
+    /// A balancer with no ring yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl LoadBalance for ConsistentHash {
+    fn select(&self, candidates: &[Candidate<'_>], invocation: &Invocation) -> usize {
+        if candidates.len() <= 1 {
+            return 0;
+        }
+        let addresses: Vec<String> = candidates.iter().map(|c| c.url.address()).collect();
+        let fingerprint = stable_hash(addresses.join("\n").as_bytes());
+        let key = stable_hash(invocation.args());
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        match ring.as_ref() {
+            Some(r) if r.fingerprint == fingerprint => r.lookup(key),
+            _ => {
+                let r = Ring::build(&addresses, fingerprint);
+                let index = r.lookup(key);
+                *ring = Some(r);
+                index
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+
+    fn owner(lb: &ConsistentHash, cands: &[Candidate<'_>], key: usize) -> u16 {
+        cands[lb.select(cands, &invocation(format!("key-{key}").as_bytes()))]
+            .url
+            .port()
+    }
+
+    #[test]
+    fn single_candidate() {
+        assert_single(&ConsistentHash::new());
+    }
+
+    #[test]
+    fn same_key_same_provider() {
+        let providers = weighted(&[1; 5]);
+        let cands = candidates(&providers);
+        let lb = ConsistentHash::new();
+        for key in 0..100 {
+            let first = owner(&lb, &cands, key);
+            assert_eq!(owner(&lb, &cands, key), first);
+            // A fresh balancer (another consumer) agrees.
+            assert_eq!(owner(&ConsistentHash::new(), &cands, key), first);
+        }
+    }
+
+    #[test]
+    fn even_distribution() {
+        let providers = weighted(&[1; 10]);
+        let cands = candidates(&providers);
+        let lb = ConsistentHash::new();
+        let mut counts = [0_usize; 10];
+        for key in 0..10_000 {
+            counts[usize::from(owner(&lb, &cands, key) - 20880)] += 1;
+        }
+        for count in counts {
+            assert!((500..=1_500).contains(&count), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn removal_moves_only_the_removed_keys() {
+        let providers = weighted(&[1; 10]);
+        let all = candidates(&providers);
+        let removed = all[3].url.port();
+        let rest: Vec<_> = all.iter().copied().filter(|c| c.url.port() != removed).collect();
+        let lb = ConsistentHash::new();
+        let before: Vec<u16> = (0..10_000).map(|k| owner(&lb, &all, k)).collect();
+        let after: Vec<u16> = (0..10_000).map(|k| owner(&lb, &rest, k)).collect();
+        let mut moved = 0;
+        for (b, a) in before.iter().zip(&after) {
+            if *b == removed {
+                moved += 1;
+                assert_ne!(*a, removed);
+            } else {
+                assert_eq!(a, b);
+            }
+        }
+        assert!(moved > 0);
+    }
+
+    #[test]
+    fn ring_rebuilt_only_on_change() {
+        let providers = weighted(&[1; 3]);
+        let cands = candidates(&providers);
+        let lb = ConsistentHash::new();
+        owner(&lb, &cands, 1);
+        let fingerprint = |lb: &ConsistentHash| {
+            lb.ring
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|r| r.fingerprint)
+        };
+        let first = fingerprint(&lb);
+        owner(&lb, &cands, 2);
+        assert_eq!(fingerprint(&lb), first);
+        owner(&lb, &cands[..2], 2);
+        assert_ne!(fingerprint(&lb), first);
+    }
+}

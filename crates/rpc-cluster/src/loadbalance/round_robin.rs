@@ -1,0 +1,172 @@
+//! Smooth weighted round robin.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rpc_core::{Invocation, Url};
+
+use super::{Candidate, Clock, LoadBalance, system_clock, weight};
+
+/// How long the state of a provider absent from the candidates is kept
+/// (Dubbo's recycle period).
+const RECYCLE_MS: u64 = 60_000;
+
+/// nginx's smooth weighted round robin, per method (Dubbo's `roundrobin`).
+///
+/// Each pick adds every candidate's weight to its running `current`, picks
+/// the largest `current` (the first one on ties) and subtracts the total
+/// weight from it. Weights 5:1:1 give `a a b a c a a`. The state is keyed by
+/// provider identity (`protocol://host:port/path`), so it survives changes of
+/// the candidate list; a provider absent for a minute is forgotten. A
+/// provider's `current` restarts when its weight changes. When every
+/// candidate weighs 0 they all count as 1.
+#[derive(Debug)]
+pub struct RoundRobin {
+    /// Method name → provider identity → state.
+    state: Mutex<HashMap<String, HashMap<String, Entry>>>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    weight: i64,
+    current: i64,
+    last_seen_ms: u64,
+}
+
+impl RoundRobin {
+    /// A balancer with no state.
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(HashMap::new()),
+            clock: system_clock(),
+        }
+    }
+
+    /// Returns `self` reading time (warm-up, state expiry) from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+impl Default for RoundRobin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn identity(url: &Url) -> String {
+    format!("{}://{}/{}", url.protocol(), url.address(), url.path())
+}
+
+impl LoadBalance for RoundRobin {
+    fn select(&self, candidates: &[Candidate<'_>], invocation: &Invocation) -> usize {
+        if candidates.len() <= 1 {
+            return 0;
+        }
+        let now = self.clock.now_ms();
+        let weights: Vec<i64> = candidates.iter().map(|c| i64::from(weight(c.url, now))).collect();
+        let all_zero = weights.iter().all(|&w| w == 0);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = state.entry(invocation.method().to_owned()).or_default();
+        let mut total = 0_i64;
+        let mut best: Option<(usize, i64)> = None;
+        let mut best_key = String::new();
+        for (index, (candidate, &w)) in candidates.iter().zip(&weights).enumerate() {
+            let w = if all_zero { 1 } else { w };
+            let key = identity(candidate.url);
+            let entry = entries.entry(key.clone()).or_insert(Entry {
+                weight: w,
+                current: 0,
+                last_seen_ms: now,
+            });
+            if entry.weight != w {
+                entry.weight = w;
+                entry.current = 0;
+            }
+            entry.last_seen_ms = now;
+            entry.current += w;
+            total += w;
+            if best.is_none_or(|(_, current)| entry.current > current) {
+                best = Some((index, entry.current));
+                best_key = key;
+            }
+        }
+        if let Some(entry) = entries.get_mut(&best_key) {
+            entry.current -= total;
+        }
+        entries.retain(|_, e| now.saturating_sub(e.last_seen_ms) < RECYCLE_MS);
+        best.map_or(0, |(index, _)| index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+
+    fn picks(lb: &RoundRobin, cands: &[Candidate<'_>], n: usize) -> String {
+        let inv = invocation(b"");
+        (0..n)
+            .map(|_| char::from(b'a' + u8::try_from(lb.select(cands, &inv)).unwrap_or(0)))
+            .collect()
+    }
+
+    #[test]
+    fn single_candidate() {
+        assert_single(&RoundRobin::new());
+    }
+
+    #[test]
+    fn nginx_sequence_5_1_1() {
+        let providers = weighted(&[5, 1, 1]);
+        let lb = RoundRobin::new();
+        let cands = candidates(&providers);
+        assert_eq!(picks(&lb, &cands, 7), "aabacaa");
+        assert_eq!(picks(&lb, &cands, 7), "aabacaa");
+    }
+
+    #[test]
+    fn equal_weights_rotate() {
+        let providers = weighted(&[3, 3, 3]);
+        let lb = RoundRobin::new();
+        assert_eq!(picks(&lb, &candidates(&providers), 9), "abcabcabc");
+    }
+
+    #[test]
+    fn weight_zero_never_picked() {
+        let providers = weighted(&[0, 2, 1]);
+        let lb = RoundRobin::new();
+        assert!(!picks(&lb, &candidates(&providers), 30).contains('a'));
+        let all_zero = weighted(&[0, 0]);
+        assert_eq!(picks(&lb, &candidates(&all_zero), 4), "abab");
+    }
+
+    #[test]
+    fn state_survives_reordering() {
+        let providers = weighted(&[5, 1, 1]);
+        let lb = RoundRobin::new();
+        assert_eq!(picks(&lb, &candidates(&providers), 3), "aab");
+        // Same providers, reversed: c b a.
+        let reversed: Vec<_> = candidates(&providers).into_iter().rev().collect();
+        let inv = invocation(b"");
+        let rest: Vec<u16> = (0..4)
+            .map(|_| reversed[lb.select(&reversed, &inv)].url.port() - 20880)
+            .collect();
+        assert_eq!(rest, vec![0, 2, 0, 0]); // a c a a
+    }
+
+    #[test]
+    fn absent_providers_are_forgotten() {
+        let providers = weighted(&[1, 1, 1]);
+        let clk = clock(1_000);
+        let lb = RoundRobin::new().with_clock(clk.clone());
+        let cands = candidates(&providers);
+        picks(&lb, &cands, 3);
+        clk.0.store(1_000 + RECYCLE_MS, std::sync::atomic::Ordering::Relaxed);
+        picks(&lb, &cands[..2], 1);
+        let state = lb.state.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(state.get("greet").map(HashMap::len), Some(2));
+    }
+}

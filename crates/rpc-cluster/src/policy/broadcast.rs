@@ -1,0 +1,144 @@
+//! Broadcast: every provider.
+
+use std::task::{Context, Poll};
+
+use futures::future::join_all;
+use rpc_core::{BoxFuture, Invocation, Response, RpcError};
+use tower::{Layer, Service};
+
+use crate::select::Select;
+
+/// Calls every provider at once and waits for all of them. The call succeeds
+/// (with the last provider's answer) only when every provider succeeded;
+/// otherwise it fails, after all have answered or timed out, with the first
+/// failure's kind and a message naming each provider that failed and why.
+/// For cache invalidation and configuration pushes.
+#[derive(Clone, Debug)]
+pub struct Broadcast<S> {
+    select: S,
+}
+
+impl<S> Broadcast<S> {
+    /// Broadcast over `select`.
+    pub fn new(select: S) -> Self {
+        Broadcast { select }
+    }
+}
+
+/// Builds [`Broadcast`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BroadcastLayer;
+
+impl<S> Layer<S> for BroadcastLayer {
+    type Service = Broadcast<S>;
+
+    fn layer(&self, select: S) -> Broadcast<S> {
+        Broadcast::new(select)
+    }
+}
+
+impl<S: Select> Service<Invocation> for Broadcast<S> {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, invocation: Invocation) -> Self::Future {
+        let endpoints = match self.select.select_all(&invocation) {
+            Ok(endpoints) => endpoints,
+            Err(error) => return Box::pin(async move { Err(error) }),
+        };
+        let calls = join_all(endpoints.iter().map(|e| e.call(invocation.clone())));
+        let total = endpoints.len();
+        Box::pin(async move {
+            let results = calls.await;
+            let mut last = None;
+            let mut failures: Vec<(String, RpcError)> = Vec::new();
+            for (endpoint, result) in endpoints.iter().zip(results) {
+                match result {
+                    Ok(response) => last = Some(response),
+                    Err(error) => failures.push((endpoint.address(), error)),
+                }
+            }
+            match (failures.first(), last) {
+                (None, Some(response)) => Ok(response),
+                (Some((_, first)), _) => {
+                    let list: Vec<String> = failures
+                        .iter()
+                        .map(|(address, error)| format!("{address}: {}", error.message()))
+                        .collect();
+                    let failed = failures.len();
+                    let mut error = RpcError::new(
+                        first.kind(),
+                        format!("broadcast failed on {failed} of {total} providers: {}", list.join("; ")),
+                    )
+                    .with_service(invocation.service())
+                    .with_method(invocation.method());
+                    if failed == 1 {
+                        error = error.with_address(&failures[0].0);
+                    }
+                    Err(error)
+                }
+                (None, None) => Err(
+                    RpcError::new(rpc_core::ErrorKind::NoProvider, "no provider to broadcast to")
+                        .with_service(invocation.service())
+                        .with_method(invocation.method()),
+                ),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rpc_core::{ErrorKind, MethodConfig};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::policy::test_util::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn reaches_every_provider() {
+        let providers: Vec<Provider> = (1..=4)
+            .map(|p| Provider::new(p, Behaviour::Answer(Duration::from_millis(u64::from(p) * 10))))
+            .collect();
+        let refs: Vec<&Provider> = providers.iter().collect();
+        let started = tokio::time::Instant::now();
+        Broadcast::new(InOrder::new(&refs))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert!(providers.iter().all(|p| p.calls() == 1));
+        assert_eq!(started.elapsed(), Duration::from_millis(40), "in parallel");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_failure_fails_the_call_after_all_answered_naming_each() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Answer(Duration::from_millis(50)));
+        let c = Provider::new(3, Behaviour::Fail(remote_bad_request(), Duration::from_millis(10)));
+        let started = tokio::time::Instant::now();
+        let error = Broadcast::new(InOrder::new(&[&a, &b, &c]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(50),
+            "waited for every provider"
+        );
+        assert_eq!(error.kind(), ErrorKind::Connect);
+        let text = error.to_string();
+        assert!(text.contains("failed on 2 of 3 providers"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:1: refused") && text.contains("127.0.0.1:3: bad"),
+            "{text}"
+        );
+        assert_eq!(b.calls(), 1);
+    }
+}

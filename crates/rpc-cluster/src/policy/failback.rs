@@ -1,0 +1,315 @@
+//! Failback: failures become the zero value and are retried in the background.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::join_all;
+use rpc_core::{BoxFuture, Invocation, Response, RpcError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use crate::config::Effective;
+use crate::select::Select;
+
+/// Settings of the [`Failback`] retry queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailbackConfig {
+    /// Time between retries of a queued call (default 5 s, Dubbo's).
+    pub interval: Duration,
+    /// Retries of a queued call before it is dropped (default 3).
+    pub attempts: u32,
+    /// Most calls queued at once; a failed call finding the queue full is
+    /// dropped with a warning (default 1,024).
+    pub capacity: usize,
+}
+
+impl Default for FailbackConfig {
+    fn default() -> Self {
+        FailbackConfig {
+            interval: Duration::from_secs(5),
+            attempts: 3,
+            capacity: 1024,
+        }
+    }
+}
+
+/// One attempt; on failure, log a warning, answer the zero value of the
+/// return type (as [`Failsafe`](super::Failsafe)) and queue the call to be
+/// retried in the background every `interval`, up to `attempts` times, each
+/// retry with the call's full timeout. For notifications that must arrive
+/// eventually.
+///
+/// Only retryable failures are queued (not-sent always; unknown outcomes for
+/// idempotent methods). The queue is bounded: when `capacity` calls wait, a
+/// new failure is dropped with a warning. The retry task runs on the tokio
+/// runtime that created the policy and stops, dropping what is queued with a
+/// warning, when the last clone of the policy is dropped.
+#[derive(Clone, Debug)]
+pub struct Failback<S> {
+    select: S,
+    queue: mpsc::UnboundedSender<Invocation>,
+    queued: Arc<AtomicUsize>,
+    config: FailbackConfig,
+}
+
+impl<S: Select> Failback<S> {
+    /// Failback over `select`; starts the retry task (needs a tokio runtime).
+    pub fn new(select: S, config: FailbackConfig) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(retry_task(select.clone(), rx, queued.clone(), config));
+        Failback {
+            select,
+            queue,
+            queued,
+            config,
+        }
+    }
+
+    /// Calls waiting for a retry.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+}
+
+/// Builds [`Failback`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FailbackLayer {
+    config: FailbackConfig,
+}
+
+impl FailbackLayer {
+    /// A layer whose policies use `config`.
+    pub fn new(config: FailbackConfig) -> Self {
+        FailbackLayer { config }
+    }
+}
+
+impl<S: Select> Layer<S> for FailbackLayer {
+    type Service = Failback<S>;
+
+    fn layer(&self, select: S) -> Failback<S> {
+        Failback::new(select, self.config)
+    }
+}
+
+impl<S: Select> Service<Invocation> for Failback<S> {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, invocation: Invocation) -> Self::Future {
+        let attempt = self.select.select(&invocation, &[]).map(|e| e.call(invocation.clone()));
+        let (queue, queued, capacity) = (self.queue.clone(), self.queued.clone(), self.config.capacity);
+        Box::pin(async move {
+            let result = match attempt {
+                Ok(call) => call.await,
+                Err(error) => Err(error),
+            };
+            let error = match result {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let idempotent = Effective::of(invocation.config()).idempotent;
+            if !error.is_retryable(idempotent) {
+                tracing::warn!(%error, "failback: the call failed and cannot be retried safely; answering the zero value");
+            } else if queued.fetch_add(1, Ordering::AcqRel) >= capacity {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(%error, capacity, "failback: retry queue full, dropping the failed call");
+            } else if queue.send(invocation).is_err() {
+                queued.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                tracing::warn!(%error, "failback: the call failed; queued for retry, answering the zero value");
+            }
+            Ok(Response::zero(error))
+        })
+    }
+}
+
+struct Entry {
+    invocation: Invocation,
+    retries: u32,
+    due: Instant,
+}
+
+async fn retry_task<S: Select>(
+    select: S,
+    mut rx: mpsc::UnboundedReceiver<Invocation>,
+    queued: Arc<AtomicUsize>,
+    config: FailbackConfig,
+) {
+    let mut pending: Vec<Entry> = Vec::new();
+    loop {
+        let next_due = pending.iter().map(|e| e.due).min();
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(invocation) => pending.push(Entry { invocation, retries: 0, due: Instant::now() + config.interval }),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                let now = Instant::now();
+                let (due, waiting): (Vec<Entry>, Vec<Entry>) = pending.drain(..).partition(|e| e.due <= now);
+                pending = waiting;
+                let retried = join_all(due.into_iter().map(|entry| retry(&select, entry))).await;
+                for outcome in retried {
+                    match outcome {
+                        Some(mut entry) if entry.retries < config.attempts => {
+                            entry.due = Instant::now() + config.interval;
+                            pending.push(entry);
+                        }
+                        Some(entry) => {
+                            tracing::error!(
+                                service = %entry.invocation.service(),
+                                method = entry.invocation.method(),
+                                retries = entry.retries,
+                                "failback: giving up on a call"
+                            );
+                            queued.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        None => {
+                            queued.fetch_sub(1, Ordering::AcqRel);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        tracing::warn!(
+            dropped = pending.len(),
+            "failback: the reference was dropped with calls still queued"
+        );
+    }
+    queued.store(0, Ordering::Release);
+}
+
+/// Retries `entry` once: `None` when it succeeded (or can never succeed),
+/// the entry with one more retry counted otherwise.
+async fn retry<S: Select>(select: &S, mut entry: Entry) -> Option<Entry> {
+    entry.retries += 1;
+    let mut invocation = entry.invocation.clone();
+    let settings = Effective::of(invocation.config());
+    invocation.set_deadline(Some(Instant::now() + settings.timeout));
+    let result = match select.select(&invocation, &[]) {
+        Ok(endpoint) => endpoint.call(invocation).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(_) => {
+            tracing::info!(
+                service = %entry.invocation.service(),
+                method = entry.invocation.method(),
+                retries = entry.retries,
+                "failback: a queued call succeeded"
+            );
+            None
+        }
+        Err(error) if !error.is_retryable(settings.idempotent) => {
+            tracing::error!(%error, "failback: a queued call failed for good");
+            None
+        }
+        Err(error) => {
+            tracing::debug!(%error, retries = entry.retries, "failback: retry failed");
+            Some(entry)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rpc_core::MethodConfig;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::policy::test_util::*;
+
+    fn config(capacity: usize) -> FailbackConfig {
+        FailbackConfig {
+            interval: Duration::from_secs(5),
+            attempts: 3,
+            capacity,
+        }
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..10_000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_lands_once_its_provider_returns() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let failback = Failback::new(InOrder::new(&[&a]), config(10));
+        let response = failback
+            .clone()
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert!(response.is_zero());
+        assert_eq!(failback.queued(), 1);
+        // The first retry (at 5 s) fails too; the provider then comes back.
+        until("the first retry", || a.calls() == 2).await;
+        a.set(Behaviour::Answer(Duration::ZERO));
+        until("the second retry", || a.calls() == 3).await;
+        until("the queue to empty", || failback.queued() == 0).await;
+        // Nothing more is sent.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(a.calls(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_the_configured_attempts() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let failback = Failback::new(InOrder::new(&[&a]), config(10));
+        failback
+            .clone()
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        until("the queue to empty", || failback.queued() == 0).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(a.calls(), 1 + 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_drops_instead_of_growing() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let failback = Failback::new(InOrder::new(&[&a]), config(2));
+        for _ in 0..5 {
+            let response = failback
+                .clone()
+                .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+                .await
+                .unwrap();
+            assert!(response.is_zero());
+        }
+        assert_eq!(failback.queued(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_outcomes_of_writes_are_not_queued() {
+        let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
+        let failback = Failback::new(InOrder::new(&[&a]), config(10));
+        failback
+            .clone()
+            .oneshot(invocation(
+                MethodConfig::new().with_idempotent(false),
+                Duration::from_secs(1),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(failback.queued(), 0);
+    }
+}

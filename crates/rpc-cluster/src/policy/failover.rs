@@ -1,0 +1,229 @@
+//! Failover: retry on other providers.
+
+use std::task::{Context, Poll};
+
+use rpc_core::{BoxFuture, Invocation, Outcome, Response, RpcError};
+use tower::{Layer, Service};
+
+use super::{deadline_passed, expired};
+use crate::config::Effective;
+use crate::select::Select;
+
+/// Dubbo's default policy: up to `retries` extra attempts, each on a provider
+/// not tried yet by this call when one exists.
+///
+/// Only retryable failures are retried (see
+/// [`RpcError::is_retryable`]): a call that was not sent, always; an unknown
+/// outcome (timeout, connection lost after sending) only when the method is
+/// idempotent; a provider answering "service not found" or "overloaded".
+/// Anything else, and business errors, return at once. No attempt starts
+/// after the call's deadline; the error of the last attempt says how many
+/// were made and on which providers.
+#[derive(Clone, Debug)]
+pub struct Failover<S> {
+    select: S,
+}
+
+impl<S> Failover<S> {
+    /// Failover over `select`.
+    pub fn new(select: S) -> Self {
+        Failover { select }
+    }
+}
+
+/// Builds [`Failover`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FailoverLayer;
+
+impl<S> Layer<S> for FailoverLayer {
+    type Service = Failover<S>;
+
+    fn layer(&self, select: S) -> Failover<S> {
+        Failover::new(select)
+    }
+}
+
+impl<S: Select> Service<Invocation> for Failover<S> {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, invocation: Invocation) -> Self::Future {
+        let select = self.select.clone();
+        Box::pin(async move {
+            let settings = Effective::of(invocation.config());
+            let attempts = settings.retries.saturating_add(1);
+            let mut tried = Vec::new();
+            let mut last: Option<RpcError> = None;
+            let mut uncertain: Option<RpcError> = None;
+            for attempt in 1..=attempts {
+                if attempt > 1 && expired(&invocation) {
+                    return Err(deadline_passed(&invocation, last));
+                }
+                let endpoint = match select.select(&invocation, &tried) {
+                    Ok(endpoint) => endpoint,
+                    Err(e) => return Err(last.unwrap_or(e)),
+                };
+                match endpoint.call(invocation.clone()).await {
+                    Ok(response) => {
+                        if let Some(error) = last {
+                            tracing::debug!(attempt, %error, "failover: succeeded after retrying");
+                        }
+                        return Ok(response);
+                    }
+                    Err(error) => {
+                        if !error.is_retryable(settings.idempotent) {
+                            return Err(error);
+                        }
+                        tracing::debug!(attempt, attempts, %error, "failover: attempt failed");
+                        tried.push(endpoint);
+                        if uncertain.is_none() && error.outcome() == Outcome::Unknown {
+                            uncertain = Some(error.clone());
+                        }
+                        last = Some(error);
+                    }
+                }
+            }
+            let mut providers: Vec<String> = tried.iter().map(|e| e.address()).collect();
+            providers.dedup();
+            let note = format_args!("{attempts} attempts, on {}", providers.join(", "));
+            Err(match (uncertain, last) {
+                // An earlier attempt may have run: the call's outcome is unknown,
+                // whatever the later attempts said.
+                (Some(uncertain), Some(last)) if last.outcome() != Outcome::Unknown => {
+                    uncertain.with_note(format_args!("{note}; last: {last}"))
+                }
+                (_, Some(last)) => last.with_note(note),
+                (_, None) => deadline_passed(&invocation, None),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rpc_core::{ErrorKind, MethodConfig};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::policy::test_util::*;
+
+    const LONG: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn retries_not_sent_errors_on_untried_providers() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let c = Provider::new(3, Behaviour::Answer(Duration::ZERO));
+        let response = Failover::new(InOrder::new(&[&a, &b, &c]))
+            .oneshot(invocation(MethodConfig::new(), LONG))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 3);
+        assert_eq!((a.calls(), b.calls(), c.calls()), (1, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn stops_after_retries_and_names_the_providers() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let c = Provider::new(3, Behaviour::Answer(Duration::ZERO));
+        let error = Failover::new(InOrder::new(&[&a, &b, &c]))
+            .oneshot(invocation(MethodConfig::new().with_retries(1), LONG))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Connect);
+        assert!(
+            error.to_string().contains("2 attempts, on 127.0.0.1:1, 127.0.0.1:2"),
+            "{error}"
+        );
+        assert_eq!(c.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn retries_zero_means_one_attempt() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
+        let result = Failover::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new().with_retries(0), LONG))
+            .await;
+        assert!(result.is_err());
+        assert_eq!(b.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn unknown_outcomes_are_retried_only_for_idempotent_methods() {
+        let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
+        let ok = Failover::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), LONG))
+            .await
+            .unwrap();
+        assert_eq!(port(&ok), 2);
+        let error = Failover::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new().with_idempotent(false), LONG))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ConnectionLost);
+        assert_eq!(b.calls(), 1, "the non-idempotent call was not retried");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_outcome_stays_unknown_whatever_later_attempts_say() {
+        let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let error = Failover::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new().with_retries(1), LONG))
+            .await
+            .unwrap_err();
+        assert_eq!(error.outcome(), rpc_core::Outcome::Unknown, "{error}");
+        assert!(error.to_string().contains("last: cannot connect"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_is_not_retried() {
+        let a = Provider::new(1, Behaviour::Fail(remote_bad_request(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
+        let error = Failover::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), LONG))
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), Some(rpc_core::Status::BadRequest));
+        assert_eq!(b.calls(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_bounds_all_attempts() {
+        // Each attempt hangs; the whole call ends at its 1 s deadline.
+        let a = Provider::new(1, Behaviour::Hang);
+        let b = Provider::new(2, Behaviour::Hang);
+        let started = tokio::time::Instant::now();
+        let error = Failover::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert_eq!(b.calls(), 0, "no attempt after the deadline");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_timeout_moves_on_within_the_deadline() {
+        let a = Provider::new(1, Behaviour::Hang);
+        let b = Provider::new(2, Behaviour::Answer(Duration::from_millis(10)));
+        let started = tokio::time::Instant::now();
+        let config = MethodConfig::new().with_attempt_timeout(Duration::from_millis(200));
+        let response = Failover::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(config, Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 2);
+        assert_eq!(started.elapsed(), Duration::from_millis(210));
+    }
+}

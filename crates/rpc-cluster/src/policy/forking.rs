@@ -1,0 +1,145 @@
+//! Forking: several providers at once, the first success wins.
+
+use std::task::{Context, Poll};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rpc_core::{BoxFuture, Invocation, Response, RpcError};
+use tower::{Layer, Service};
+
+use super::deadline_passed;
+use crate::config::Effective;
+use crate::select::Select;
+
+/// Calls `forks` different providers (default 2; fewer when fewer exist) at
+/// once. The first success is the answer and the other attempts are
+/// cancelled (their responses are discarded); when all fail, the error of
+/// the last to fail. Every attempt ends by the call's deadline, so a call
+/// that no provider answers in time fails with a timeout, never an empty
+/// success. For reads where latency matters more than load.
+#[derive(Clone, Debug)]
+pub struct Forking<S> {
+    select: S,
+}
+
+impl<S> Forking<S> {
+    /// Forking over `select`.
+    pub fn new(select: S) -> Self {
+        Forking { select }
+    }
+}
+
+/// Builds [`Forking`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkingLayer;
+
+impl<S> Layer<S> for ForkingLayer {
+    type Service = Forking<S>;
+
+    fn layer(&self, select: S) -> Forking<S> {
+        Forking::new(select)
+    }
+}
+
+impl<S: Select> Service<Invocation> for Forking<S> {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, invocation: Invocation) -> Self::Future {
+        let forks = Effective::of(invocation.config()).forks;
+        let mut chosen = Vec::new();
+        for _ in 0..forks {
+            match self.select.select(&invocation, &chosen) {
+                // Select answers a tried provider once all were tried: stop there.
+                Ok(endpoint)
+                    if chosen
+                        .iter()
+                        .any(|c: &crate::Endpoint| c.address() == endpoint.address()) =>
+                {
+                    break;
+                }
+                Ok(endpoint) => chosen.push(endpoint),
+                Err(error) => return Box::pin(async move { Err(error) }),
+            }
+        }
+        let mut attempts: FuturesUnordered<_> = chosen.iter().map(|e| e.call(invocation.clone())).collect();
+        Box::pin(async move {
+            let mut last = None;
+            while let Some(result) = attempts.next().await {
+                match result {
+                    // Returning drops the other attempts: they are cancelled.
+                    Ok(response) => return Ok(response),
+                    Err(error) => last = Some(error),
+                }
+            }
+            Err(last.unwrap_or_else(|| deadline_passed(&invocation, None)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rpc_core::{ErrorKind, MethodConfig};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::policy::test_util::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fastest_success_wins_and_the_others_are_cancelled() {
+        let slow = Provider::new(1, Behaviour::Answer(Duration::from_millis(300)));
+        let fast = Provider::new(2, Behaviour::Answer(Duration::from_millis(20)));
+        let unused = Provider::new(3, Behaviour::Answer(Duration::ZERO));
+        let started = tokio::time::Instant::now();
+        let response = Forking::new(InOrder::new(&[&slow, &fast, &unused]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 2);
+        assert_eq!(started.elapsed(), Duration::from_millis(20));
+        assert_eq!((slow.calls(), fast.calls(), unused.calls()), (1, 1, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_waits_for_the_other_fork() {
+        let failing = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let slow = Provider::new(2, Behaviour::Answer(Duration::from_millis(100)));
+        let response = Forking::new(InOrder::new(&[&failing, &slow]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn all_failing_gives_the_last_error() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Fail(remote_bad_request(), Duration::from_millis(10)));
+        let error = Forking::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new().with_forks(3), Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.address(), Some("127.0.0.1:2"));
+        assert_eq!((a.calls(), b.calls()), (1, 1), "two providers, two forks");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nobody_answering_in_time_is_a_timeout() {
+        let a = Provider::new(1, Behaviour::Hang);
+        let b = Provider::new(2, Behaviour::Answer(Duration::from_secs(10)));
+        let started = tokio::time::Instant::now();
+        let error = Forking::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_millis(500)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout);
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,194 @@
+//! Cluster fault-tolerance policies: what a call does when a provider fails.
+//!
+//! Each policy is a tower `Service<Invocation>` over a [`Select`] (routing
+//! plus load balancing), built by its `Layer`, in a module of the same shape.
+//! The call's settings ([`Effective`](crate::config::Effective)) come with the
+//! invocation; every policy ends by the call's deadline, across all its
+//! attempts.
+//!
+//! | policy | on failure |
+//! |---|---|
+//! | [`Failover`] (default) | retry on a provider not tried yet, `retries` times (default 2): errors of the not-sent kind always, unknown outcomes only for idempotent methods; other errors return at once |
+//! | [`Failfast`] | one attempt; its error |
+//! | [`Failsafe`] | one attempt; on failure log a warning and return the zero value of the return type |
+//! | [`Failback`] | like failsafe, and queue the call to retry in the background (every 5 s, 3 times, queue of 1,024 by default) |
+//! | [`Forking`] | `forks` providers (default 2) at once; first success wins, the others are cancelled; all failed: the last error |
+//! | [`Broadcast`] | every provider at once; fails, after all answered, if any failed, naming each failed provider |
+//!
+//! Business errors (a method's own `Err`) are successful calls to every policy.
+//!
+//! [`Select`]: crate::Select
+
+mod broadcast;
+mod failback;
+mod failfast;
+mod failover;
+mod failsafe;
+mod forking;
+
+pub use broadcast::{Broadcast, BroadcastLayer};
+pub use failback::{Failback, FailbackConfig, FailbackLayer};
+pub use failfast::{Failfast, FailfastLayer};
+pub use failover::{Failover, FailoverLayer};
+pub use failsafe::{Failsafe, FailsafeLayer};
+pub use forking::{Forking, ForkingLayer};
+
+use rpc_core::{ErrorKind, Invocation, RpcError};
+use tokio::time::Instant;
+
+/// The error for a call whose deadline passed between attempts.
+fn deadline_passed(invocation: &Invocation, last: Option<RpcError>) -> RpcError {
+    match last {
+        Some(error) if error.kind() == ErrorKind::Timeout => error,
+        Some(error) => error.with_note("and the deadline passed before another attempt"),
+        None => RpcError::new(ErrorKind::Timeout, "the deadline passed before the call was sent")
+            .with_service(invocation.service())
+            .with_method(invocation.method()),
+    }
+}
+
+/// Whether the call's deadline has passed.
+fn expired(invocation: &Invocation) -> bool {
+    invocation.deadline().is_some_and(|d| d <= Instant::now())
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    //! Scripted providers for the policies' unit tests.
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use rpc_core::{BoxInvoker, Invocation, MethodConfig, Response, RpcError, Serialization, ServiceKey, Url};
+
+    use crate::endpoint::Endpoint;
+    use crate::select::Select;
+
+    /// What a scripted provider does with each call.
+    #[derive(Clone, Debug)]
+    pub(crate) enum Behaviour {
+        /// Answers its own port as the payload after `delay`.
+        Answer(Duration),
+        /// Fails with this error after `delay`.
+        Fail(RpcError, Duration),
+        /// Never answers.
+        Hang,
+    }
+
+    /// A scripted provider.
+    pub(crate) struct Provider {
+        pub(crate) endpoint: Endpoint,
+        pub(crate) calls: Arc<AtomicUsize>,
+        pub(crate) behaviour: Arc<Mutex<Behaviour>>,
+    }
+
+    impl Provider {
+        pub(crate) fn new(port: u16, behaviour: Behaviour) -> Provider {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let behaviour = Arc::new(Mutex::new(behaviour));
+            let (c, b) = (calls.clone(), behaviour.clone());
+            let invoker = BoxInvoker::new(tower::service_fn(move |_inv: Invocation| {
+                c.fetch_add(1, Ordering::SeqCst);
+                let behaviour = b.lock().unwrap().clone();
+                async move {
+                    match behaviour {
+                        Behaviour::Answer(delay) => {
+                            tokio::time::sleep(delay).await;
+                            Ok(Response::new(Bytes::from(port.to_string())))
+                        }
+                        Behaviour::Fail(error, delay) => {
+                            tokio::time::sleep(delay).await;
+                            Err(error)
+                        }
+                        Behaviour::Hang => std::future::pending().await,
+                    }
+                }
+            }));
+            let url = Url::parse(&format!("rpc://127.0.0.1:{port}/a.B")).unwrap();
+            Provider {
+                endpoint: Endpoint::new(url, invoker, || true),
+                calls,
+                behaviour,
+            }
+        }
+
+        pub(crate) fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        pub(crate) fn set(&self, behaviour: Behaviour) {
+            *self.behaviour.lock().unwrap() = behaviour;
+        }
+    }
+
+    /// Picks providers in list order, skipping tried ones (a deterministic balancer).
+    #[derive(Clone)]
+    pub(crate) struct InOrder {
+        key: ServiceKey,
+        pub(crate) endpoints: Arc<Vec<Endpoint>>,
+    }
+
+    impl InOrder {
+        pub(crate) fn new(providers: &[&Provider]) -> InOrder {
+            InOrder {
+                key: ServiceKey::new("a.B", None, None),
+                endpoints: Arc::new(providers.iter().map(|p| p.endpoint.clone()).collect()),
+            }
+        }
+    }
+
+    impl Select for InOrder {
+        fn service(&self) -> &ServiceKey {
+            &self.key
+        }
+
+        fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
+            let fresh = self
+                .endpoints
+                .iter()
+                .find(|e| !tried.iter().any(|t| t.address() == e.address()));
+            fresh
+                .or(self.endpoints.first())
+                .cloned()
+                .ok_or_else(|| RpcError::new(rpc_core::ErrorKind::NoProvider, "none").with_method(invocation.method()))
+        }
+
+        fn select_all(&self, _invocation: &Invocation) -> Result<Arc<Vec<Endpoint>>, RpcError> {
+            Ok(self.endpoints.clone())
+        }
+    }
+
+    /// A call with `config` and a deadline `timeout` from now.
+    pub(crate) fn invocation(config: MethodConfig, timeout: Duration) -> Invocation {
+        let mut inv = Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            "m",
+            Bytes::new(),
+            Serialization::Json,
+        );
+        inv.set_config(config.with_timeout(timeout));
+        inv.set_deadline(Some(tokio::time::Instant::now() + timeout));
+        inv
+    }
+
+    /// The port a scripted provider answered.
+    pub(crate) fn port(response: &Response) -> u16 {
+        std::str::from_utf8(response.payload()).unwrap().parse().unwrap()
+    }
+
+    /// Errors of each kind.
+    pub(crate) fn not_sent() -> RpcError {
+        RpcError::new(rpc_core::ErrorKind::Connect, "refused")
+    }
+
+    pub(crate) fn unknown() -> RpcError {
+        RpcError::new(rpc_core::ErrorKind::ConnectionLost, "reset")
+    }
+
+    pub(crate) fn remote_bad_request() -> RpcError {
+        RpcError::remote(rpc_core::Status::BadRequest, "bad")
+    }
+}

@@ -1,0 +1,148 @@
+//! [`Select`]: what a cluster policy asks for, and [`Balancer`], which
+//! answers from a [`Directory`] with the load balancer of the call.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rpc_core::{ErrorKind, Invocation, LoadBalancer, RpcError, ServiceKey};
+
+use crate::config::Effective;
+use crate::directory::Directory;
+use crate::endpoint::Endpoint;
+use crate::loadbalance::{
+    Candidate, ConsistentHash, LeastActive, LoadBalance, P2c, Random, RoundRobin, ShortestResponse,
+};
+
+/// Picks providers for the attempts of a call: the seam between cluster
+/// policies and routing plus load balancing.
+pub trait Select: Clone + Send + Sync + 'static {
+    /// The reference the providers serve.
+    fn service(&self) -> &ServiceKey;
+
+    /// One provider for `invocation`, preferring providers not in `tried`
+    /// and providers whose connection is healthy. Fails with
+    /// [`ErrorKind::NoProvider`] only when there is no provider at all.
+    fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError>;
+
+    /// Every provider (broadcast).
+    fn select_all(&self, invocation: &Invocation) -> Result<Arc<Vec<Endpoint>>, RpcError>;
+}
+
+/// The balancers of one reference, one of each kind, created once so that
+/// their state (round-robin counters, hash rings) lives as long as the
+/// reference.
+struct Balancers {
+    random: Random,
+    round_robin: RoundRobin,
+    least_active: LeastActive,
+    shortest_response: ShortestResponse,
+    consistent_hash: ConsistentHash,
+    p2c: P2c,
+}
+
+impl Balancers {
+    fn get(&self, kind: LoadBalancer) -> &dyn LoadBalance {
+        match kind {
+            LoadBalancer::Random => &self.random,
+            LoadBalancer::RoundRobin => &self.round_robin,
+            LoadBalancer::LeastActive => &self.least_active,
+            LoadBalancer::ShortestResponse => &self.shortest_response,
+            LoadBalancer::ConsistentHash => &self.consistent_hash,
+            LoadBalancer::P2c => &self.p2c,
+        }
+    }
+}
+
+/// [`Select`] over a live [`Directory`], with the load balancer the call's
+/// settings name.
+///
+/// Among the directory's providers it keeps those not yet tried by the call
+/// (all of them when every one was tried), then those whose connection is
+/// healthy (all of them when none is, so a provider coming back is found
+/// again), and lets the balancer pick.
+#[derive(Clone)]
+pub struct Balancer {
+    directory: Arc<Directory>,
+    balancers: Arc<Balancers>,
+}
+
+impl fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Balancer").field("directory", &self.directory).finish()
+    }
+}
+
+impl Balancer {
+    /// Balances over `directory`.
+    pub fn new(directory: Arc<Directory>) -> Self {
+        Balancer {
+            directory,
+            balancers: Arc::new(Balancers {
+                random: Random::new(),
+                round_robin: RoundRobin::new(),
+                least_active: LeastActive::new(),
+                shortest_response: ShortestResponse::new(),
+                consistent_hash: ConsistentHash::new(),
+                p2c: P2c::new(),
+            }),
+        }
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    fn no_provider(&self, invocation: &Invocation) -> RpcError {
+        RpcError::new(ErrorKind::NoProvider, "no provider matches the reference")
+            .with_service(self.directory.key())
+            .with_method(invocation.method())
+    }
+}
+
+impl Select for Balancer {
+    fn service(&self) -> &ServiceKey {
+        self.directory.key()
+    }
+
+    fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
+        let endpoints = self.directory.endpoints();
+        match endpoints.len() {
+            0 => return Err(self.no_provider(invocation)),
+            1 => return Ok(endpoints[0].clone()),
+            _ => {}
+        }
+        let untried: Vec<&Endpoint> = endpoints
+            .iter()
+            .filter(|e| !tried.iter().any(|t| t.url().address() == e.url().address()))
+            .collect();
+        let pool: Vec<&Endpoint> = if untried.is_empty() {
+            endpoints.iter().collect()
+        } else {
+            untried
+        };
+        let healthy: Vec<&Endpoint> = pool.iter().copied().filter(|e| e.is_available()).collect();
+        let pool = if healthy.is_empty() { pool } else { healthy };
+        if pool.len() == 1 {
+            return Ok(pool[0].clone());
+        }
+        let kind = Effective::of(invocation.config()).loadbalance;
+        let candidates: Vec<Candidate<'_>> = pool
+            .iter()
+            .map(|e| Candidate {
+                url: e.url(),
+                stats: e.stats(),
+            })
+            .collect();
+        let index = self.balancers.get(kind).select(&candidates, invocation);
+        Ok(pool.get(index).copied().unwrap_or(pool[0]).clone())
+    }
+
+    fn select_all(&self, invocation: &Invocation) -> Result<Arc<Vec<Endpoint>>, RpcError> {
+        let endpoints = self.directory.endpoints();
+        if endpoints.is_empty() {
+            return Err(self.no_provider(invocation));
+        }
+        Ok(endpoints)
+    }
+}
