@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --example greeter-consumer -- --calls 1000 --concurrency 16
 //! cargo run --example greeter-consumer -- --registry rpc://127.0.0.1:20880 --duration 10
+//! cargo run --example greeter-consumer -- --registry zookeeper://127.0.0.1:2181 \
+//!     --cluster failover --retries 2 --loadbalance leastactive --version 2.0.0 --duration 30
 //! ```
 //!
 //! Calls `say_hello` until the call count or the duration is reached, with
@@ -33,9 +35,26 @@ struct Args {
     /// Calls in flight at once.
     #[arg(long, default_value_t = 1)]
     concurrency: u32,
-    /// Timeout of each call, in milliseconds.
+    /// Timeout of each call, in milliseconds, across all its attempts.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
+    /// Longest one attempt may take before the policy moves on, in milliseconds
+    /// (default: the whole timeout).
+    #[arg(long)]
+    attempt_timeout_ms: Option<u64>,
+    /// Fault-tolerance policy: failover, failfast, failsafe, failback, forking, broadcast.
+    #[arg(long, default_value = "failover")]
+    cluster: rpc::ClusterPolicy,
+    /// Load balancer: random, roundrobin, leastactive, shortestresponse, consistenthash, p2c
+    /// (default: the provider's, else random).
+    #[arg(long)]
+    loadbalance: Option<rpc::LoadBalancer>,
+    /// Extra attempts of the failover policy.
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+    /// Providers called at once by the forking policy.
+    #[arg(long, default_value_t = 2)]
+    forks: u32,
     /// Service version to call (`*` for any).
     #[arg(long, default_value = "1.0.0")]
     version: String,
@@ -72,13 +91,21 @@ async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
         builder = builder.registry(registry.clone());
     }
     let consumer = builder.build().await?;
-    let greeter: GreeterClient = consumer
+    let mut reference = consumer
         .reference::<GreeterClient>()
         .version(args.version.clone())
         .timeout(Duration::from_millis(args.timeout_ms))
-        .check(args.check)
-        .build()
-        .await?;
+        .cluster(args.cluster)
+        .retries(args.retries)
+        .forks(args.forks)
+        .check(args.check);
+    if let Some(loadbalance) = args.loadbalance {
+        reference = reference.loadbalance(loadbalance);
+    }
+    if let Some(ms) = args.attempt_timeout_ms {
+        reference = reference.attempt_timeout(Duration::from_millis(ms));
+    }
+    let greeter: GreeterClient = reference.build().await?;
 
     let calls = match (args.calls, args.duration) {
         (Some(n), _) => Some(n),

@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --example greeter-provider -- --port 20880
 //! cargo run --example greeter-provider -- --registry memory:// --port 0
+//! cargo run --example greeter-provider -- --registry zookeeper://127.0.0.1:2181 --port 0 \
+//!     --version 2.0.0 --tag b --weight 200 --delay-ms 50
 //! ```
 //!
 //! Prints `listening on <url>` once per protocol when ready, serves until
@@ -11,6 +13,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use rpc::Export;
 use rpc_examples::{GreeterImpl, GreeterServer};
 
 #[derive(Debug, Parser)]
@@ -35,6 +38,18 @@ struct Args {
     /// Appended to greetings (`Hello, x from TAG`), to tell providers apart.
     #[arg(long)]
     tag: Option<String>,
+    /// Version to export (the trait declares 1.0.0).
+    #[arg(long)]
+    version: Option<String>,
+    /// Load-balancing weight published to consumers.
+    #[arg(long, default_value_t = 100)]
+    weight: u32,
+    /// Warm-up published to consumers, in milliseconds (0: none; default: ten minutes).
+    #[arg(long)]
+    warmup_ms: Option<u64>,
+    /// Wait this long before answering each greeting (to play a slow provider).
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
     /// Seconds to wait for in-flight calls on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -59,7 +74,17 @@ async fn run(args: Args) -> Result<(), rpc::Error> {
         .host(args.host)
         .protocol(args.protocol.clone(), args.port)
         .shutdown_grace(Duration::from_secs(args.grace_secs))
-        .serve(GreeterServer::new(GreeterImpl::new(args.tag)));
+        .export({
+            let greeter = GreeterImpl::new(args.tag).with_delay(Duration::from_millis(args.delay_ms));
+            let mut export = Export::new(GreeterServer::new(greeter)).weight(args.weight);
+            if let Some(version) = args.version {
+                export = export.version(version);
+            }
+            if let Some(warmup) = args.warmup_ms {
+                export = export.warmup(Duration::from_millis(warmup));
+            }
+            export
+        });
     for registry in args.registry {
         builder = builder.registry(registry);
     }

@@ -55,7 +55,9 @@ pub trait Greeter {
 #[derive(Debug, Default)]
 pub struct GreeterImpl {
     tag: Option<String>,
+    delay: Duration,
     next_order: std::sync::atomic::AtomicU64,
+    greeted: std::sync::atomic::AtomicU64,
 }
 
 impl GreeterImpl {
@@ -63,13 +65,30 @@ impl GreeterImpl {
     pub fn new(tag: Option<String>) -> Self {
         GreeterImpl {
             tag,
+            delay: Duration::ZERO,
             next_order: std::sync::atomic::AtomicU64::new(1),
+            greeted: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Waits `delay` before each greeting (to play a slow provider).
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Greetings answered so far.
+    pub fn greeted(&self) -> u64 {
+        self.greeted.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
 impl Greeter for GreeterImpl {
     async fn say_hello(&self, name: String) -> String {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.greeted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match &self.tag {
             Some(tag) => format!("Hello, {name} from {tag}"),
             None => format!("Hello, {name}"),

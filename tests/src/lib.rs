@@ -5,6 +5,8 @@
 //! * [`ProviderProcess`] runs `greeter-provider` as a child process, waits for
 //!   its `listening on` line, and can stop it gently (SIGTERM), kill it
 //!   (SIGKILL), freeze (SIGSTOP) and thaw (SIGCONT) it;
+//! * [`ConsumerProcess`] runs `greeter-consumer` and reads its output as it
+//!   is printed;
 //! * [`free_port`] and [`wait_until`] for the rest.
 
 use std::io::{BufRead, BufReader};
@@ -141,6 +143,152 @@ impl ProviderProcess {
 }
 
 impl Drop for ProviderProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `greeter-consumer` example running as a child process, its stdout
+/// lines (replies with `-v`, then `ok=<n> failed=<m>`) arriving as they are
+/// printed.
+#[derive(Debug)]
+pub struct ConsumerProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+    seen: Vec<String>,
+}
+
+/// What a finished [`ConsumerProcess`] printed.
+#[derive(Debug)]
+pub struct ConsumerOutput {
+    /// Exit code (None when killed by a signal).
+    pub code: Option<i32>,
+    /// Every stdout line.
+    pub stdout: Vec<String>,
+    /// All of stderr.
+    pub stderr: String,
+}
+
+impl ConsumerOutput {
+    /// `(ok, failed)` from the final `ok=<n> failed=<m>` line.
+    ///
+    /// # Panics
+    /// When the line is missing.
+    pub fn counts(&self) -> (u64, u64) {
+        let last = self.stdout.last().map(String::as_str).unwrap_or_default();
+        let parse = |key: &str| {
+            last.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .and_then(|n| n.parse().ok())
+        };
+        match (parse("ok="), parse("failed=")) {
+            (Some(ok), Some(failed)) => (ok, failed),
+            _ => panic!(
+                "no `ok=<n> failed=<m>` line; stdout: {:?}\nstderr: {}",
+                self.stdout, self.stderr
+            ),
+        }
+    }
+
+    /// Stdout lines containing `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.stdout.iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+impl ConsumerProcess {
+    /// Starts `greeter-consumer` with `args`.
+    pub fn spawn(args: &[&str]) -> ConsumerProcess {
+        let binary = example_binary("greeter-consumer");
+        let mut child = Command::new(&binary)
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("no stdout from greeter-consumer"));
+        let stderr = child
+            .stderr
+            .take()
+            .unwrap_or_else(|| panic!("no stderr from greeter-consumer"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+            text
+        });
+        ConsumerProcess {
+            child,
+            lines,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads stdout until `count` lines containing `needle` were printed
+    /// (counting from the start); panics after `timeout`.
+    pub fn wait_for_lines(&mut self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.seen.iter().filter(|l| l.contains(needle)).count() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "timed out after {timeout:?} waiting for {count} lines with `{needle}`; last lines: {:?}",
+                    self.seen.iter().rev().take(5).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Lines printed so far (as read by [`wait_for_lines`](Self::wait_for_lines)).
+    pub fn seen(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Waits (up to `timeout`) for the process to exit and collects its output.
+    pub fn wait(mut self, timeout: Duration) -> ConsumerOutput {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status.code(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = self.child.kill();
+                    panic!("greeter-consumer did not exit within {timeout:?}");
+                }
+            }
+        };
+        // The reader thread ends at EOF, after the last line.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        let stderr = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new))
+            .join()
+            .unwrap_or_default();
+        ConsumerOutput {
+            code,
+            stdout: std::mem::take(&mut self.seen),
+            stderr,
+        }
+    }
+}
+
+impl Drop for ConsumerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

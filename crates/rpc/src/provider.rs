@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rpc_core::protocol::rpc::{Server, ServerConfig, ServerHandle};
 use rpc_core::url::keys;
-use rpc_core::{Dispatcher, Serialization, ServiceHandler, ServiceKey, Url};
+use rpc_core::{Dispatcher, LoadBalancer, Serialization, ServiceHandler, ServiceKey, Url};
 use rpc_registry::Registry;
 
 use crate::Error;
@@ -34,6 +34,8 @@ pub struct Export {
     group: Option<String>,
     weight: Option<u32>,
     timeout: Option<Duration>,
+    loadbalance: Option<LoadBalancer>,
+    warmup: Option<Duration>,
 }
 
 impl std::fmt::Debug for Export {
@@ -54,6 +56,8 @@ impl Export {
             group: None,
             weight: None,
             timeout: None,
+            loadbalance: None,
+            warmup: None,
         }
     }
 
@@ -79,6 +83,21 @@ impl Export {
     /// a consumer's own setting wins over it.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Default load balancer published to consumers (`loadbalance` in the
+    /// provider URL); a consumer's own setting wins over it.
+    pub fn loadbalance(mut self, loadbalance: LoadBalancer) -> Self {
+        self.loadbalance = Some(loadbalance);
+        self
+    }
+
+    /// Warm-up published to consumers (`warmup` in the provider URL, default
+    /// ten minutes): for this long after it registers, the provider's weight
+    /// ramps up linearly, so a cold process is not flooded. Zero disables it.
+    pub fn warmup(mut self, warmup: Duration) -> Self {
+        self.warmup = Some(warmup);
         self
     }
 
@@ -288,6 +307,12 @@ impl ProviderBuilder {
         }
         if let Some(group) = key.group() {
             url.set_param(keys::GROUP, group);
+        }
+        if let Some(loadbalance) = export.loadbalance {
+            url.set_param(rpc_cluster::config::LOADBALANCE, loadbalance.name());
+        }
+        if let Some(warmup) = export.warmup {
+            url.set_param(rpc_cluster::loadbalance::WARMUP, warmup.as_millis().to_string());
         }
         if let Some(timeout) = export.timeout {
             url.set_param(keys::TIMEOUT, timeout.as_millis().to_string());

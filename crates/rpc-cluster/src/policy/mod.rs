@@ -33,13 +33,20 @@ pub use failover::{Failover, FailoverLayer};
 pub use failsafe::{Failsafe, FailsafeLayer};
 pub use forking::{Forking, ForkingLayer};
 
-use rpc_core::{ErrorKind, Invocation, RpcError};
+use rpc_core::{ErrorKind, Invocation, RpcError, Status};
 use tokio::time::Instant;
 
 /// The error for a call whose deadline passed between attempts.
 fn deadline_passed(invocation: &Invocation, last: Option<RpcError>) -> RpcError {
     match last {
-        Some(error) if error.kind() == ErrorKind::Timeout => error,
+        Some(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::Timeout | ErrorKind::Remote(Status::ServerTimeout)
+            ) =>
+        {
+            error
+        }
         Some(error) => error.with_note("and the deadline passed before another attempt"),
         None => RpcError::new(ErrorKind::Timeout, "the deadline passed before the call was sent")
             .with_service(invocation.service())

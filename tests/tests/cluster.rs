@@ -1,0 +1,507 @@
+//! The cluster layer end to end: fault-tolerance policies, versions, mock,
+//! concurrency limits and settings precedence, over real TCP, with real
+//! provider and consumer processes and a real ZooKeeper where the test is
+//! about processes coming and going.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use rpc::cluster::FailbackConfig;
+use rpc::{ClusterPolicy, ErrorKind, MethodConfig, Outcome};
+use rpc_examples::{GreeterClient, GreeterImpl, GreeterServer, Order, OrderError};
+use rpc_tests::zk::ZooKeeper;
+use rpc_tests::{ConsumerProcess, ProviderProcess, free_port, wait_until};
+use tokio::time::Instant;
+
+/// A ZooKeeper registry URL whose sessions outlive the test: a killed
+/// provider's node stays, so only the consumer's fault handling keeps calls
+/// from failing.
+fn registry(zk: &ZooKeeper) -> String {
+    format!("{}?session=30000&timeout=5000", zk.url())
+}
+
+fn spawn_provider(registry: &str, extra: &[&str]) -> ProviderProcess {
+    let mut args = vec!["--registry", registry, "--port", "0", "--warmup-ms", "0"];
+    args.extend_from_slice(extra);
+    ProviderProcess::spawn(&args)
+}
+
+async fn wait_consumer(consumer: ConsumerProcess) -> rpc_tests::ConsumerOutput {
+    tokio::task::spawn_blocking(move || consumer.wait(Duration::from_secs(60)))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_hides_a_sigkilled_provider_at_steady_load() {
+    let zk = ZooKeeper::start();
+    let registry = registry(&zk);
+    let victim = spawn_provider(&registry, &["--tag", "victim"]);
+    let _a = spawn_provider(&registry, &["--tag", "a"]);
+    let _b = spawn_provider(&registry, &["--tag", "b"]);
+    let mut consumer = ConsumerProcess::spawn(&[
+        "--registry",
+        &registry,
+        "--duration",
+        "4",
+        "--concurrency",
+        "8",
+        "--cluster",
+        "failover",
+        "--check",
+        "-v",
+    ]);
+    // Kill the victim once it has clearly been taking its share of the load.
+    let consumer = tokio::task::spawn_blocking(move || {
+        consumer.wait_for_lines("from victim", 200, Duration::from_secs(30));
+        consumer
+    })
+    .await
+    .unwrap();
+    let lines_at_kill = consumer.seen();
+    victim.kill();
+    let out = wait_consumer(consumer).await;
+    let (ok, failed) = out.counts();
+    assert_eq!(failed, 0, "failover hid the kill; stderr:\n{}", out.stderr);
+    assert_eq!(out.code, Some(0));
+    let after_kill = out.stdout.len().saturating_sub(lines_at_kill + 1);
+    assert!(after_kill > 500, "the load went on after the kill ({after_kill} calls)");
+    println!("figure: SIGKILL under failover at concurrency 8: ok={ok} failed={failed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_provider_times_out_and_failover_completes_elsewhere() {
+    let zk = ZooKeeper::start();
+    let registry = registry(&zk);
+    let frozen = spawn_provider(&registry, &["--tag", "frozen"]);
+    let _live = spawn_provider(&registry, &["--tag", "live"]);
+    // Accepts connections (the kernel does) but never answers.
+    frozen.signal(Signal::SIGSTOP);
+
+    let common = [
+        "--registry",
+        &registry,
+        "--calls",
+        "10",
+        "--loadbalance",
+        "roundrobin",
+        "-v",
+    ];
+    let failover = ConsumerProcess::spawn(
+        &[
+            &common[..],
+            &[
+                "--cluster",
+                "failover",
+                "--timeout-ms",
+                "3000",
+                "--attempt-timeout-ms",
+                "300",
+            ],
+        ]
+        .concat(),
+    );
+    let out = wait_consumer(failover).await;
+    assert_eq!(out.counts(), (10, 0), "stderr:\n{}", out.stderr);
+    assert_eq!(out.count_lines("from live"), 10);
+
+    let started = Instant::now();
+    let failfast = ConsumerProcess::spawn(&[&common[..], &["--cluster", "failfast", "--timeout-ms", "300"]].concat());
+    let out = wait_consumer(failfast).await;
+    let (ok, failed) = out.counts();
+    // Round robin alternates between the two providers: every second call
+    // goes to the frozen one and times out, outcome unknown.
+    assert_eq!((ok, failed), (5, 5), "stderr:\n{}", out.stderr);
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr
+            .matches("timed out waiting for the response (outcome unknown)")
+            .count(),
+        5,
+        "{}",
+        out.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    frozen.signal(Signal::SIGCONT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_side_by_side_reach_only_their_own() {
+    let zk = ZooKeeper::start();
+    let registry = registry(&zk);
+    let _v1 = spawn_provider(&registry, &["--tag", "v1"]);
+    let _v2 = spawn_provider(&registry, &["--tag", "v2", "--version", "2.0.0"]);
+    for (version, expect_v1, expect_v2) in [("1.0.0", 20, 0), ("2.0.0", 0, 20), ("*", 10, 10)] {
+        let consumer = ConsumerProcess::spawn(&[
+            "--registry",
+            &registry,
+            "--calls",
+            "20",
+            "--version",
+            version,
+            "--loadbalance",
+            "roundrobin",
+            "--check",
+            "-v",
+        ]);
+        let out = wait_consumer(consumer).await;
+        assert_eq!(out.counts(), (20, 0), "version {version}; stderr:\n{}", out.stderr);
+        assert_eq!(
+            (out.count_lines("from v1"), out.count_lines("from v2")),
+            (expect_v1, expect_v2),
+            "version {version}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forking_answers_with_the_fastest_provider() {
+    let zk = ZooKeeper::start();
+    let registry = registry(&zk);
+    let _slow = spawn_provider(&registry, &["--tag", "slow", "--delay-ms", "500"]);
+    let _fast = spawn_provider(&registry, &["--tag", "fast"]);
+    let consumer = ConsumerProcess::spawn(&[
+        "--registry",
+        &registry,
+        "--calls",
+        "10",
+        "--cluster",
+        "forking",
+        "--forks",
+        "2",
+        "--check",
+        "-v",
+    ]);
+    let out = wait_consumer(consumer).await;
+    assert_eq!(out.counts(), (10, 0), "stderr:\n{}", out.stderr);
+    assert_eq!(out.count_lines("from fast"), 10, "{:?}", out.stdout);
+}
+
+/// A service whose providers count the calls they answer.
+#[rpc::service(interface = "org.rpc.test.Counter", version = "1.0.0")]
+trait Counter {
+    /// Counts one call and answers the provider's name.
+    async fn hit(&self) -> String;
+    /// Waits `ms`, then answers it (the declared timeout is 100 ms).
+    #[rpc(timeout = "100ms")]
+    async fn declared(&self, ms: u64) -> u64;
+    /// Waits `ms`, then answers it.
+    async fn plain(&self, ms: u64) -> u64;
+}
+
+#[derive(Clone)]
+struct CounterImpl {
+    name: &'static str,
+    hits: Arc<AtomicU64>,
+}
+
+impl Counter for CounterImpl {
+    async fn hit(&self) -> String {
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        self.name.to_string()
+    }
+
+    async fn declared(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+
+    async fn plain(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+}
+
+async fn counter_provider(
+    registry: &str,
+    name: &'static str,
+    port: u16,
+    export: impl FnOnce(rpc::Export) -> rpc::Export,
+) -> (rpc::RunningProvider, Arc<AtomicU64>) {
+    let hits = Arc::new(AtomicU64::new(0));
+    let handler = CounterServer::new(CounterImpl {
+        name,
+        hits: hits.clone(),
+    });
+    let provider = rpc::Provider::builder()
+        .registry(registry)
+        .protocol("rpc", port)
+        .export(export(rpc::Export::new(handler)))
+        .start()
+        .await
+        .unwrap();
+    (provider, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_reaches_every_provider_and_names_the_failed_one() {
+    let registry = "memory://broadcast";
+    let mut providers = Vec::new();
+    for name in ["a", "b", "c"] {
+        providers.push(counter_provider(registry, name, 0, |e| e).await);
+    }
+    let consumer = rpc::Consumer::builder().registry(registry).build().await.unwrap();
+    let counter: CounterClient = consumer
+        .reference::<CounterClient>()
+        .cluster(ClusterPolicy::Broadcast)
+        .build()
+        .await
+        .unwrap();
+    counter.hit().await.unwrap();
+    for (_, hits) in &providers {
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+    // A consumer with a fixed provider list still lists a provider that is gone:
+    // the broadcast fails and says which provider failed.
+    let (dead, _) = providers.remove(1);
+    let dead_addr = dead.local_addr("rpc").unwrap().to_string();
+    let direct: String = std::iter::once(dead_addr.clone())
+        .chain(providers.iter().map(|(p, _)| p.local_addr("rpc").unwrap().to_string()))
+        .collect::<Vec<_>>()
+        .join(",");
+    dead.shutdown().await;
+    let consumer = rpc::Consumer::builder()
+        .registry(format!("rpc://{direct}"))
+        .build()
+        .await
+        .unwrap();
+    let counter: CounterClient = consumer
+        .reference::<CounterClient>()
+        .cluster(ClusterPolicy::Broadcast)
+        .build()
+        .await
+        .unwrap();
+    let error = counter.hit().await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("failed on 1 of 3 providers: {dead_addr}")),
+        "{error}"
+    );
+    for (_, hits) in &providers {
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "the live providers were still called");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failback_lands_the_queued_call_once_its_provider_returns() {
+    let port = free_port();
+    let consumer = rpc::Consumer::builder()
+        .registry(format!("rpc://127.0.0.1:{port}"))
+        .build()
+        .await
+        .unwrap();
+    let counter: CounterClient = consumer
+        .reference::<CounterClient>()
+        .cluster(ClusterPolicy::Failback)
+        .failback(FailbackConfig {
+            interval: Duration::from_millis(200),
+            attempts: 50,
+            capacity: 16,
+        })
+        .build()
+        .await
+        .unwrap();
+    // Nobody listens: the call answers the zero value at once and is queued.
+    assert_eq!(counter.hit().await.unwrap(), "");
+    let (_provider, hits) = counter_provider(&format!("rpc://127.0.0.1:{port}"), "late", port, |e| e).await;
+    wait_until("the queued call to land", Duration::from_secs(10), || {
+        hits.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Landed once, not again.
+    assert_eq!(counter.hit().await.unwrap(), "late");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_answers_failures_not_business_errors_and_force_never_calls() {
+    let registry = "memory://mock";
+    // No provider: every call fails, the mock answers.
+    let consumer = rpc::Consumer::builder()
+        .registry(registry)
+        .check(false)
+        .build()
+        .await
+        .unwrap();
+    let greeter: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .method_mock("sayHello", "return \"degraded\"")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(greeter.say_hello("x".into()).await.unwrap(), "degraded");
+    // A method without a mock still fails.
+    assert_eq!(greeter.sleep(1).await.unwrap_err().kind(), ErrorKind::NoProvider);
+
+    // A fallback implementation answers with the real arguments.
+    let fallback: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .fallback(GreeterServer::new(GreeterImpl::new(Some("fallback".into()))))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(fallback.say_hello("y".into()).await.unwrap(), "Hello, y from fallback");
+
+    // With a provider: business errors are answers, not failures.
+    let provider = rpc::Provider::builder()
+        .registry(registry)
+        .protocol("rpc", 0)
+        .serve(GreeterServer::new(GreeterImpl::new(Some("real".into()))))
+        .start()
+        .await
+        .unwrap();
+    let mocked: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .mock("return {\"Ok\": 999}")
+        .build()
+        .await
+        .unwrap();
+    let refused = mocked
+        .place_order(Order {
+            item: "x".into(),
+            quantity: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(OrderError::InvalidQuantity(0)));
+
+    // force:return never calls.
+    let forced: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .method_mock("sayHello", "force:return \"cached\"")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(forced.say_hello("z".into()).await.unwrap(), "cached");
+    assert_eq!(forced.sleep(1).await.unwrap(), 1, "other methods still call");
+
+    // Bad mocks are refused at build time.
+    let error = consumer
+        .reference::<GreeterClient>()
+        .mock("return {not json")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("not valid JSON"), "{error}");
+    let error = consumer
+        .reference::<GreeterClient>()
+        .method_mock("noSuchMethod", "return 1")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no method `noSuchMethod`"), "{error}");
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actives_limit_waits_for_a_slot_then_refuses_clearly() {
+    let registry = "memory://actives";
+    let (provider, _) = counter_provider(registry, "a", 0, |e| e).await;
+    let consumer = rpc::Consumer::builder().registry(registry).build().await.unwrap();
+    let counter: CounterClient = consumer
+        .reference::<CounterClient>()
+        .actives(2)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    // Three calls of 300 ms with two slots: the third waits for a slot.
+    let started = Instant::now();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let counter = counter.clone();
+            tokio::spawn(async move { counter.plain(300).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), 300);
+    }
+    assert!(started.elapsed() >= Duration::from_millis(600), "the third call waited");
+
+    // When no slot frees up before the deadline, the call fails clearly, unsent.
+    let short: CounterClient = consumer
+        .reference::<CounterClient>()
+        .actives(1)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    // A call's deadline is set when it is made, not when it is first polled:
+    // make the waiting call first, then let a later call take the only slot
+    // and hold it (150 ms) past the waiting call's deadline (200 ms).
+    let waiting = short.plain(10);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let holder = tokio::spawn({
+        let short = short.clone();
+        async move { short.plain(150).await }
+    });
+    wait_until("the later call to take the slot", Duration::from_secs(5), || {
+        provider.in_flight() == 1
+    })
+    .await;
+    let error = waiting.await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::LocalLimit, "{error}");
+    assert_eq!(error.outcome(), Outcome::NotSent);
+    assert!(error.to_string().contains("actives limit of 1"), "{error}");
+    assert_eq!(holder.await.unwrap().unwrap(), 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_precedence_is_pinned_at_every_level() {
+    // Each check calls a method that takes 200 ms under timeouts of 100 ms
+    // (times out) or 400 ms (succeeds), set at two adjacent levels.
+    const SHORT: Duration = Duration::from_millis(100);
+    const LONG: Duration = Duration::from_millis(400);
+    let registry = "memory://precedence";
+    let (provider, _) = counter_provider(registry, "a", 0, |e| e.timeout(SHORT)).await;
+    // The consumer's deadline travels with the call: whichever side notices
+    // first reports the timeout.
+    let times_out = |r: Result<u64, rpc::RpcError>| matches!(r, Err(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Remote(rpc::Status::ServerTimeout)));
+
+    // Level 5, the provider's URL: its 100 ms beats the built-in 1 s.
+    let consumer = rpc::Consumer::builder().registry(registry).build().await.unwrap();
+    let plain: CounterClient = consumer.reference::<CounterClient>().build().await.unwrap();
+    let r = plain.plain(200).await;
+    assert!(times_out(r.clone()), "the provider timeout applies: {r:?}");
+    assert_eq!(plain.plain(20).await.unwrap(), 20);
+
+    // Level 4, the consumer's defaults, beat the provider.
+    let global = rpc::Consumer::builder()
+        .registry(registry)
+        .timeout(LONG)
+        .build()
+        .await
+        .unwrap();
+    let c: CounterClient = global.reference::<CounterClient>().build().await.unwrap();
+    assert_eq!(c.plain(200).await.unwrap(), 200, "consumer default over provider");
+
+    // Level 3, the reference, beats the consumer's defaults.
+    let c: CounterClient = global
+        .reference::<CounterClient>()
+        .timeout(SHORT)
+        .build()
+        .await
+        .unwrap();
+    assert!(times_out(c.plain(200).await), "reference over consumer default");
+
+    // Level 2, the method's declaration (100 ms), beats the reference.
+    let c: CounterClient = global.reference::<CounterClient>().timeout(LONG).build().await.unwrap();
+    assert!(times_out(c.declared(200).await), "declaration over reference");
+    assert_eq!(c.plain(200).await.unwrap(), 200);
+
+    // Level 1, the consumer's setting for the method, beats the declaration.
+    let c: CounterClient = global
+        .reference::<CounterClient>()
+        .method("declared", MethodConfig::new().with_timeout(LONG))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(c.declared(200).await.unwrap(), 200, "method setting over declaration");
+
+    provider.shutdown().await;
+}
