@@ -191,6 +191,8 @@ trait Counter {
     async fn declared(&self, ms: u64) -> u64;
     /// Waits `ms`, then answers it.
     async fn plain(&self, ms: u64) -> u64;
+    /// Answers the provider's name (consistent hashing keys on `key` only).
+    async fn owner(&self, key: String, nonce: u32) -> String;
 }
 
 #[derive(Clone)]
@@ -213,6 +215,10 @@ impl Counter for CounterImpl {
     async fn plain(&self, ms: u64) -> u64 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         ms
+    }
+
+    async fn owner(&self, _key: String, _nonce: u32) -> String {
+        self.name.to_string()
     }
 }
 
@@ -503,5 +509,84 @@ async fn settings_precedence_is_pinned_at_every_level() {
         .unwrap();
     assert_eq!(c.declared(200).await.unwrap(), 200, "method setting over declaration");
 
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hashing_keys_on_the_first_argument() {
+    let registry = "memory://consistent";
+    let mut providers = Vec::new();
+    for name in ["a", "b", "c"] {
+        providers.push(counter_provider(registry, name, 0, |e| e).await);
+    }
+    let consumer = rpc::Consumer::builder().registry(registry).build().await.unwrap();
+    let counter: CounterClient = consumer
+        .reference::<CounterClient>()
+        .loadbalance(rpc::LoadBalancer::ConsistentHash)
+        .build()
+        .await
+        .unwrap();
+    let mut owners = std::collections::BTreeMap::new();
+    for key in 0..60 {
+        let key = format!("user-{key}");
+        let owner = counter.owner(key.clone(), 0).await.unwrap();
+        // The second argument does not matter (Dubbo's default: the first only).
+        for nonce in 1..4 {
+            assert_eq!(counter.owner(key.clone(), nonce).await.unwrap(), owner, "{key}");
+        }
+        owners.insert(key, owner);
+    }
+    let used: std::collections::BTreeSet<&String> = owners.values().collect();
+    assert_eq!(used.len(), 3, "60 keys spread over the 3 providers");
+
+    // Provider b leaves: only its keys move.
+    let (b, _) = providers.remove(1);
+    // Whether or not the directory has seen it leave yet, a call for one of
+    // its keys fails over to the ring without it: the same answer.
+    b.shutdown().await;
+    let mut moved = 0;
+    for (key, before) in &owners {
+        let now = counter.owner(key.clone(), 0).await.unwrap();
+        if before == "b" {
+            assert_ne!(now, "b");
+            moved += 1;
+        } else {
+            assert_eq!(&now, before, "{key} stayed where it was");
+        }
+    }
+    assert!(moved > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_provider_finishes_its_calls_before_its_connection_closes() {
+    let registry = "memory://removal";
+    let (provider, _) = counter_provider(registry, "a", 0, |e| e).await;
+    let consumer = rpc::Consumer::builder().registry(registry).build().await.unwrap();
+    let counter: CounterClient = consumer
+        .reference::<CounterClient>()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let call = tokio::spawn({
+        let counter = counter.clone();
+        async move { counter.plain(300).await }
+    });
+    wait_until("the call to be in flight", Duration::from_secs(5), || {
+        provider.in_flight() == 1
+    })
+    .await;
+    // The provider leaves the registry (the server keeps running).
+    let memory = rpc::registry::from_address(registry).unwrap();
+    for url in provider.urls() {
+        memory.unregister(url).await.unwrap();
+    }
+    assert_eq!(call.await.unwrap().unwrap(), 300, "the call in flight completed");
+    // Then the consumer drops the connection: nobody uses that provider now.
+    wait_until("the consumer to close its connection", Duration::from_secs(5), || {
+        provider.connections() == 0
+    })
+    .await;
+    assert_eq!(counter.plain(1).await.unwrap_err().kind(), ErrorKind::NoProvider);
     provider.shutdown().await;
 }

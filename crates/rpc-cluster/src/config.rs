@@ -79,6 +79,7 @@ impl Effective {
             loadbalance: Some(self.loadbalance),
             forks: Some(self.forks),
             actives: Some(self.actives),
+            hash_arguments: None,
         }
     }
 }

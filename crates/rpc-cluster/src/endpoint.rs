@@ -97,7 +97,7 @@ impl Endpoint {
                     key.group()
                 },
             );
-            invocation = rekey(invocation, resolved);
+            invocation.set_service(resolved);
         }
         let deadline = match (invocation.deadline(), invocation.config().attempt_timeout) {
             (Some(deadline), Some(attempt)) => Some(deadline.min(Instant::now() + attempt)),
@@ -124,18 +124,4 @@ impl Endpoint {
             })
         })
     }
-}
-
-/// `invocation` addressed to `key`.
-fn rekey(invocation: Invocation, key: ServiceKey) -> Invocation {
-    let mut next = Invocation::new(
-        key,
-        invocation.method(),
-        invocation.args().clone(),
-        invocation.serialization(),
-    );
-    next.set_attachments(invocation.attachments().clone());
-    next.set_config(*invocation.config());
-    next.set_deadline(invocation.deadline());
-    next
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
-use rpc_core::{BoxFuture, ClusterPolicy, ErrorKind, Invocation, Response, RpcError};
+use rpc_core::{BoxFuture, ClusterPolicy, ErrorKind, Invocation, MethodConfig, Response, RpcError};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::Service;
@@ -115,7 +115,11 @@ impl Service<Invocation> for ClusterInvoker {
         if invocation.deadline().is_none() {
             invocation.set_deadline(Some(Instant::now() + settings.timeout));
         }
-        invocation.set_config(settings.to_config());
+        let hash_arguments = invocation.config().hash_arguments;
+        invocation.set_config(MethodConfig {
+            hash_arguments,
+            ..settings.to_config()
+        });
         if settings.actives == 0 {
             return self.policy_call(invocation, settings.cluster);
         }

@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::hash_key::ArgumentMask;
+
 /// Per-method settings declared with `#[rpc(...)]` on a trait method, or set on
 /// a reference or a consumer. `None` means "not set here": the next level
 /// decides. The levels, strongest first: consumer method setting > method
@@ -34,6 +36,9 @@ pub struct MethodConfig {
     /// Most calls of the method in flight at once from this reference; further
     /// calls wait (up to their deadline) for a slot. 0 or unset: no limit.
     pub actives: Option<u32>,
+    /// The arguments the consistent-hash balancer hashes (default: the first,
+    /// as in Dubbo).
+    pub hash_arguments: Option<ArgumentMask>,
 }
 
 impl MethodConfig {
@@ -48,6 +53,7 @@ impl MethodConfig {
             loadbalance: None,
             forks: None,
             actives: None,
+            hash_arguments: None,
         }
     }
 
@@ -99,6 +105,12 @@ impl MethodConfig {
         self
     }
 
+    /// Sets the arguments consistent hashing keys on, by position.
+    pub const fn with_hash_arguments(mut self, positions: &[u8]) -> Self {
+        self.hash_arguments = Some(ArgumentMask::of(positions));
+        self
+    }
+
     /// `self` where set, `fallback` elsewhere.
     pub const fn or(self, fallback: MethodConfig) -> MethodConfig {
         macro_rules! pick {
@@ -118,6 +130,7 @@ impl MethodConfig {
             loadbalance: pick!(loadbalance),
             forks: pick!(forks),
             actives: pick!(actives),
+            hash_arguments: pick!(hash_arguments),
         }
     }
 

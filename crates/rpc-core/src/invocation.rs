@@ -84,6 +84,7 @@ pub struct Invocation {
     attachments: Arc<Attachments>,
     config: MethodConfig,
     deadline: Option<Instant>,
+    hash_key: Option<u64>,
 }
 
 impl Invocation {
@@ -97,12 +98,19 @@ impl Invocation {
             attachments: Arc::default(),
             config: MethodConfig::new(),
             deadline: None,
+            hash_key: None,
         }
     }
 
     /// The target service.
     pub fn service(&self) -> &ServiceKey {
         &self.service
+    }
+
+    /// Addresses the call to `service` (a wildcard reference resolved to the
+    /// version and group of the chosen provider).
+    pub fn set_service(&mut self, service: ServiceKey) {
+        self.service = service;
     }
 
     /// The wire method name.
@@ -158,6 +166,17 @@ impl Invocation {
     /// Sets the deadline.
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
+    }
+
+    /// The hash of the arguments consistent hashing keys on, when the stub
+    /// computed one (see [`crate::hash_key`]).
+    pub fn hash_key(&self) -> Option<u64> {
+        self.hash_key
+    }
+
+    /// Sets the consistent-hashing key.
+    pub fn set_hash_key(&mut self, key: Option<u64>) {
+        self.hash_key = key;
     }
 }
 

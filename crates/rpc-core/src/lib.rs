@@ -15,6 +15,7 @@
 pub mod descriptor;
 pub mod dispatch;
 pub mod error;
+pub mod hash_key;
 pub mod invocation;
 pub mod protocol;
 pub mod serialization;

@@ -21,8 +21,9 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
-use crate::descriptor::{MethodConfig, MethodDescriptor, ServiceDescriptor};
+use crate::descriptor::{LoadBalancer, MethodConfig, MethodDescriptor, ServiceDescriptor};
 use crate::error::{ErrorKind, RpcError, Status};
+use crate::hash_key::ArgumentMask;
 use crate::invocation::{Invocation, ServiceKey};
 use crate::serialization::Serialization;
 
@@ -290,8 +291,12 @@ impl Stub {
                     .with_service(&self.service)
                     .with_method(method.name)
             })
-            .map(|args| {
-                let mut invocation = Invocation::new(self.service.clone(), method.name, args, serialization);
+            .map(|encoded| {
+                let mut invocation = Invocation::new(self.service.clone(), method.name, encoded, serialization);
+                if config.hash_arguments.is_some() || config.loadbalance == Some(LoadBalancer::ConsistentHash) {
+                    let mask = config.hash_arguments.unwrap_or(ArgumentMask::FIRST);
+                    invocation.set_hash_key(Some(crate::hash_key::hash_arguments(args, mask)));
+                }
                 // Without a consumer-side timeout the cluster takes the
                 // provider's, or DEFAULT_TIMEOUT, and sets the deadline.
                 if let Some(timeout) = config.timeout {

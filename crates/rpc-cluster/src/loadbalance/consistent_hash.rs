@@ -4,7 +4,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rpc_core::Invocation;
 
-use super::{Candidate, LoadBalance, stable_hash};
+use super::{Candidate, LoadBalance, mix, stable_hash};
 
 /// Virtual nodes per provider on the ring (Dubbo's default).
 pub const VIRTUAL_NODES: usize = 160;
@@ -14,10 +14,13 @@ pub const VIRTUAL_NODES: usize = 160;
 ///
 /// Each provider owns [`VIRTUAL_NODES`] points of a hash ring, at the hashes
 /// of `host:port#i`. A call goes to the owner of the first point at or after
-/// the hash of its key. Dubbo hashes the first argument by default; here the
-/// arguments travel encoded as one tuple, so the key is the whole encoding,
-/// [`Invocation::args`]. Hashes are FNV-1a with a mixing finalizer: stable
-/// across runs and processes, so every consumer maps a key the same way.
+/// the hash of its key: the arguments chosen by the method's
+/// `hash_arguments` setting (the first by default, as in Dubbo), hashed by
+/// the stub into [`Invocation::hash_key`]. When the stub did not compute one
+/// (the balancer was chosen by the provider's URL, not by the consumer), the
+/// key is the whole encoded argument tuple. Hashes are FNV-1a with a mixing
+/// finalizer: stable across runs and processes, so every consumer maps a key
+/// the same way.
 ///
 /// The ring is rebuilt only when the candidate set (their addresses, in
 /// order) changes.
@@ -69,7 +72,10 @@ impl LoadBalance for ConsistentHash {
         }
         let addresses: Vec<String> = candidates.iter().map(|c| c.url.address()).collect();
         let fingerprint = stable_hash(addresses.join("\n").as_bytes());
-        let key = stable_hash(invocation.args());
+        let key = match invocation.hash_key() {
+            Some(key) => mix(key),
+            None => stable_hash(invocation.args()),
+        };
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         match ring.as_ref() {
             Some(r) if r.fingerprint == fingerprint => r.lookup(key),

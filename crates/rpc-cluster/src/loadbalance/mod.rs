@@ -322,6 +322,11 @@ pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
+    mix(h)
+}
+
+/// A murmur3-style finalizer: spreads similar 64-bit values far apart.
+pub(crate) fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
