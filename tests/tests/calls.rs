@@ -46,6 +46,7 @@ async fn several_services_share_one_port_in_both_serializations() {
     assert_eq!(ports[0], ports[1], "both services on one port");
 
     let consumer = consumer(&reg).await;
+    let mut references = Vec::new();
     for serialization in Serialization::ALL {
         let greeter: GreeterClient = consumer
             .reference::<GreeterClient>()
@@ -63,9 +64,12 @@ async fn several_services_share_one_port_in_both_serializations() {
         assert_eq!(probe.add(40, 2).await.unwrap(), 42);
         assert_eq!(probe.echo("ünïcødé ✓".into()).await.unwrap(), "ünïcødé ✓");
         probe.ping().await.unwrap();
+        references.push((greeter, probe));
     }
-    // One connection per provider address, shared by both references.
+    // One connection per provider address, shared by all four references
+    // (it closes when the last reference using it is dropped).
     assert_eq!(provider.connections(), 1);
+    drop(references);
     provider.shutdown().await;
 }
 
@@ -212,7 +216,18 @@ async fn startup_check_names_the_service_and_registry() {
     assert_eq!(err.kind(), ErrorKind::NoProvider);
     assert_eq!(err.outcome(), Outcome::NotSent);
     let provider = provider(&reg, ProbeImpl::default()).await;
-    assert_eq!(greeter.say_hello("x".into()).await.unwrap(), "Hello, x");
+    // The directory hears of the new provider asynchronously: poll, bounded.
+    let started = tokio::time::Instant::now();
+    let reply = loop {
+        match greeter.say_hello("x".into()).await {
+            Ok(reply) => break reply,
+            Err(e) if e.kind() == ErrorKind::NoProvider && started.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("the provider that appeared was not found: {e}"),
+        }
+    };
+    assert_eq!(reply, "Hello, x");
     provider.shutdown().await;
 }
 
@@ -246,6 +261,7 @@ async fn versions_and_groups_select_providers_exactly() {
     let any: GreeterClient = consumer
         .reference::<GreeterClient>()
         .version("*")
+        .loadbalance(rpc::LoadBalancer::RoundRobin)
         .build()
         .await
         .unwrap();
@@ -293,7 +309,12 @@ async fn providers_of_several_registries_are_merged() {
         .build()
         .await
         .unwrap();
-    let greeter: GreeterClient = consumer.reference::<GreeterClient>().build().await.unwrap();
+    let greeter: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .loadbalance(rpc::LoadBalancer::RoundRobin)
+        .build()
+        .await
+        .unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..4 {
         seen.insert(greeter.say_hello("x".into()).await.unwrap());

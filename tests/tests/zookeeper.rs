@@ -76,6 +76,7 @@ async fn greeter(registry: &str) -> GreeterClient {
         .unwrap()
         .reference::<GreeterClient>()
         .timeout(Duration::from_secs(2))
+        .loadbalance(rpc::LoadBalancer::RoundRobin)
         .build()
         .await
         .expect("reference builds")
@@ -477,7 +478,12 @@ async fn several_registries_are_registered_and_merged() {
         .build()
         .await
         .unwrap();
-    let greeter: GreeterClient = consumer.reference::<GreeterClient>().build().await.unwrap();
+    let greeter: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .loadbalance(rpc::LoadBalancer::RoundRobin)
+        .build()
+        .await
+        .unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..6 {
         seen.insert(greeter.say_hello("m".into()).await.unwrap());
