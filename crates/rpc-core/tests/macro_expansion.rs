@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rpc_core::{
-    BoxInvoker, Invocation, MethodConfig, Response, RpcError, Serialization, ServiceClient, ServiceHandler, ServiceKey,
-    Status, Stub,
+    BoxInvoker, ClusterPolicy, Invocation, LoadBalancer, MethodConfig, Response, RpcError, Serialization,
+    ServiceClient, ServiceHandler, ServiceKey, Status, Stub,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,64 @@ trait Greeter: Send + Sync {
 #[rpc_macros::service(crate = "::rpc_core")]
 trait Minimal {
     async fn echo(&self, bytes: Vec<u8>) -> Vec<u8>;
+}
+
+/// Every cluster setting `#[rpc(...)]` takes, with each policy and balancer
+/// named once, in the spellings users write.
+#[rpc_macros::service(crate = "::rpc_core", interface = "org.example.Tuned")]
+trait Tuned: Send + Sync {
+    #[rpc(cluster = "failfast", loadbalance = "leastactive")]
+    async fn fast(&self, id: u64) -> u64;
+
+    #[rpc(cluster = "Forking", forks = 3, attempt_timeout = "200ms", timeout = "1s")]
+    async fn fan_out(&self, query: String) -> String;
+
+    #[rpc(loadbalance = "consistent_hash", hash_arguments = [2, 0])]
+    async fn sticky(&self, user: u64, page: u32, region: String) -> String;
+
+    #[rpc(actives = 10, cluster = "fail-back", loadbalance = "ROUND_ROBIN", retries = 1)]
+    #[rpc(attempt_timeout = 250, idempotent = false, hash_arguments = [1])]
+    async fn limited(&self, a: u8, b: u8) -> u8;
+
+    #[rpc(actives = 0, forks = 1, cluster = "broadcast", loadbalance = "P2C")]
+    async fn everyone(&self);
+
+    #[rpc(cluster = "FailSafe", loadbalance = "shortest-response")]
+    async fn quiet(&self) -> Option<u32>;
+
+    #[rpc(cluster = "failover", loadbalance = "random", attempt_timeout = "1m")]
+    async fn defaults_spelled_out(&self) -> u32;
+}
+
+/// Answers every `Tuned` call at once.
+struct Tuner;
+
+impl Tuned for Tuner {
+    async fn fast(&self, id: u64) -> u64 {
+        id + 1
+    }
+
+    async fn fan_out(&self, query: String) -> String {
+        query.to_uppercase()
+    }
+
+    async fn sticky(&self, user: u64, page: u32, region: String) -> String {
+        format!("{user}/{page}/{region}")
+    }
+
+    async fn limited(&self, a: u8, b: u8) -> u8 {
+        a.saturating_add(b)
+    }
+
+    async fn everyone(&self) {}
+
+    async fn quiet(&self) -> Option<u32> {
+        None
+    }
+
+    async fn defaults_spelled_out(&self) -> u32 {
+        7
+    }
 }
 
 #[derive(Default)]
@@ -243,6 +301,103 @@ fn descriptor_carries_method_settings() {
         MethodConfig::new()
             .with_timeout(Duration::from_secs(60))
             .with_idempotent(true)
+    );
+}
+
+#[test]
+fn descriptor_carries_cluster_settings() {
+    let config = |name| TunedClient::DESCRIPTOR.method(name).unwrap().config;
+    assert_eq!(
+        config("fast"),
+        MethodConfig::new()
+            .with_cluster(ClusterPolicy::Failfast)
+            .with_loadbalance(LoadBalancer::LeastActive)
+    );
+    assert_eq!(
+        config("fanOut"),
+        MethodConfig::new()
+            .with_timeout(Duration::from_secs(1))
+            .with_attempt_timeout(Duration::from_millis(200))
+            .with_cluster(ClusterPolicy::Forking)
+            .with_forks(3)
+    );
+    assert_eq!(
+        config("sticky"),
+        MethodConfig::new()
+            .with_loadbalance(LoadBalancer::ConsistentHash)
+            .with_hash_arguments(&[0, 2])
+    );
+    assert_eq!(
+        config("limited"),
+        MethodConfig::new()
+            .with_attempt_timeout(Duration::from_millis(250))
+            .with_retries(1)
+            .with_idempotent(false)
+            .with_cluster(ClusterPolicy::Failback)
+            .with_loadbalance(LoadBalancer::RoundRobin)
+            .with_actives(10)
+            .with_hash_arguments(&[1])
+    );
+    assert_eq!(
+        config("everyone"),
+        MethodConfig::new()
+            .with_cluster(ClusterPolicy::Broadcast)
+            .with_loadbalance(LoadBalancer::P2c)
+            .with_forks(1)
+            .with_actives(0)
+    );
+    assert_eq!(
+        config("quiet"),
+        MethodConfig::new()
+            .with_cluster(ClusterPolicy::Failsafe)
+            .with_loadbalance(LoadBalancer::ShortestResponse)
+    );
+    assert_eq!(
+        config("defaultsSpelledOut"),
+        MethodConfig::new()
+            .with_attempt_timeout(Duration::from_secs(60))
+            .with_cluster(ClusterPolicy::Failover)
+            .with_loadbalance(LoadBalancer::Random)
+    );
+}
+
+#[test]
+fn every_policy_and_balancer_can_be_named() {
+    let methods = TunedClient::DESCRIPTOR.methods;
+    let mut clusters: Vec<_> = methods.iter().filter_map(|m| m.config.cluster).collect();
+    let mut balancers: Vec<_> = methods.iter().filter_map(|m| m.config.loadbalance).collect();
+    clusters.sort_by_key(|c| c.name());
+    balancers.sort_by_key(|b| b.name());
+    let mut all_clusters = ClusterPolicy::ALL.to_vec();
+    let mut all_balancers = LoadBalancer::ALL.to_vec();
+    all_clusters.sort_by_key(|c| c.name());
+    all_balancers.sort_by_key(|b| b.name());
+    assert_eq!(clusters, all_clusters);
+    assert_eq!(balancers, all_balancers);
+}
+
+#[tokio::test]
+async fn client_sends_declared_cluster_settings() {
+    let seen = Seen::default();
+    let stub = loopback(TunedServer::new(Tuner), Serialization::Json, seen.clone());
+    let client = TunedClient::from_stub(stub);
+    assert_eq!(client.sticky(7, 2, "eu".into()).await.unwrap(), "7/2/eu");
+    assert_eq!(client.limited(200, 100).await.unwrap(), 255);
+    client.everyone().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let configs: Vec<_> = seen
+        .iter()
+        .map(|(method, _, config)| (method.as_str(), *config))
+        .collect();
+    let expected: Vec<_> = ["sticky", "limited", "everyone"]
+        .into_iter()
+        .map(|name| (name, TunedClient::DESCRIPTOR.method(name).unwrap().config))
+        .collect();
+    assert_eq!(configs, expected);
+    let mask = configs[0].1.hash_arguments.unwrap();
+    assert_eq!(
+        (0..4).map(|i| mask.contains(i)).collect::<Vec<_>>(),
+        [true, false, true, false]
     );
 }
 

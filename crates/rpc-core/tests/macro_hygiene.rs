@@ -27,6 +27,9 @@ mod api {
     struct ServiceDescriptor;
     struct MethodDescriptor;
     struct MethodConfig;
+    struct ClusterPolicy;
+    struct LoadBalancer;
+    mod core {}
     struct handler;
     mod service {}
     mod rpc {}
@@ -40,6 +43,8 @@ mod api {
     #[::rpc_macros::service(crate = "::rpc_core", interface = "org.example.Hygiene", version = "1")]
     pub(crate) trait Hygiene: ::core::marker::Send + ::core::marker::Sync {
         /// Adds up its arguments.
+        #[rpc(cluster = "failfast", loadbalance = "consistenthash", hash_arguments = [0, 5])]
+        #[rpc(forks = 2, actives = 4, attempt_timeout = "100ms")]
         async fn shadow(
             &self,
             invocation: u32,
@@ -101,4 +106,19 @@ async fn the_hygienic_service_round_trips() {
     client.nothing().await.unwrap();
     assert_eq!(client.echo(vec!["a".into()]).await.unwrap(), ["a"]);
     assert_eq!(HygieneClient::DESCRIPTOR.method_names(), "shadow,nothing,echo");
+}
+
+#[test]
+fn cluster_settings_survive_the_decoys() {
+    use rpc_core::{ClusterPolicy, LoadBalancer, MethodConfig};
+    assert_eq!(
+        HygieneClient::DESCRIPTOR.method("shadow").unwrap().config,
+        MethodConfig::new()
+            .with_attempt_timeout(std::time::Duration::from_millis(100))
+            .with_cluster(ClusterPolicy::Failfast)
+            .with_loadbalance(LoadBalancer::ConsistentHash)
+            .with_forks(2)
+            .with_actives(4)
+            .with_hash_arguments(&[0, 5])
+    );
 }

@@ -1,13 +1,15 @@
 //! The `key = value` arguments of `#[service(...)]` and of `#[rpc(...)]` on methods.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Ident, Lit, LitStr, Meta, Path, Token};
 
 use crate::duration::{parse_duration, parse_millis};
 use crate::errors::Errors;
 use crate::naming::{check_method_name, check_service_name, suggest};
+use crate::policy::{CLUSTER_POLICY, LOAD_BALANCER, NamedEnum};
 
 /// The name of the method attribute.
 pub(crate) const METHOD_ATTR: &str = "rpc";
@@ -16,7 +18,21 @@ pub(crate) const METHOD_ATTR: &str = "rpc";
 const SERVICE_KEYS: &[&str] = &["interface", "version", "group", "crate"];
 
 /// Keys of `#[rpc(...)]`.
-const METHOD_KEYS: &[&str] = &["timeout", "retries", "idempotent", "name"];
+const METHOD_KEYS: &[&str] = &[
+    "timeout",
+    "attempt_timeout",
+    "retries",
+    "idempotent",
+    "name",
+    "cluster",
+    "loadbalance",
+    "forks",
+    "actives",
+    "hash_arguments",
+];
+
+/// The highest argument position `hash_arguments` can name (`ArgumentMask` is 32 bits).
+const MAX_HASH_POSITION: u8 = 31;
 
 /// One `key = value` argument.
 struct Pair {
@@ -84,6 +100,27 @@ pub(crate) struct MethodArgs {
     pub(crate) retries: Option<u32>,
     /// `idempotent = bool`.
     pub(crate) idempotent: Option<bool>,
+    /// `attempt_timeout = ...`, in milliseconds.
+    pub(crate) attempt_timeout_ms: Option<u64>,
+    /// `cluster = "..."`: the `ClusterPolicy` variant, spanned at the literal.
+    pub(crate) cluster: Option<Ident>,
+    /// `loadbalance = "..."`: the `LoadBalancer` variant, spanned at the literal.
+    pub(crate) loadbalance: Option<Ident>,
+    /// `forks = N` (at least 1).
+    pub(crate) forks: Option<u32>,
+    /// `actives = N` (0: no limit).
+    pub(crate) actives: Option<u32>,
+    /// `hash_arguments = [i, ...]`: distinct positions, each at most 31; whether
+    /// the method has that many arguments is checked with its signature.
+    pub(crate) hash_arguments: Option<Vec<ArgPosition>>,
+}
+
+/// One argument position of `hash_arguments`, with its literal's span.
+pub(crate) struct ArgPosition {
+    /// The position, counting from 0 after `&self`.
+    pub(crate) index: u8,
+    /// Where it is written.
+    pub(crate) span: Span,
 }
 
 impl MethodArgs {
@@ -95,7 +132,10 @@ impl MethodArgs {
                 Meta::List(list) => raw.extend(parse_pairs(list.tokens.clone(), errors)),
                 other => errors.spanned(
                     other,
-                    "expected `#[rpc(key = value, ...)]` with keys `timeout`, `retries`, `idempotent`, `name`",
+                    format!(
+                        "expected `#[rpc(key = value, ...)]` with keys {}",
+                        key_list(METHOD_KEYS)
+                    ),
                 ),
             }
         }
@@ -110,8 +150,14 @@ impl MethodArgs {
     fn set(&mut self, pair: &Pair) -> syn::Result<()> {
         match pair.key.to_string().as_str() {
             "timeout" => self.timeout_ms = Some(expect_duration(pair)?),
+            "attempt_timeout" => self.attempt_timeout_ms = Some(expect_duration(pair)?),
             "retries" => self.retries = Some(expect_int(pair)?),
             "idempotent" => self.idempotent = Some(expect_bool(pair)?),
+            "cluster" => self.cluster = Some(expect_named(pair, &CLUSTER_POLICY, ("loadbalance", &LOAD_BALANCER))?),
+            "loadbalance" => self.loadbalance = Some(expect_named(pair, &LOAD_BALANCER, ("cluster", &CLUSTER_POLICY))?),
+            "forks" => self.forks = Some(expect_forks(pair)?),
+            "actives" => self.actives = Some(expect_int(pair)?),
+            "hash_arguments" => self.hash_arguments = Some(expect_positions(pair)?),
             _ => {
                 let lit = expect_str(pair)?;
                 check_method_name(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))?;
@@ -175,11 +221,18 @@ fn checked_pairs(pairs: Vec<Pair>, attr: &str, known: &[&str], errors: &mut Erro
 }
 
 fn unknown_key_message(key: &str, attr: &str, known: &[&str]) -> String {
-    let expected = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
     let hint = suggest(key, known)
         .map(|k| format!("did you mean `{k}`? "))
         .unwrap_or_default();
-    format!("unknown key `{key}` in #[{attr}(...)]; {hint}expected one of {expected}")
+    format!(
+        "unknown key `{key}` in #[{attr}(...)]; {hint}expected one of {}",
+        key_list(known)
+    )
+}
+
+/// "`a`, `b`, `c`".
+fn key_list(keys: &[&str]) -> String {
+    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// The literal `expr` is, looking through invisible groups (from `macro_rules!`).
@@ -212,14 +265,101 @@ fn expect_bool(pair: &Pair) -> syn::Result<bool> {
     }
 }
 
-/// `timeout = "300ms"`, `timeout = 300` (milliseconds).
+/// `timeout = "300ms"`, `timeout = 300` (milliseconds); also `attempt_timeout`.
 fn expect_duration(pair: &Pair) -> syn::Result<u64> {
     let (parsed, span) = match literal(&pair.value) {
         Some(Lit::Str(lit)) => (parse_duration(&lit.value()), lit.span()),
         Some(Lit::Int(lit)) if lit.suffix().is_empty() => (parse_millis(lit.base10_digits()), lit.span()),
         _ => return Err(value_error(pair, "a duration such as \"300ms\", \"2s\" or \"1m\"")),
     };
-    parsed.map_err(|message| syn::Error::new(span, format!("invalid `timeout`: {message}")))
+    parsed.map_err(|message| syn::Error::new(span, format!("invalid `{}`: {message}", pair.key)))
+}
+
+/// `cluster = "failfast"`, `loadbalance = "leastactive"`: the variant of
+/// `named`. A name of the `other` key's enum gets a pointer to that key.
+fn expect_named(pair: &Pair, named: &NamedEnum, (other_key, other): (&str, &NamedEnum)) -> syn::Result<Ident> {
+    let lit = expect_str(pair)?;
+    let text = lit.value();
+    let Some(variant) = named.variant(&text) else {
+        let elsewhere = other
+            .variant(&text)
+            .map(|_| format!("that is a {}, set with `{other_key} = \"{text}\"`", other.what));
+        return Err(syn::Error::new(lit.span(), named.unknown_message(&text, elsewhere)));
+    };
+    Ok(Ident::new(variant, lit.span()))
+}
+
+/// `forks = N`, N ≥ 1.
+fn expect_forks(pair: &Pair) -> syn::Result<u32> {
+    match expect_int(pair)? {
+        0 => Err(syn::Error::new_spanned(
+            &pair.value,
+            "`forks = 0` would call no provider; the forking policy needs at least 1",
+        )),
+        forks => Ok(forks),
+    }
+}
+
+/// `hash_arguments = [0, 2]`: distinct argument positions, 0 to 31. Reports
+/// every bad element at once.
+fn expect_positions(pair: &Pair) -> syn::Result<Vec<ArgPosition>> {
+    const EXPECTED: &str = "an array of argument positions counted from 0 after `&self`, such as [0, 2]";
+    let Some(array) = array(&pair.value) else {
+        return Err(value_error(pair, EXPECTED));
+    };
+    if array.elems.is_empty() {
+        return Err(syn::Error::new_spanned(
+            array,
+            "`hash_arguments` needs at least one argument position, such as [0]; remove the key to hash the \
+             first argument (the default)",
+        ));
+    }
+    let mut positions: Vec<ArgPosition> = Vec::new();
+    let mut problems = Errors::default();
+    for element in &array.elems {
+        let index = match literal(element) {
+            Some(Lit::Int(lit)) if lit.suffix().is_empty() => lit.base10_parse::<u64>().ok(),
+            _ => {
+                problems.spanned(element, format!("`hash_arguments` expects {EXPECTED}"));
+                continue;
+            }
+        };
+        let Some(index) = index
+            .and_then(|i| u8::try_from(i).ok())
+            .filter(|i| *i <= MAX_HASH_POSITION)
+        else {
+            problems.spanned(
+                element,
+                format!(
+                    "`hash_arguments` positions go from 0 to {MAX_HASH_POSITION}: at most the first {} \
+                     arguments can be hashed",
+                    MAX_HASH_POSITION + 1
+                ),
+            );
+            continue;
+        };
+        if positions.iter().any(|seen| seen.index == index) {
+            problems.spanned(element, format!("argument position {index} is listed twice; keep one"));
+            continue;
+        }
+        positions.push(ArgPosition {
+            index,
+            span: element.span(),
+        });
+    }
+    match problems.into_error() {
+        Some(error) => Err(error),
+        None => Ok(positions),
+    }
+}
+
+/// The array `expr` is, looking through invisible groups.
+fn array(expr: &Expr) -> Option<&syn::ExprArray> {
+    match expr {
+        Expr::Array(array) => Some(array),
+        Expr::Group(group) => array(&group.expr),
+        _ => None,
+    }
 }
 
 fn value_error(pair: &Pair, expected: &str) -> syn::Error {

@@ -38,9 +38,14 @@ impl Errors {
         result.map_err(|error| self.push(error)).ok()
     }
 
+    /// The collected errors as one, or `None` when nothing went wrong.
+    pub(crate) fn into_error(self) -> Option<syn::Error> {
+        self.collected
+    }
+
     /// The collected errors as `compile_error!` invocations, or `None` when
     /// nothing went wrong.
     pub(crate) fn into_compile_errors(self) -> Option<TokenStream> {
-        self.collected.map(|error| error.to_compile_error())
+        self.into_error().map(|error| error.to_compile_error())
     }
 }

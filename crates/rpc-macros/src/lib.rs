@@ -8,7 +8,7 @@
 //!     /// Greets `name`.
 //!     async fn say_hello(&self, name: String) -> String;
 //!
-//!     #[rpc(timeout = "300ms", retries = 0, idempotent = false)]
+//!     #[rpc(timeout = "300ms", retries = 0, idempotent = false, cluster = "failfast")]
 //!     async fn place_order(&self, order: Order, qty: u32) -> Result<OrderId, OrderError>;
 //! }
 //!
@@ -32,6 +32,7 @@ mod errors;
 mod expand;
 mod model;
 mod naming;
+mod policy;
 
 use proc_macro::TokenStream;
 
@@ -48,9 +49,27 @@ use proc_macro::TokenStream;
 /// Methods may carry `#[rpc(...)]`, all keys optional:
 /// * `name = "placeOrder2"`: the wire name (default: the Rust name in
 ///   lowerCamelCase, `place_order` → `placeOrder`);
-/// * `timeout = "300ms"` (also `"2s"`, `"1m"`, or an integer number of milliseconds);
+/// * `timeout = "300ms"` (also `"2s"`, `"1m"`, or an integer number of
+///   milliseconds): how long a call may take, end to end, across all attempts;
+/// * `attempt_timeout = "200ms"` (same syntax): how long one attempt may take
+///   before the policy moves on (failover, forking, failback);
 /// * `retries = 0`: extra attempts after the first;
-/// * `idempotent = false`: whether a call whose outcome is unknown may be retried.
+/// * `idempotent = false`: whether a call whose outcome is unknown may be retried;
+/// * `cluster = "failfast"`: the fault-tolerance policy, one of `failover`,
+///   `failfast`, `failsafe`, `failback`, `forking`, `broadcast`;
+/// * `loadbalance = "leastactive"`: the load balancer, one of `random`,
+///   `roundrobin`, `leastactive`, `shortestresponse`, `consistenthash`, `p2c`;
+/// * `forks = 3`: providers the forking policy calls at once (at least 1);
+/// * `actives = 10`: most calls of the method in flight at once from one
+///   reference (0: no limit);
+/// * `hash_arguments = [0, 2]`: the arguments (by position, from 0, not
+///   counting `&self`; at most 31) the consistent-hash balancer keys on.
+///
+/// Policy and balancer names are Dubbo's, matched ignoring case, `-` and `_`
+/// (`"fail_fast"`, `"LeastActive"`). Each key may appear once per method; they
+/// become the method's `MethodConfig` in the descriptor: they take precedence
+/// over reference-wide and consumer-wide defaults, and yield only to settings
+/// made for that method on the consumer.
 ///
 /// # Requirements
 ///

@@ -148,6 +148,7 @@ fn method_of(trait_item: &TraitItem, errors: &mut Errors) -> Option<Method> {
     check_signature(&method.sig, errors);
     check_receiver(&method.sig, errors);
     let params = params_of(&method.sig, errors);
+    check_hash_arguments(&method.sig, &config, errors);
     let output = output_of(&method.sig, errors);
     check_no_body(method, errors);
     let wire_name = wire_name_of(&method.sig.ident, &config, errors);
@@ -354,6 +355,36 @@ fn find_unsupported(tokens: TokenStream, what: &str) -> Option<(TokenStream, Str
         }
     }
     None
+}
+
+/// Checks that every `hash_arguments` position names an argument.
+fn check_hash_arguments(sig: &Signature, config: &MethodArgs, errors: &mut Errors) {
+    let Some(positions) = &config.hash_arguments else {
+        return;
+    };
+    let count = sig
+        .inputs
+        .iter()
+        .filter(|input| matches!(input, FnArg::Typed(_)))
+        .count();
+    let ident = &sig.ident;
+    let arguments = match count {
+        0 => format!("`{ident}` takes no arguments besides `&self`"),
+        1 => format!("`{ident}` has 1 argument besides `&self`, at position 0"),
+        n => format!(
+            "`{ident}` has {n} arguments besides `&self`, at positions 0 to {}",
+            n - 1
+        ),
+    };
+    for position in positions.iter().filter(|position| usize::from(position.index) >= count) {
+        errors.push(syn::Error::new(
+            position.span,
+            format!(
+                "`hash_arguments` position {} is out of range: {arguments}",
+                position.index
+            ),
+        ));
+    }
 }
 
 fn wire_name_of(ident: &Ident, config: &MethodArgs, errors: &mut Errors) -> String {

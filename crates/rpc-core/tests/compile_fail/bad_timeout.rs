@@ -6,6 +6,8 @@ trait Greeter {
     async fn say_goodbye(&self, name: String) -> String;
     #[rpc(timeout = "0s")]
     async fn ping(&self);
+    #[rpc(attempt_timeout = "5h")]
+    async fn pong(&self);
 }
 
 fn main() {}

@@ -39,10 +39,27 @@ fn method_descriptor(service: &Service, method: &Method) -> TokenStream {
         config
             .timeout_ms
             .map(|ms| quote!(.with_timeout(::core::time::Duration::from_millis(#ms)))),
+        config
+            .attempt_timeout_ms
+            .map(|ms| quote!(.with_attempt_timeout(::core::time::Duration::from_millis(#ms)))),
         config.retries.map(|retries| quote!(.with_retries(#retries))),
         config
             .idempotent
             .map(|idempotent| quote!(.with_idempotent(#idempotent))),
+        config
+            .cluster
+            .as_ref()
+            .map(|variant| quote!(.with_cluster(#krate::ClusterPolicy::#variant))),
+        config
+            .loadbalance
+            .as_ref()
+            .map(|variant| quote!(.with_loadbalance(#krate::LoadBalancer::#variant))),
+        config.forks.map(|forks| quote!(.with_forks(#forks))),
+        config.actives.map(|actives| quote!(.with_actives(#actives))),
+        config.hash_arguments.as_ref().map(|positions| {
+            let positions = positions.iter().map(|position| position.index);
+            quote!(.with_hash_arguments(&[#(#positions),*]))
+        }),
     ]
     .into_iter()
     .flatten()

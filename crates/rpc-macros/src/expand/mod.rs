@@ -160,6 +160,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn cluster_settings_name_the_enums_through_the_crate_path() {
+        let output = expand(
+            quote!(crate = "::my::rpc"),
+            quote! {
+                trait Greeter {
+                    #[rpc(cluster = "Fail_Fast", loadbalance = "consistent-hash", hash_arguments = [1, 0])]
+                    #[rpc(forks = 3, actives = 10, attempt_timeout = "2s")]
+                    async fn say_hello(&self, name: String, lang: String) -> String;
+                }
+            },
+        );
+        for expected in [
+            ". with_attempt_timeout (:: core :: time :: Duration :: from_millis (2000u64))",
+            ". with_cluster (:: my :: rpc :: ClusterPolicy :: Failfast)",
+            ". with_loadbalance (:: my :: rpc :: LoadBalancer :: ConsistentHash)",
+            ". with_forks (3u32)",
+            ". with_actives (10u32)",
+            ". with_hash_arguments (& [1u8 , 0u8])",
+        ] {
+            assert!(output.contains(expected), "{expected} in {output}");
+        }
+        assert!(!output.contains("compile_error"), "{output}");
+    }
+
     /// Prints a formatted expansion: `cargo test -p rpc-macros show_expansion -- --ignored --nocapture`.
     #[test]
     #[ignore = "prints an expansion for reading"]
