@@ -52,6 +52,10 @@ struct Args {
     /// Extra attempts of the failover policy.
     #[arg(long, default_value_t = 2)]
     retries: u32,
+    /// Payload serialization: bincode (Rust to Rust) or json (to providers in
+    /// other languages, e.g. Python Dubbo over `tri`).
+    #[arg(long, default_value = "bincode", value_parser = parse_serialization)]
+    serialization: rpc::Serialization,
     /// Providers called at once by the forking policy.
     #[arg(long, default_value_t = 2)]
     forks: u32,
@@ -98,6 +102,7 @@ async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
         .cluster(args.cluster)
         .retries(args.retries)
         .forks(args.forks)
+        .serialization(args.serialization)
         .check(args.check);
     if let Some(loadbalance) = args.loadbalance {
         reference = reference.loadbalance(loadbalance);
@@ -152,4 +157,8 @@ async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
         let _ = worker.await;
     }
     Ok((ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed)))
+}
+
+fn parse_serialization(name: &str) -> Result<rpc::Serialization, String> {
+    rpc::Serialization::from_name(name).ok_or_else(|| format!("unknown serialization `{name}` (bincode, json)"))
 }

@@ -136,15 +136,31 @@ async fn assert_no_connections_left(server: &ServerHandle) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_wrong_magic_close_the_connection() {
     let server = default_server().await;
+    // Dubbo's magic starts with 0xda; anything else is taken for HTTP (Triple).
     for garbage in [
-        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
         &[0u8; 64][..],
         &[0xff; 16][..],
+        &[0xda, 0x00, 0xc2, 0x14, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0][..],
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..], // a TLS hello
     ] {
         let mut client = RawClient::connect(&server).await;
         client.send(garbage).await;
         client.expect_closed().await;
     }
+    // An HTTP request that is not a call gets an HTTP answer.
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    drop(stream);
     assert_still_serving(&server).await;
     assert_no_connections_left(&server).await;
 }

@@ -14,12 +14,21 @@ use rpc_core::url::keys;
 use rpc_core::{ServiceKey, Url};
 
 /// Whether the provider at `url` serves the reference `key`.
+///
+/// A provider URL without a version serves references to version 1.0.0 as
+/// well as references without one: Dubbo implementations of other languages
+/// (the Python one) leave 1.0.0, their default, unsaid.
 pub fn accepts(key: &ServiceKey, url: &Url) -> bool {
+    let version_matches =
+        selects(key.version(), url.version()) || (url.version().is_none() && key.version() == Some(DEFAULT_VERSION));
     url.interface() == Some(key.interface())
-        && selects(key.version(), url.version())
+        && version_matches
         && selects(key.group(), url.group())
         && url.param(keys::DISABLED) != Some("true")
 }
+
+/// The version other implementations leave out of their URLs.
+pub const DEFAULT_VERSION: &str = "1.0.0";
 
 /// Whether a reference's `wanted` version or group selects a provider's `offered` one.
 pub fn selects(wanted: Option<&str>, offered: Option<&str>) -> bool {
@@ -44,6 +53,11 @@ mod tests {
         let bare = ServiceKey::new("a.B", None, None);
         assert!(accepts(&bare, &url("rpc://h:1/a.B")));
         assert!(!accepts(&bare, &url("rpc://h:1/a.B?version=1.0.0")));
+        // The Python implementation's URLs say no version and mean 1.0.0.
+        let v1 = ServiceKey::new("a.B", Some("1.0.0"), None);
+        assert!(accepts(&v1, &url("tri://127.0.0.1:50051?service=a.B")));
+        let v2 = ServiceKey::new("a.B", Some("2.0.0"), None);
+        assert!(!accepts(&v2, &url("tri://127.0.0.1:50051?service=a.B")));
     }
 
     #[test]

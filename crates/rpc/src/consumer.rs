@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rpc_cluster::{ClusterInvoker, Connect, Directory, Endpoint, FailbackConfig, Mock, MockLayer, Mocks};
 use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
+use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
 use rpc_core::{
     BoxInvoker, ClusterPolicy, ErrorKind, LoadBalancer, MethodConfig, RpcError, Serialization, ServiceClient,
@@ -152,6 +153,7 @@ impl ConsumerBuilder {
                 connector: Arc::new(Connector {
                     config: self.channel,
                     channels: Mutex::default(),
+                    tri_channels: Mutex::default(),
                 }),
                 defaults: self.defaults,
                 check: self.check,
@@ -374,36 +376,58 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
     }
 }
 
-/// Makes endpoints for the protocols this consumer speaks, sharing one
-/// connection per provider address across references. Channels are held
-/// weakly: when no directory uses a provider any more, its connection closes.
+/// Makes endpoints for the protocols this consumer speaks (`rpc`, `tri`),
+/// sharing one connection per provider address and protocol across
+/// references. Channels are held weakly: when no directory uses a provider
+/// any more, its connection closes.
 #[derive(Debug)]
 struct Connector {
     config: ChannelConfig,
     channels: Mutex<HashMap<String, WeakChannel>>,
+    tri_channels: Mutex<HashMap<String, WeakTriChannel>>,
 }
 
 impl Connect for Connector {
     fn connect(&self, url: &Url) -> Option<Endpoint> {
-        if url.protocol() != "rpc" {
-            return None;
-        }
         let address = url.address();
-        let channel = {
-            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-            channels.retain(|_, weak| weak.upgrade().is_some());
-            match channels.get(&address).and_then(WeakChannel::upgrade) {
-                Some(channel) => channel,
-                None => {
-                    let channel = Channel::new(address.clone(), self.config.clone());
-                    channels.insert(address, channel.downgrade());
-                    channel
-                }
+        match url.protocol() {
+            "rpc" => {
+                let channel = {
+                    let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+                    channels.retain(|_, weak| weak.upgrade().is_some());
+                    match channels.get(&address).and_then(WeakChannel::upgrade) {
+                        Some(channel) => channel,
+                        None => {
+                            let channel = Channel::new(address.clone(), self.config.clone());
+                            channels.insert(address, channel.downgrade());
+                            channel
+                        }
+                    }
+                };
+                let health = channel.clone();
+                Some(Endpoint::new(url.clone(), BoxInvoker::new(channel), move || {
+                    !health.is_backing_off()
+                }))
             }
-        };
-        let health = channel.clone();
-        Some(Endpoint::new(url.clone(), BoxInvoker::new(channel), move || {
-            !health.is_backing_off()
-        }))
+            "tri" => {
+                let channel = {
+                    let mut channels = self.tri_channels.lock().unwrap_or_else(|p| p.into_inner());
+                    channels.retain(|_, weak| weak.upgrade().is_some());
+                    match channels.get(&address).and_then(WeakTriChannel::upgrade) {
+                        Some(channel) => channel,
+                        None => {
+                            let channel = TriChannel::new(address.clone(), self.config.clone());
+                            channels.insert(address, channel.downgrade());
+                            channel
+                        }
+                    }
+                };
+                let health = channel.clone();
+                Some(Endpoint::new(url.clone(), BoxInvoker::new(channel), move || {
+                    !health.is_backing_off()
+                }))
+            }
+            _ => None,
+        }
     }
 }

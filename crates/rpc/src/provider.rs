@@ -224,10 +224,13 @@ impl ProviderBuilder {
         let bind_host = self.bind_host.clone().unwrap_or_else(|| self.host.clone());
         let mut servers = Vec::new();
         for (protocol, port) in &protocols {
-            if protocol != "rpc" {
+            // One server type speaks both protocols on every port (it looks at
+            // each connection's first byte); the protocol names the URL scheme
+            // consumers use.
+            if protocol != "rpc" && protocol != "tri" {
                 shutdown_servers(&servers, Duration::ZERO).await;
                 return Err(Error::Config(format!(
-                    "unsupported protocol `{protocol}` (supported: rpc)"
+                    "unsupported protocol `{protocol}` (supported: rpc, tri)"
                 )));
             }
             let address = format_address(&bind_host, *port);

@@ -1,3 +1,4 @@
 //! Wire protocols. [`rpc`] is the native binary protocol.
 
 pub mod rpc;
+pub mod tri;

@@ -18,7 +18,7 @@
 mod client;
 mod conn;
 pub mod frame;
-mod server;
+pub(crate) mod server;
 
 use std::time::Duration;
 

@@ -54,13 +54,13 @@ pub struct Server {
 
 /// Counts things and wakes waiters when the count reaches zero.
 #[derive(Debug, Default)]
-struct Gauge {
+pub(crate) struct Gauge {
     count: AtomicUsize,
     zero: Notify,
 }
 
 impl Gauge {
-    fn enter(self: &Arc<Self>) -> GaugeGuard {
+    pub(crate) fn enter(self: &Arc<Self>) -> GaugeGuard {
         self.count.fetch_add(1, Ordering::AcqRel);
         GaugeGuard(self.clone())
     }
@@ -81,7 +81,7 @@ impl Gauge {
 }
 
 #[derive(Debug)]
-struct GaugeGuard(Arc<Gauge>);
+pub(crate) struct GaugeGuard(Arc<Gauge>);
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
@@ -91,21 +91,22 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// State shared by a server's connections, whichever protocol they speak.
 #[derive(Debug)]
-struct ServerShared {
-    dispatcher: Dispatcher,
-    config: ServerConfig,
+pub(crate) struct ServerShared {
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) config: ServerConfig,
     connections: Arc<Gauge>,
-    in_flight: Arc<Gauge>,
+    pub(crate) in_flight: Arc<Gauge>,
     /// Stop accepting.
     stop_accepting: CancellationToken,
     /// Tell clients we are read-only and refuse new requests.
-    readonly: AtomicBool,
-    readonly_changed: Notify,
+    pub(crate) readonly: AtomicBool,
+    pub(crate) readonly_changed: Notify,
     /// Flush and close every connection.
-    drain: CancellationToken,
+    pub(crate) drain: CancellationToken,
     /// Close every connection now.
-    close: CancellationToken,
+    pub(crate) close: CancellationToken,
 }
 
 /// A running server: its address, its counters, and its shutdown.
@@ -184,8 +185,30 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>, _running:
     tracing::debug!("stopped accepting");
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<ServerShared>, _count: GaugeGuard) {
+/// First byte of a native frame (the magic `0xdabb`).
+const NATIVE_MAGIC_HIGH: u8 = 0xda;
+
+/// Serves one connection: the native protocol when it starts with Dubbo's
+/// magic, Triple (HTTP/2 or HTTP/1.1) otherwise, so every port speaks both.
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<ServerShared>, count: GaugeGuard) {
     let _ = stream.set_nodelay(true);
+    let mut first = [0u8; 1];
+    let idle = server.config.heartbeat.saturating_mul(3);
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout(idle, stream.peek(&mut first)) => peeked,
+        _ = server.close.cancelled() => return,
+        _ = server.drain.cancelled() => return,
+    };
+    match peeked {
+        Ok(Ok(1..)) if first[0] == NATIVE_MAGIC_HIGH => serve_native(stream, peer, server, count).await,
+        Ok(Ok(1..)) => crate::protocol::tri::server::serve_connection(stream, peer, server, count).await,
+        Ok(Ok(_)) => tracing::debug!(%peer, "connection closed before sending anything"),
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection failed before sending anything"),
+        Err(_) => tracing::debug!(%peer, "closing a connection silent for three heartbeats"),
+    }
+}
+
+async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerShared>, _count: GaugeGuard) {
     let (read, write) = stream.into_split();
     let conn = Arc::new(ConnShared::new(peer.to_string()));
     let (tx, rx) = mpsc::channel(QUEUE);
