@@ -49,9 +49,15 @@ impl ClusterInvoker {
 
     /// An invoker over `directory` whose failback policy uses `failback`.
     pub fn with_failback(directory: Arc<Directory>, failback: FailbackConfig) -> Self {
+        Self::with_balancer(Balancer::new(directory), failback)
+    }
+
+    /// An invoker picking providers with `balancer` (say, one preferring a
+    /// protocol), whose failback policy uses `failback`.
+    pub fn with_balancer(balancer: Balancer, failback: FailbackConfig) -> Self {
         ClusterInvoker {
             inner: Arc::new(Inner {
-                balancer: Balancer::new(directory),
+                balancer,
                 failback_config: failback,
                 failback: OnceLock::new(),
                 limits: Mutex::default(),

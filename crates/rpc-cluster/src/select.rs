@@ -64,6 +64,7 @@ impl Balancers {
 pub struct Balancer {
     directory: Arc<Directory>,
     balancers: Arc<Balancers>,
+    prefer: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Balancer {
@@ -85,7 +86,16 @@ impl Balancer {
                 consistent_hash: ConsistentHash::new(),
                 p2c: P2c::new(),
             }),
+            prefer: None,
         }
+    }
+
+    /// Prefers providers of `protocol` (say `rpc` over `tri` when a provider
+    /// exports both): the others are picked only when no usable provider of
+    /// `protocol` is left.
+    pub fn prefer_protocol(mut self, protocol: impl Into<Arc<str>>) -> Self {
+        self.prefer = Some(protocol.into());
+        self
     }
 
     /// The directory.
@@ -122,7 +132,12 @@ impl Select for Balancer {
             untried
         };
         let healthy: Vec<&Endpoint> = pool.iter().copied().filter(|e| e.is_available()).collect();
-        let pool = if healthy.is_empty() { pool } else { healthy };
+        let mut pool = if healthy.is_empty() { pool } else { healthy };
+        if let Some(prefer) = &self.prefer
+            && pool.iter().any(|e| e.url().protocol() == &**prefer)
+        {
+            pool.retain(|e| e.url().protocol() == &**prefer);
+        }
         if pool.len() == 1 {
             return Ok(pool[0].clone());
         }

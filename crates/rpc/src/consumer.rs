@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rpc_cluster::{ClusterInvoker, Connect, Directory, Endpoint, FailbackConfig, Mock, MockLayer, Mocks};
+use rpc_cluster::{Balancer, ClusterInvoker, Connect, Directory, Endpoint, FailbackConfig, Mock, MockLayer, Mocks};
 use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
@@ -69,6 +69,7 @@ impl Consumer {
             mock_errors: Vec::new(),
             mock_methods: Vec::new(),
             failback: FailbackConfig::default(),
+            protocol: Some("rpc".into()),
             _client: PhantomData,
         }
     }
@@ -176,6 +177,7 @@ pub struct ReferenceBuilder<C> {
     mock_errors: Vec<String>,
     mock_methods: Vec<String>,
     failback: FailbackConfig,
+    protocol: Option<String>,
     _client: PhantomData<fn() -> C>,
 }
 
@@ -274,6 +276,14 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         self
     }
 
+    /// Prefers providers of `protocol` (`rpc`, the default, or `tri`) when a
+    /// provider exports several; the others are used when none of those is
+    /// usable. `None`: no preference.
+    pub fn protocol(mut self, protocol: Option<&str>) -> Self {
+        self.protocol = protocol.map(str::to_string);
+        self
+    }
+
     /// Retry queue of the failback policy (default every 5 s, 3 times, 1,024 calls).
     pub fn failback(mut self, config: FailbackConfig) -> Self {
         self.failback = config;
@@ -338,7 +348,11 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
                 .with_service(&key),
             ));
         }
-        let cluster = ClusterInvoker::with_failback(directory, self.failback);
+        let mut balancer = Balancer::new(directory);
+        if let Some(protocol) = self.protocol.as_deref() {
+            balancer = balancer.prefer_protocol(protocol);
+        }
+        let cluster = ClusterInvoker::with_balancer(balancer, self.failback);
         let invoker = if self.mocks.is_empty() {
             BoxInvoker::new(cluster)
         } else {

@@ -392,6 +392,15 @@ impl RunningProvider {
         self.servers.iter().map(|(_, s)| s.connections()).sum()
     }
 
+    /// Open connections on the port of `protocol` (0 when it is not served).
+    pub fn connections_on(&self, protocol: &str) -> usize {
+        self.servers
+            .iter()
+            .filter(|(p, _)| p == protocol)
+            .map(|(_, s)| s.connections())
+            .sum()
+    }
+
     /// Calls being handled, over all protocols.
     pub fn in_flight(&self) -> usize {
         self.servers.iter().map(|(_, s)| s.in_flight()).sum()
