@@ -20,22 +20,54 @@ for component in rustfmt clippy; do
     fi
 done
 
-# The registry tests run real ZooKeeper servers: Debian's `zookeeper` package (and its Java).
-if [ ! -f /usr/share/java/zookeeper.jar ] || ! need java; then
-    echo "installing Debian's zookeeper package (the registry tests start real ZooKeeper servers)"
-    sudo=""
+# apt_install PACKAGE WHY: installs a Debian package, as root or with sudo.
+apt_install() {
+    local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if need sudo; then sudo="sudo"; else
-            echo "error: ZooKeeper is missing and this user cannot install packages: run 'apt-get install -y zookeeper' as root" >&2
+            echo "error: $1 is missing and this user cannot install packages: run 'apt-get install -y $1' as root ($2)" >&2
             exit 1
         fi
     fi
+    echo "installing Debian's $1 package ($2)"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zookeeper >/dev/null || {
-        echo "error: 'apt-get install -y zookeeper' failed; the registry tests cannot run without it" >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null || {
+        echo "error: 'apt-get install -y $1' failed; $2" >&2
         exit 1
     }
+}
+
+# The registry tests run real ZooKeeper servers: Debian's `zookeeper` package (and its Java).
+if [ ! -f /usr/share/java/zookeeper.jar ] || ! need java; then
+    apt_install zookeeper "the registry tests start real ZooKeeper servers"
 fi
+if ! need curl; then
+    apt_install curl "the tri tests call providers with curl"
+fi
+
+# The interoperability tests run real Python peers: Apache Dubbo's Python implementation
+# (with kazoo, for ZooKeeper) and grpcio, pinned, in a virtualenv under target/ (git-ignored).
+# A stamp file records what was installed; the venv is rebuilt when it is missing or differs.
+interop_venv="$PWD/target/interop-venv"
+interop_requirements=("apache-dubbo[zookeeper]==3.0.0b1" "grpcio==1.85.3")
+interop_stamp="$interop_venv/rpc-interop-requirements.txt"
+if [ ! -x "$interop_venv/bin/python" ] ||
+    [ "$(cat "$interop_stamp" 2>/dev/null)" != "$(printf '%s\n' "${interop_requirements[@]}")" ]; then
+    echo "installing the Python interop peers in target/interop-venv: ${interop_requirements[*]}"
+    if ! need python3 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        # Debian ships `python3 -m venv` (and the ensurepip it needs) apart, in python3-venv.
+        apt_install python3-venv "the interop tests need 'python3 -m venv'"
+    fi
+    rm -rf "$interop_venv"
+    if ! { python3 -m venv "$interop_venv" &&
+        "$interop_venv/bin/python" -m pip install -q --disable-pip-version-check "${interop_requirements[@]}"; }; then
+        rm -rf "$interop_venv"
+        echo "error: cannot install ${interop_requirements[*]} in target/interop-venv; the interop tests cannot run without them" >&2
+        exit 1
+    fi
+    printf '%s\n' "${interop_requirements[@]}" >"$interop_stamp"
+fi
+export RPC_INTEROP_PYTHON="$interop_venv/bin/python"
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

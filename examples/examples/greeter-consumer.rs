@@ -123,6 +123,7 @@ async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
     let issued = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..args.concurrency.max(1) {
         let (greeter, issued, ok, failed) = (greeter.clone(), issued.clone(), ok.clone(), failed.clone());
@@ -156,6 +157,13 @@ async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
     for worker in workers {
         let _ = worker.await;
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    let done = ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    // Throughput for load experiments, on stderr: stdout ends with ok/failed.
+    eprintln!(
+        "elapsed={elapsed:.2}s calls={done} qps={:.0}",
+        done as f64 / elapsed.max(f64::EPSILON)
+    );
     Ok((ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed)))
 }
 

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod python;
 pub mod zk;
 
 use nix::sys::signal::{Signal, kill};
