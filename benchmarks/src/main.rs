@@ -1,0 +1,444 @@
+//! `cargo run --release -p benchmarks [-- --quick] [--csv FILE]`: every
+//! system, every scenario, one table. See the README's Benchmarks section.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use benchmarks::payload::Payload;
+use benchmarks::peers::{tarpc_peer, tonic_peer};
+use benchmarks::{loadgen, ours, raw, sys};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks rpc against tonic, tarpc and a raw tokio floor; prints one table.")]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Only the 64-byte echo at concurrency 64 on one connection, for every system.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the rows as CSV to this file.
+    #[arg(long)]
+    csv: Option<std::path::PathBuf>,
+    /// Only these systems (comma-separated: rpc,rpc-cluster,tri,tarpc,tonic,raw).
+    #[arg(long, value_delimiter = ',')]
+    systems: Vec<String>,
+    /// Seconds of warm-up before each measurement.
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Seconds measured per run.
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Serves one system's echo service (run by the benchmark itself).
+    Serve {
+        /// The system.
+        system: String,
+        /// The CPU to pin to.
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+    },
+}
+
+const SYSTEMS: [&str; 6] = ["rpc", "rpc-cluster", "tri", "tarpc", "tonic", "raw"];
+
+fn main() {
+    let args = Args::parse();
+    let code = match args.command {
+        Some(Cmd::Serve { ref system, cpu }) => {
+            sys::pin_to(cpu);
+            serve(system)
+        }
+        None => {
+            sys::pin_to(1);
+            bench(&args)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    // One worker: each side owns one core.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("cannot start a tokio runtime: {e}"))
+        .ok()
+}
+
+fn serve(system: &str) -> i32 {
+    let Some(rt) = runtime() else { return 2 };
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("listening {addr}");
+        let _ = std::io::stdout().flush();
+        match system {
+            "rpc" | "rpc-cluster" | "tri" => ours::serve(listener).await,
+            "tarpc" => tarpc_peer::serve(listener).await,
+            "tonic" => tonic_peer::serve(listener).await,
+            "raw" => raw::serve(listener).await,
+            other => Err(format!("unknown system `{other}`")),
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("benchmarks serve {system}: {e}");
+            2
+        }
+    }
+}
+
+/// A server process, killed on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(system: &str) -> Result<Server, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .args(["serve", system, "--cpu", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start the {system} server: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("the {system} server said nothing: {e}"))?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("the {system} server said `{}`", line.trim()))?;
+    Ok(Server { child, addr })
+}
+
+/// One row of the table.
+#[derive(Debug, Clone)]
+struct Row {
+    system: &'static str,
+    scenario: &'static str,
+    concurrency: usize,
+    connections: usize,
+    qps: f64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    client_cpu_ms_per_1k: f64,
+    server_cpu_ms_per_1k: f64,
+    rss_mb: f64,
+    failed: u64,
+}
+
+impl Row {
+    fn cpu_ms_per_1k(&self) -> f64 {
+        self.client_cpu_ms_per_1k + self.server_cpu_ms_per_1k
+    }
+}
+
+#[derive(Clone, Copy)]
+enum AnyClient {
+    Ours,
+    Tarpc,
+    Tonic,
+    Raw,
+}
+
+async fn measure(
+    system: &'static str,
+    payload: Payload,
+    concurrency: usize,
+    connections: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Result<Row, String> {
+    let servers: Vec<Server> = if system == "rpc-cluster" {
+        (0..3).map(|_| spawn_server(system)).collect::<Result<_, _>>()?
+    } else {
+        vec![spawn_server(system)?]
+    };
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let kind = match system {
+        "tarpc" => AnyClient::Tarpc,
+        "tonic" => AnyClient::Tonic,
+        "raw" => AnyClient::Raw,
+        _ => AnyClient::Ours,
+    };
+    let mut cpu_marks = (Duration::ZERO, Duration::ZERO);
+    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+    let sample = |marks: &mut (Duration, Duration)| {
+        *marks = (sys::cpu_time(None), pids.iter().map(|&p| sys::cpu_time(Some(p))).sum());
+    };
+    let measured = match kind {
+        AnyClient::Ours => {
+            let route = match system {
+                "tri" => ours::Route::Tri,
+                "rpc-cluster" => ours::Route::Cluster,
+                _ => ours::Route::Direct,
+            };
+            let mut clients = Vec::new();
+            for _ in 0..connections {
+                clients.push(ours::Client::connect(route, &addrs, payload).await?);
+            }
+            loadgen::run(
+                &clients,
+                |c: &ours::Client| c.call(),
+                concurrency,
+                warmup,
+                window,
+                || sample(&mut cpu_marks),
+            )
+            .await
+        }
+        AnyClient::Tarpc => {
+            let mut clients = Vec::new();
+            for _ in 0..connections {
+                clients.push(tarpc_peer::Client::connect(addrs[0], payload).await?);
+            }
+            loadgen::run(
+                &clients,
+                |c: &tarpc_peer::Client| c.call(),
+                concurrency,
+                warmup,
+                window,
+                || sample(&mut cpu_marks),
+            )
+            .await
+        }
+        AnyClient::Tonic => {
+            let mut clients = Vec::new();
+            for _ in 0..connections {
+                clients.push(tonic_peer::Client::connect(addrs[0], payload).await?);
+            }
+            loadgen::run(
+                &clients,
+                |c: &tonic_peer::Client| c.call(),
+                concurrency,
+                warmup,
+                window,
+                || sample(&mut cpu_marks),
+            )
+            .await
+        }
+        AnyClient::Raw => {
+            let mut clients = Vec::new();
+            for _ in 0..connections {
+                clients.push(raw::Client::connect(addrs[0], payload).await?);
+            }
+            loadgen::run(
+                &clients,
+                |c: &raw::Client| c.call(),
+                concurrency,
+                warmup,
+                window,
+                || sample(&mut cpu_marks),
+            )
+            .await
+        }
+    };
+    let client_cpu = sys::cpu_time(None).saturating_sub(cpu_marks.0);
+    let server_cpu = pids
+        .iter()
+        .map(|&p| sys::cpu_time(Some(p)))
+        .sum::<Duration>()
+        .saturating_sub(cpu_marks.1);
+    let thousands = (measured.completed as f64 / 1000.0).max(f64::EPSILON);
+    let rss = pids.iter().map(|&p| sys::peak_rss_mib(p)).fold(0.0, f64::max);
+    Ok(Row {
+        system,
+        scenario: payload.name(),
+        concurrency,
+        connections,
+        qps: measured.qps(),
+        p50: measured.us(0.5),
+        p99: measured.us(0.99),
+        p999: measured.us(0.999),
+        client_cpu_ms_per_1k: client_cpu.as_secs_f64() * 1000.0 / thousands,
+        server_cpu_ms_per_1k: server_cpu.as_secs_f64() * 1000.0 / thousands,
+        rss_mb: rss,
+        failed: measured.failed,
+    })
+}
+
+fn bench(args: &Args) -> i32 {
+    let Some(rt) = runtime() else { return 2 };
+    let systems: Vec<&'static str> = SYSTEMS
+        .iter()
+        .copied()
+        .filter(|s| args.systems.is_empty() || args.systems.iter().any(|w| w == s))
+        .collect();
+    let (payloads, concurrencies, connection_counts): (Vec<Payload>, Vec<usize>, Vec<usize>) = if args.quick {
+        (vec![Payload::Small], vec![64], vec![1])
+    } else {
+        (vec![Payload::Small, Payload::Large], vec![1, 64, 256], vec![1, 4])
+    };
+    let warmup = Duration::from_secs_f64(args.warmup.unwrap_or(1.0));
+    let window = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 3.0 } else { 5.0 }));
+    let mut rows = Vec::new();
+    for &payload in &payloads {
+        for &concurrency in &concurrencies {
+            for &connections in &connection_counts {
+                for &system in &systems {
+                    // The cluster runs over its 3 providers' connections only.
+                    if system == "rpc-cluster" && connections != 1 {
+                        continue;
+                    }
+                    eprint!(
+                        "{system:<12} {:<10} c={concurrency:<4} conns={connections} ... ",
+                        payload.name()
+                    );
+                    match rt.block_on(measure(system, payload, concurrency, connections, warmup, window)) {
+                        Ok(row) => {
+                            eprintln!("{:>9.0} qps  p99 {:>6} us", row.qps, row.p99);
+                            rows.push(row);
+                        }
+                        Err(e) => eprintln!("failed: {e}"),
+                    }
+                }
+            }
+        }
+    }
+    print_table(&rows);
+    print_markdown(&rows);
+    if let Some(path) = &args.csv
+        && let Err(e) = write_csv(path, &rows)
+    {
+        eprintln!("cannot write {}: {e}", path.display());
+        return 1;
+    }
+    0
+}
+
+/// QPS of `system` in the same scenario as `row`.
+fn peer_qps(rows: &[Row], row: &Row, system: &str) -> Option<f64> {
+    rows.iter()
+        .find(|r| {
+            r.system == system
+                && r.scenario == row.scenario
+                && r.concurrency == row.concurrency
+                && r.connections == row.connections
+        })
+        .map(|r| r.qps)
+}
+
+fn ratio(rows: &[Row], row: &Row, peer: &str) -> String {
+    if !row.system.starts_with("rpc") && row.system != "tri" {
+        return "".into();
+    }
+    match peer_qps(rows, row, peer) {
+        Some(q) if q > 0.0 => format!("{:.2}", row.qps / q),
+        _ => "-".into(),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<12} {:<10} {:>5} {:>5} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>8} {:>7}",
+        "system",
+        "scenario",
+        "conc",
+        "conns",
+        "qps",
+        "p50 us",
+        "p99 us",
+        "p999 us",
+        "cli ms/1k",
+        "srv ms/1k",
+        "rss MB",
+        "/tonic",
+        "/tarpc",
+        "/raw"
+    );
+    for row in rows {
+        println!(
+            "{:<12} {:<10} {:>5} {:>5} {:>10.0} {:>8} {:>8} {:>8} {:>9.1} {:>9.1} {:>7.1} {:>8} {:>8} {:>7}{}",
+            row.system,
+            row.scenario,
+            row.concurrency,
+            row.connections,
+            row.qps,
+            row.p50,
+            row.p99,
+            row.p999,
+            row.client_cpu_ms_per_1k,
+            row.server_cpu_ms_per_1k,
+            row.rss_mb,
+            ratio(rows, row, "tonic"),
+            ratio(rows, row, "tarpc"),
+            ratio(rows, row, "raw"),
+            if row.failed > 0 {
+                format!("  ({} failed)", row.failed)
+            } else {
+                String::new()
+            },
+        );
+    }
+}
+
+fn print_markdown(rows: &[Row]) {
+    println!();
+    println!(
+        "| system | scenario | conc | conns | QPS | p50 µs | p99 µs | p999 µs | CPU ms/1k req (client+server) | server RSS MB | ours/tonic | ours/tarpc | ours/raw |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.1} ({:.1}+{:.1}) | {:.1} | {} | {} | {} |",
+            row.system,
+            row.scenario,
+            row.concurrency,
+            row.connections,
+            row.qps,
+            row.p50,
+            row.p99,
+            row.p999,
+            row.cpu_ms_per_1k(),
+            row.client_cpu_ms_per_1k,
+            row.server_cpu_ms_per_1k,
+            row.rss_mb,
+            ratio(rows, row, "tonic"),
+            ratio(rows, row, "tarpc"),
+            ratio(rows, row, "raw"),
+        );
+    }
+}
+
+fn write_csv(path: &std::path::Path, rows: &[Row]) -> std::io::Result<()> {
+    let mut out =
+        String::from("system,scenario,concurrency,connections,qps,p50_us,p99_us,p999_us,cpu_ms_per_1k,rss_mb\n");
+    for row in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{:.0},{},{},{},{:.3},{:.1}\n",
+            row.system,
+            row.scenario,
+            row.concurrency,
+            row.connections,
+            row.qps,
+            row.p50,
+            row.p99,
+            row.p999,
+            row.cpu_ms_per_1k(),
+            row.rss_mb
+        ));
+    }
+    std::fs::write(path, out)
+}

@@ -1,0 +1,143 @@
+//! Our systems: the echo service over the native `rpc` protocol (direct, or
+//! through the full consumer stack) and over `tri`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc::protocol::rpc::{Channel, ChannelConfig};
+use rpc::protocol::tri::TriChannel;
+use rpc::{BoxInvoker, MethodConfig, ServiceClient, ServiceKey, Stub};
+
+use crate::payload::{self, Payload, Record};
+
+/// The echo service, as a user of this framework writes it.
+#[rpc::service(interface = "bench.Echo", version = "1.0.0")]
+pub trait Echo {
+    /// Echoes the 64-byte string.
+    async fn small(&self, s: String) -> String;
+    /// Echoes the record.
+    async fn large(&self, r: Record) -> Record;
+}
+
+/// The echo implementation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EchoImpl;
+
+impl Echo for EchoImpl {
+    async fn small(&self, s: String) -> String {
+        s
+    }
+
+    async fn large(&self, r: Record) -> Record {
+        r
+    }
+}
+
+/// Serves the echo service on `listener` (both protocols speak on it) until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), String> {
+    let dispatcher = rpc::Dispatcher::new([(
+        ServiceKey::new("bench.Echo", Some("1.0.0"), None),
+        Arc::new(EchoServer::new(EchoImpl)) as Arc<dyn rpc::ServiceHandler>,
+    )]);
+    let _server =
+        rpc::protocol::rpc::Server::new(dispatcher, rpc::protocol::rpc::ServerConfig::default()).serve(listener);
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// How a client reaches the providers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A native channel straight to one provider: no cluster layers.
+    Direct,
+    /// A `tri` channel straight to one provider.
+    Tri,
+    /// The full consumer stack: directory, round robin, failover.
+    Cluster,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client echoing one payload.
+#[derive(Clone, Debug)]
+pub struct Client {
+    echo: EchoClient,
+    payload: Payload,
+    small: Arc<String>,
+    record: Arc<Record>,
+}
+
+impl Client {
+    /// A client for `payload` over `route` to `addrs` (one address unless clustered).
+    pub async fn connect(route: Route, addrs: &[SocketAddr], payload: Payload) -> Result<Client, String> {
+        let key = ServiceKey::new("bench.Echo", Some("1.0.0"), None);
+        let defaults = MethodConfig::new().with_timeout(TIMEOUT);
+        let first = addrs.first().ok_or("no provider address")?.to_string();
+        let echo = match route {
+            Route::Direct => {
+                let channel = Channel::new(first, ChannelConfig::default());
+                EchoClient::from_stub(Stub::new(key, BoxInvoker::new(channel)).with_defaults(defaults))
+            }
+            Route::Tri => {
+                let channel = TriChannel::new(first, ChannelConfig::default());
+                EchoClient::from_stub(Stub::new(key, BoxInvoker::new(channel)).with_defaults(defaults))
+            }
+            Route::Cluster => {
+                let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                let consumer = rpc::Consumer::builder()
+                    .registry(format!("rpc://{}", list.join(",")))
+                    .build()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                consumer
+                    .reference::<EchoClient>()
+                    .timeout(TIMEOUT)
+                    .cluster(rpc::ClusterPolicy::Failover)
+                    .loadbalance(rpc::LoadBalancer::RoundRobin)
+                    .build()
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let client = Client {
+            echo,
+            payload,
+            small: Arc::new(payload::small()),
+            record: Arc::new(payload::record()),
+        };
+        // Connect now, not during the measurement.
+        client.call().await?;
+        Ok(client)
+    }
+
+    /// One echo call.
+    pub fn call(&self) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static + use<> {
+        let this = self.clone();
+        async move {
+            match this.payload {
+                Payload::Small => {
+                    let reply = this
+                        .echo
+                        .small((*this.small).clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if reply.len() != this.small.len() {
+                        return Err("wrong reply".into());
+                    }
+                }
+                Payload::Large => {
+                    let reply = this
+                        .echo
+                        .large((*this.record).clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if reply.id != this.record.id {
+                        return Err("wrong reply".into());
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
