@@ -31,6 +31,10 @@ struct Args {
     /// Seconds measured per run.
     #[arg(long)]
     duration: Option<f64>,
+    /// Providers behind `rpc-cluster` (1 isolates the cost of the cluster
+    /// layers from that of spreading the load over processes).
+    #[arg(long, default_value_t = 3)]
+    cluster_providers: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,9 +174,12 @@ async fn measure(
     connections: usize,
     warmup: Duration,
     window: Duration,
+    cluster_providers: usize,
 ) -> Result<Row, String> {
     let servers: Vec<Server> = if system == "rpc-cluster" {
-        (0..3).map(|_| spawn_server(system)).collect::<Result<_, _>>()?
+        (0..cluster_providers.max(1))
+            .map(|_| spawn_server(system))
+            .collect::<Result<_, _>>()?
     } else {
         vec![spawn_server(system)?]
     };
@@ -306,7 +313,15 @@ fn bench(args: &Args) -> i32 {
                         "{system:<12} {:<10} c={concurrency:<4} conns={connections} ... ",
                         payload.name()
                     );
-                    match rt.block_on(measure(system, payload, concurrency, connections, warmup, window)) {
+                    match rt.block_on(measure(
+                        system,
+                        payload,
+                        concurrency,
+                        connections,
+                        warmup,
+                        window,
+                        args.cluster_providers,
+                    )) {
                         Ok(row) => {
                             eprintln!("{:>9.0} qps  p99 {:>6} us", row.qps, row.p99);
                             rows.push(row);

@@ -38,6 +38,17 @@ impl Dispatcher {
         self.services.keys()
     }
 
+    /// The exported key equal to `interface`, `version` and `group`, shared
+    /// (no allocation): what a server puts in the invocations it decodes.
+    pub fn exported_key(&self, interface: &str, version: Option<&str>, group: Option<&str>) -> Option<ServiceKey> {
+        let version = version.filter(|s| !s.is_empty());
+        let group = group.filter(|s| !s.is_empty());
+        self.services
+            .keys()
+            .find(|k| k.interface() == interface && k.version() == version && k.group() == group)
+            .cloned()
+    }
+
     /// The handler for `key`. A version of `*` matches any version (and likewise group).
     pub fn lookup(&self, key: &ServiceKey) -> Result<&Arc<dyn ServiceHandler>, RpcError> {
         if let Some(handler) = self.services.get(key) {

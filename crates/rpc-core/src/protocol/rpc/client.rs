@@ -17,7 +17,7 @@ use tokio_util::codec::FramedRead;
 
 use super::DEFAULT_HEARTBEAT;
 use super::conn::{ConnShared, QUEUE, run_writer};
-use super::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMeta};
+use super::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMetaRef};
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::Invocation;
 use crate::service::{BoxFuture as ServiceFuture, Response};
@@ -325,13 +325,13 @@ impl Channel {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let serialization = invocation.serialization();
         let key = invocation.service();
-        let meta = RequestMeta {
-            service: key.interface().to_string(),
-            version: key.version().map(str::to_string),
-            group: key.group().map(str::to_string),
-            method: invocation.method().to_string(),
+        let meta = RequestMetaRef {
+            service: key.interface(),
+            version: key.version(),
+            group: key.group(),
+            method: invocation.method(),
             timeout_ms: deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis().max(1) as u64),
-            attachments: invocation.attachments().clone(),
+            attachments: invocation.attachments(),
         };
         let frame = OutFrame::request(id, true, serialization, &meta, invocation.args().clone())
             .map_err(|e| RpcError::new(ErrorKind::Encode, format!("cannot encode the request: {e}")))?;

@@ -186,6 +186,24 @@ pub struct RequestMeta {
     pub attachments: Attachments,
 }
 
+/// [`RequestMeta`] borrowed from the call, encoded exactly like it: what a
+/// client writes, without copying names and attachments per call.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RequestMetaRef<'a> {
+    /// Interface name.
+    pub service: &'a str,
+    /// Version, if any.
+    pub version: Option<&'a str>,
+    /// Group, if any.
+    pub group: Option<&'a str>,
+    /// Wire method name.
+    pub method: &'a str,
+    /// Time left for the call, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Attachments.
+    pub attachments: &'a Attachments,
+}
+
 /// A frame ready to write: an encoded head (header and, for requests, the
 /// meta) and a tail shared with the caller (arguments or return value).
 #[derive(Clone, Debug)]
@@ -211,11 +229,11 @@ impl OutFrame {
     }
 
     /// A request frame. Fails when the meta cannot be encoded.
-    pub fn request(
+    pub fn request<M: Serialize + ?Sized>(
         id: u64,
         two_way: bool,
         serialization: Serialization,
-        meta: &RequestMeta,
+        meta: &M,
         args: Bytes,
     ) -> Result<OutFrame, crate::serialization::CodecError> {
         let mut head = BytesMut::with_capacity(HEADER_LEN + 4 + 64);

@@ -298,7 +298,10 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
             return;
         }
     };
-    let key = ServiceKey::new(&meta.service, meta.version.as_deref(), meta.group.as_deref());
+    let key = server
+        .dispatcher
+        .exported_key(&meta.service, meta.version.as_deref(), meta.group.as_deref())
+        .unwrap_or_else(|| ServiceKey::new(&meta.service, meta.version.as_deref(), meta.group.as_deref()));
     if server.readonly.load(Ordering::Acquire) {
         let message = format!("provider is shutting down; `{key}` accepts no new calls");
         respond_error(tx, &header, Status::ChannelInactive, &message);
