@@ -9,4 +9,5 @@ pub mod ours;
 pub mod payload;
 pub mod peers;
 pub mod raw;
+pub mod registry;
 pub mod sys;

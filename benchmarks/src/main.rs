@@ -31,6 +31,13 @@ struct Args {
     /// Seconds measured per run.
     #[arg(long)]
     duration: Option<f64>,
+    /// Skip the registry-scale figures (part of the full run; they start a
+    /// ZooKeeper server from Debian's `zookeeper` package).
+    #[arg(long)]
+    no_registry: bool,
+    /// Only the registry-scale figures.
+    #[arg(long, conflicts_with_all = ["quick", "no_registry"])]
+    registry_only: bool,
     /// Providers behind `rpc-cluster` (1 isolates the cost of the cluster
     /// layers from that of spreading the load over processes).
     #[arg(long, default_value_t = 3)]
@@ -301,6 +308,7 @@ fn bench(args: &Args) -> i32 {
     let warmup = Duration::from_secs_f64(args.warmup.unwrap_or(1.0));
     let window = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 3.0 } else { 5.0 }));
     let mut rows = Vec::new();
+    let payloads = if args.registry_only { Vec::new() } else { payloads };
     for &payload in &payloads {
         for &concurrency in &concurrencies {
             for &connections in &connection_counts {
@@ -332,8 +340,34 @@ fn bench(args: &Args) -> i32 {
             }
         }
     }
-    print_table(&rows);
-    print_markdown(&rows);
+    if !rows.is_empty() {
+        print_table(&rows);
+        print_markdown(&rows);
+    }
+    if args.registry_only || !(args.quick || args.no_registry) {
+        match rt.block_on(benchmarks::registry::measure(&[10, 100, 1000])) {
+            Ok(figures) => {
+                println!();
+                println!(
+                    "| providers in ZooKeeper | add one: routing updated | remove one: routing updated | consumer memory |"
+                );
+                println!("|---:|---:|---:|---:|");
+                for f in figures {
+                    println!(
+                        "| {} | {:.1} ms | {:.1} ms | {:.1} MiB |",
+                        f.providers,
+                        f.add.as_secs_f64() * 1000.0,
+                        f.remove.as_secs_f64() * 1000.0,
+                        f.memory_mib
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("registry scale: {e}");
+                return 1;
+            }
+        }
+    }
     if let Some(path) = &args.csv
         && let Err(e) = write_csv(path, &rows)
     {

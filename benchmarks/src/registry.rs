@@ -1,0 +1,128 @@
+//! Registry scale: how long a consumer's routing takes to reflect a change
+//! when one service has 10, 100 or 1,000 providers in a real ZooKeeper, and
+//! what 1,000 providers cost the consumer in memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc::cluster::{Connect, Directory, Endpoint};
+use rpc::protocol::rpc::{Channel, ChannelConfig};
+use rpc::registry::{Registry, ZookeeperRegistry};
+use rpc::{BoxInvoker, ServiceKey, Url};
+use tokio::time::Instant;
+
+/// Makes real (lazily connecting) native channels, as a consumer does.
+struct Channels;
+
+impl Connect for Channels {
+    fn connect(&self, url: &Url) -> Option<Endpoint> {
+        let channel = Channel::new(url.address(), ChannelConfig::default());
+        let health = channel.clone();
+        Some(Endpoint::new(url.clone(), BoxInvoker::new(channel), move || {
+            !health.is_backing_off()
+        }))
+    }
+}
+
+fn provider(port: u32) -> Url {
+    // Ports above 65535 are not needed: spread providers over loopback hosts.
+    let host = format!("127.0.{}.{}", port / 250 + 1, port % 250 + 1);
+    Url::new("rpc", host, 20880)
+        .with_path("bench.Echo")
+        .with_param("interface", "bench.Echo")
+        .with_param("version", "1.0.0")
+        .with_param("side", "provider")
+        .with_param("methods", "small,large")
+        .with_param("timestamp", "1700000000000")
+}
+
+/// One size's figures.
+#[derive(Debug)]
+pub struct Figures {
+    /// Providers registered.
+    pub providers: usize,
+    /// Median time from registering one more provider to the consumer routing to it.
+    pub add: Duration,
+    /// Median time from unregistering it to the consumer no longer routing to it.
+    pub remove: Duration,
+    /// Consumer resident memory growth for the providers, MiB.
+    pub memory_mib: f64,
+}
+
+async fn wait_for(directory: &Directory, count: usize) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while directory.endpoints().len() != count {
+        if Instant::now() > deadline {
+            return Err(format!("the directory never reached {count} providers"));
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    Ok(())
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Measures each of `sizes` against a fresh ZooKeeper server.
+pub async fn measure(sizes: &[usize]) -> Result<Vec<Figures>, String> {
+    let zk = rpc_tests::zk::ZooKeeper::start();
+    let url = Url::parse(&format!("{}?session=30000&timeout=10000", zk.url())).map_err(|e| e.to_string())?;
+    let providers = ZookeeperRegistry::new(&url).map_err(|e| e.to_string())?;
+    let mut figures = Vec::new();
+    for (round, &size) in sizes.iter().enumerate() {
+        let interface = format!("bench.Echo{round}");
+        let urls: Vec<Url> = (0..size as u32 + 1)
+            .map(|i| {
+                let mut u = provider(i).with_path(interface.clone());
+                u.set_param("interface", interface.clone());
+                u
+            })
+            .collect();
+        let (extra, initial) = urls.split_last().ok_or("no sizes")?;
+        for u in initial {
+            providers.register(u).await.map_err(|e| e.to_string())?;
+        }
+        let consumer = ZookeeperRegistry::new(&url).map_err(|e| e.to_string())?;
+        let consumer_url = Url::new("consumer", "127.0.0.1", 0)
+            .with_path(interface.clone())
+            .with_param("interface", interface.clone());
+        let before = rss_mib();
+        let subscription = consumer.subscribe(&consumer_url).await.map_err(|e| e.to_string())?;
+        let key = ServiceKey::new(&interface, Some("1.0.0"), None);
+        let directory = Directory::new(key, Arc::new(Channels), vec![subscription]).await;
+        wait_for(&directory, size).await?;
+        let memory_mib = rss_mib() - before;
+        let (mut adds, mut removes) = (Vec::new(), Vec::new());
+        for _ in 0..7 {
+            let started = Instant::now();
+            providers.register(extra).await.map_err(|e| e.to_string())?;
+            wait_for(&directory, size + 1).await?;
+            adds.push(started.elapsed());
+            let started = Instant::now();
+            providers.unregister(extra).await.map_err(|e| e.to_string())?;
+            wait_for(&directory, size).await?;
+            removes.push(started.elapsed());
+        }
+        adds.sort();
+        removes.sort();
+        figures.push(Figures {
+            providers: size,
+            add: adds[adds.len() / 2],
+            remove: removes[removes.len() / 2],
+            memory_mib,
+        });
+        for u in initial {
+            providers.unregister(u).await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(figures)
+}
