@@ -27,6 +27,14 @@ pub async fn serve(listener: TcpListener) -> Result<(), String> {
             let writer = tokio::spawn(async move {
                 let mut batch = Vec::with_capacity(64);
                 while rx.recv_many(&mut batch, 64).await > 0 {
+                    // The same batching as the frameworks get: let ready senders run first.
+                    tokio::task::yield_now().await;
+                    while batch.len() < 256 {
+                        match rx.try_recv() {
+                            Ok(frame) => batch.push(frame),
+                            Err(_) => break,
+                        }
+                    }
                     for frame in batch.drain(..) {
                         if sink.feed(frame).await.is_err() {
                             return;
@@ -73,6 +81,13 @@ impl Client {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(64);
             while rx.recv_many(&mut batch, 64).await > 0 {
+                tokio::task::yield_now().await;
+                while batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(frame) => batch.push(frame),
+                        Err(_) => break,
+                    }
+                }
                 for frame in batch.drain(..) {
                     if sink.feed(frame).await.is_err() {
                         return;
