@@ -72,8 +72,34 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// Installs Debian's `zookeeper` package when it is missing (as root), as
+/// `./scripts/test.sh` does, so the benchmark runs on a fresh machine.
+fn ensure_zookeeper() -> Result<(), String> {
+    if std::path::Path::new("/usr/share/java/zookeeper.jar").exists() {
+        return Ok(());
+    }
+    let root = nix::unistd::Uid::effective().is_root();
+    if !root {
+        return Err("ZooKeeper is missing: run `apt-get install -y zookeeper` as root (or `./scripts/test.sh`)".into());
+    }
+    eprintln!("installing Debian's zookeeper package (the registry-scale figures start a ZooKeeper server)");
+    let ok = |args: &[&str]| {
+        std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ok(&["update", "-qq"]) && ok(&["install", "-y", "-qq", "zookeeper"]) {
+        Ok(())
+    } else {
+        Err("`apt-get install -y zookeeper` failed".into())
+    }
+}
+
 /// Measures each of `sizes` against a fresh ZooKeeper server.
 pub async fn measure(sizes: &[usize]) -> Result<Vec<Figures>, String> {
+    ensure_zookeeper()?;
     let zk = rpc_tests::zk::ZooKeeper::start();
     let url = Url::parse(&format!("{}?session=30000&timeout=10000", zk.url())).map_err(|e| e.to_string())?;
     let providers = ZookeeperRegistry::new(&url).map_err(|e| e.to_string())?;
