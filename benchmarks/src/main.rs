@@ -166,6 +166,38 @@ impl Row {
     }
 }
 
+/// The load of one run, whatever the system.
+#[derive(Clone, Copy)]
+struct Plan {
+    connections: usize,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+}
+
+impl Plan {
+    /// Opens `connections` clients with `connect`, then drives `call` through them.
+    async fn run<C, Connect, Connecting, Call, Calling>(
+        self,
+        connect: Connect,
+        call: Call,
+        on_window: impl FnOnce(),
+    ) -> Result<loadgen::Measured, String>
+    where
+        C: Clone + Send + 'static,
+        Connect: Fn() -> Connecting,
+        Connecting: std::future::Future<Output = Result<C, String>>,
+        Call: Fn(&C) -> Calling + Clone + Send + 'static,
+        Calling: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let mut clients = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            clients.push(connect().await?);
+        }
+        Ok(loadgen::run(&clients, call, self.concurrency, self.warmup, self.window, on_window).await)
+    }
+}
+
 #[derive(Clone, Copy)]
 enum AnyClient {
     Ours,
@@ -202,6 +234,13 @@ async fn measure(
     let sample = |marks: &mut (Duration, Duration)| {
         *marks = (sys::cpu_time(None), pids.iter().map(|&p| sys::cpu_time(Some(p))).sum());
     };
+    let plan = Plan {
+        connections,
+        concurrency,
+        warmup,
+        window,
+    };
+    let on_window = || sample(&mut cpu_marks);
     let measured = match kind {
         AnyClient::Ours => {
             let route = match system {
@@ -209,64 +248,40 @@ async fn measure(
                 "rpc-cluster" => ours::Route::Cluster,
                 _ => ours::Route::Direct,
             };
-            let mut clients = Vec::new();
-            for _ in 0..connections {
-                clients.push(ours::Client::connect(route, &addrs, payload).await?);
-            }
-            loadgen::run(
-                &clients,
+            let addrs = &addrs;
+            plan.run(
+                || ours::Client::connect(route, addrs, payload),
                 |c: &ours::Client| c.call(),
-                concurrency,
-                warmup,
-                window,
-                || sample(&mut cpu_marks),
+                on_window,
             )
-            .await
+            .await?
         }
         AnyClient::Tarpc => {
-            let mut clients = Vec::new();
-            for _ in 0..connections {
-                clients.push(tarpc_peer::Client::connect(addrs[0], payload).await?);
-            }
-            loadgen::run(
-                &clients,
+            let addr = addrs[0];
+            plan.run(
+                || tarpc_peer::Client::connect(addr, payload),
                 |c: &tarpc_peer::Client| c.call(),
-                concurrency,
-                warmup,
-                window,
-                || sample(&mut cpu_marks),
+                on_window,
             )
-            .await
+            .await?
         }
         AnyClient::Tonic => {
-            let mut clients = Vec::new();
-            for _ in 0..connections {
-                clients.push(tonic_peer::Client::connect(addrs[0], payload).await?);
-            }
-            loadgen::run(
-                &clients,
+            let addr = addrs[0];
+            plan.run(
+                || tonic_peer::Client::connect(addr, payload),
                 |c: &tonic_peer::Client| c.call(),
-                concurrency,
-                warmup,
-                window,
-                || sample(&mut cpu_marks),
+                on_window,
             )
-            .await
+            .await?
         }
         AnyClient::Raw => {
-            let mut clients = Vec::new();
-            for _ in 0..connections {
-                clients.push(raw::Client::connect(addrs[0], payload).await?);
-            }
-            loadgen::run(
-                &clients,
+            let addr = addrs[0];
+            plan.run(
+                || raw::Client::connect(addr, payload),
                 |c: &raw::Client| c.call(),
-                concurrency,
-                warmup,
-                window,
-                || sample(&mut cpu_marks),
+                on_window,
             )
-            .await
+            .await?
         }
     };
     let client_cpu = sys::cpu_time(None).saturating_sub(cpu_marks.0);

@@ -404,44 +404,50 @@ struct Connector {
 impl Connect for Connector {
     fn connect(&self, url: &Url) -> Option<Endpoint> {
         let address = url.address();
-        match url.protocol() {
+        let (invoker, health): (BoxInvoker, Box<dyn Fn() -> bool + Send + Sync>) = match url.protocol() {
             "rpc" => {
-                let channel = {
-                    let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-                    channels.retain(|_, weak| weak.upgrade().is_some());
-                    match channels.get(&address).and_then(WeakChannel::upgrade) {
-                        Some(channel) => channel,
-                        None => {
-                            let channel = Channel::new(address.clone(), self.config.clone());
-                            channels.insert(address, channel.downgrade());
-                            channel
-                        }
-                    }
-                };
+                let channel = shared(
+                    &self.channels,
+                    address,
+                    WeakChannel::upgrade,
+                    |a| Channel::new(a, self.config.clone()),
+                    Channel::downgrade,
+                );
                 let health = channel.clone();
-                Some(Endpoint::new(url.clone(), BoxInvoker::new(channel), move || {
-                    !health.is_backing_off()
-                }))
+                (BoxInvoker::new(channel), Box::new(move || !health.is_backing_off()))
             }
             "tri" => {
-                let channel = {
-                    let mut channels = self.tri_channels.lock().unwrap_or_else(|p| p.into_inner());
-                    channels.retain(|_, weak| weak.upgrade().is_some());
-                    match channels.get(&address).and_then(WeakTriChannel::upgrade) {
-                        Some(channel) => channel,
-                        None => {
-                            let channel = TriChannel::new(address.clone(), self.config.clone());
-                            channels.insert(address, channel.downgrade());
-                            channel
-                        }
-                    }
-                };
+                let channel = shared(
+                    &self.tri_channels,
+                    address,
+                    WeakTriChannel::upgrade,
+                    |a| TriChannel::new(a, self.config.clone()),
+                    TriChannel::downgrade,
+                );
                 let health = channel.clone();
-                Some(Endpoint::new(url.clone(), BoxInvoker::new(channel), move || {
-                    !health.is_backing_off()
-                }))
+                (BoxInvoker::new(channel), Box::new(move || !health.is_backing_off()))
             }
-            _ => None,
-        }
+            _ => return None,
+        };
+        Some(Endpoint::new(url.clone(), invoker, health))
     }
+}
+
+/// The live channel to `address` in `channels`, or a new one made by `make`:
+/// one connection per address, while someone uses it.
+fn shared<C, W>(
+    channels: &Mutex<HashMap<String, W>>,
+    address: String,
+    upgrade: impl Fn(&W) -> Option<C>,
+    make: impl FnOnce(String) -> C,
+    downgrade: impl Fn(&C) -> W,
+) -> C {
+    let mut channels = channels.lock().unwrap_or_else(|p| p.into_inner());
+    channels.retain(|_, weak| upgrade(weak).is_some());
+    if let Some(channel) = channels.get(&address).and_then(&upgrade) {
+        return channel;
+    }
+    let channel = make(address.clone());
+    channels.insert(address, downgrade(&channel));
+    channel
 }
