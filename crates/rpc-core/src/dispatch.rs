@@ -78,12 +78,34 @@ impl Dispatcher {
         Err(RpcError::remote(Status::ServiceNotFound, message).with_service(key))
     }
 
+    /// The exported service equal to `interface`, `version` and `group`, with
+    /// its key (shared: no allocation): what a server resolves each request
+    /// to before [`run`](Dispatcher::run)ning it.
+    pub fn exported(
+        &self,
+        interface: &str,
+        version: Option<&str>,
+        group: Option<&str>,
+    ) -> Option<(&ServiceKey, &Arc<dyn ServiceHandler>)> {
+        let version = version.filter(|s| !s.is_empty());
+        let group = group.filter(|s| !s.is_empty());
+        self.services
+            .iter()
+            .find(|(k, _)| k.interface() == interface && k.version() == version && k.group() == group)
+    }
+
     /// Runs `invocation`: finds the service, calls it, stops at the deadline
     /// ([`Status::ServerTimeout`]) and turns a panic into [`Status::ServiceError`].
     pub async fn dispatch(&self, invocation: Invocation) -> Result<Response, RpcError> {
-        let handler = self.lookup(invocation.service())?;
+        let handler = self.lookup(invocation.service())?.clone();
+        Self::run(handler, invocation).await
+    }
+
+    /// Runs `invocation` on `handler` (found with [`exported`](Dispatcher::exported)
+    /// or [`lookup`](Dispatcher::lookup)), as [`dispatch`](Dispatcher::dispatch) does.
+    pub async fn run(handler: Arc<dyn ServiceHandler>, invocation: Invocation) -> Result<Response, RpcError> {
         let service = invocation.service().clone();
-        let method = invocation.method().to_string();
+        let method = invocation.method_name().clone();
         let deadline = invocation.deadline();
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(invocation)));
         let panicked = |payload: Box<dyn std::any::Any + Send>| {
@@ -98,7 +120,7 @@ impl Dispatcher {
                 format!("the service implementation panicked: {what}"),
             )
             .with_service(&service)
-            .with_method(method.clone())
+            .with_method(method.to_string())
         };
         let future = match call {
             Ok(future) => AssertUnwindSafe(future).catch_unwind(),
@@ -113,7 +135,7 @@ impl Dispatcher {
                         "the call's deadline passed while the service was running",
                     )
                     .with_service(&service)
-                    .with_method(method));
+                    .with_method(method.to_string()));
                 }
             },
             None => future.await,

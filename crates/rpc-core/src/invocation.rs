@@ -70,6 +70,82 @@ impl fmt::Debug for ServiceKey {
 /// String key/value pairs that travel with a call (trace context, token, ...).
 pub type Attachments = BTreeMap<String, String>;
 
+/// The attachments of a call that has none.
+static NO_ATTACHMENTS: Attachments = BTreeMap::new();
+
+/// A method name: the `&'static str` of a generated descriptor (no
+/// allocation per call), or a shared name decoded from the wire. Cheap to clone.
+#[derive(Clone)]
+pub struct MethodName(NameRepr);
+
+#[derive(Clone)]
+enum NameRepr {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl MethodName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            NameRepr::Static(s) => s,
+            NameRepr::Shared(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for MethodName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&'static str> for MethodName {
+    fn from(name: &'static str) -> Self {
+        MethodName(NameRepr::Static(name))
+    }
+}
+
+impl From<String> for MethodName {
+    fn from(name: String) -> Self {
+        MethodName(NameRepr::Shared(Arc::from(name)))
+    }
+}
+
+impl From<Arc<str>> for MethodName {
+    fn from(name: Arc<str>) -> Self {
+        MethodName(NameRepr::Shared(name))
+    }
+}
+
+impl PartialEq for MethodName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for MethodName {}
+
+impl std::hash::Hash for MethodName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Display for MethodName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for MethodName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// One remote call: target service, method, encoded arguments, attachments,
 /// settings and deadline.
 ///
@@ -78,10 +154,11 @@ pub type Attachments = BTreeMap<String, String>;
 #[derive(Clone, Debug)]
 pub struct Invocation {
     service: ServiceKey,
-    method: Arc<str>,
+    method: MethodName,
     args: Bytes,
     serialization: Serialization,
-    attachments: Arc<Attachments>,
+    /// `None` when there are none: most calls carry none, and this saves an allocation each.
+    attachments: Option<Arc<Attachments>>,
     config: MethodConfig,
     deadline: Option<Instant>,
     hash_key: Option<u64>,
@@ -89,13 +166,13 @@ pub struct Invocation {
 
 impl Invocation {
     /// A call of `method` on `service` with arguments already encoded with `serialization`.
-    pub fn new(service: ServiceKey, method: impl Into<Arc<str>>, args: Bytes, serialization: Serialization) -> Self {
+    pub fn new(service: ServiceKey, method: impl Into<MethodName>, args: Bytes, serialization: Serialization) -> Self {
         Invocation {
             service,
             method: method.into(),
             args,
             serialization,
-            attachments: Arc::default(),
+            attachments: None,
             config: MethodConfig::new(),
             deadline: None,
             hash_key: None,
@@ -118,6 +195,11 @@ impl Invocation {
         &self.method
     }
 
+    /// The wire method name, to keep past the invocation (cheap to clone).
+    pub fn method_name(&self) -> &MethodName {
+        &self.method
+    }
+
     /// The encoded arguments (a tuple of the method's parameters).
     pub fn args(&self) -> &Bytes {
         &self.args
@@ -130,22 +212,22 @@ impl Invocation {
 
     /// The attachments.
     pub fn attachments(&self) -> &Attachments {
-        &self.attachments
+        self.attachments.as_deref().unwrap_or(&NO_ATTACHMENTS)
     }
 
     /// The attachment `key`.
     pub fn attachment(&self, key: &str) -> Option<&str> {
-        self.attachments.get(key).map(String::as_str)
+        self.attachments().get(key).map(String::as_str)
     }
 
     /// Sets an attachment (copying the map only if it is shared).
     pub fn set_attachment(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        Arc::make_mut(&mut self.attachments).insert(key.into(), value.into());
+        Arc::make_mut(self.attachments.get_or_insert_with(Arc::default)).insert(key.into(), value.into());
     }
 
     /// Replaces all attachments.
     pub fn set_attachments(&mut self, attachments: Attachments) {
-        self.attachments = Arc::new(attachments);
+        self.attachments = (!attachments.is_empty()).then(|| Arc::new(attachments));
     }
 
     /// The effective settings of this call.

@@ -26,7 +26,7 @@ pub mod zero;
 pub use descriptor::{ClusterPolicy, LoadBalancer, MethodConfig, MethodDescriptor, ServiceDescriptor};
 pub use dispatch::Dispatcher;
 pub use error::{ErrorKind, Outcome, RpcError, Status};
-pub use invocation::{Attachments, Invocation, ServiceKey};
+pub use invocation::{Attachments, Invocation, MethodName, ServiceKey};
 pub use serialization::{CodecError, Serialization};
 pub use service::{BoxFuture, BoxInvoker, Response, ServiceClient, ServiceHandler, Stub};
 pub use url::{Url, UrlError};

@@ -196,12 +196,12 @@ fn greeter_key() -> ServiceKey {
     ServiceKey::new("org.example.Greeter", Some("1.0.0"), Some("g"))
 }
 
-fn invocation<A: Serialize>(serialization: Serialization, method: &str, args: &A) -> Invocation {
+fn invocation<A: Serialize>(serialization: Serialization, method: &'static str, args: &A) -> Invocation {
     let args = serialization.encode(args).unwrap();
     Invocation::new(greeter_key(), method, args, serialization)
 }
 
-fn raw_json(method: &str, args: &'static str) -> Invocation {
+fn raw_json(method: &'static str, args: &'static str) -> Invocation {
     Invocation::new(
         greeter_key(),
         method,

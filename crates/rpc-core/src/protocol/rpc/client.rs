@@ -116,11 +116,15 @@ impl Conn {
 struct PendingGuard<'a> {
     conn: &'a Conn,
     id: u64,
+    /// Cleared once the reader has taken the entry.
+    armed: bool,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.conn.take(self.id);
+        if self.armed {
+            self.conn.take(self.id);
+        }
     }
 }
 
@@ -302,25 +306,29 @@ impl Channel {
     }
 
     async fn invoke(self, invocation: Invocation) -> Result<Response, RpcError> {
-        let address = self.inner.address.clone();
         let result = self.invoke_inner(&invocation).await;
         result.map_err(|e| {
             e.with_service(invocation.service())
                 .with_method(invocation.method())
-                .with_address(address)
+                .with_address(self.inner.address.clone())
         })
     }
 
     async fn invoke_inner(&self, invocation: &Invocation) -> Result<Response, RpcError> {
         let deadline = invocation.deadline();
-        if let Some(deadline) = deadline
-            && deadline <= Instant::now()
-        {
-            return Err(RpcError::new(
-                ErrorKind::Timeout,
-                "the deadline passed before the call was sent",
-            ));
-        }
+        // Milliseconds left, for the provider (at least 1: 0 would mean none).
+        let timeout_ms = match deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left.as_millis().max(1) as u64),
+                _ => {
+                    return Err(RpcError::new(
+                        ErrorKind::Timeout,
+                        "the deadline passed before the call was sent",
+                    ));
+                }
+            },
+            None => None,
+        };
         let conn = self.connection(deadline).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let serialization = invocation.serialization();
@@ -330,7 +338,7 @@ impl Channel {
             version: key.version(),
             group: key.group(),
             method: invocation.method(),
-            timeout_ms: deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis().max(1) as u64),
+            timeout_ms,
             attachments: invocation.attachments(),
         };
         let frame = OutFrame::request(id, true, serialization, &meta, invocation.args().clone())
@@ -349,37 +357,44 @@ impl Channel {
         if !conn.insert(id, tx) {
             return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
         }
-        let _guard = PendingGuard { conn: &conn, id };
-        let send = conn.tx.send(frame);
-        let sent = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, send).await {
-                Ok(sent) => sent,
-                Err(_) => {
-                    return Err(RpcError::new(
-                        ErrorKind::LocalLimit,
-                        "the deadline passed while waiting for room in the connection's send queue",
-                    ));
-                }
-            },
-            None => send.await,
+        let mut guard = PendingGuard {
+            conn: &conn,
+            id,
+            armed: true,
         };
-        if sent.is_err() {
-            return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
-        }
-        let sent_at = Instant::now();
+        // One timer covers both waits, for room in the send queue and for the reply.
+        let mut sent = false;
+        let exchange = async {
+            if super::conn::enqueue(&conn.tx, frame).await.is_err() {
+                return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
+            }
+            sent = true;
+            Ok(rx.await)
+        };
         let reply = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, rx).await {
-                Ok(reply) => reply,
-                Err(_) => {
-                    let waited = sent_at.elapsed().as_millis();
-                    return Err(RpcError::new(
-                        ErrorKind::Timeout,
-                        format!("no response before the deadline ({waited} ms after sending)"),
-                    ));
-                }
-            },
-            None => rx.await,
+            Some(deadline) => tokio::time::timeout_at(deadline, exchange).await,
+            None => Ok(exchange.await),
         };
+        let reply = match reply {
+            Ok(reply) => reply?,
+            Err(_) if sent => {
+                return Err(RpcError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no response before the deadline ({} ms budget)",
+                        timeout_ms.unwrap_or_default()
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(RpcError::new(
+                    ErrorKind::LocalLimit,
+                    "the deadline passed while waiting for room in the connection's send queue",
+                ));
+            }
+        };
+        // Answered: the reader already removed the entry.
+        guard.armed = false;
         let reply = match reply {
             Ok(reply) => reply?,
             Err(_) => return Err(RpcError::new(ErrorKind::ConnectionLost, conn.shared.reason())),

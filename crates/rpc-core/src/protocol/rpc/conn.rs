@@ -2,7 +2,7 @@
 //! coalescing, heartbeats, silence detection) and the close signal.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -28,8 +28,8 @@ pub(crate) struct ConnShared {
     /// Cancelled when the writer should flush what is queued, then close.
     pub(crate) drain: CancellationToken,
     reason: Mutex<Option<String>>,
-    started: Instant,
-    last_read_ms: AtomicU64,
+    /// Set by every read; the writer's heartbeat ticker clears it and keeps the time.
+    heard: AtomicBool,
     next_event_id: AtomicU64,
 }
 
@@ -40,8 +40,7 @@ impl ConnShared {
             close: CancellationToken::new(),
             drain: CancellationToken::new(),
             reason: Mutex::new(None),
-            started: Instant::now(),
-            last_read_ms: AtomicU64::new(0),
+            heard: AtomicBool::new(false),
             next_event_id: AtomicU64::new(1 << 63),
         }
     }
@@ -67,19 +66,29 @@ impl ConnShared {
             .unwrap_or_else(|| "connection closed".to_string())
     }
 
-    /// Records that the peer sent something.
+    /// Records that the peer sent something (a store: no clock read per frame).
     pub(crate) fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_read_ms.store(ms, Ordering::Relaxed);
+        self.heard.store(true, Ordering::Relaxed);
     }
 
-    fn silent_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
+    /// Whether the peer sent anything since the last call.
+    fn heard_since_last_asked(&self) -> bool {
+        self.heard.swap(false, Ordering::Relaxed)
     }
 
     pub(crate) fn next_event_id(&self) -> u64 {
         self.next_event_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Queues `frame` for the writer, waiting for room only when the queue is
+/// full (`try_send` first: the common case costs no future). Fails when the
+/// connection's writer is gone.
+pub(crate) async fn enqueue(tx: &mpsc::Sender<OutFrame>, frame: OutFrame) -> Result<(), ()> {
+    match tx.try_send(frame) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(frame)) => tx.send(frame).await.map_err(|_| ()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
     }
 }
 
@@ -99,6 +108,8 @@ where
 {
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // When the peer was last heard from, as seen by the ticker: accurate to one heartbeat.
+    let mut last_heard = Instant::now();
     let mut batch = Vec::with_capacity(BATCH);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -140,8 +151,11 @@ where
                     break;
                 }
             }
-            _ = ticker.tick() => {
-                let silent = shared.silent_for();
+            now = ticker.tick() => {
+                if shared.heard_since_last_asked() {
+                    last_heard = now;
+                }
+                let silent = now.saturating_duration_since(last_heard);
                 if silent >= heartbeat * 3 {
                     shared.close(format!(
                         "{} silent for {} ms (3 heartbeats of {} ms)",

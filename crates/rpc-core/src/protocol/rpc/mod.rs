@@ -23,7 +23,7 @@ pub(crate) mod server;
 use std::time::Duration;
 
 pub use client::{Channel, ChannelConfig, WeakChannel};
-pub use server::{Server, ServerConfig, ServerHandle};
+pub use server::{Dispatch, Server, ServerConfig, ServerHandle};
 
 /// Default heartbeat interval (a peer silent for 3 intervals is closed).
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);

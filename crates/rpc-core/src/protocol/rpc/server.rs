@@ -1,8 +1,10 @@
 //! The provider side: [`Server`] accepts connections and dispatches requests.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +16,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::DEFAULT_HEARTBEAT;
-use super::conn::{ConnShared, QUEUE, run_writer};
+use super::conn::{ConnShared, QUEUE, enqueue, run_writer};
 use super::frame::{
     DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, hessian2_string, split_request,
 };
@@ -33,6 +35,40 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     /// Most connections served at once; further ones are closed at accept (default 10,000).
     pub max_connections: usize,
+    /// Where requests run (default [`Dispatch::Auto`]).
+    pub dispatch: Dispatch,
+}
+
+/// Where a server runs the requests it reads: Dubbo's `dispatcher` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dispatch {
+    /// [`Inline`](Dispatch::Inline) on a runtime with one worker thread,
+    /// where a task per request buys no parallelism;
+    /// [`Spawn`](Dispatch::Spawn) otherwise.
+    #[default]
+    Auto,
+    /// Run each request on its connection's task until the handler first
+    /// waits, and give it a task of its own only then (Dubbo's `direct`).
+    /// Handlers that answer without waiting cost no task at all, which makes
+    /// this the fastest; but one that computes for long before it first
+    /// waits holds up the requests behind it on the same connection.
+    Inline,
+    /// Give every request a task of its own (Dubbo's default, `all`), so the
+    /// requests of one connection spread over every worker thread.
+    Spawn,
+}
+
+impl Dispatch {
+    /// `Auto` resolved for the current runtime.
+    fn resolve(self) -> Dispatch {
+        match self {
+            Dispatch::Auto => match tokio::runtime::Handle::try_current() {
+                Ok(handle) if handle.metrics().num_workers() <= 1 => Dispatch::Inline,
+                _ => Dispatch::Spawn,
+            },
+            other => other,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -41,6 +77,7 @@ impl Default for ServerConfig {
             max_payload: DEFAULT_MAX_PAYLOAD,
             heartbeat: DEFAULT_HEARTBEAT,
             max_connections: 10_000,
+            dispatch: Dispatch::Auto,
         }
     }
 }
@@ -123,6 +160,8 @@ impl Server {
         Server { dispatcher, config }
     }
 
+    /// Serves on an already bound listener.
+
     /// Binds `addr` (port 0 picks a free port) and starts serving.
     pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<ServerHandle> {
         let listener = TcpListener::bind(addr).await?;
@@ -134,9 +173,11 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let mut config = self.config;
+        config.dispatch = config.dispatch.resolve();
         let shared = Arc::new(ServerShared {
             dispatcher: self.dispatcher,
-            config: self.config,
+            config,
             connections: Arc::default(),
             in_flight: Arc::default(),
             stop_accepting: CancellationToken::new(),
@@ -298,23 +339,35 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
             return;
         }
     };
-    let key = server
+    let exported = server
         .dispatcher
-        .exported_key(&meta.service, meta.version.as_deref(), meta.group.as_deref())
-        .unwrap_or_else(|| ServiceKey::new(&meta.service, meta.version.as_deref(), meta.group.as_deref()));
+        .exported(&meta.service, meta.version.as_deref(), meta.group.as_deref());
+    let key = match exported {
+        Some((key, _)) => key.clone(),
+        None => ServiceKey::new(&meta.service, meta.version.as_deref(), meta.group.as_deref()),
+    };
     if server.readonly.load(Ordering::Acquire) {
         let message = format!("provider is shutting down; `{key}` accepts no new calls");
         respond_error(tx, &header, Status::ChannelInactive, &message);
         return;
     }
+    let target = match exported {
+        Some((_, handler)) => Target::Handler(handler.clone()),
+        // Not exported as asked: the dispatcher matches wildcards, or explains.
+        None => Target::Lookup(server.dispatcher.clone()),
+    };
     let mut invocation = Invocation::new(key, meta.method, args, serialization);
-    invocation.set_deadline(meta.timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)));
+    if let Some(ms) = meta.timeout_ms {
+        invocation.set_deadline(Some(Instant::now() + Duration::from_millis(ms)));
+    }
     invocation.set_attachments(meta.attachments);
     let guard = server.in_flight.enter();
-    let server = server.clone();
     let tx = tx.clone();
-    tokio::spawn(async move {
-        let result = server.dispatcher.dispatch(invocation).await;
+    let mut call = Box::pin(async move {
+        let result = match target {
+            Target::Handler(handler) => Dispatcher::run(handler, invocation).await,
+            Target::Lookup(dispatcher) => dispatcher.dispatch(invocation).await,
+        };
         if header.is_two_way() {
             let frame = match result {
                 Ok(response) => OutFrame::response(
@@ -325,10 +378,27 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
                 ),
                 Err(error) => error_frame(&header, &error),
             };
-            let _ = tx.send(frame).await;
+            let _ = enqueue(&tx, frame).await;
         }
         drop(guard);
     });
+    if server.config.dispatch == Dispatch::Inline {
+        // Poll once here. Whatever the call waits on holds this no-op waker
+        // until the spawned task polls it again and replaces it.
+        let mut cx = Context::from_waker(Waker::noop());
+        if call.as_mut().poll(&mut cx).is_ready() {
+            return;
+        }
+    }
+    tokio::spawn(call);
+}
+
+/// What runs a request.
+enum Target {
+    /// The exported service it names.
+    Handler(Arc<dyn crate::service::ServiceHandler>),
+    /// Whatever the dispatcher finds for it (a wildcard match, or an error).
+    Lookup(Dispatcher),
 }
 
 fn error_frame(header: &Header, error: &RpcError) -> OutFrame {

@@ -203,7 +203,7 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
         },
         Mode::Json => body,
     };
-    let mut invocation = Invocation::new(key, method, args, serialization);
+    let mut invocation = Invocation::new(key, method.to_owned(), args, serialization);
     invocation.set_deadline(deadline);
     invocation.set_attachments(attachments);
     let guard = server.in_flight.enter();
