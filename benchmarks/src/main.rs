@@ -53,6 +53,9 @@ enum Cmd {
         /// The CPU to pin to.
         #[arg(long, default_value_t = 0)]
         cpu: usize,
+        /// Listening sockets (providers, for `rpc-cluster`), all served by this one process.
+        #[arg(long, default_value_t = 1)]
+        listeners: usize,
     },
 }
 
@@ -61,9 +64,13 @@ const SYSTEMS: [&str; 6] = ["rpc", "rpc-cluster", "tri", "tarpc", "tonic", "raw"
 fn main() {
     let args = Args::parse();
     let code = match args.command {
-        Some(Cmd::Serve { ref system, cpu }) => {
+        Some(Cmd::Serve {
+            ref system,
+            cpu,
+            listeners,
+        }) => {
             sys::pin_to(cpu);
-            serve(system)
+            serve(system, listeners)
         }
         None => {
             sys::pin_to(1);
@@ -83,17 +90,32 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
-fn serve(system: &str) -> i32 {
+fn serve(system: &str, listeners: usize) -> i32 {
     let Some(rt) = runtime() else { return 2 };
     let result = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("listening {addr}");
+        let mut bound = Vec::with_capacity(listeners.max(1));
+        let mut addrs = Vec::with_capacity(listeners.max(1));
+        for _ in 0..listeners.max(1) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            addrs.push(listener.local_addr().map_err(|e| e.to_string())?.to_string());
+            bound.push(listener);
+        }
+        println!("listening {}", addrs.join(","));
         let _ = std::io::stdout().flush();
+        if bound.len() > 1 && system != "rpc-cluster" {
+            return Err(format!("only rpc-cluster serves several listeners, not `{system}`"));
+        }
+        let Some(listener) = bound.pop() else {
+            return Err("no listener".into());
+        };
         match system {
-            "rpc" | "rpc-cluster" | "tri" => ours::serve(listener).await,
+            "rpc" | "tri" => ours::serve(vec![listener]).await,
+            "rpc-cluster" => {
+                bound.push(listener);
+                ours::serve(bound).await
+            }
             "tarpc" => tarpc_peer::serve(listener).await,
             "tonic" => tonic_peer::serve(listener).await,
             "raw" => raw::serve(listener).await,
@@ -112,7 +134,7 @@ fn serve(system: &str) -> i32 {
 /// A server process, killed on drop.
 struct Server {
     child: Child,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
 }
 
 impl Drop for Server {
@@ -122,10 +144,11 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(system: &str) -> Result<Server, String> {
+fn spawn_server(system: &str, listeners: usize) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let listeners = listeners.to_string();
     let mut child = Command::new(exe)
-        .args(["serve", system, "--cpu", "0"])
+        .args(["serve", system, "--cpu", "0", "--listeners", &listeners])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -135,12 +158,12 @@ fn spawn_server(system: &str) -> Result<Server, String> {
     BufReader::new(stdout)
         .read_line(&mut line)
         .map_err(|e| format!("the {system} server said nothing: {e}"))?;
-    let addr = line
+    let addrs = line
         .trim()
         .strip_prefix("listening ")
-        .and_then(|a| a.parse().ok())
+        .and_then(|list| list.split(',').map(|a| a.parse().ok()).collect::<Option<Vec<_>>>())
         .ok_or_else(|| format!("the {system} server said `{}`", line.trim()))?;
-    Ok(Server { child, addr })
+    Ok(Server { child, addrs })
 }
 
 /// One row of the table.
@@ -215,14 +238,15 @@ async fn measure(
     window: Duration,
     cluster_providers: usize,
 ) -> Result<Row, String> {
-    let servers: Vec<Server> = if system == "rpc-cluster" {
-        (0..cluster_providers.max(1))
-            .map(|_| spawn_server(system))
-            .collect::<Result<_, _>>()?
+    // The providers of rpc-cluster share one process, so the server side
+    // gets the same core and runtime as every other system.
+    let listeners = if system == "rpc-cluster" {
+        cluster_providers.max(1)
     } else {
-        vec![spawn_server(system)?]
+        1
     };
-    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let servers = vec![spawn_server(system, listeners)?];
+    let addrs: Vec<SocketAddr> = servers.iter().flat_map(|s| s.addrs.iter().copied()).collect();
     let kind = match system {
         "tarpc" => AnyClient::Tarpc,
         "tonic" => AnyClient::Tonic,

@@ -34,14 +34,20 @@ impl Echo for EchoImpl {
     }
 }
 
-/// Serves the echo service on `listener` (both protocols speak on it) until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), String> {
+/// Serves the echo service on each of `listeners` (both protocols speak on
+/// each; several make several providers) until the process ends.
+pub async fn serve(listeners: Vec<tokio::net::TcpListener>) -> Result<(), String> {
     let dispatcher = rpc::Dispatcher::new([(
         ServiceKey::new("bench.Echo", Some("1.0.0"), None),
         Arc::new(EchoServer::new(EchoImpl)) as Arc<dyn rpc::ServiceHandler>,
     )]);
-    let _server =
-        rpc::protocol::rpc::Server::new(dispatcher, rpc::protocol::rpc::ServerConfig::default()).serve(listener);
+    let _servers: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            rpc::protocol::rpc::Server::new(dispatcher.clone(), rpc::protocol::rpc::ServerConfig::default())
+                .serve(listener)
+        })
+        .collect();
     std::future::pending::<()>().await;
     Ok(())
 }

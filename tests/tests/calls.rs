@@ -510,3 +510,85 @@ async fn bad_configuration_is_refused_clearly() {
         .unwrap_err();
     assert!(err.to_string().contains("has no method `nope`"), "{err}");
 }
+
+/// Every dispatch mode runs calls that wait concurrently (eight calls on one
+/// connection meet at a barrier), answers a panicking handler with an error,
+/// and keeps serving afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dispatch_mode_serves_waiting_calls_concurrently_and_contains_panics() {
+    use rpc::protocol::rpc::Dispatch;
+    for (i, dispatch) in [Dispatch::Inline, Dispatch::Spawn, Dispatch::Auto]
+        .into_iter()
+        .enumerate()
+    {
+        let reg = registry(&format!("dispatch_{i}"));
+        let provider = rpc::Provider::builder()
+            .registry(&reg)
+            .protocol("rpc", 0)
+            .server_config(ServerConfig {
+                dispatch,
+                ..ServerConfig::default()
+            })
+            .serve(ProbeServer::new(ProbeImpl::with_barrier(8)))
+            .start()
+            .await
+            .unwrap();
+        let consumer = consumer(&reg).await;
+        let probe: ProbeClient = consumer
+            .reference::<ProbeClient>()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .await
+            .unwrap();
+        let calls = (0..8).map(|_| {
+            let probe = probe.clone();
+            async move { probe.gather().await }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let mut numbers: Vec<u64> = answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|e| panic!("{dispatch:?}: {e}")))
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (0..8).collect::<Vec<_>>(), "{dispatch:?}");
+        let err = probe.boom().await.unwrap_err();
+        assert_eq!(err.status(), Some(Status::ServiceError), "{dispatch:?}: {err}");
+        assert_eq!(probe.echo("still here".into()).await.unwrap(), "still here");
+        provider.shutdown().await;
+    }
+}
+
+/// `Dispatch::Auto` runs requests inline where a task per request buys no
+/// parallelism (one worker thread), and spawns them otherwise.
+#[test]
+fn auto_dispatch_follows_the_runtime() {
+    use rpc::protocol::rpc::{Dispatch, Server};
+    let resolved = |runtime: tokio::runtime::Runtime| {
+        runtime.block_on(async {
+            let server = Server::new(rpc::Dispatcher::default(), ServerConfig::default())
+                .bind("127.0.0.1:0")
+                .await
+                .unwrap();
+            let dispatch = server.dispatch();
+            server.abort().await;
+            dispatch
+        })
+    };
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(resolved(current), Dispatch::Inline);
+    let one = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(resolved(one), Dispatch::Inline);
+    let two = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(resolved(two), Dispatch::Spawn);
+}

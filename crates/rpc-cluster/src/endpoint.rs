@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rpc_core::{BoxFuture, BoxInvoker, ErrorKind, Invocation, Response, RpcError, ServiceKey, Url};
+use rpc_core::{BoxFuture, BoxInvoker, ErrorKind, Invocation, MethodConfig, Response, RpcError, ServiceKey, Url};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -15,10 +15,35 @@ use crate::loadbalance::Stats;
 /// Cloning is cheap and shares the connection and the statistics.
 #[derive(Clone)]
 pub struct Endpoint {
-    url: Url,
+    /// Shared: endpoints are cloned for every pick.
+    url: Arc<Url>,
+    /// What the hot path reads of `url`, worked out once per URL.
+    profile: Arc<Profile>,
     invoker: BoxInvoker,
     available: Arc<dyn Fn() -> bool + Send + Sync>,
     stats: Arc<Stats>,
+    /// The invoker itself ends every call by the invocation's deadline.
+    enforces_deadline: bool,
+}
+
+/// What calls read of a provider URL, parsed once instead of per call.
+#[derive(Debug)]
+struct Profile {
+    address: Arc<str>,
+    /// Interface-level timeout and load balancer the URL publishes.
+    published: MethodConfig,
+    /// Whether the URL has method-level parameters (`sayHello.timeout=`).
+    method_params: bool,
+}
+
+impl Profile {
+    fn of(url: &Url) -> Profile {
+        Profile {
+            address: url.address().into(),
+            published: crate::config::provider_defaults(url, ""),
+            method_params: url.params().keys().any(|k| k.contains('.')),
+        }
+    }
 }
 
 impl fmt::Debug for Endpoint {
@@ -36,17 +61,43 @@ impl Endpoint {
     /// whether it can take calls now (false while its connection is failing).
     pub fn new(url: Url, invoker: BoxInvoker, available: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         Endpoint {
-            url,
+            profile: Arc::new(Profile::of(&url)),
+            url: Arc::new(url),
             invoker,
             available: Arc::new(available),
             stats: Arc::default(),
+            enforces_deadline: false,
         }
+    }
+
+    /// Declares that the invoker ends every call by the invocation's
+    /// deadline itself (the native and `tri` channels do), so the endpoint
+    /// sets no timer of its own: one timer per attempt instead of two.
+    pub fn with_invoker_enforcing_deadlines(mut self) -> Self {
+        self.enforces_deadline = true;
+        self
     }
 
     /// The same provider under an updated URL (weight, parameters): the
     /// connection and statistics are kept.
     pub fn with_url(&self, url: Url) -> Self {
-        Endpoint { url, ..self.clone() }
+        Endpoint {
+            profile: Arc::new(Profile::of(&url)),
+            url: Arc::new(url),
+            ..self.clone()
+        }
+    }
+
+    /// What the provider URL publishes for `method`: its timeout and load
+    /// balancer, method-level parameters over interface-level ones (see
+    /// [`provider_defaults`](crate::config::provider_defaults)); parsed once
+    /// per URL unless it has method-level parameters.
+    pub fn published(&self, method: &str) -> MethodConfig {
+        if self.profile.method_params {
+            crate::config::provider_defaults(&self.url, method)
+        } else {
+            self.profile.published
+        }
     }
 
     /// The provider URL.
@@ -56,7 +107,12 @@ impl Endpoint {
 
     /// `host:port` of the provider.
     pub fn address(&self) -> String {
-        self.url.address()
+        self.profile.address.to_string()
+    }
+
+    /// `host:port` of the provider, borrowed.
+    pub fn host_port(&self) -> &str {
+        &self.profile.address
     }
 
     /// The service that sends calls to this provider.
@@ -106,10 +162,13 @@ impl Endpoint {
         };
         invocation.set_deadline(deadline);
         let guard = self.stats.start();
-        let call = self.invoker.clone().oneshot(invocation.clone());
-        let address = self.address();
+        let service = invocation.service().clone();
+        let method = invocation.method_name().clone();
+        let call = self.invoker.clone().oneshot(invocation);
+        let address = self.profile.address.clone();
+        let timer = if self.enforces_deadline { None } else { deadline };
         Box::pin(async move {
-            let result = match deadline {
+            let result = match timer {
                 Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
                     Ok(result) => result,
                     Err(_) => Err(RpcError::new(ErrorKind::Timeout, "no response before the deadline")),
@@ -118,9 +177,9 @@ impl Endpoint {
             };
             guard.finish(result.is_ok());
             result.map_err(|e| {
-                e.with_service(invocation.service())
-                    .with_method(invocation.method())
-                    .with_address(address)
+                e.with_service(&service)
+                    .with_method(method.as_str())
+                    .with_address(&*address)
             })
         })
     }

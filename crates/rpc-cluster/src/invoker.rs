@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::config::{Effective, effective};
+use crate::config::Effective;
 use crate::directory::Directory;
 use crate::policy::{Broadcast, Failback, FailbackConfig, Failfast, Failover, Failsafe, Forking};
 use crate::select::Balancer;
@@ -113,11 +113,12 @@ impl Service<Invocation> for ClusterInvoker {
 
     fn call(&mut self, mut invocation: Invocation) -> Self::Future {
         let endpoints = self.inner.balancer.directory().endpoints();
-        let settings = effective(
-            invocation.config(),
-            endpoints.first().map(|e| e.url()),
-            invocation.method(),
-        );
+        // What the provider publishes, parsed once per provider URL.
+        let published = endpoints
+            .first()
+            .map(|e| e.published(invocation.method()))
+            .unwrap_or_default();
+        let settings = Effective::of(&invocation.config().or(published));
         if invocation.deadline().is_none() {
             invocation.set_deadline(Some(Instant::now() + settings.timeout));
         }

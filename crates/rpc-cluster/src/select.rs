@@ -110,6 +110,13 @@ impl Balancer {
     }
 }
 
+/// Keeps the endpoints that pass `keep`, unless none does.
+fn keep_if_any(pool: &mut Vec<&Endpoint>, keep: impl Fn(&Endpoint) -> bool) {
+    if pool.iter().any(|e| keep(e)) {
+        pool.retain(|e| keep(e));
+    }
+}
+
 impl Select for Balancer {
     fn service(&self) -> &ServiceKey {
         self.directory.key()
@@ -122,21 +129,15 @@ impl Select for Balancer {
             1 => return Ok(endpoints[0].clone()),
             _ => {}
         }
-        let untried: Vec<&Endpoint> = endpoints
-            .iter()
-            .filter(|e| !tried.iter().any(|t| t.url().address() == e.url().address()))
-            .collect();
-        let pool: Vec<&Endpoint> = if untried.is_empty() {
-            endpoints.iter().collect()
-        } else {
-            untried
-        };
-        let healthy: Vec<&Endpoint> = pool.iter().copied().filter(|e| e.is_available()).collect();
-        let mut pool = if healthy.is_empty() { pool } else { healthy };
-        if let Some(prefer) = &self.prefer
-            && pool.iter().any(|e| e.url().protocol() == &**prefer)
-        {
-            pool.retain(|e| e.url().protocol() == &**prefer);
+        // Narrow down in place, never to nothing: untried, then healthy, then
+        // of the preferred protocol.
+        let mut pool: Vec<&Endpoint> = endpoints.iter().collect();
+        if !tried.is_empty() {
+            keep_if_any(&mut pool, |e| !tried.iter().any(|t| t.host_port() == e.host_port()));
+        }
+        keep_if_any(&mut pool, |e| e.is_available());
+        if let Some(prefer) = &self.prefer {
+            keep_if_any(&mut pool, |e| e.url().protocol() == &**prefer);
         }
         if pool.len() == 1 {
             return Ok(pool[0].clone());

@@ -429,7 +429,8 @@ impl Connect for Connector {
             }
             _ => return None,
         };
-        Some(Endpoint::new(url.clone(), invoker, health))
+        // Both channels end every call by its deadline themselves.
+        Some(Endpoint::new(url.clone(), invoker, health).with_invoker_enforcing_deadlines())
     }
 }
 

@@ -242,8 +242,10 @@ pub struct CallGuard {
 impl CallGuard {
     /// Ends the call, recording the time since [`Stats::start`].
     pub fn finish(self, ok: bool) {
-        let elapsed = self.started.elapsed();
-        self.finish_with(elapsed, ok);
+        // One clock read for both the response time and the decay.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.started);
+        self.stats.record_at(elapsed, ok, now);
     }
 
     /// Ends the call, recording `elapsed` as its response time.

@@ -1,6 +1,7 @@
 //! Smooth weighted round robin.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rpc_core::{Invocation, Url};
@@ -22,9 +23,16 @@ const RECYCLE_MS: u64 = 60_000;
 /// candidate weighs 0 they all count as 1.
 #[derive(Debug)]
 pub struct RoundRobin {
-    /// Method name → provider identity → state.
-    state: Mutex<HashMap<String, HashMap<String, Entry>>>,
+    state: Mutex<State>,
     clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Method name → hash of the provider identity → state.
+    methods: HashMap<String, HashMap<u64, Entry>>,
+    /// When states of absent providers were last dropped.
+    recycled_ms: u64,
 }
 
 #[derive(Debug)]
@@ -38,7 +46,7 @@ impl RoundRobin {
     /// A balancer with no state.
     pub fn new() -> Self {
         Self {
-            state: Mutex::new(HashMap::new()),
+            state: Mutex::default(),
             clock: system_clock(),
         }
     }
@@ -56,8 +64,12 @@ impl Default for RoundRobin {
     }
 }
 
-fn identity(url: &Url) -> String {
-    format!("{}://{}/{}", url.protocol(), url.address(), url.path())
+/// The provider's identity, `protocol://host:port/path`, hashed: no
+/// allocation per candidate per call.
+fn identity(url: &Url) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (url.protocol(), url.host(), url.port(), url.path()).hash(&mut hasher);
+    hasher.finish()
 }
 
 impl LoadBalance for RoundRobin {
@@ -69,14 +81,20 @@ impl LoadBalance for RoundRobin {
         let weights: Vec<i64> = candidates.iter().map(|c| i64::from(weight(c.url, now))).collect();
         let all_zero = weights.iter().all(|&w| w == 0);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let entries = state.entry(invocation.method().to_owned()).or_default();
+        let state = &mut *state;
+        let method = invocation.method();
+        if !state.methods.contains_key(method) {
+            state.methods.insert(method.to_owned(), HashMap::new());
+        }
+        let Some(entries) = state.methods.get_mut(method) else {
+            return 0;
+        };
         let mut total = 0_i64;
-        let mut best: Option<(usize, i64)> = None;
-        let mut best_key = String::new();
+        let mut best: Option<(usize, i64, u64)> = None;
         for (index, (candidate, &w)) in candidates.iter().zip(&weights).enumerate() {
             let w = if all_zero { 1 } else { w };
             let key = identity(candidate.url);
-            let entry = entries.entry(key.clone()).or_insert(Entry {
+            let entry = entries.entry(key).or_insert(Entry {
                 weight: w,
                 current: 0,
                 last_seen_ms: now,
@@ -88,16 +106,21 @@ impl LoadBalance for RoundRobin {
             entry.last_seen_ms = now;
             entry.current += w;
             total += w;
-            if best.is_none_or(|(_, current)| entry.current > current) {
-                best = Some((index, entry.current));
-                best_key = key;
+            if best.is_none_or(|(_, current, _)| entry.current > current) {
+                best = Some((index, entry.current, key));
             }
         }
-        if let Some(entry) = entries.get_mut(&best_key) {
+        if let Some(entry) = best.and_then(|(_, _, key)| entries.get_mut(&key)) {
             entry.current -= total;
         }
-        entries.retain(|_, e| now.saturating_sub(e.last_seen_ms) < RECYCLE_MS);
-        best.map_or(0, |(index, _)| index)
+        // Forget providers absent for a while; checked at most once a second.
+        if now.saturating_sub(state.recycled_ms) >= 1_000 {
+            state.recycled_ms = now;
+            for entries in state.methods.values_mut() {
+                entries.retain(|_, e| now.saturating_sub(e.last_seen_ms) < RECYCLE_MS);
+            }
+        }
+        best.map_or(0, |(index, _, _)| index)
     }
 }
 
@@ -167,6 +190,6 @@ mod tests {
         clk.0.store(1_000 + RECYCLE_MS, std::sync::atomic::Ordering::Relaxed);
         picks(&lb, &cands[..2], 1);
         let state = lb.state.lock().unwrap_or_else(PoisonError::into_inner);
-        assert_eq!(state.get("greet").map(HashMap::len), Some(2));
+        assert_eq!(state.methods.get("greet").map(HashMap::len), Some(2));
     }
 }

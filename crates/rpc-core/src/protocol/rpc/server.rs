@@ -427,6 +427,11 @@ impl ServerHandle {
         self.local_addr
     }
 
+    /// Where this server runs requests ([`Dispatch::Auto`] resolved when it started).
+    pub fn dispatch(&self) -> Dispatch {
+        self.shared.config.dispatch
+    }
+
     /// Open connections.
     pub fn connections(&self) -> usize {
         self.shared.connections.get()
