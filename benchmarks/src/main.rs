@@ -245,7 +245,7 @@ async fn measure(
     } else {
         1
     };
-    let servers = vec![spawn_server(system, listeners)?];
+    let servers = [spawn_server(system, listeners)?];
     let addrs: Vec<SocketAddr> = servers.iter().flat_map(|s| s.addrs.iter().copied()).collect();
     let kind = match system {
         "tarpc" => AnyClient::Tarpc,

@@ -160,15 +160,14 @@ impl Server {
         Server { dispatcher, config }
     }
 
-    /// Serves on an already bound listener.
-
     /// Binds `addr` (port 0 picks a free port) and starts serving.
     pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<ServerHandle> {
         let listener = TcpListener::bind(addr).await?;
         Ok(self.serve(listener))
     }
 
-    /// Serves on an already bound listener.
+    /// Serves on an already bound listener (within a tokio runtime, which
+    /// resolves [`Dispatch::Auto`]).
     pub fn serve(self, listener: TcpListener) -> ServerHandle {
         let local_addr = listener
             .local_addr()
