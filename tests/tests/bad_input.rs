@@ -58,8 +58,7 @@ impl RawClient {
 
     async fn send_frame(&mut self, frame: OutFrame) {
         let mut buf = BytesMut::new();
-        buf.put_slice(&frame.head);
-        buf.put_slice(&frame.tail);
+        frame.write_to(&mut buf);
         self.send(&buf).await;
     }
 
@@ -179,8 +178,7 @@ async fn a_truncated_frame_then_eof_closes_cleanly() {
     for cut in [3, 16, 20] {
         let mut client = RawClient::connect(&server).await;
         let mut bytes = BytesMut::new();
-        bytes.put_slice(&frame.head);
-        bytes.put_slice(&frame.tail);
+        frame.write_to(&mut bytes);
         client.send(&bytes[..cut]).await;
         client.write.shutdown().await.unwrap();
         client.expect_closed().await;

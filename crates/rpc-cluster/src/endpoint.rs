@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use rpc_core::{BoxFuture, BoxInvoker, ErrorKind, Invocation, MethodConfig, Response, RpcError, ServiceKey, Url};
 use tokio::time::Instant;
-use tower::ServiceExt;
 
 use crate::loadbalance::Stats;
 
@@ -164,7 +163,7 @@ impl Endpoint {
         let guard = self.stats.start();
         let service = invocation.service().clone();
         let method = invocation.method_name().clone();
-        let call = self.invoker.clone().oneshot(invocation);
+        let call = rpc_core::service::call_now(self.invoker.clone(), invocation);
         let address = self.profile.address.clone();
         let timer = if self.enforces_deadline { None } else { deadline };
         Box::pin(async move {

@@ -8,8 +8,8 @@
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Upper bound on the memory a bincode decode may claim, so that a length
 /// prefix in a hostile payload cannot make the decoder allocate without bound.
@@ -62,7 +62,8 @@ impl Serialization {
 
     /// Encodes `value`.
     pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Bytes, CodecError> {
-        let mut buf = BytesMut::new();
+        // Room for small values at once: no reallocation while encoding them.
+        let mut buf = BytesMut::with_capacity(256);
         self.encode_into(value, &mut buf)?;
         Ok(buf.freeze())
     }
@@ -85,6 +86,25 @@ impl Serialization {
         match self {
             Serialization::Bincode => {
                 let (value, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
+                    .map_err(|e| CodecError::new(self, e.to_string()))?;
+                if used != bytes.len() {
+                    return Err(CodecError::new(
+                        self,
+                        format!("{} trailing bytes after the value", bytes.len() - used),
+                    ));
+                }
+                Ok(value)
+            }
+            Serialization::Json => serde_json::from_slice(bytes).map_err(|e| CodecError::new(self, e.to_string())),
+        }
+    }
+
+    /// Decodes a `T` that may borrow from `bytes` (say `&str` or `Cow<str>`
+    /// fields), from all of `bytes`.
+    pub fn decode_borrowed<'a, T: Deserialize<'a>>(self, bytes: &'a [u8]) -> Result<T, CodecError> {
+        match self {
+            Serialization::Bincode => {
+                let (value, used) = bincode::serde::borrow_decode_from_slice(bytes, bincode_config())
                     .map_err(|e| CodecError::new(self, e.to_string()))?;
                 if used != bytes.len() {
                     return Err(CodecError::new(

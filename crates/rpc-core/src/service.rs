@@ -318,12 +318,12 @@ impl Stub {
                     invocation.set_deadline(Some(Instant::now() + timeout));
                 }
                 invocation.set_config(config);
-                (invocation, self.invoker.clone())
+                // Handed to the invoker now: the future below holds no invocation.
+                call_now(self.invoker.clone(), invocation)
             });
+        let service = self.service.clone();
         async move {
-            let (invocation, invoker) = prepared?;
-            let service = invocation.service().clone();
-            let response = invoker.oneshot(invocation).await?;
+            let response = prepared?.await?;
             response.decode(serialization).map_err(|failure| match failure {
                 DecodeFailure::Reply(e) => RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}")),
                 DecodeFailure::Json(e) => RpcError::new(
@@ -338,6 +338,27 @@ impl Stub {
             .with_service(&service)
             .with_method(method.name))
         }
+    }
+}
+
+/// Calls `service` with `invocation` at once when it is ready, which every
+/// invoker of this framework always is, or else once it is: either way the
+/// returned future does not hold the invocation.
+pub fn call_now<S>(
+    mut service: S,
+    invocation: Invocation,
+) -> futures::future::Either<S::Future, BoxFuture<Result<Response, RpcError>>>
+where
+    S: tower::Service<Invocation, Response = Response, Error = RpcError> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    use futures::future::Either;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match service.poll_ready(&mut cx) {
+        std::task::Poll::Ready(Ok(())) => Either::Left(service.call(invocation)),
+        std::task::Poll::Ready(Err(error)) => Either::Right(Box::pin(std::future::ready(Err(error)))),
+        // Polled again, with the caller's waker, by `oneshot`.
+        std::task::Poll::Pending => Either::Right(Box::pin(service.oneshot(invocation))),
     }
 }
 

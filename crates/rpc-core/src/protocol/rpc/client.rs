@@ -1,6 +1,5 @@
 //! The client side: [`Channel`], one multiplexed connection to one provider.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -10,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
+use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -60,7 +60,8 @@ type ReplyTx = oneshot::Sender<Result<Reply, RpcError>>;
 
 #[derive(Debug, Default)]
 struct Pending {
-    calls: HashMap<u64, ReplyTx>,
+    /// By request id: sequential numbers, for which SipHash is wasted work.
+    calls: FxHashMap<u64, ReplyTx>,
     closed: bool,
 }
 
@@ -305,6 +306,54 @@ impl Channel {
         }
     }
 
+    /// The current connection, when it is up and takes new calls.
+    fn connected(&self) -> Option<Arc<Conn>> {
+        match &*self.lock_state() {
+            State::Connected(conn) if conn.usable() => Some(conn.clone()),
+            _ => None,
+        }
+    }
+
+    /// The call, when the connection is up: encoded, registered and queued
+    /// right away, leaving a small future that only waits for the reply.
+    /// `None` when it must take the slow path (connecting, backoff, a full
+    /// send queue is handled there too).
+    fn call_now(&self, invocation: &Invocation) -> Option<ServiceFuture<Result<Response, RpcError>>> {
+        let conn = self.connected()?;
+        let deadline = invocation.deadline();
+        let decorate = {
+            let service = invocation.service().clone();
+            let method = invocation.method_name().clone();
+            move |e: RpcError, address: &str| {
+                e.with_service(&service)
+                    .with_method(method.as_str())
+                    .with_address(address)
+            }
+        };
+        let prepared = time_left(deadline).and_then(|timeout_ms| {
+            self.prepare(&conn, invocation, timeout_ms)
+                .map(|(id, frame, rx)| (timeout_ms, id, frame, rx))
+        });
+        let (timeout_ms, id, frame, rx) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return Some(Box::pin(std::future::ready(Err(decorate(e, &self.inner.address))))),
+        };
+        let frame = match conn.tx.try_send(frame) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(frame)) => Some(frame),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                conn.take(id);
+                let error = RpcError::new(ErrorKind::Closed, conn.shared.reason());
+                return Some(Box::pin(std::future::ready(Err(decorate(error, &self.inner.address)))));
+            }
+        };
+        Some(Box::pin(async move {
+            exchange(&conn, id, frame, rx, deadline, timeout_ms)
+                .await
+                .map_err(|e| decorate(e, &conn.shared.peer))
+        }))
+    }
+
     async fn invoke(self, invocation: Invocation) -> Result<Response, RpcError> {
         let result = self.invoke_inner(&invocation).await;
         result.map_err(|e| {
@@ -316,22 +365,20 @@ impl Channel {
 
     async fn invoke_inner(&self, invocation: &Invocation) -> Result<Response, RpcError> {
         let deadline = invocation.deadline();
-        // Milliseconds left, for the provider (at least 1: 0 would mean none).
-        let timeout_ms = match deadline {
-            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Some(left.as_millis().max(1) as u64),
-                _ => {
-                    return Err(RpcError::new(
-                        ErrorKind::Timeout,
-                        "the deadline passed before the call was sent",
-                    ));
-                }
-            },
-            None => None,
-        };
+        let timeout_ms = time_left(deadline)?;
         let conn = self.connection(deadline).await?;
+        let (id, frame, rx) = self.prepare(&conn, invocation, timeout_ms)?;
+        exchange(&conn, id, Some(frame), rx, deadline, timeout_ms).await
+    }
+
+    /// Encodes the request and registers it as pending on `conn`.
+    fn prepare(
+        &self,
+        conn: &Conn,
+        invocation: &Invocation,
+        timeout_ms: Option<u64>,
+    ) -> Result<(u64, OutFrame, ReplyRx), RpcError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let serialization = invocation.serialization();
         let key = invocation.service();
         let meta = RequestMetaRef {
             service: key.interface(),
@@ -341,7 +388,7 @@ impl Channel {
             timeout_ms,
             attachments: invocation.attachments(),
         };
-        let frame = OutFrame::request(id, true, serialization, &meta, invocation.args().clone())
+        let frame = OutFrame::request(id, true, invocation.serialization(), &meta, invocation.args().clone())
             .map_err(|e| RpcError::new(ErrorKind::Encode, format!("cannot encode the request: {e}")))?;
         let body_len = frame.len() - super::frame::HEADER_LEN;
         if body_len > self.inner.config.max_payload {
@@ -357,55 +404,79 @@ impl Channel {
         if !conn.insert(id, tx) {
             return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
         }
-        let mut guard = PendingGuard {
-            conn: &conn,
-            id,
-            armed: true,
-        };
-        // One timer covers both waits, for room in the send queue and for the reply.
-        let mut sent = false;
-        let exchange = async {
-            if super::conn::enqueue(&conn.tx, frame).await.is_err() {
-                return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
-            }
-            sent = true;
-            Ok(rx.await)
-        };
-        let reply = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, exchange).await,
-            None => Ok(exchange.await),
-        };
-        let reply = match reply {
-            Ok(reply) => reply?,
-            Err(_) if sent => {
-                return Err(RpcError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "no response before the deadline ({} ms budget)",
-                        timeout_ms.unwrap_or_default()
-                    ),
-                ));
-            }
-            Err(_) => {
-                return Err(RpcError::new(
+        Ok((id, frame, rx))
+    }
+}
+
+type ReplyRx = oneshot::Receiver<Result<Reply, RpcError>>;
+
+/// Milliseconds left before `deadline`, for the provider (at least 1: 0
+/// would mean none); an error when it has passed.
+fn time_left(deadline: Option<Instant>) -> Result<Option<u64>, RpcError> {
+    match deadline {
+        Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(Some(left.as_millis().max(1) as u64)),
+            _ => Err(RpcError::new(
+                ErrorKind::Timeout,
+                "the deadline passed before the call was sent",
+            )),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Queues `frame` (unless it is queued already) and waits for the reply to
+/// call `id`, until `deadline`.
+async fn exchange(
+    conn: &Conn,
+    id: u64,
+    frame: Option<OutFrame>,
+    rx: ReplyRx,
+    deadline: Option<Instant>,
+    timeout_ms: Option<u64>,
+) -> Result<Response, RpcError> {
+    let mut guard = PendingGuard { conn, id, armed: true };
+    if let Some(frame) = frame {
+        // The queue was full (rare): wait for room, boxed so that the common
+        // path's future stays small.
+        let queued = Box::pin(super::conn::enqueue(&conn.tx, frame));
+        let queued = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, queued).await.map_err(|_| {
+                RpcError::new(
                     ErrorKind::LocalLimit,
                     "the deadline passed while waiting for room in the connection's send queue",
-                ));
-            }
+                )
+            })?,
+            None => queued.await,
         };
-        // Answered: the reader already removed the entry.
-        guard.armed = false;
-        let reply = match reply {
-            Ok(reply) => reply?,
-            Err(_) => return Err(RpcError::new(ErrorKind::ConnectionLost, conn.shared.reason())),
-        };
-        match Status::from_code(reply.status) {
-            Status::Ok => Ok(Response::new(reply.body)),
-            status => Err(RpcError::remote(
-                status,
-                String::from_utf8_lossy(&reply.body).into_owned(),
-            )),
+        if queued.is_err() {
+            return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
         }
+    }
+    let reply = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, rx).await.map_err(|_| {
+            RpcError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no response before the deadline ({} ms budget)",
+                    timeout_ms.unwrap_or_default()
+                ),
+            )
+        })?,
+        None => rx.await,
+    };
+    // Answered: the reader already removed the entry.
+    guard.armed = false;
+    let reply = match reply {
+        Ok(reply) => reply?,
+        Err(_) => return Err(RpcError::new(ErrorKind::ConnectionLost, conn.shared.reason())),
+    };
+    match Status::from_code(reply.status) {
+        Status::Ok => Ok(Response::new(reply.body)),
+        status => Err(RpcError::remote(
+            status,
+            String::from_utf8_lossy(&reply.body).into_owned(),
+        )),
     }
 }
 
@@ -608,6 +679,9 @@ impl tower::Service<Invocation> for Channel {
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
-        Box::pin(self.clone().invoke(invocation))
+        match self.call_now(&invocation) {
+            Some(future) => future,
+            None => Box::pin(self.clone().invoke(invocation)),
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -190,8 +190,7 @@ where
 {
     buf.clear();
     for frame in batch.drain(..) {
-        buf.put_slice(&frame.head);
-        buf.put_slice(&frame.tail);
+        frame.write_to(buf);
     }
     if buf.is_empty() {
         return Ok(());

@@ -17,6 +17,8 @@
 //! shutting down) has the body `R`.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::Decoder;
 
@@ -77,11 +79,18 @@ impl Header {
 
     /// Writes the header.
     pub fn write(&self, buf: &mut BytesMut) {
-        buf.put_u16(MAGIC);
-        buf.put_u8(self.flag);
-        buf.put_u8(self.status);
-        buf.put_u64(self.id);
-        buf.put_u32(self.body_len);
+        buf.put_slice(&self.to_bytes());
+    }
+
+    /// The encoded header.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0..2].copy_from_slice(&MAGIC.to_be_bytes());
+        out[2] = self.flag;
+        out[3] = self.status;
+        out[4..12].copy_from_slice(&self.id.to_be_bytes());
+        out[12..16].copy_from_slice(&self.body_len.to_be_bytes());
+        out
     }
 }
 
@@ -204,13 +213,38 @@ pub struct RequestMetaRef<'a> {
     pub attachments: &'a Attachments,
 }
 
-/// A frame ready to write: an encoded head (header and, for requests, the
-/// meta) and a tail shared with the caller (arguments or return value).
+/// [`RequestMeta`] as a server reads it: names borrowed from the frame when
+/// the serialization allows, so reading a request copies no names.
+#[derive(Debug, Deserialize)]
+pub struct RequestMetaView<'a> {
+    /// Interface name.
+    #[serde(borrow)]
+    pub service: Cow<'a, str>,
+    /// Version, if any.
+    #[serde(borrow)]
+    pub version: Option<Cow<'a, str>>,
+    /// Group, if any.
+    #[serde(borrow)]
+    pub group: Option<Cow<'a, str>>,
+    /// Wire method name.
+    #[serde(borrow)]
+    pub method: Cow<'a, str>,
+    /// Time left for the call, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Attachments.
+    pub attachments: Attachments,
+}
+
+/// A frame ready to write: its header, for requests the encoded meta, and a
+/// tail shared with the caller (arguments or return value). Responses and
+/// events allocate nothing of their own.
 #[derive(Clone, Debug)]
 pub struct OutFrame {
-    /// Header and meta.
-    pub head: Bytes,
-    /// Payload, written after `head` without being re-encoded.
+    /// The header.
+    pub header: [u8; HEADER_LEN],
+    /// For requests, the meta length and the meta; empty otherwise.
+    pub meta: Bytes,
+    /// Payload, written after the meta without being re-encoded.
     pub tail: Bytes,
     /// The request id, for requests: used to fail the call if the frame is
     /// never written.
@@ -220,7 +254,14 @@ pub struct OutFrame {
 impl OutFrame {
     /// Total length on the wire.
     pub fn len(&self) -> usize {
-        self.head.len() + self.tail.len()
+        HEADER_LEN + self.meta.len() + self.tail.len()
+    }
+
+    /// Appends the frame to `buf`.
+    pub fn write_to(&self, buf: &mut BytesMut) {
+        buf.put_slice(&self.header);
+        buf.put_slice(&self.meta);
+        buf.put_slice(&self.tail);
     }
 
     /// Whether the frame is empty (never: a header is always there).
@@ -236,24 +277,22 @@ impl OutFrame {
         meta: &M,
         args: Bytes,
     ) -> Result<OutFrame, crate::serialization::CodecError> {
-        let mut head = BytesMut::with_capacity(HEADER_LEN + 4 + 64);
-        head.resize(HEADER_LEN + 4, 0);
-        serialization.encode_into(meta, &mut head)?;
-        let meta_len = head.len() - HEADER_LEN - 4;
-        let body_len = 4 + meta_len + args.len();
-        let mut header_bytes = BytesMut::with_capacity(HEADER_LEN);
+        let mut encoded = BytesMut::with_capacity(4 + 128);
+        encoded.put_u32(0);
+        serialization.encode_into(meta, &mut encoded)?;
+        let meta_len = encoded.len() - 4;
+        encoded[..4].copy_from_slice(&(meta_len as u32).to_be_bytes());
+        let body_len = encoded.len() + args.len();
         let flag = FLAG_REQUEST | if two_way { FLAG_TWO_WAY } else { 0 } | serialization.id();
-        Header {
+        let header = Header {
             flag,
             status: 0,
             id,
             body_len: u32::try_from(body_len).unwrap_or(u32::MAX),
-        }
-        .write(&mut header_bytes);
-        head[..HEADER_LEN].copy_from_slice(&header_bytes);
-        head[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&(meta_len as u32).to_be_bytes());
+        };
         Ok(OutFrame {
-            head: head.freeze(),
+            header: header.to_bytes(),
+            meta: encoded.freeze(),
             tail: args,
             request_id: Some(id),
         })
@@ -261,16 +300,15 @@ impl OutFrame {
 
     /// A response frame with `status` and `body` (the encoded value, or a message).
     pub fn response(id: u64, status: Status, serialization_id: u8, body: Bytes) -> OutFrame {
-        let mut head = BytesMut::with_capacity(HEADER_LEN);
-        Header {
+        let header = Header {
             flag: serialization_id & SERIALIZATION_MASK,
             status: status.code(),
             id,
             body_len: u32::try_from(body.len()).unwrap_or(u32::MAX),
-        }
-        .write(&mut head);
+        };
         OutFrame {
-            head: head.freeze(),
+            header: header.to_bytes(),
+            meta: Bytes::new(),
             tail: body,
             request_id: None,
         }
@@ -286,16 +324,15 @@ impl OutFrame {
             flag |= FLAG_TWO_WAY;
         }
         let status = if request { 0 } else { Status::Ok.code() };
-        let mut head = BytesMut::with_capacity(HEADER_LEN);
-        Header {
+        let header = Header {
             flag,
             status,
             id,
             body_len: body.len() as u32,
-        }
-        .write(&mut head);
+        };
         OutFrame {
-            head: head.freeze(),
+            header: header.to_bytes(),
+            meta: Bytes::new(),
             tail: Bytes::from_static(body),
             request_id: None,
         }
@@ -304,6 +341,24 @@ impl OutFrame {
 
 /// Splits a request body into its meta and its arguments (sharing the buffer).
 pub fn split_request(serialization: Serialization, body: &Bytes) -> Result<(RequestMeta, Bytes), String> {
+    let (meta, args) = meta_and_args(body)?;
+    let meta = serialization
+        .decode::<RequestMeta>(meta)
+        .map_err(|e| format!("cannot decode the request meta: {e}"))?;
+    Ok((meta, args))
+}
+
+/// Splits a request body into its meta, borrowed from `body` where the
+/// serialization allows, and its encoded arguments (shared, not copied).
+pub fn split_request_view(serialization: Serialization, body: &Bytes) -> Result<(RequestMetaView<'_>, Bytes), String> {
+    let (meta, args) = meta_and_args(body)?;
+    let meta = serialization
+        .decode_borrowed::<RequestMetaView<'_>>(meta)
+        .map_err(|e| format!("cannot decode the request meta: {e}"))?;
+    Ok((meta, args))
+}
+
+fn meta_and_args(body: &Bytes) -> Result<(&[u8], Bytes), String> {
     if body.len() < 4 {
         return Err(format!(
             "request body of {} bytes is shorter than its 4-byte meta length",
@@ -317,10 +372,7 @@ pub fn split_request(serialization: Serialization, body: &Bytes) -> Result<(Requ
             body.len() - 4
         ));
     }
-    let meta = serialization
-        .decode::<RequestMeta>(&body[4..4 + meta_len])
-        .map_err(|e| format!("cannot decode the request meta: {e}"))?;
-    Ok((meta, body.slice(4 + meta_len..)))
+    Ok((&body[4..4 + meta_len], body.slice(4 + meta_len..)))
 }
 
 /// Encodes `message` as a Hessian2 string, so that an Apache Dubbo peer (which
@@ -354,8 +406,7 @@ mod tests {
 
     fn encode(frame: &OutFrame) -> BytesMut {
         let mut buf = BytesMut::new();
-        buf.put_slice(&frame.head);
-        buf.put_slice(&frame.tail);
+        frame.write_to(&mut buf);
         buf
     }
 

@@ -1,10 +1,8 @@
 //! The provider side: [`Server`] accepts connections and dispatches requests.
 
-use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 use super::DEFAULT_HEARTBEAT;
 use super::conn::{ConnShared, QUEUE, enqueue, run_writer};
 use super::frame::{
-    DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, hessian2_string, split_request,
+    DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, hessian2_string, split_request_view,
 };
 use crate::dispatch::Dispatcher;
 use crate::error::{RpcError, Status};
-use crate::invocation::{Invocation, ServiceKey};
+use crate::invocation::{Invocation, MethodName, ServiceKey};
 use crate::serialization::Serialization;
 
 /// Settings of a [`Server`].
@@ -330,7 +328,7 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
         respond_error(tx, &header, Status::SerializationError, &message);
         return;
     };
-    let (meta, args) = match split_request(serialization, &body) {
+    let (meta, args) = match split_request_view(serialization, &body) {
         Ok(parts) => parts,
         Err(message) => {
             tracing::warn!(peer = %conn.peer, id = header.id, "bad request: {message}");
@@ -338,66 +336,74 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
             return;
         }
     };
-    let exported = server
-        .dispatcher
-        .exported(&meta.service, meta.version.as_deref(), meta.group.as_deref());
+    let (version, group) = (meta.version.as_deref(), meta.group.as_deref());
+    let exported = server.dispatcher.exported(&meta.service, version, group);
     let key = match exported {
         Some((key, _)) => key.clone(),
-        None => ServiceKey::new(&meta.service, meta.version.as_deref(), meta.group.as_deref()),
+        None => ServiceKey::new(&meta.service, version, group),
     };
     if server.readonly.load(Ordering::Acquire) {
         let message = format!("provider is shutting down; `{key}` accepts no new calls");
         respond_error(tx, &header, Status::ChannelInactive, &message);
         return;
     }
-    let target = match exported {
-        Some((_, handler)) => Target::Handler(handler.clone()),
-        // Not exported as asked: the dispatcher matches wildcards, or explains.
-        None => Target::Lookup(server.dispatcher.clone()),
-    };
-    let mut invocation = Invocation::new(key, meta.method, args, serialization);
+    // The generated descriptor's name when the method exists: no copy per call.
+    let method: MethodName = exported
+        .and_then(|(_, handler)| handler.descriptor().methods.iter().find(|m| m.name == meta.method))
+        .map_or_else(|| MethodName::from(meta.method.clone().into_owned()), |m| m.name.into());
+    let mut invocation = Invocation::new(key, method, args, serialization);
     if let Some(ms) = meta.timeout_ms {
         invocation.set_deadline(Some(Instant::now() + Duration::from_millis(ms)));
     }
     invocation.set_attachments(meta.attachments);
     let guard = server.in_flight.enter();
+    let mut running = match exported {
+        Some((_, handler)) => Dispatcher::start_on(handler, invocation),
+        // Not exported as asked: the dispatcher matches wildcards, or explains.
+        None => server.dispatcher.start(invocation),
+    };
+    if server.config.dispatch == Dispatch::Inline
+        && let Some(result) = running.poll_once()
+    {
+        // Answered without waiting: no task, no timer.
+        if let Some(frame) = response_frame(&header, result) {
+            match tx.try_send(frame) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(frame)) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(frame).await;
+                        drop(guard);
+                    });
+                }
+            }
+        }
+        return;
+    }
     let tx = tx.clone();
-    let mut call = Box::pin(async move {
-        let result = match target {
-            Target::Handler(handler) => Dispatcher::run(handler, invocation).await,
-            Target::Lookup(dispatcher) => dispatcher.dispatch(invocation).await,
-        };
-        if header.is_two_way() {
-            let frame = match result {
-                Ok(response) => OutFrame::response(
-                    header.id,
-                    Status::Ok,
-                    header.serialization_id(),
-                    response.into_payload(),
-                ),
-                Err(error) => error_frame(&header, &error),
-            };
+    tokio::spawn(async move {
+        let result = running.finish().await;
+        if let Some(frame) = response_frame(&header, result) {
             let _ = enqueue(&tx, frame).await;
         }
         drop(guard);
     });
-    if server.config.dispatch == Dispatch::Inline {
-        // Poll once here. Whatever the call waits on holds this no-op waker
-        // until the spawned task polls it again and replaces it.
-        let mut cx = Context::from_waker(Waker::noop());
-        if call.as_mut().poll(&mut cx).is_ready() {
-            return;
-        }
-    }
-    tokio::spawn(call);
 }
 
-/// What runs a request.
-enum Target {
-    /// The exported service it names.
-    Handler(Arc<dyn crate::service::ServiceHandler>),
-    /// Whatever the dispatcher finds for it (a wildcard match, or an error).
-    Lookup(Dispatcher),
+/// The answer to send for `result`, if the request wants one.
+fn response_frame(header: &Header, result: Result<crate::service::Response, RpcError>) -> Option<OutFrame> {
+    if !header.is_two_way() {
+        return None;
+    }
+    Some(match result {
+        Ok(response) => OutFrame::response(
+            header.id,
+            Status::Ok,
+            header.serialization_id(),
+            response.into_payload(),
+        ),
+        Err(error) => error_frame(header, &error),
+    })
 }
 
 fn error_frame(header: &Header, error: &RpcError) -> OutFrame {
