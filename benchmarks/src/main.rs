@@ -38,6 +38,12 @@ struct Args {
     /// Only the registry-scale figures.
     #[arg(long, conflicts_with_all = ["quick", "no_registry"])]
     registry_only: bool,
+    /// Only these concurrencies (comma-separated), instead of the run's.
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Vec<usize>,
+    /// Only these connection counts (comma-separated), instead of the run's.
+    #[arg(long, value_delimiter = ',')]
+    connections: Vec<usize>,
     /// Providers behind `rpc-cluster` (1 isolates the cost of the cluster
     /// layers from that of spreading the load over processes).
     #[arg(long, default_value_t = 3)]
@@ -343,6 +349,16 @@ fn bench(args: &Args) -> i32 {
         (vec![Payload::Small], vec![64], vec![1])
     } else {
         (vec![Payload::Small, Payload::Large], vec![1, 64, 256], vec![1, 4])
+    };
+    let concurrencies = if args.concurrency.is_empty() {
+        concurrencies
+    } else {
+        args.concurrency.clone()
+    };
+    let connection_counts = if args.connections.is_empty() {
+        connection_counts
+    } else {
+        args.connections.clone()
     };
     let warmup = Duration::from_secs_f64(args.warmup.unwrap_or(1.0));
     let window = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 3.0 } else { 5.0 }));

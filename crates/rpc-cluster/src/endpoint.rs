@@ -3,10 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rpc_core::{BoxFuture, BoxInvoker, ErrorKind, Invocation, MethodConfig, Response, RpcError, ServiceKey, Url};
+use rpc_core::{
+    BoxFuture, BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Response, RpcError, ServiceKey, Url,
+};
 use tokio::time::Instant;
 
-use crate::loadbalance::Stats;
+use crate::loadbalance::{Candidate, Stats, Weighting};
 
 /// One provider: its URL, the service that sends calls to it, whether it can
 /// take calls now, and the call statistics the balancers read.
@@ -29,6 +31,8 @@ pub struct Endpoint {
 #[derive(Debug)]
 struct Profile {
     address: Arc<str>,
+    weighting: Weighting,
+    identity: u64,
     /// Interface-level timeout and load balancer the URL publishes.
     published: MethodConfig,
     /// Whether the URL has method-level parameters (`sayHello.timeout=`).
@@ -39,6 +43,8 @@ impl Profile {
     fn of(url: &Url) -> Profile {
         Profile {
             address: url.address().into(),
+            weighting: Weighting::of(url),
+            identity: crate::loadbalance::identity(url),
             published: crate::config::provider_defaults(url, ""),
             method_params: url.params().keys().any(|k| k.contains('.')),
         }
@@ -109,6 +115,16 @@ impl Endpoint {
         self.profile.address.to_string()
     }
 
+    /// What a balancer sees of this provider.
+    pub fn candidate(&self) -> Candidate<'_> {
+        Candidate {
+            url: &self.url,
+            stats: &self.stats,
+            weighting: self.profile.weighting,
+            identity: self.profile.identity,
+        }
+    }
+
     /// `host:port` of the provider, borrowed.
     pub fn host_port(&self) -> &str {
         &self.profile.address
@@ -160,7 +176,11 @@ impl Endpoint {
             (deadline, None) => deadline,
         };
         invocation.set_deadline(deadline);
-        let guard = self.stats.start();
+        // Only the latency-aware balancers read response times.
+        let guard = match invocation.config().loadbalance {
+            Some(LoadBalancer::ShortestResponse | LoadBalancer::P2c) => self.stats.start(),
+            _ => self.stats.start_untimed(),
+        };
         let service = invocation.service().clone();
         let method = invocation.method_name().clone();
         let call = rpc_core::service::call_now(self.invoker.clone(), invocation);

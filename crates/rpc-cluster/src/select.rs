@@ -143,13 +143,7 @@ impl Select for Balancer {
             return Ok(pool[0].clone());
         }
         let kind = Effective::of(invocation.config()).loadbalance;
-        let candidates: Vec<Candidate<'_>> = pool
-            .iter()
-            .map(|e| Candidate {
-                url: e.url(),
-                stats: e.stats(),
-            })
-            .collect();
+        let candidates: Vec<Candidate<'_>> = pool.iter().map(|e| e.candidate()).collect();
         let index = self.balancers.get(kind).select(&candidates, invocation);
         Ok(pool.get(index).copied().unwrap_or(pool[0]).clone())
     }

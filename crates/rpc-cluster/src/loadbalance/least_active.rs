@@ -83,7 +83,7 @@ mod tests {
         let cands: Vec<Candidate<'_>> = urls
             .iter()
             .zip(&stats)
-            .map(|(url, stats)| Candidate { url, stats })
+            .map(|(url, stats)| Candidate::new(url, stats))
             .collect();
         let lb = LeastActive::with_seed(5);
         let counts = histogram(&lb, &cands, 1_000);
@@ -98,7 +98,7 @@ mod tests {
         let cands: Vec<Candidate<'_>> = urls
             .iter()
             .zip(&stats)
-            .map(|(url, stats)| Candidate { url, stats })
+            .map(|(url, stats)| Candidate::new(url, stats))
             .collect();
         let counts = histogram(&LeastActive::with_seed(8), &cands, 4_000);
         assert_eq!(counts[1], 0);

@@ -67,6 +67,22 @@ pub struct Candidate<'a> {
     pub url: &'a Url,
     /// The provider's call statistics.
     pub stats: &'a Stats,
+    /// The URL's weight parameters, parsed.
+    pub weighting: Weighting,
+    /// The URL's [`identity`].
+    pub identity: u64,
+}
+
+impl<'a> Candidate<'a> {
+    /// A candidate, parsing what it needs of `url` (endpoints keep it parsed).
+    pub fn new(url: &'a Url, stats: &'a Stats) -> Self {
+        Candidate {
+            url,
+            stats,
+            weighting: Weighting::of(url),
+            identity: identity(url),
+        }
+    }
 }
 
 /// URL parameter: warm-up duration in milliseconds.
@@ -89,25 +105,57 @@ pub fn configured_weight(url: &Url) -> u32 {
 /// the configured weight, ramped up linearly during warm-up (at least 1 while
 /// warming up; 0 stays 0).
 pub fn weight(url: &Url, now_ms: u64) -> u32 {
-    let weight = configured_weight(url);
-    if weight == 0 {
-        return 0;
+    Weighting::of(url).at(now_ms)
+}
+
+/// A provider URL's weight parameters (weight, start timestamp, warm-up),
+/// parsed once: what [`weight`] computes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weighting {
+    weight: u32,
+    /// Start time (ms since the Unix epoch) and warm-up length, when ramping applies.
+    ramp: Option<(u64, u64)>,
+}
+
+impl Weighting {
+    /// The parameters of `url`.
+    pub fn of(url: &Url) -> Weighting {
+        let weight = configured_weight(url);
+        let timestamp = url.param_parsed::<u64>(keys::TIMESTAMP).filter(|&t| t > 0);
+        let warmup = match url.param_parsed::<i64>(WARMUP) {
+            Some(w) if w <= 0 => None,
+            Some(w) => Some(w.unsigned_abs()),
+            None => Some(DEFAULT_WARMUP_MS),
+        };
+        Weighting {
+            weight,
+            ramp: timestamp.zip(warmup),
+        }
     }
-    let Some(timestamp) = url.param_parsed::<u64>(keys::TIMESTAMP).filter(|&t| t > 0) else {
-        return weight;
-    };
-    let warmup = match url.param_parsed::<i64>(WARMUP) {
-        Some(w) if w <= 0 => return weight,
-        Some(w) => w.unsigned_abs(),
-        None => DEFAULT_WARMUP_MS,
-    };
-    // A timestamp in the future (clock skew) counts as "just started".
-    let uptime = now_ms.saturating_sub(timestamp);
-    if uptime >= warmup {
-        return weight;
+
+    /// The effective weight at `now_ms`.
+    pub fn at(&self, now_ms: u64) -> u32 {
+        let weight = self.weight;
+        let Some((timestamp, warmup)) = self.ramp.filter(|_| weight > 0) else {
+            return weight;
+        };
+        // A timestamp in the future (clock skew) counts as "just started".
+        let uptime = now_ms.saturating_sub(timestamp);
+        if uptime >= warmup {
+            return weight;
+        }
+        let ramped = u128::from(weight) * u128::from(uptime) / u128::from(warmup);
+        u32::try_from(ramped).unwrap_or(weight).clamp(1, weight)
     }
-    let ramped = u128::from(weight) * u128::from(uptime) / u128::from(warmup);
-    u32::try_from(ramped).unwrap_or(weight).clamp(1, weight)
+}
+
+/// A provider's identity, `protocol://host:port/path`, hashed: what
+/// per-provider balancer state is keyed by.
+pub fn identity(url: &Url) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (url.protocol(), url.host(), url.port(), url.path()).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A source of wall-clock time in milliseconds since the Unix epoch.
@@ -171,7 +219,18 @@ impl Stats {
         self.active.fetch_add(1, Ordering::AcqRel);
         CallGuard {
             stats: Arc::clone(self),
-            started: Instant::now(),
+            started: Some(Instant::now()),
+        }
+    }
+
+    /// Counts one call as in flight until the guard drops, without timing
+    /// it: for calls whose balancer reads no response times (two clock reads
+    /// and a lock fewer per call).
+    pub fn start_untimed(self: &Arc<Self>) -> CallGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        CallGuard {
+            stats: Arc::clone(self),
+            started: None,
         }
     }
 
@@ -236,15 +295,18 @@ fn nanos(ns: f64) -> Duration {
 #[derive(Debug)]
 pub struct CallGuard {
     stats: Arc<Stats>,
-    started: Instant,
+    /// When the call started, if it is timed.
+    started: Option<Instant>,
 }
 
 impl CallGuard {
-    /// Ends the call, recording the time since [`Stats::start`].
+    /// Ends the call, recording the time since [`Stats::start`] (nothing
+    /// after [`Stats::start_untimed`]).
     pub fn finish(self, ok: bool) {
+        let Some(started) = self.started else { return };
         // One clock read for both the response time and the decay.
         let now = Instant::now();
-        let elapsed = now.saturating_duration_since(self.started);
+        let elapsed = now.saturating_duration_since(started);
         self.stats.record_at(elapsed, ok, now);
     }
 
@@ -311,7 +373,7 @@ pub(crate) fn weighted_among(
 ) -> usize {
     let items: Vec<(usize, u32)> = indices
         .into_iter()
-        .filter_map(|i| candidates.get(i).map(|c| (i, weight(c.url, now_ms))))
+        .filter_map(|i| candidates.get(i).map(|c| (i, c.weighting.at(now_ms))))
         .collect();
     rng.weighted(&items)
 }
@@ -384,7 +446,10 @@ pub(crate) mod test_util {
     }
 
     pub(crate) fn candidates(providers: &[(Url, Stats)]) -> Vec<Candidate<'_>> {
-        providers.iter().map(|(url, stats)| Candidate { url, stats }).collect()
+        providers
+            .iter()
+            .map(|(url, stats)| Candidate::new(url, stats))
+            .collect()
     }
 
     pub(crate) fn invocation(args: &[u8]) -> Invocation {

@@ -110,7 +110,7 @@ mod tests {
         let cands: Vec<_> = urls
             .iter()
             .zip(&stats)
-            .map(|(url, stats)| super::super::Candidate { url, stats })
+            .map(|(url, stats)| super::super::Candidate::new(url, stats))
             .collect();
         let counts = histogram(&P2c::with_seed(3), &cands, 100);
         assert_eq!(counts, vec![0, 100]);

@@ -1,12 +1,11 @@
 //! Smooth weighted round robin.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rpc_core::{Invocation, Url};
+use rpc_core::Invocation;
 
-use super::{Candidate, Clock, LoadBalance, system_clock, weight};
+use super::{Candidate, Clock, LoadBalance, system_clock};
 
 /// How long the state of a provider absent from the candidates is kept
 /// (Dubbo's recycle period).
@@ -64,21 +63,13 @@ impl Default for RoundRobin {
     }
 }
 
-/// The provider's identity, `protocol://host:port/path`, hashed: no
-/// allocation per candidate per call.
-fn identity(url: &Url) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    (url.protocol(), url.host(), url.port(), url.path()).hash(&mut hasher);
-    hasher.finish()
-}
-
 impl LoadBalance for RoundRobin {
     fn select(&self, candidates: &[Candidate<'_>], invocation: &Invocation) -> usize {
         if candidates.len() <= 1 {
             return 0;
         }
         let now = self.clock.now_ms();
-        let weights: Vec<i64> = candidates.iter().map(|c| i64::from(weight(c.url, now))).collect();
+        let weights: Vec<i64> = candidates.iter().map(|c| i64::from(c.weighting.at(now))).collect();
         let all_zero = weights.iter().all(|&w| w == 0);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *state;
@@ -93,7 +84,7 @@ impl LoadBalance for RoundRobin {
         let mut best: Option<(usize, i64, u64)> = None;
         for (index, (candidate, &w)) in candidates.iter().zip(&weights).enumerate() {
             let w = if all_zero { 1 } else { w };
-            let key = identity(candidate.url);
+            let key = candidate.identity;
             let entry = entries.entry(key).or_insert(Entry {
                 weight: w,
                 current: 0,

@@ -103,7 +103,10 @@ mod tests {
         providers[0].1.record(Duration::from_millis(10), true);
         providers[1].1.record(Duration::from_millis(15), true);
         let _busy = providers[0].1.start();
-        let cands: Vec<_> = providers.iter().map(|(url, stats)| Candidate { url, stats }).collect();
+        let cands: Vec<_> = providers
+            .iter()
+            .map(|(url, stats)| Candidate::new(url, stats))
+            .collect();
         // 10 ms × (1 in flight + 1) = 20 > 15 ms × 1.
         let counts = histogram(&ShortestResponse::with_seed(2), &cands, 100);
         assert_eq!(counts, vec![0, 100]);

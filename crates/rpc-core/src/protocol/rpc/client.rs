@@ -146,6 +146,8 @@ struct Inner {
     address: String,
     config: ChannelConfig,
     state: Mutex<State>,
+    /// Whether `state` is `Connected`: read without the lock by health checks.
+    connected: AtomicBool,
     next_id: AtomicU64,
 }
 
@@ -221,6 +223,7 @@ impl Channel {
                 address: address.into(),
                 config,
                 state: Mutex::new(State::Idle),
+                connected: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -238,6 +241,10 @@ impl Channel {
 
     /// Whether the last connection attempt failed and the channel is waiting to retry.
     pub fn is_backing_off(&self) -> bool {
+        // Connected (the common case): no lock, no clock.
+        if self.inner.connected.load(Ordering::Acquire) {
+            return false;
+        }
         matches!(&*self.lock_state(), State::Backoff { until, .. } if *until > Instant::now())
     }
 
@@ -252,6 +259,7 @@ impl Channel {
     /// Closes the current connection, failing its in-flight calls. The next call reconnects.
     pub fn disconnect(&self) {
         let old = std::mem::replace(&mut *self.lock_state(), State::Idle);
+        self.inner.connected.store(false, Ordering::Release);
         if let State::Connected(conn) = old {
             conn.shared.close("closed by the client");
         }
@@ -559,7 +567,11 @@ async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcEr
     });
     tracing::debug!(%address, "connected");
     match channel.upgrade() {
-        Some(inner) => *inner.lock_state() = State::Connected(conn.clone()),
+        Some(inner) => {
+            let mut state = inner.lock_state();
+            *state = State::Connected(conn.clone());
+            inner.connected.store(true, Ordering::Release);
+        }
         None => conn.shared.close("the channel was dropped"),
     }
     Ok(conn)
@@ -580,6 +592,7 @@ impl Inner {
             .saturating_mul(1u32 << (failures - 1).min(16))
             .min(config.backoff_max);
         tracing::debug!(address = %self.address, failures, backoff_ms = backoff.as_millis() as u64, %error, "connect failed");
+        self.connected.store(false, Ordering::Release);
         *self.lock_state() = State::Backoff {
             until: Instant::now() + backoff,
             failures,
@@ -602,6 +615,7 @@ fn on_connection_lost(channel: &Weak<Inner>, conn: &Arc<Conn>) {
             return;
         }
         *state = State::Idle;
+        inner.connected.store(false, Ordering::Release);
     }
     tracing::debug!(address = %inner.address, reason = %conn.shared.reason(), "connection lost; probing the provider");
     let channel = channel.clone();
