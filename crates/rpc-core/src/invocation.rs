@@ -13,48 +13,52 @@ use crate::serialization::Serialization;
 /// Identifies an exported service: interface, version and group.
 ///
 /// Displayed as Dubbo does: `group/interface:version`, omitting what is unset.
-/// Cheap to clone.
+/// Cheap to clone: one shared allocation, one reference count per clone
+/// (every call clones its key a few times on the way to the wire).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
-    interface: Arc<str>,
-    version: Option<Arc<str>>,
-    group: Option<Arc<str>>,
+pub struct ServiceKey(Arc<KeyParts>);
+
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct KeyParts {
+    interface: Box<str>,
+    version: Option<Box<str>>,
+    group: Option<Box<str>>,
 }
 
 impl ServiceKey {
     /// A key. Empty strings for version or group mean "unset".
     pub fn new(interface: &str, version: Option<&str>, group: Option<&str>) -> Self {
-        let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Arc::from);
-        ServiceKey {
-            interface: Arc::from(interface),
+        let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(Box::from);
+        ServiceKey(Arc::new(KeyParts {
+            interface: Box::from(interface),
             version: non_empty(version),
             group: non_empty(group),
-        }
+        }))
     }
 
     /// The interface name.
     pub fn interface(&self) -> &str {
-        &self.interface
+        &self.0.interface
     }
 
     /// The version, if set.
     pub fn version(&self) -> Option<&str> {
-        self.version.as_deref()
+        self.0.version.as_deref()
     }
 
     /// The group, if set.
     pub fn group(&self) -> Option<&str> {
-        self.group.as_deref()
+        self.0.group.as_deref()
     }
 }
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(group) = &self.group {
+        if let Some(group) = self.group() {
             write!(f, "{group}/")?;
         }
-        f.write_str(&self.interface)?;
-        if let Some(version) = &self.version {
+        f.write_str(self.interface())?;
+        if let Some(version) = self.version() {
             write!(f, ":{version}")?;
         }
         Ok(())

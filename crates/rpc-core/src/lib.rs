@@ -18,6 +18,7 @@ pub mod error;
 pub mod hash_key;
 pub mod invocation;
 pub mod protocol;
+mod scratch;
 pub mod serialization;
 pub mod service;
 pub mod url;

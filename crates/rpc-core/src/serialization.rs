@@ -62,10 +62,9 @@ impl Serialization {
 
     /// Encodes `value`.
     pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Bytes, CodecError> {
-        // Room for small values at once: no reallocation while encoding them.
-        let mut buf = BytesMut::with_capacity(256);
-        self.encode_into(value, &mut buf)?;
-        Ok(buf.freeze())
+        // Room for small values at once, split off the thread's scratch
+        // buffer: no allocation of its own.
+        crate::scratch::encode(256, |buf| self.encode_into(value, buf))
     }
 
     /// Encodes `value`, appending to `buf`.

@@ -19,7 +19,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower::util::BoxCloneSyncService;
 
 use crate::descriptor::{LoadBalancer, MethodConfig, MethodDescriptor, ServiceDescriptor};
 use crate::error::{ErrorKind, RpcError, Status};
@@ -213,8 +212,86 @@ pub mod handler {
     }
 }
 
-/// The type-erased service every consumer layer implements.
-pub type BoxInvoker = BoxCloneSyncService<Invocation, Response, RpcError>;
+/// The type-erased service every consumer layer implements: a tower
+/// `Service<Invocation>` whose clones share the service they wrap (an `Arc`,
+/// no allocation per clone or call, unlike tower's boxed services).
+///
+/// It is always ready: each call checks the wrapped service's readiness
+/// itself (see [`call_now`]), so callers may `call` it without `poll_ready`.
+#[derive(Clone)]
+pub struct BoxInvoker(std::sync::Arc<dyn Invoke>);
+
+impl BoxInvoker {
+    /// Wraps `service`.
+    pub fn new<S>(service: S) -> Self
+    where
+        S: tower::Service<Invocation, Response = Response, Error = RpcError> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        BoxInvoker(std::sync::Arc::new(Erased(service)))
+    }
+}
+
+impl fmt::Debug for BoxInvoker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoxInvoker")
+    }
+}
+
+impl tower::Service<Invocation> for BoxInvoker {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), RpcError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, invocation: Invocation) -> Self::Future {
+        self.0.invoke(invocation)
+    }
+}
+
+/// What [`BoxInvoker`] erases.
+trait Invoke: Send + Sync {
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>>;
+}
+
+struct Erased<S>(S);
+
+impl<S> Invoke for Erased<S>
+where
+    S: tower::Service<Invocation, Response = Response, Error = RpcError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        match call_now(self.0.clone(), invocation) {
+            futures::future::Either::Left(future) => into_box(future),
+            futures::future::Either::Right(boxed) => boxed,
+        }
+    }
+}
+
+/// `future` as a [`BoxFuture`], without boxing it again when it is one.
+fn into_box<F>(future: F) -> BoxFuture<Result<Response, RpcError>>
+where
+    F: Future<Output = Result<Response, RpcError>> + Send + 'static,
+{
+    let mut slot = Some(future);
+    if let Some(boxed) = (&mut slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<BoxFuture<Result<Response, RpcError>>>>()
+        .and_then(Option::take)
+    {
+        return boxed;
+    }
+    match slot {
+        Some(future) => Box::pin(future),
+        None => Box::pin(std::future::ready(Err(RpcError::new(
+            ErrorKind::Closed,
+            "the call's future was already taken",
+        )))),
+    }
+}
 
 /// Default timeout of a call when neither the method nor the reference sets one
 /// (Dubbo's default).

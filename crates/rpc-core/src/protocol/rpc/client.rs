@@ -544,10 +544,14 @@ async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcEr
     tokio::spawn(async move {
         let mut frames = FramedRead::new(read, FrameCodec::new(max_payload));
         let shared = &reader_conn.shared;
+        // Made once: a new one per frame would register with the token under a lock.
+        let closed = shared.close.cancelled();
+        tokio::pin!(closed);
         loop {
             let item = tokio::select! {
-                _ = shared.close.cancelled() => break,
+                biased;
                 item = frames.next() => item,
+                _ = &mut closed => break,
             };
             match item {
                 Some(Ok(decoded)) => {

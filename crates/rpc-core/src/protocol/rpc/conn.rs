@@ -1,6 +1,7 @@
 //! What client and server connections share: the writer loop (write
 //! coalescing, heartbeats, silence detection) and the close signal.
 
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::frame::OutFrame;
 
@@ -112,16 +113,20 @@ where
     let mut last_heard = Instant::now();
     let mut batch = Vec::with_capacity(BATCH);
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Made once: a new one per batch would register with the token under a lock.
+    let closed = shared.close.cancelled();
+    let draining = shared.drain.cancelled();
+    tokio::pin!(closed, draining);
     loop {
         tokio::select! {
             biased;
-            _ = shared.close.cancelled() => break,
-            _ = shared.drain.cancelled() => {
+            _ = &mut closed => break,
+            _ = &mut draining => {
                 rx.close();
                 while let Ok(frame) = rx.try_recv() {
                     batch.push(frame);
                 }
-                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, shared).await {
+                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut()).await {
                     shared.close(format!("write to {} failed: {e}", shared.peer));
                 }
                 let _ = io.shutdown().await;
@@ -146,7 +151,7 @@ where
                         }
                     }
                 }
-                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, shared).await {
+                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut()).await {
                     shared.close(format!("write to {} failed: {e}", shared.peer));
                     break;
                 }
@@ -167,7 +172,7 @@ where
                 }
                 if silent >= heartbeat {
                     batch.push(OutFrame::event(shared.next_event_id(), true, true, b""));
-                    if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, shared).await {
+                    if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut()).await {
                         shared.close(format!("heartbeat to {} failed: {e}", shared.peer));
                         break;
                     }
@@ -183,7 +188,7 @@ async fn write_batch<W>(
     io: &mut W,
     batch: &mut Vec<OutFrame>,
     buf: &mut BytesMut,
-    shared: &ConnShared,
+    closed: Pin<&mut WaitForCancellationFuture<'_>>,
 ) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
@@ -197,7 +202,7 @@ where
     }
     tokio::select! {
         biased;
-        _ = shared.close.cancelled() => Err(std::io::Error::other("connection closed")),
+        _ = closed => Err(std::io::Error::other("connection closed")),
         result = io.write_all(buf) => {
             // Do not keep a huge buffer around after one large frame.
             if buf.capacity() > 1024 * 1024 {

@@ -277,11 +277,13 @@ impl OutFrame {
         meta: &M,
         args: Bytes,
     ) -> Result<OutFrame, crate::serialization::CodecError> {
-        let mut encoded = BytesMut::with_capacity(4 + 128);
-        encoded.put_u32(0);
-        serialization.encode_into(meta, &mut encoded)?;
-        let meta_len = encoded.len() - 4;
-        encoded[..4].copy_from_slice(&(meta_len as u32).to_be_bytes());
+        let encoded = crate::scratch::encode(4 + 128, |encoded| {
+            encoded.put_u32(0);
+            serialization.encode_into(meta, encoded)?;
+            let meta_len = encoded.len() - 4;
+            encoded[..4].copy_from_slice(&(meta_len as u32).to_be_bytes());
+            Ok(())
+        })?;
         let body_len = encoded.len() + args.len();
         let flag = FLAG_REQUEST | if two_way { FLAG_TWO_WAY } else { 0 } | serialization.id();
         let header = Header {
@@ -292,7 +294,7 @@ impl OutFrame {
         };
         Ok(OutFrame {
             header: header.to_bytes(),
-            meta: encoded.freeze(),
+            meta: encoded,
             tail: args,
             request_id: Some(id),
         })

@@ -259,17 +259,29 @@ async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerSha
     };
     let mut frames = FramedRead::new(read, FrameCodec::new(server.config.max_payload));
     let mut told_readonly = false;
+    // The signals are waited on by futures made once, not once per frame: each
+    // new one would register with (and leave) its notifier under a lock.
+    let closed = conn.close.cancelled();
+    let server_closed = server.close.cancelled();
+    let draining = server.drain.cancelled();
+    let readonly = server.readonly_changed.notified();
+    tokio::pin!(closed, server_closed, draining, readonly);
+    // Registered before the flag is read below, so no change is missed.
+    readonly.as_mut().enable();
     loop {
         if server.readonly.load(Ordering::Acquire) && !told_readonly {
             told_readonly = true;
             let _ = tx.try_send(OutFrame::event(conn.next_event_id(), true, false, READONLY_EVENT));
         }
+        // Frames first: under load the signals are polled only when the socket
+        // has nothing more (the socket's cooperative budget bounds the wait).
         let item = tokio::select! {
-            _ = conn.close.cancelled() => break,
-            _ = server.close.cancelled() => { conn.close("server closed"); break }
-            _ = server.drain.cancelled() => { conn.drain.cancel(); break }
-            _ = server.readonly_changed.notified(), if !told_readonly => continue,
+            biased;
             item = frames.next() => item,
+            _ = &mut closed => break,
+            _ = &mut server_closed => { conn.close("server closed"); break }
+            _ = &mut draining => { conn.drain.cancel(); break }
+            _ = &mut readonly, if !told_readonly => continue,
         };
         match item {
             Some(Ok(decoded)) => {
