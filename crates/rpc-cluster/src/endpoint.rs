@@ -1,11 +1,10 @@
 //! [`Endpoint`]: one provider as the cluster sees it.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
-use rpc_core::{
-    BoxFuture, BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Response, RpcError, ServiceKey, Url,
-};
+use rpc_core::{BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Response, RpcError, ServiceKey, Url};
 use tokio::time::Instant;
 
 use crate::loadbalance::{Candidate, Stats, Weighting};
@@ -152,7 +151,12 @@ impl Endpoint {
     /// an attempt timeout, whatever the protocol does. A reference whose
     /// version or group is `*` calls the version and group the provider
     /// exports.
-    pub fn call(&self, mut invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+    ///
+    /// The future is not boxed, so a policy awaiting it holds it inline.
+    pub fn call(
+        &self,
+        mut invocation: Invocation,
+    ) -> impl Future<Output = Result<Response, RpcError>> + Send + 'static + use<> {
         let key = invocation.service();
         if key.version() == Some("*") || key.group() == Some("*") {
             let resolved = ServiceKey::new(
@@ -186,7 +190,7 @@ impl Endpoint {
         let call = rpc_core::service::call_now(self.invoker.clone(), invocation);
         let address = self.profile.address.clone();
         let timer = if self.enforces_deadline { None } else { deadline };
-        Box::pin(async move {
+        async move {
             let result = match timer {
                 Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
                     Ok(result) => result,
@@ -200,6 +204,6 @@ impl Endpoint {
                     .with_method(method.as_str())
                     .with_address(&*address)
             })
-        })
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use rpc_core::{ErrorKind, Invocation, LoadBalancer, RpcError, ServiceKey};
+use smallvec::SmallVec;
 
 use crate::config::Effective;
 use crate::directory::Directory;
@@ -110,8 +111,12 @@ impl Balancer {
     }
 }
 
+/// Candidates kept on the stack up to this many providers: no allocation per
+/// call for the usual directory sizes.
+const INLINE: usize = 8;
+
 /// Keeps the endpoints that pass `keep`, unless none does.
-fn keep_if_any(pool: &mut Vec<&Endpoint>, keep: impl Fn(&Endpoint) -> bool) {
+fn keep_if_any(pool: &mut SmallVec<[&Endpoint; INLINE]>, keep: impl Fn(&Endpoint) -> bool) {
     if pool.iter().any(|e| keep(e)) {
         pool.retain(|e| keep(e));
     }
@@ -131,7 +136,7 @@ impl Select for Balancer {
         }
         // Narrow down in place, never to nothing: untried, then healthy, then
         // of the preferred protocol.
-        let mut pool: Vec<&Endpoint> = endpoints.iter().collect();
+        let mut pool: SmallVec<[&Endpoint; INLINE]> = endpoints.iter().collect();
         if !tried.is_empty() {
             keep_if_any(&mut pool, |e| !tried.iter().any(|t| t.host_port() == e.host_port()));
         }
@@ -143,7 +148,7 @@ impl Select for Balancer {
             return Ok(pool[0].clone());
         }
         let kind = Effective::of(invocation.config()).loadbalance;
-        let candidates: Vec<Candidate<'_>> = pool.iter().map(|e| e.candidate()).collect();
+        let candidates: SmallVec<[Candidate<'_>; INLINE]> = pool.iter().map(|e| e.candidate()).collect();
         let index = self.balancers.get(kind).select(&candidates, invocation);
         Ok(pool.get(index).copied().unwrap_or(pool[0]).clone())
     }

@@ -1,9 +1,10 @@
 //! Smooth weighted round robin.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rpc_core::Invocation;
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use super::{Candidate, Clock, LoadBalance, system_clock};
 
@@ -28,8 +29,8 @@ pub struct RoundRobin {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Method name → hash of the provider identity → state.
-    methods: HashMap<String, HashMap<u64, Entry>>,
+    /// Method name → provider identity (already a hash) → state.
+    methods: FxHashMap<String, FxHashMap<u64, Entry>>,
     /// When states of absent providers were last dropped.
     recycled_ms: u64,
 }
@@ -69,13 +70,13 @@ impl LoadBalance for RoundRobin {
             return 0;
         }
         let now = self.clock.now_ms();
-        let weights: Vec<i64> = candidates.iter().map(|c| i64::from(c.weighting.at(now))).collect();
+        let weights: SmallVec<[i64; 8]> = candidates.iter().map(|c| i64::from(c.weighting.at(now))).collect();
         let all_zero = weights.iter().all(|&w| w == 0);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *state;
         let method = invocation.method();
         if !state.methods.contains_key(method) {
-            state.methods.insert(method.to_owned(), HashMap::new());
+            state.methods.insert(method.to_owned(), FxHashMap::default());
         }
         let Some(entries) = state.methods.get_mut(method) else {
             return 0;
@@ -181,6 +182,6 @@ mod tests {
         clk.0.store(1_000 + RECYCLE_MS, std::sync::atomic::Ordering::Relaxed);
         picks(&lb, &cands[..2], 1);
         let state = lb.state.lock().unwrap_or_else(PoisonError::into_inner);
-        assert_eq!(state.methods.get("greet").map(HashMap::len), Some(2));
+        assert_eq!(state.methods.get("greet").map(std::collections::HashMap::len), Some(2));
     }
 }
