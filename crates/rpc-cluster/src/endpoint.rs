@@ -15,10 +15,14 @@ use crate::loadbalance::{Candidate, Stats, Weighting};
 /// Cloning is cheap and shares the connection and the statistics.
 #[derive(Clone)]
 pub struct Endpoint {
-    /// Shared: endpoints are cloned for every pick.
-    url: Arc<Url>,
+    /// One allocation: endpoints are cloned for every pick.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: Url,
     /// What the hot path reads of `url`, worked out once per URL.
-    profile: Arc<Profile>,
+    profile: Profile,
     invoker: BoxInvoker,
     available: Arc<dyn Fn() -> bool + Send + Sync>,
     stats: Arc<Stats>,
@@ -27,7 +31,7 @@ pub struct Endpoint {
 }
 
 /// What calls read of a provider URL, parsed once instead of per call.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Profile {
     address: Arc<str>,
     weighting: Weighting,
@@ -53,9 +57,9 @@ impl Profile {
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
-            .field("url", &self.url)
-            .field("available", &(self.available)())
-            .field("active", &self.stats.active())
+            .field("url", &self.inner.url)
+            .field("available", &(self.inner.available)())
+            .field("active", &self.inner.stats.active())
             .finish()
     }
 }
@@ -65,31 +69,45 @@ impl Endpoint {
     /// whether it can take calls now (false while its connection is failing).
     pub fn new(url: Url, invoker: BoxInvoker, available: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         Endpoint {
-            profile: Arc::new(Profile::of(&url)),
-            url: Arc::new(url),
-            invoker,
-            available: Arc::new(available),
-            stats: Arc::default(),
-            enforces_deadline: false,
+            inner: Arc::new(Inner {
+                profile: Profile::of(&url),
+                url,
+                invoker,
+                available: Arc::new(available),
+                stats: Arc::default(),
+                enforces_deadline: false,
+            }),
         }
     }
 
     /// Declares that the invoker ends every call by the invocation's
     /// deadline itself (the native and `tri` channels do), so the endpoint
     /// sets no timer of its own: one timer per attempt instead of two.
-    pub fn with_invoker_enforcing_deadlines(mut self) -> Self {
-        self.enforces_deadline = true;
-        self
+    pub fn with_invoker_enforcing_deadlines(self) -> Self {
+        self.rebuilt(|inner| inner.enforces_deadline = true)
     }
 
     /// The same provider under an updated URL (weight, parameters): the
     /// connection and statistics are kept.
     pub fn with_url(&self, url: Url) -> Self {
-        Endpoint {
-            profile: Arc::new(Profile::of(&url)),
-            url: Arc::new(url),
-            ..self.clone()
-        }
+        self.clone().rebuilt(|inner| {
+            inner.profile = Profile::of(&url);
+            inner.url = url;
+        })
+    }
+
+    /// This endpoint changed by `change`, sharing the connection and statistics.
+    fn rebuilt(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            url: shared.url.clone(),
+            profile: shared.profile.clone(),
+            invoker: shared.invoker.clone(),
+            available: shared.available.clone(),
+            stats: shared.stats.clone(),
+            enforces_deadline: shared.enforces_deadline,
+        });
+        change(&mut inner);
+        Endpoint { inner: Arc::new(inner) }
     }
 
     /// What the provider URL publishes for `method`: its timeout and load
@@ -97,51 +115,51 @@ impl Endpoint {
     /// [`provider_defaults`](crate::config::provider_defaults)); parsed once
     /// per URL unless it has method-level parameters.
     pub fn published(&self, method: &str) -> MethodConfig {
-        if self.profile.method_params {
-            crate::config::provider_defaults(&self.url, method)
+        if self.inner.profile.method_params {
+            crate::config::provider_defaults(&self.inner.url, method)
         } else {
-            self.profile.published
+            self.inner.profile.published
         }
     }
 
     /// The provider URL.
     pub fn url(&self) -> &Url {
-        &self.url
+        &self.inner.url
     }
 
     /// `host:port` of the provider.
     pub fn address(&self) -> String {
-        self.profile.address.to_string()
+        self.inner.profile.address.to_string()
     }
 
     /// What a balancer sees of this provider.
     pub fn candidate(&self) -> Candidate<'_> {
         Candidate {
-            url: &self.url,
-            stats: &self.stats,
-            weighting: self.profile.weighting,
-            identity: self.profile.identity,
+            url: &self.inner.url,
+            stats: &self.inner.stats,
+            weighting: self.inner.profile.weighting,
+            identity: self.inner.profile.identity,
         }
     }
 
     /// `host:port` of the provider, borrowed.
     pub fn host_port(&self) -> &str {
-        &self.profile.address
+        &self.inner.profile.address
     }
 
     /// The service that sends calls to this provider.
     pub fn invoker(&self) -> &BoxInvoker {
-        &self.invoker
+        &self.inner.invoker
     }
 
     /// Whether the endpoint can take calls now.
     pub fn is_available(&self) -> bool {
-        (self.available)()
+        (self.inner.available)()
     }
 
     /// Calls in flight and response times.
     pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
+        &self.inner.stats
     }
 
     /// Sends one attempt of `invocation` to this provider.
@@ -162,12 +180,12 @@ impl Endpoint {
             let resolved = ServiceKey::new(
                 key.interface(),
                 if key.version() == Some("*") {
-                    self.url.version()
+                    self.inner.url.version()
                 } else {
                     key.version()
                 },
                 if key.group() == Some("*") {
-                    self.url.group()
+                    self.inner.url.group()
                 } else {
                     key.group()
                 },
@@ -182,14 +200,14 @@ impl Endpoint {
         invocation.set_deadline(deadline);
         // Only the latency-aware balancers read response times.
         let guard = match invocation.config().loadbalance {
-            Some(LoadBalancer::ShortestResponse | LoadBalancer::P2c) => self.stats.start(),
-            _ => self.stats.start_untimed(),
+            Some(LoadBalancer::ShortestResponse | LoadBalancer::P2c) => self.inner.stats.start(),
+            _ => self.inner.stats.start_untimed(),
         };
         let service = invocation.service().clone();
         let method = invocation.method_name().clone();
-        let call = rpc_core::service::call_now(self.invoker.clone(), invocation);
-        let address = self.profile.address.clone();
-        let timer = if self.enforces_deadline { None } else { deadline };
+        let call = rpc_core::service::call_now(self.inner.invoker.clone(), invocation);
+        let address = self.inner.profile.address.clone();
+        let timer = if self.inner.enforces_deadline { None } else { deadline };
         async move {
             let result = match timer {
                 Some(deadline) => match tokio::time::timeout_at(deadline, call).await {

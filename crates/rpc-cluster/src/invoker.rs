@@ -112,12 +112,18 @@ impl Service<Invocation> for ClusterInvoker {
     }
 
     fn call(&mut self, mut invocation: Invocation) -> Self::Future {
-        let endpoints = self.inner.balancer.directory().endpoints();
-        // What the provider publishes, parsed once per provider URL.
-        let published = endpoints
-            .first()
-            .map(|e| e.published(invocation.method()))
-            .unwrap_or_default();
+        // What the provider publishes (parsed once per provider URL), needed
+        // only for what the consumer leaves unset.
+        let consumer = invocation.config();
+        let published = if consumer.timeout.is_some() && consumer.loadbalance.is_some() {
+            MethodConfig::default()
+        } else {
+            let endpoints = self.inner.balancer.directory().endpoints();
+            endpoints
+                .first()
+                .map(|e| e.published(invocation.method()))
+                .unwrap_or_default()
+        };
         let settings = Effective::of(&invocation.config().or(published));
         if invocation.deadline().is_none() {
             invocation.set_deadline(Some(Instant::now() + settings.timeout));

@@ -63,50 +63,70 @@ impl Balancers {
 /// again), and lets the balancer pick.
 #[derive(Clone)]
 pub struct Balancer {
+    /// One allocation: a balancer is cloned for every call.
+    inner: Arc<BalancerInner>,
+}
+
+struct BalancerInner {
     directory: Arc<Directory>,
-    balancers: Arc<Balancers>,
+    balancers: Balancers,
     prefer: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Balancer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Balancer").field("directory", &self.directory).finish()
+        f.debug_struct("Balancer")
+            .field("directory", &self.inner.directory)
+            .finish()
     }
 }
 
 impl Balancer {
     /// Balances over `directory`.
     pub fn new(directory: Arc<Directory>) -> Self {
+        Self::with(directory, None)
+    }
+
+    fn with(directory: Arc<Directory>, prefer: Option<Arc<str>>) -> Self {
         Balancer {
-            directory,
-            balancers: Arc::new(Balancers {
-                random: Random::new(),
-                round_robin: RoundRobin::new(),
-                least_active: LeastActive::new(),
-                shortest_response: ShortestResponse::new(),
-                consistent_hash: ConsistentHash::new(),
-                p2c: P2c::new(),
+            inner: Arc::new(BalancerInner {
+                directory,
+                balancers: Balancers {
+                    random: Random::new(),
+                    round_robin: RoundRobin::new(),
+                    least_active: LeastActive::new(),
+                    shortest_response: ShortestResponse::new(),
+                    consistent_hash: ConsistentHash::new(),
+                    p2c: P2c::new(),
+                },
+                prefer,
             }),
-            prefer: None,
         }
     }
 
     /// Prefers providers of `protocol` (say `rpc` over `tri` when a provider
     /// exports both): the others are picked only when no usable provider of
-    /// `protocol` is left.
-    pub fn prefer_protocol(mut self, protocol: impl Into<Arc<str>>) -> Self {
-        self.prefer = Some(protocol.into());
-        self
+    /// `protocol` is left. Meant for a balancer being built: a clone made
+    /// before this call keeps its balancers' state, this one starts afresh.
+    pub fn prefer_protocol(self, protocol: impl Into<Arc<str>>) -> Self {
+        let protocol = Some(protocol.into());
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.prefer = protocol;
+                Balancer { inner: Arc::new(inner) }
+            }
+            Err(shared) => Self::with(shared.directory.clone(), protocol),
+        }
     }
 
     /// The directory.
     pub fn directory(&self) -> &Arc<Directory> {
-        &self.directory
+        &self.inner.directory
     }
 
     fn no_provider(&self, invocation: &Invocation) -> RpcError {
         RpcError::new(ErrorKind::NoProvider, "no provider matches the reference")
-            .with_service(self.directory.key())
+            .with_service(self.inner.directory.key())
             .with_method(invocation.method())
     }
 }
@@ -124,11 +144,11 @@ fn keep_if_any(pool: &mut SmallVec<[&Endpoint; INLINE]>, keep: impl Fn(&Endpoint
 
 impl Select for Balancer {
     fn service(&self) -> &ServiceKey {
-        self.directory.key()
+        self.inner.directory.key()
     }
 
     fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
-        let endpoints = self.directory.endpoints();
+        let endpoints = self.inner.directory.endpoints();
         match endpoints.len() {
             0 => return Err(self.no_provider(invocation)),
             1 => return Ok(endpoints[0].clone()),
@@ -141,7 +161,7 @@ impl Select for Balancer {
             keep_if_any(&mut pool, |e| !tried.iter().any(|t| t.host_port() == e.host_port()));
         }
         keep_if_any(&mut pool, |e| e.is_available());
-        if let Some(prefer) = &self.prefer {
+        if let Some(prefer) = &self.inner.prefer {
             keep_if_any(&mut pool, |e| e.url().protocol() == &**prefer);
         }
         if pool.len() == 1 {
@@ -149,12 +169,12 @@ impl Select for Balancer {
         }
         let kind = Effective::of(invocation.config()).loadbalance;
         let candidates: SmallVec<[Candidate<'_>; INLINE]> = pool.iter().map(|e| e.candidate()).collect();
-        let index = self.balancers.get(kind).select(&candidates, invocation);
+        let index = self.inner.balancers.get(kind).select(&candidates, invocation);
         Ok(pool.get(index).copied().unwrap_or(pool[0]).clone())
     }
 
     fn select_all(&self, invocation: &Invocation) -> Result<Arc<Vec<Endpoint>>, RpcError> {
-        let endpoints = self.directory.endpoints();
+        let endpoints = self.inner.directory.endpoints();
         if endpoints.is_empty() {
             return Err(self.no_provider(invocation));
         }
