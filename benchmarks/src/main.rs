@@ -398,6 +398,7 @@ fn bench(args: &Args) -> i32 {
     if !rows.is_empty() {
         print_table(&rows);
         print_markdown(&rows);
+        print_targets(&rows, args.cluster_providers);
     }
     if args.registry_only || !(args.quick || args.no_registry) {
         match rt.block_on(benchmarks::registry::measure(&[10, 100, 1000])) {
@@ -522,6 +523,56 @@ fn print_markdown(rows: &[Row]) {
             ratio(rows, row, "tonic"),
             ratio(rows, row, "tarpc"),
             ratio(rows, row, "raw"),
+        );
+    }
+}
+
+/// The targets, for the 64-byte echo at concurrency 64 on one
+/// connection, each as met or not with its figures.
+fn print_targets(rows: &[Row], cluster_providers: usize) {
+    let find = |system: &str| {
+        rows.iter()
+            .find(|r| r.system == system && r.scenario == "echo-64B" && r.concurrency == 64 && r.connections == 1)
+    };
+    let Some(rpc) = find("rpc") else { return };
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    println!();
+    println!("Targets (echo-64B, concurrency 64, one connection):");
+    println!();
+    if let Some(tonic) = find("tonic") {
+        let ratio = rpc.qps / tonic.qps.max(f64::EPSILON);
+        println!(
+            "- rpc at least 1.5x tonic's QPS, p99 no worse: {:.2}x, p99 {} vs {} us: {}",
+            ratio,
+            rpc.p99,
+            tonic.p99,
+            verdict(ratio >= 1.5 && rpc.p99 <= tonic.p99)
+        );
+    }
+    if let Some(tarpc) = find("tarpc") {
+        let ratio = rpc.qps / tarpc.qps.max(f64::EPSILON);
+        println!(
+            "- rpc at least tarpc's QPS, p99 no worse: {:.2}x, p99 {} vs {} us: {}",
+            ratio,
+            rpc.p99,
+            tarpc.p99,
+            verdict(ratio >= 1.0 && rpc.p99 <= tarpc.p99)
+        );
+    }
+    if let Some(raw) = find("raw") {
+        let ratio = rpc.qps / raw.qps.max(f64::EPSILON);
+        println!(
+            "- rpc at least 70% of the raw floor: {:.0}%: {}",
+            ratio * 100.0,
+            verdict(ratio >= 0.7)
+        );
+    }
+    if let Some(cluster) = find("rpc-cluster") {
+        let cost = 1.0 - cluster.qps / rpc.qps.max(f64::EPSILON);
+        println!(
+            "- the consumer stack ({cluster_providers} provider(s)) costs under 10% of the direct QPS: {:.0}%: {}",
+            cost * 100.0,
+            verdict(cost < 0.10)
         );
     }
 }

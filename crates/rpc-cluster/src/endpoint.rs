@@ -205,7 +205,7 @@ impl Endpoint {
         };
         let service = invocation.service().clone();
         let method = invocation.method_name().clone();
-        let call = rpc_core::service::call_now(self.inner.invoker.clone(), invocation);
+        let call = self.inner.invoker.invoke(invocation);
         let address = self.inner.profile.address.clone();
         let timer = if self.inner.enforces_deadline { None } else { deadline };
         async move {

@@ -86,7 +86,7 @@ impl ClusterInvoker {
     fn policy_call(&self, invocation: Invocation, policy: ClusterPolicy) -> BoxFuture<Result<Response, RpcError>> {
         let balancer = self.inner.balancer.clone();
         match policy {
-            ClusterPolicy::Failover => Failover::new(balancer).call(invocation),
+            ClusterPolicy::Failover => Failover::new(balancer).call_owned(invocation),
             ClusterPolicy::Failfast => Failfast::new(balancer).call(invocation),
             ClusterPolicy::Failsafe => Failsafe::new(balancer).call(invocation),
             ClusterPolicy::Forking => Forking::new(balancer).call(invocation),

@@ -230,6 +230,13 @@ impl BoxInvoker {
     {
         BoxInvoker(std::sync::Arc::new(Erased(service)))
     }
+
+    /// Calls the wrapped service with `invocation` now (see [`call_now`]),
+    /// without cloning this handle: what [`tower::Service::call`] does, from
+    /// a shared reference.
+    pub fn invoke(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        self.0.invoke(invocation)
+    }
 }
 
 impl fmt::Debug for BoxInvoker {
@@ -396,7 +403,7 @@ impl Stub {
                 }
                 invocation.set_config(config);
                 // Handed to the invoker now: the future below holds no invocation.
-                call_now(self.invoker.clone(), invocation)
+                self.invoker.invoke(invocation)
             });
         let service = self.service.clone();
         async move {

@@ -53,7 +53,14 @@ impl<S: Select> Service<Invocation> for Failover<S> {
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let select = self.select.clone();
+        self.clone().call_owned(invocation)
+    }
+}
+
+impl<S: Select> Failover<S> {
+    /// [`call`](Service::call) for a policy made for one call: no clone of the selector.
+    pub(crate) fn call_owned(self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        let select = self.select;
         Box::pin(async move {
             let settings = Effective::of(invocation.config());
             let attempts = settings.retries.saturating_add(1);
