@@ -419,6 +419,20 @@ fn defaults_take_the_trait_name_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn client_futures_outlive_the_client() {
+    let seen = Seen::default();
+    let stub = loopback(TunedServer::new(Tuner), Serialization::Json, seen.clone());
+    // The call is encoded and sent when the method returns: its future
+    // borrows nothing, so it can outlive the client and be spawned.
+    let call = {
+        let client = TunedClient::from_stub(stub);
+        client.sticky(7, 2, "eu".into())
+    };
+    let reply = tokio::spawn(call).await.unwrap().unwrap();
+    assert_eq!(reply, "7/2/eu");
+}
+
+#[tokio::test]
 async fn server_answers_in_every_serialization() {
     let server = GreeterServer::new(Shop::default());
     for s in Serialization::ALL {

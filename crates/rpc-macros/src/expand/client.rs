@@ -78,7 +78,7 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
         #docs
         #vis fn #ident(&self, #(#params),*)
             -> impl ::core::future::Future<Output = ::core::result::Result<#output, #krate::RpcError>>
-                + ::core::marker::Send + 'static
+                + ::core::marker::Send + 'static + use<>
         {
             self.stub.call(&Self::__RPC_METHODS[#index], &#args)
         }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -144,12 +145,10 @@ where
                 // one trip through the scheduler.
                 if n < BATCH {
                     tokio::task::yield_now().await;
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(frame) => batch.push(frame),
-                            Err(_) => break,
-                        }
-                    }
+                    // Whatever is queued now, in one go: the queue's permits
+                    // are returned once for all (`try_recv` takes a lock per frame).
+                    let room = BATCH - batch.len();
+                    let _ = rx.recv_many(&mut batch, room).now_or_never();
                 }
                 if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut()).await {
                     shared.close(format!("write to {} failed: {e}", shared.peer));
