@@ -400,21 +400,43 @@ fn bench(args: &Args) -> i32 {
         print_markdown(&rows);
         print_targets(&rows, args.cluster_providers);
     }
+    if !args.registry_only {
+        match rt.block_on(benchmarks::layers::measure()) {
+            Ok(found) => print_layers(&found),
+            Err(e) => {
+                eprintln!("cluster layers: {e}");
+                return 1;
+            }
+        }
+    }
     if args.registry_only || !(args.quick || args.no_registry) {
         match rt.block_on(benchmarks::registry::measure(&[10, 100, 1000])) {
             Ok(figures) => {
                 println!();
                 println!(
-                    "| providers in ZooKeeper | add one: routing updated | remove one: routing updated | consumer memory |"
+                    "| providers in ZooKeeper | add one: routing updated | remove one: routing updated | consumer RSS growth |"
                 );
                 println!("|---:|---:|---:|---:|");
-                for f in figures {
+                for f in &figures {
                     println!(
-                        "| {} | {:.1} ms | {:.1} ms | {:.1} MiB |",
+                        "| {} | {:.1} ms | {:.1} ms | {:.0} KiB |",
                         f.providers,
                         f.add.as_secs_f64() * 1000.0,
                         f.remove.as_secs_f64() * 1000.0,
-                        f.memory_mib
+                        f.memory_mib * 1024.0
+                    );
+                }
+                if let Some(f) = figures.iter().find(|f| f.providers == 1000) {
+                    let slowest = f.add.max(f.remove);
+                    println!();
+                    println!(
+                        "- routing reflects a change in under 50 ms at 1,000 providers: {:.1} ms: {}",
+                        slowest.as_secs_f64() * 1000.0,
+                        if slowest < Duration::from_millis(50) {
+                            "met"
+                        } else {
+                            "NOT met"
+                        }
                     );
                 }
             }
@@ -573,6 +595,23 @@ fn print_targets(rows: &[Row], cluster_providers: usize) {
             "- the consumer stack ({cluster_providers} provider(s)) costs under 10% of the direct QPS: {:.0}%: {}",
             cost * 100.0,
             verdict(cost < 0.10)
+        );
+    }
+}
+
+fn print_layers(found: &[benchmarks::layers::Layers]) {
+    println!();
+    println!("Cluster layers alone, in process (failover + round robin, providers answering at once):");
+    println!();
+    println!("| providers | straight to a provider | through the cluster layers | the layers' own cost |");
+    println!("|---:|---:|---:|---:|");
+    for l in found {
+        println!(
+            "| {} | {:.0} ns/call | {:.0} ns/call | {:.0} ns/call |",
+            l.providers,
+            l.direct_ns,
+            l.cluster_ns,
+            l.cluster_ns - l.direct_ns
         );
     }
 }

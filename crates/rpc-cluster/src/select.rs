@@ -135,9 +135,14 @@ impl Balancer {
 /// call for the usual directory sizes.
 const INLINE: usize = 8;
 
-/// Keeps the endpoints that pass `keep`, unless none does.
+/// Keeps the endpoints that pass `keep`, unless none does. One pass when
+/// all of them pass (the usual case).
 fn keep_if_any(pool: &mut SmallVec<[&Endpoint; INLINE]>, keep: impl Fn(&Endpoint) -> bool) {
-    if pool.iter().any(|e| keep(e)) {
+    let Some(first_out) = pool.iter().position(|e| !keep(e)) else {
+        return;
+    };
+    // Everything before `first_out` passed.
+    if first_out > 0 || pool[first_out + 1..].iter().any(|e| keep(e)) {
         pool.retain(|e| keep(e));
     }
 }

@@ -75,11 +75,10 @@ impl LoadBalance for RoundRobin {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *state;
         let method = invocation.method();
-        if !state.methods.contains_key(method) {
-            state.methods.insert(method.to_owned(), FxHashMap::default());
-        }
-        let Some(entries) = state.methods.get_mut(method) else {
-            return 0;
+        // One lookup when the method is known (a key is allocated only for a new one).
+        let entries = match state.methods.get_mut(method) {
+            Some(entries) => entries,
+            None => state.methods.entry(method.to_owned()).or_default(),
         };
         let mut total = 0_i64;
         let mut best: Option<(usize, i64, u64)> = None;

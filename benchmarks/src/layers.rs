@@ -1,0 +1,107 @@
+//! The consumer's cluster layers alone, in process: nanoseconds per call
+//! through directory, failover and round robin to providers that answer at
+//! once, against the same calls sent straight to such a provider.
+//!
+//! No network and one thread, so the difference is the layers' own work per
+//! call, repeatable enough to tell small changes apart; the end-to-end table
+//! shows what that work costs next to a real connection.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use rpc::cluster::{ClusterInvoker, Connect, Directory, Endpoint};
+use rpc::{
+    BoxInvoker, ClusterPolicy, Invocation, LoadBalancer, MethodConfig, Response, RpcError, Serialization, ServiceKey,
+    Url,
+};
+
+/// Calls per measurement.
+const CALLS: u32 = 1_000_000;
+
+/// A provider that answers every call at once.
+fn instant_provider() -> BoxInvoker {
+    BoxInvoker::new(tower::service_fn(|_: Invocation| {
+        std::future::ready(Ok::<_, RpcError>(Response::new(Bytes::new())))
+    }))
+}
+
+struct Instantly;
+
+impl Connect for Instantly {
+    fn connect(&self, url: &Url) -> Option<Endpoint> {
+        // Like the consumer's own channels, which end calls by their deadline.
+        Some(Endpoint::new(url.clone(), instant_provider(), || true).with_invoker_enforcing_deadlines())
+    }
+}
+
+/// What one measurement found.
+#[derive(Debug, Clone, Copy)]
+pub struct Layers {
+    /// Providers in the directory.
+    pub providers: usize,
+    /// Nanoseconds per call straight to a provider.
+    pub direct_ns: f64,
+    /// Nanoseconds per call through the cluster layers.
+    pub cluster_ns: f64,
+}
+
+/// Measures 1 and 3 providers.
+pub async fn measure() -> Result<Vec<Layers>, String> {
+    let key = ServiceKey::new("bench.Echo", Some("1.0.0"), None);
+    let config = MethodConfig::new()
+        .with_timeout(Duration::from_secs(30))
+        .with_cluster(ClusterPolicy::Failover)
+        .with_loadbalance(LoadBalancer::RoundRobin);
+    let args = Serialization::Bincode
+        .encode(&("x".repeat(64),))
+        .map_err(|e| e.to_string())?;
+    let mut found = Vec::new();
+    for providers in [1usize, 3] {
+        let urls = (0..providers)
+            .map(|i| Url::parse(&format!("rpc://127.0.0.1:{}/bench.Echo?version=1.0.0", 30_000 + i)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let source = futures::stream::once(std::future::ready(Arc::new(urls))).chain(futures::stream::pending());
+        let directory = Directory::new(key.clone(), Arc::new(Instantly), vec![Box::pin(source)]).await;
+        let cluster = BoxInvoker::new(ClusterInvoker::new(directory));
+        let direct = instant_provider();
+        let call = |invoker: &BoxInvoker| {
+            let mut invocation = Invocation::new(key.clone(), "small", args.clone(), Serialization::Bincode);
+            invocation.set_config(config);
+            invocation.set_deadline(Some(tokio::time::Instant::now() + Duration::from_secs(30)));
+            invoker.invoke(invocation)
+        };
+        // Warm up both, then measure them alternately, keeping the faster run of each.
+        let (mut direct_ns, mut cluster_ns) = (f64::MAX, f64::MAX);
+        for round in 0..3 {
+            let calls = if round == 0 { CALLS / 10 } else { CALLS };
+            let d = time(calls, || call(&direct)).await?;
+            let c = time(calls, || call(&cluster)).await?;
+            if round > 0 {
+                direct_ns = direct_ns.min(d);
+                cluster_ns = cluster_ns.min(c);
+            }
+        }
+        found.push(Layers {
+            providers,
+            direct_ns,
+            cluster_ns,
+        });
+    }
+    Ok(found)
+}
+
+/// Nanoseconds per call of `calls` calls made one after the other.
+async fn time<F>(calls: u32, mut call: impl FnMut() -> F) -> Result<f64, String>
+where
+    F: Future<Output = Result<Response, RpcError>>,
+{
+    let started = Instant::now();
+    for _ in 0..calls {
+        call().await.map_err(|e| e.to_string())?;
+    }
+    Ok(started.elapsed().as_nanos() as f64 / f64::from(calls.max(1)))
+}
