@@ -15,6 +15,10 @@ use bytes::{Bytes, BytesMut};
 
 /// Size of the chunks encodings are split from.
 const CHUNK: usize = 8 * 1024;
+/// Room the thread keeps after an encoding: more (left by a large encoding
+/// that grew the buffer) is let go, so that later small encodings do not
+/// keep a large allocation alive.
+const KEEP: usize = 4 * CHUNK;
 
 thread_local! {
     static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
@@ -37,6 +41,9 @@ pub(crate) fn encode<E>(hint: usize, write: impl FnOnce(&mut BytesMut) -> Result
             }
             let result = write(&mut buf);
             let written = buf.split();
+            if buf.capacity() > KEEP {
+                *buf = BytesMut::new();
+            }
             Some(result.map(|()| written.freeze()))
         })
         .ok()
@@ -101,6 +108,19 @@ mod tests {
         })
         .unwrap_or_default();
         assert_eq!(&outer[..], b"inner+outer");
+    }
+
+    #[test]
+    fn a_large_encoding_leaves_no_large_buffer_behind() {
+        let big = encode::<()>(16, |b| {
+            b.reserve(1 << 20);
+            b.put_bytes(1, 10);
+            Ok(())
+        })
+        .unwrap_or_default();
+        assert_eq!(big.len(), 10);
+        let left = SCRATCH.with(|cell| cell.borrow().capacity());
+        assert!(left <= KEEP, "{left} bytes kept");
     }
 
     #[test]

@@ -61,6 +61,10 @@ impl Serialization {
     }
 
     /// Encodes `value`.
+    ///
+    /// Small encodings share a per-thread buffer (no allocation of their
+    /// own): a `Bytes` kept for long keeps its 8 KiB chunk alive. Copy it
+    /// (`Bytes::copy_from_slice`) to keep it apart.
     pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Bytes, CodecError> {
         // Room for small values at once, split off the thread's scratch
         // buffer: no allocation of its own.
