@@ -170,47 +170,59 @@ impl Endpoint {
     /// version or group is `*` calls the version and group the provider
     /// exports.
     ///
-    /// The future is not boxed, so a policy awaiting it holds it inline.
+    /// The invocation is borrowed: the caller keeps it for other attempts,
+    /// and an invoker that sends from a borrowed invocation
+    /// ([`CallRef`](rpc_core::CallRef)) copies none of it. The future is not
+    /// boxed, so a policy awaiting it holds it inline.
     pub fn call(
         &self,
-        mut invocation: Invocation,
+        invocation: &Invocation,
     ) -> impl Future<Output = Result<Response, RpcError>> + Send + 'static + use<> {
         let key = invocation.service();
-        if key.version() == Some("*") || key.group() == Some("*") {
-            let resolved = ServiceKey::new(
-                key.interface(),
-                if key.version() == Some("*") {
-                    self.inner.url.version()
-                } else {
-                    key.version()
-                },
-                if key.group() == Some("*") {
-                    self.inner.url.group()
-                } else {
-                    key.group()
-                },
-            );
-            invocation.set_service(resolved);
-        }
-        let deadline = match (invocation.deadline(), invocation.config().attempt_timeout) {
+        let wildcard = key.version() == Some("*") || key.group() == Some("*");
+        let attempt_timeout = invocation.config().attempt_timeout;
+        let deadline = match (invocation.deadline(), attempt_timeout) {
             (Some(deadline), Some(attempt)) => Some(deadline.min(Instant::now() + attempt)),
             (None, Some(attempt)) => Some(Instant::now() + attempt),
             (deadline, None) => deadline,
         };
-        invocation.set_deadline(deadline);
         // Only the latency-aware balancers read response times.
         let guard = match invocation.config().loadbalance {
             Some(LoadBalancer::ShortestResponse | LoadBalancer::P2c) => self.inner.stats.start(),
             _ => self.inner.stats.start_untimed(),
         };
-        let service = invocation.service().clone();
+        let service = key.clone();
         let method = invocation.method_name().clone();
-        let call = self.inner.invoker.invoke(invocation);
+        let call = if wildcard || attempt_timeout.is_some() {
+            // This attempt differs from the call: it gets its own copy.
+            let mut attempt = invocation.clone();
+            if wildcard {
+                attempt.set_service(ServiceKey::new(
+                    key.interface(),
+                    if key.version() == Some("*") {
+                        self.inner.url.version()
+                    } else {
+                        key.version()
+                    },
+                    if key.group() == Some("*") {
+                        self.inner.url.group()
+                    } else {
+                        key.group()
+                    },
+                ));
+            }
+            attempt.set_deadline(deadline);
+            self.inner.invoker.invoke(attempt)
+        } else {
+            self.inner.invoker.invoke_ref(invocation)
+        };
         let address = self.inner.profile.address.clone();
         let timer = if self.inner.enforces_deadline { None } else { deadline };
         async move {
             let result = match timer {
-                Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
+                // Boxed: the consumer's own channels need no timer here, and
+                // an inline one would make every attempt's future larger.
+                Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline, call)).await {
                     Ok(result) => result,
                     Err(_) => Err(RpcError::new(ErrorKind::Timeout, "no response before the deadline")),
                 },

@@ -29,7 +29,7 @@ pub use dispatch::Dispatcher;
 pub use error::{ErrorKind, Outcome, RpcError, Status};
 pub use invocation::{Attachments, Invocation, MethodName, ServiceKey};
 pub use serialization::{CodecError, Serialization};
-pub use service::{BoxFuture, BoxInvoker, Response, ServiceClient, ServiceHandler, Stub};
+pub use service::{BoxFuture, BoxInvoker, CallRef, Response, ServiceClient, ServiceHandler, Stub};
 pub use url::{Url, UrlError};
 
 #[doc(hidden)]

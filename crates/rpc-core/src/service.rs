@@ -231,12 +231,34 @@ impl BoxInvoker {
         BoxInvoker(std::sync::Arc::new(Erased(service)))
     }
 
+    /// Wraps a service that sends calls from a borrowed invocation, so that
+    /// [`invoke_ref`](Self::invoke_ref) clones nothing.
+    pub fn from_call_ref<S: CallRef>(service: S) -> Self {
+        BoxInvoker(std::sync::Arc::new(ByRef(service)))
+    }
+
     /// Calls the wrapped service with `invocation` now (see [`call_now`]),
     /// without cloning this handle: what [`tower::Service::call`] does, from
     /// a shared reference.
     pub fn invoke(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
         self.0.invoke(invocation)
     }
+
+    /// Like [`invoke`](Self::invoke), for a caller that keeps the invocation
+    /// (for another attempt): a [`CallRef`] service borrows it, any other
+    /// service gets a clone.
+    pub fn invoke_ref(&self, invocation: &Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        self.0.invoke_ref(invocation)
+    }
+}
+
+/// A service that sends a call from a borrowed [`Invocation`]: it takes what
+/// it needs (say, encodes the request) before returning, so the returned
+/// future holds no invocation and a caller keeping the invocation for a
+/// retry clones none. The native protocol's channel is one.
+pub trait CallRef: Send + Sync + 'static {
+    /// Sends `invocation`.
+    fn call_ref(&self, invocation: &Invocation) -> BoxFuture<Result<Response, RpcError>>;
 }
 
 impl fmt::Debug for BoxInvoker {
@@ -262,6 +284,20 @@ impl tower::Service<Invocation> for BoxInvoker {
 /// What [`BoxInvoker`] erases.
 trait Invoke: Send + Sync {
     fn invoke(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>>;
+
+    fn invoke_ref(&self, invocation: &Invocation) -> BoxFuture<Result<Response, RpcError>>;
+}
+
+struct ByRef<S>(S);
+
+impl<S: CallRef> Invoke for ByRef<S> {
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        self.0.call_ref(&invocation)
+    }
+
+    fn invoke_ref(&self, invocation: &Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        self.0.call_ref(invocation)
+    }
 }
 
 struct Erased<S>(S);
@@ -276,6 +312,10 @@ where
             futures::future::Either::Left(future) => into_box(future),
             futures::future::Either::Right(boxed) => boxed,
         }
+    }
+
+    fn invoke_ref(&self, invocation: &Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        self.invoke(invocation.clone())
     }
 }
 

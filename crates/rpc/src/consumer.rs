@@ -414,7 +414,11 @@ impl Connect for Connector {
                     Channel::downgrade,
                 );
                 let health = channel.clone();
-                (BoxInvoker::new(channel), Box::new(move || !health.is_backing_off()))
+                // Sends from a borrowed invocation: failover keeps its copy without cloning.
+                (
+                    BoxInvoker::from_call_ref(channel),
+                    Box::new(move || !health.is_backing_off()),
+                )
             }
             "tri" => {
                 let channel = shared(

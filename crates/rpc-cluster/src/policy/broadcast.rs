@@ -51,7 +51,7 @@ impl<S: Select> Service<Invocation> for Broadcast<S> {
             Ok(endpoints) => endpoints,
             Err(error) => return Box::pin(async move { Err(error) }),
         };
-        let calls = join_all(endpoints.iter().map(|e| e.call(invocation.clone())));
+        let calls = join_all(endpoints.iter().map(|e| e.call(&invocation)));
         let total = endpoints.len();
         Box::pin(async move {
             let results = calls.await;

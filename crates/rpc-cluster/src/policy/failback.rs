@@ -106,7 +106,7 @@ impl<S: Select> Service<Invocation> for Failback<S> {
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let attempt = self.select.select(&invocation, &[]).map(|e| e.call(invocation.clone()));
+        let attempt = self.select.select(&invocation, &[]).map(|e| e.call(&invocation));
         let (queue, queued, capacity) = (self.queue.clone(), self.queued.clone(), self.config.capacity);
         Box::pin(async move {
             let result = match attempt {
@@ -198,7 +198,7 @@ async fn retry<S: Select>(select: &S, mut entry: Entry) -> Option<Entry> {
     let settings = Effective::of(invocation.config());
     invocation.set_deadline(Some(Instant::now() + settings.timeout));
     let result = match select.select(&invocation, &[]) {
-        Ok(endpoint) => endpoint.call(invocation).await,
+        Ok(endpoint) => endpoint.call(&invocation).await,
         Err(error) => Err(error),
     };
     match result {

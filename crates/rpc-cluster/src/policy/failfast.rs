@@ -44,7 +44,7 @@ impl<S: Select> Service<Invocation> for Failfast<S> {
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
         match self.select.select(&invocation, &[]) {
-            Ok(endpoint) => Box::pin(endpoint.call(invocation)),
+            Ok(endpoint) => Box::pin(endpoint.call(&invocation)),
             Err(error) => Box::pin(async move { Err(error) }),
         }
     }

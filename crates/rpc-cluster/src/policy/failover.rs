@@ -62,8 +62,11 @@ impl<S: Select> Failover<S> {
     pub(crate) fn call_owned(self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
         let select = self.select;
         Box::pin(async move {
-            let settings = Effective::of(invocation.config());
-            let attempts = settings.retries.saturating_add(1);
+            // Only what the loop needs is kept across its awaits.
+            let (attempts, idempotent) = {
+                let settings = Effective::of(invocation.config());
+                (settings.retries.saturating_add(1), settings.idempotent)
+            };
             let mut tried = Vec::new();
             let mut last: Option<RpcError> = None;
             let mut uncertain: Option<RpcError> = None;
@@ -75,7 +78,7 @@ impl<S: Select> Failover<S> {
                     Ok(endpoint) => endpoint,
                     Err(e) => return Err(last.unwrap_or(e)),
                 };
-                match endpoint.call(invocation.clone()).await {
+                match endpoint.call(&invocation).await {
                     Ok(response) => {
                         if let Some(error) = last {
                             tracing::debug!(attempt, %error, "failover: succeeded after retrying");
@@ -83,7 +86,7 @@ impl<S: Select> Failover<S> {
                         return Ok(response);
                     }
                     Err(error) => {
-                        if !error.is_retryable(settings.idempotent) {
+                        if !error.is_retryable(idempotent) {
                             return Err(error);
                         }
                         tracing::debug!(attempt, attempts, %error, "failover: attempt failed");

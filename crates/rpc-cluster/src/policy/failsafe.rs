@@ -48,7 +48,7 @@ impl<S: Select> Service<Invocation> for Failsafe<S> {
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let attempt = self.select.select(&invocation, &[]).map(|e| e.call(invocation));
+        let attempt = self.select.select(&invocation, &[]).map(|e| e.call(&invocation));
         Box::pin(async move {
             let result = match attempt {
                 Ok(call) => call.await,

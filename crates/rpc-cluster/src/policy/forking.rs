@@ -67,7 +67,7 @@ impl<S: Select> Service<Invocation> for Forking<S> {
                 Err(error) => return Box::pin(async move { Err(error) }),
             }
         }
-        let mut attempts: FuturesUnordered<_> = chosen.iter().map(|e| e.call(invocation.clone())).collect();
+        let mut attempts: FuturesUnordered<_> = chosen.iter().map(|e| e.call(&invocation)).collect();
         Box::pin(async move {
             let mut last = None;
             while let Some(result) = attempts.next().await {
