@@ -596,6 +596,19 @@ fn print_targets(rows: &[Row], cluster_providers: usize) {
             cost * 100.0,
             verdict(cost < 0.10)
         );
+        // Several providers mean several connections, which cost something of
+        // their own: the direct figure over several connections tells it apart.
+        let spread = rows.iter().find(|r| {
+            r.system == "rpc" && r.scenario == "echo-64B" && r.concurrency == 64 && r.connections > 1
+        });
+        if let (Some(spread), true) = (spread, cluster_providers > 1) {
+            println!(
+                "  (direct over {} connections: {:.0} QPS; the stack over {cluster_providers} providers costs {:.0}% of that)",
+                spread.connections,
+                spread.qps,
+                (1.0 - cluster.qps / spread.qps.max(f64::EPSILON)) * 100.0
+            );
+        }
     }
 }
 

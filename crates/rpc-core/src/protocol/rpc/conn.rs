@@ -17,6 +17,8 @@ use super::frame::OutFrame;
 
 /// How many queued frames the writer coalesces into one write at most.
 const BATCH: usize = 256;
+/// Frames that make a write worth doing without first waiting for more.
+const WORTH_A_WRITE: usize = 16;
 /// Capacity of a connection's outbound queue.
 pub(crate) const QUEUE: usize = 4096;
 
@@ -139,11 +141,12 @@ where
                     shared.close("connection dropped");
                     break;
                 }
-                // Let the tasks that are ready to send run first, so one
-                // write carries their frames too: under load this turns a
-                // syscall per frame into a syscall per batch; idle, it costs
-                // one trip through the scheduler.
-                if n < BATCH {
+                // Few frames so far: let the tasks that are ready to send run
+                // first, so one write carries their frames too. Under load this
+                // turns a syscall per frame into a syscall per batch; idle, it
+                // costs one trip through the scheduler, which a batch already
+                // worth one write does without.
+                if n < WORTH_A_WRITE {
                     tokio::task::yield_now().await;
                     // Whatever is queued now, in one go: the queue's permits
                     // are returned once for all (`try_recv` takes a lock per frame).
