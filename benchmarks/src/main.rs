@@ -561,26 +561,20 @@ fn print_targets(rows: &[Row], cluster_providers: usize) {
     println!();
     println!("Targets (echo-64B, concurrency 64, one connection):");
     println!();
-    if let Some(tonic) = find("tonic") {
-        let ratio = rpc.qps / tonic.qps.max(f64::EPSILON);
-        println!(
-            "- rpc at least 1.5x tonic's QPS, p99 no worse: {:.2}x, p99 {} vs {} us: {}",
-            ratio,
-            rpc.p99,
-            tonic.p99,
-            verdict(ratio >= 1.5 && rpc.p99 <= tonic.p99)
-        );
-    }
-    if let Some(tarpc) = find("tarpc") {
-        let ratio = rpc.qps / tarpc.qps.max(f64::EPSILON);
-        println!(
-            "- rpc at least tarpc's QPS, p99 no worse: {:.2}x, p99 {} vs {} us: {}",
-            ratio,
-            rpc.p99,
-            tarpc.p99,
-            verdict(ratio >= 1.0 && rpc.p99 <= tarpc.p99)
-        );
-    }
+    // QPS at least `times` the peer's, p99 no worse.
+    let against = |peer: &str, times: f64, claim: &str| {
+        if let Some(other) = find(peer) {
+            let ratio = rpc.qps / other.qps.max(f64::EPSILON);
+            println!(
+                "- rpc at least {claim}, p99 no worse: {ratio:.2}x, p99 {} vs {} us: {}",
+                rpc.p99,
+                other.p99,
+                verdict(ratio >= times && rpc.p99 <= other.p99)
+            );
+        }
+    };
+    against("tonic", 1.5, "1.5x tonic's QPS");
+    against("tarpc", 1.0, "tarpc's QPS");
     if let Some(raw) = find("raw") {
         let ratio = rpc.qps / raw.qps.max(f64::EPSILON);
         println!(
@@ -598,9 +592,9 @@ fn print_targets(rows: &[Row], cluster_providers: usize) {
         );
         // Several providers mean several connections, which cost something of
         // their own: the direct figure over several connections tells it apart.
-        let spread = rows.iter().find(|r| {
-            r.system == "rpc" && r.scenario == "echo-64B" && r.concurrency == 64 && r.connections > 1
-        });
+        let spread = rows
+            .iter()
+            .find(|r| r.system == "rpc" && r.scenario == "echo-64B" && r.concurrency == 64 && r.connections > 1);
         if let (Some(spread), true) = (spread, cluster_providers > 1) {
             println!(
                 "  (direct over {} connections: {:.0} QPS; the stack over {cluster_providers} providers costs {:.0}% of that)",
