@@ -31,7 +31,7 @@ struct Inner {
 }
 
 /// What calls read of a provider URL, parsed once instead of per call.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Profile {
     address: Arc<str>,
     weighting: Weighting,
@@ -84,30 +84,29 @@ impl Endpoint {
     /// deadline itself (the native and `tri` channels do), so the endpoint
     /// sets no timer of its own: one timer per attempt instead of two.
     pub fn with_invoker_enforcing_deadlines(self) -> Self {
-        self.rebuilt(|inner| inner.enforces_deadline = true)
+        let mut inner = self.sharing(self.inner.url.clone());
+        inner.enforces_deadline = true;
+        Endpoint { inner: Arc::new(inner) }
     }
 
     /// The same provider under an updated URL (weight, parameters): the
     /// connection and statistics are kept.
     pub fn with_url(&self, url: Url) -> Self {
-        self.clone().rebuilt(|inner| {
-            inner.profile = Profile::of(&url);
-            inner.url = url;
-        })
+        Endpoint {
+            inner: Arc::new(self.sharing(url)),
+        }
     }
 
-    /// This endpoint changed by `change`, sharing the connection and statistics.
-    fn rebuilt(self, change: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            url: shared.url.clone(),
-            profile: shared.profile.clone(),
-            invoker: shared.invoker.clone(),
-            available: shared.available.clone(),
-            stats: shared.stats.clone(),
-            enforces_deadline: shared.enforces_deadline,
-        });
-        change(&mut inner);
-        Endpoint { inner: Arc::new(inner) }
+    /// An endpoint's parts for `url`, sharing this one's connection and statistics.
+    fn sharing(&self, url: Url) -> Inner {
+        Inner {
+            profile: Profile::of(&url),
+            url,
+            invoker: self.inner.invoker.clone(),
+            available: self.inner.available.clone(),
+            stats: self.inner.stats.clone(),
+            enforces_deadline: self.inner.enforces_deadline,
+        }
     }
 
     /// What the provider URL publishes for `method`: its timeout and load
