@@ -363,6 +363,20 @@ fn bench(args: &Args) -> i32 {
     let warmup = Duration::from_secs_f64(args.warmup.unwrap_or(1.0));
     let window = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 3.0 } else { 5.0 }));
     let mut rows = Vec::new();
+    // Registry scale first, in a process that has not run any load yet, so
+    // its memory figure is not blurred by memory the load runs freed.
+    let registry = if args.registry_only || !(args.quick || args.no_registry) {
+        eprintln!("registry scale (ZooKeeper) ...");
+        match rt.block_on(benchmarks::registry::measure(&[10, 100, 1000])) {
+            Ok(figures) => Some(figures),
+            Err(e) => {
+                eprintln!("registry scale: {e}");
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
     let payloads = if args.registry_only { Vec::new() } else { payloads };
     for &payload in &payloads {
         for &concurrency in &concurrencies {
@@ -409,42 +423,8 @@ fn bench(args: &Args) -> i32 {
             }
         }
     }
-    if args.registry_only || !(args.quick || args.no_registry) {
-        match rt.block_on(benchmarks::registry::measure(&[10, 100, 1000])) {
-            Ok(figures) => {
-                println!();
-                println!(
-                    "| providers in ZooKeeper | add one: routing updated | remove one: routing updated | consumer RSS growth |"
-                );
-                println!("|---:|---:|---:|---:|");
-                for f in &figures {
-                    println!(
-                        "| {} | {:.1} ms | {:.1} ms | {:.0} KiB |",
-                        f.providers,
-                        f.add.as_secs_f64() * 1000.0,
-                        f.remove.as_secs_f64() * 1000.0,
-                        f.memory_mib * 1024.0
-                    );
-                }
-                if let Some(f) = figures.iter().find(|f| f.providers == 1000) {
-                    let slowest = f.add.max(f.remove);
-                    println!();
-                    println!(
-                        "- routing reflects a change in under 50 ms at 1,000 providers: {:.1} ms: {}",
-                        slowest.as_secs_f64() * 1000.0,
-                        if slowest < Duration::from_millis(50) {
-                            "met"
-                        } else {
-                            "NOT met"
-                        }
-                    );
-                }
-            }
-            Err(e) => {
-                eprintln!("registry scale: {e}");
-                return 1;
-            }
-        }
+    if let Some(figures) = &registry {
+        print_registry(figures);
     }
     if let Some(path) = &args.csv
         && let Err(e) = write_csv(path, &rows)
@@ -603,6 +583,36 @@ fn print_targets(rows: &[Row], cluster_providers: usize) {
                 (1.0 - cluster.qps / spread.qps.max(f64::EPSILON)) * 100.0
             );
         }
+    }
+}
+
+fn print_registry(figures: &[benchmarks::registry::Figures]) {
+    println!();
+    println!(
+        "| providers in ZooKeeper | add one: routing updated | remove one: routing updated | consumer RSS growth |"
+    );
+    println!("|---:|---:|---:|---:|");
+    for f in figures {
+        println!(
+            "| {} | {:.1} ms | {:.1} ms | {:.0} KiB |",
+            f.providers,
+            f.add.as_secs_f64() * 1000.0,
+            f.remove.as_secs_f64() * 1000.0,
+            f.memory_mib * 1024.0
+        );
+    }
+    if let Some(f) = figures.iter().find(|f| f.providers == 1000) {
+        let slowest = f.add.max(f.remove);
+        println!();
+        println!(
+            "- routing reflects a change in under 50 ms at 1,000 providers: {:.1} ms: {}",
+            slowest.as_secs_f64() * 1000.0,
+            if slowest < Duration::from_millis(50) {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
     }
 }
 
