@@ -557,36 +557,58 @@ async fn consistent_hashing_keys_on_the_first_argument() {
     assert!(moved > 0);
 }
 
+/// Defect: failfast, failsafe, failback and forking dropped the endpoint right
+/// after starting the attempt, so removing the provider closed its connection
+/// under the call (`ConnectionLost`). Every policy keeps the provider's
+/// connection until its calls have finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_provider_finishes_its_calls_before_its_connection_closes() {
-    let registry = "memory://removal";
-    let (provider, _) = counter_provider(registry, "a", 0, |e| e).await;
-    let consumer = rpc::Consumer::builder().registry(registry).build().await.unwrap();
-    let counter: CounterClient = consumer
-        .reference::<CounterClient>()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .await
-        .unwrap();
-    let call = tokio::spawn({
-        let counter = counter.clone();
-        async move { counter.plain(300).await }
-    });
-    wait_until("the call to be in flight", Duration::from_secs(5), || {
-        provider.in_flight() == 1
-    })
-    .await;
-    // The provider leaves the registry (the server keeps running).
-    let memory = rpc::registry::from_address(registry).unwrap();
-    for url in provider.urls() {
-        memory.unregister(url).await.unwrap();
+    for policy in [
+        ClusterPolicy::Failover,
+        ClusterPolicy::Failfast,
+        ClusterPolicy::Failsafe,
+        ClusterPolicy::Failback,
+        ClusterPolicy::Forking,
+        ClusterPolicy::Broadcast,
+    ] {
+        let registry = format!("memory://removal-{}", policy.name());
+        let (provider, _) = counter_provider(&registry, "a", 0, |e| e).await;
+        let consumer = rpc::Consumer::builder().registry(&registry).build().await.unwrap();
+        let counter: CounterClient = consumer
+            .reference::<CounterClient>()
+            .timeout(Duration::from_secs(5))
+            .cluster(policy)
+            .build()
+            .await
+            .unwrap();
+        // Connected first: a call made while connecting holds the channel itself.
+        assert_eq!(counter.plain(1).await.unwrap(), 1);
+        let call = tokio::spawn({
+            let counter = counter.clone();
+            async move { counter.plain(300).await }
+        });
+        wait_until("the call to be in flight", Duration::from_secs(5), || {
+            provider.in_flight() == 1
+        })
+        .await;
+        // The provider leaves the registry (the server keeps running).
+        let memory = rpc::registry::from_address(&registry).unwrap();
+        for url in provider.urls() {
+            memory.unregister(url).await.unwrap();
+        }
+        assert_eq!(
+            call.await.unwrap().unwrap(),
+            300,
+            "{policy:?}: the call in flight completed"
+        );
+        // Then the consumer drops the connection: nobody uses that provider now.
+        wait_until("the consumer to close its connection", Duration::from_secs(5), || {
+            provider.connections() == 0
+        })
+        .await;
+        if matches!(policy, ClusterPolicy::Failover | ClusterPolicy::Failfast) {
+            assert_eq!(counter.plain(1).await.unwrap_err().kind(), ErrorKind::NoProvider);
+        }
+        provider.shutdown().await;
     }
-    assert_eq!(call.await.unwrap().unwrap(), 300, "the call in flight completed");
-    // Then the consumer drops the connection: nobody uses that provider now.
-    wait_until("the consumer to close its connection", Duration::from_secs(5), || {
-        provider.connections() == 0
-    })
-    .await;
-    assert_eq!(counter.plain(1).await.unwrap_err().kind(), ErrorKind::NoProvider);
-    provider.shutdown().await;
 }

@@ -163,7 +163,9 @@ impl Endpoint {
 
     /// Sends one attempt of `invocation` to this provider.
     ///
-    /// The attempt is counted in flight while it runs and its response time
+    /// The attempt keeps the provider's connection open until it ends, even if
+    /// the provider leaves the directory meanwhile. It is counted in flight
+    /// while it runs and its response time
     /// recorded. It ends by the call's deadline, or sooner when the call sets
     /// an attempt timeout, whatever the protocol does. A reference whose
     /// version or group is `*` calls the version and group the provider
@@ -217,7 +219,11 @@ impl Endpoint {
         };
         let address = self.inner.profile.address.clone();
         let timer = if self.inner.enforces_deadline { None } else { deadline };
+        // The attempt keeps its provider's invoker (and so its connection)
+        // alive: a provider leaving the directory finishes the calls it has.
+        let invoker = self.inner.invoker.clone();
         async move {
+            let _invoker = invoker;
             let result = match timer {
                 // Boxed: the consumer's own channels need no timer here, and
                 // an inline one would make every attempt's future larger.
