@@ -592,3 +592,37 @@ fn auto_dispatch_follows_the_runtime() {
         .unwrap();
     assert_eq!(resolved(two), Dispatch::Spawn);
 }
+
+/// Defect: a channel call's future dropped before it was first polled left
+/// its pending entry behind until the connection closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_future_dropped_unpolled_leaves_no_pending_entry() {
+    use tower::Service;
+    let dispatcher = rpc::Dispatcher::new([(
+        rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
+        Arc::new(ProbeServer::new(ProbeImpl::default())) as Arc<dyn rpc::ServiceHandler>,
+    )]);
+    let server = rpc::protocol::rpc::Server::new(dispatcher, ServerConfig::default())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut channel = rpc::protocol::rpc::Channel::new(server.local_addr().to_string(), ChannelConfig::default());
+    let invocation = || {
+        let args = Serialization::Bincode.encode(&(60_000u64,)).unwrap();
+        let key = rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None);
+        rpc::Invocation::new(key, "sleep", args, Serialization::Bincode)
+    };
+    // Connect first: the call below takes the connected path.
+    let ping = rpc::Invocation::new(
+        rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
+        "ping",
+        Serialization::Bincode.encode(&()).unwrap(),
+        Serialization::Bincode,
+    );
+    channel.call(ping).await.unwrap();
+    for _ in 0..100 {
+        drop(channel.call(invocation()));
+    }
+    assert_eq!(channel.in_flight(), 0, "no pending entry outlives its future");
+    server.abort().await;
+}

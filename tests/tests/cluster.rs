@@ -612,3 +612,41 @@ async fn a_removed_provider_finishes_its_calls_before_its_connection_closes() {
         provider.shutdown().await;
     }
 }
+
+/// Defect: under failfast, failsafe, failback, forking and broadcast a call's
+/// request left before its future was polled (`drop(client.hit())` still
+/// called the provider); under failover it did not. One rule now, the Rust
+/// convention: nothing is sent until the future is first polled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_sent_before_the_future_is_polled_under_any_policy() {
+    for policy in [
+        ClusterPolicy::Failover,
+        ClusterPolicy::Failfast,
+        ClusterPolicy::Failsafe,
+        ClusterPolicy::Failback,
+        ClusterPolicy::Forking,
+        ClusterPolicy::Broadcast,
+    ] {
+        let registry = format!("memory://unpolled-{}", policy.name());
+        let (provider, hits) = counter_provider(&registry, "a", 0, |e| e).await;
+        let consumer = rpc::Consumer::builder().registry(&registry).build().await.unwrap();
+        let counter: CounterClient = consumer
+            .reference::<CounterClient>()
+            .timeout(Duration::from_secs(5))
+            .cluster(policy)
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(counter.hit().await.unwrap(), "a");
+        // Made and dropped unpolled: never sent.
+        drop(counter.hit());
+        let unpolled = counter.hit();
+        // Calls made after it, on the same connection, are answered after it
+        // would have been.
+        assert_eq!(counter.hit().await.unwrap(), "a");
+        assert_eq!(counter.hit().await.unwrap(), "a");
+        drop(unpolled);
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "{policy:?}: only the polled calls ran");
+        provider.shutdown().await;
+    }
+}

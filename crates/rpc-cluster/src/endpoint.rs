@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use rpc_core::{BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Response, RpcError, ServiceKey, Url};
-use tokio::time::Instant;
 
 use crate::loadbalance::{Candidate, Stats, Weighting};
 
@@ -183,8 +182,10 @@ impl Endpoint {
         let wildcard = key.version() == Some("*") || key.group() == Some("*");
         let attempt_timeout = invocation.config().attempt_timeout;
         let deadline = match (invocation.deadline(), attempt_timeout) {
-            (Some(deadline), Some(attempt)) => Some(deadline.min(Instant::now() + attempt)),
-            (None, Some(attempt)) => Some(Instant::now() + attempt),
+            (Some(deadline), Some(attempt)) => {
+                Some(rpc_core::service::deadline_after(attempt).map_or(deadline, |a| a.min(deadline)))
+            }
+            (None, Some(attempt)) => rpc_core::service::deadline_after(attempt),
             (deadline, None) => deadline,
         };
         // Only the latency-aware balancers read response times.

@@ -126,7 +126,7 @@ impl Service<Invocation> for ClusterInvoker {
         };
         let settings = Effective::of(&invocation.config().or(published));
         if invocation.deadline().is_none() {
-            invocation.set_deadline(Some(Instant::now() + settings.timeout));
+            invocation.set_deadline(rpc_core::service::deadline_after(settings.timeout));
         }
         let hash_arguments = invocation.config().hash_arguments;
         invocation.set_config(MethodConfig {

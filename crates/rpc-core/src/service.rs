@@ -412,7 +412,10 @@ impl Stub {
 
     /// Calls `method` with the argument tuple `args`, decoding an `R`.
     ///
-    /// Arguments are encoded before this returns, so the future borrows nothing.
+    /// Arguments are encoded before this returns, so the future borrows
+    /// nothing; but nothing is sent until the future is first polled (the
+    /// Rust convention, whatever the cluster policy): a future dropped
+    /// unpolled calls nobody. The call's timeout runs from that first poll.
     pub fn call<A, R>(
         &self,
         method: &'static MethodDescriptor,
@@ -436,18 +439,19 @@ impl Stub {
                     let mask = config.hash_arguments.unwrap_or(ArgumentMask::FIRST);
                     invocation.set_hash_key(Some(crate::hash_key::hash_arguments(args, mask)));
                 }
-                // Without a consumer-side timeout the cluster takes the
-                // provider's, or DEFAULT_TIMEOUT, and sets the deadline.
-                if let Some(timeout) = config.timeout {
-                    invocation.set_deadline(Some(Instant::now() + timeout));
-                }
                 invocation.set_config(config);
-                // Handed to the invoker now: the future below holds no invocation.
-                self.invoker.invoke(invocation)
+                invocation
             });
+        let invoker = self.invoker.clone();
         let service = self.service.clone();
         async move {
-            let response = prepared?.await?;
+            let mut invocation = prepared?;
+            // Without a consumer-side timeout the cluster takes the
+            // provider's, or DEFAULT_TIMEOUT, and sets the deadline.
+            if let Some(timeout) = invocation.config().timeout {
+                invocation.set_deadline(deadline_after(timeout));
+            }
+            let response = invoker.invoke(invocation).await?;
             response.decode(serialization).map_err(|failure| match failure {
                 DecodeFailure::Reply(e) => RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}")),
                 DecodeFailure::Json(e) => RpcError::new(
@@ -463,6 +467,12 @@ impl Stub {
             .with_method(method.name))
         }
     }
+}
+
+/// The deadline `timeout` from now; none when it lies beyond what the clock
+/// can represent (`Duration::MAX` means "no deadline", not a panic).
+pub fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
 }
 
 /// Calls `service` with `invocation` at once when it is ready, which every

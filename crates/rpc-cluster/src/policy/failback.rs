@@ -139,6 +139,13 @@ struct Entry {
     due: Instant,
 }
 
+/// When a retry `interval` from now is due (a year away for intervals beyond the clock).
+fn due_in(interval: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(interval)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
 async fn retry_task<S: Select>(
     select: S,
     mut rx: mpsc::UnboundedReceiver<Invocation>,
@@ -150,7 +157,7 @@ async fn retry_task<S: Select>(
         let next_due = pending.iter().map(|e| e.due).min();
         tokio::select! {
             received = rx.recv() => match received {
-                Some(invocation) => pending.push(Entry { invocation, retries: 0, due: Instant::now() + config.interval }),
+                Some(invocation) => pending.push(Entry { invocation, retries: 0, due: due_in(config.interval) }),
                 None => break,
             },
             _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
@@ -161,7 +168,7 @@ async fn retry_task<S: Select>(
                 for outcome in retried {
                     match outcome {
                         Some(mut entry) if entry.retries < config.attempts => {
-                            entry.due = Instant::now() + config.interval;
+                            entry.due = due_in(config.interval);
                             pending.push(entry);
                         }
                         Some(entry) => {
@@ -196,7 +203,7 @@ async fn retry<S: Select>(select: &S, mut entry: Entry) -> Option<Entry> {
     entry.retries += 1;
     let mut invocation = entry.invocation.clone();
     let settings = Effective::of(invocation.config());
-    invocation.set_deadline(Some(Instant::now() + settings.timeout));
+    invocation.set_deadline(rpc_core::service::deadline_after(settings.timeout));
     let result = match select.select(&invocation, &[]) {
         Ok(endpoint) => endpoint.call(&invocation).await,
         Err(error) => Err(error),

@@ -112,16 +112,17 @@ impl Conn {
     }
 }
 
-/// Removes a call's pending entry when the caller stops waiting (timeout, or
-/// the future was dropped, e.g. by a forking cluster).
-struct PendingGuard<'a> {
-    conn: &'a Conn,
+/// A call registered as pending on a connection: removes the entry when the
+/// caller stops waiting (timeout, or the future was dropped, polled or not,
+/// e.g. by a forking cluster), so no entry outlives its caller.
+struct PendingCall {
+    conn: Arc<Conn>,
     id: u64,
     /// Cleared once the reader has taken the entry.
     armed: bool,
 }
 
-impl Drop for PendingGuard<'_> {
+impl Drop for PendingCall {
     fn drop(&mut self) {
         if self.armed {
             self.conn.take(self.id);
@@ -355,10 +356,12 @@ impl Channel {
                 return Some(Box::pin(std::future::ready(Err(decorate(error, &self.inner.address)))));
             }
         };
+        let call = PendingCall { conn, id, armed: true };
         Some(Box::pin(async move {
-            exchange(&conn, id, frame, rx, deadline, timeout_ms)
+            let peer = call.conn.shared.peer.clone();
+            exchange(call, frame, rx, deadline, timeout_ms)
                 .await
-                .map_err(|e| decorate(e, &conn.shared.peer))
+                .map_err(|e| decorate(e, &peer))
         }))
     }
 
@@ -376,7 +379,8 @@ impl Channel {
         let timeout_ms = time_left(deadline)?;
         let conn = self.connection(deadline).await?;
         let (id, frame, rx) = self.prepare(&conn, invocation, timeout_ms)?;
-        exchange(&conn, id, Some(frame), rx, deadline, timeout_ms).await
+        let call = PendingCall { conn, id, armed: true };
+        exchange(call, Some(frame), rx, deadline, timeout_ms).await
     }
 
     /// Encodes the request and registers it as pending on `conn`.
@@ -436,14 +440,13 @@ fn time_left(deadline: Option<Instant>) -> Result<Option<u64>, RpcError> {
 /// Queues `frame` (unless it is queued already) and waits for the reply to
 /// call `id`, until `deadline`.
 async fn exchange(
-    conn: &Conn,
-    id: u64,
+    mut call: PendingCall,
     frame: Option<OutFrame>,
     rx: ReplyRx,
     deadline: Option<Instant>,
     timeout_ms: Option<u64>,
 ) -> Result<Response, RpcError> {
-    let mut guard = PendingGuard { conn, id, armed: true };
+    let conn = &*call.conn;
     if let Some(frame) = frame {
         // The queue was full (rare): wait for room, boxed so that the common
         // path's future stays small.
@@ -474,7 +477,7 @@ async fn exchange(
         None => rx.await,
     };
     // Answered: the reader already removed the entry.
-    guard.armed = false;
+    call.armed = false;
     let reply = match reply {
         Ok(reply) => reply?,
         Err(_) => return Err(RpcError::new(ErrorKind::ConnectionLost, conn.shared.reason())),
