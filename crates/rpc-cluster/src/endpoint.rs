@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use rpc_core::protocol::Health;
 use rpc_core::{BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Response, RpcError, ServiceKey, Url};
 
 use crate::loadbalance::{Candidate, Stats, Weighting};
@@ -23,7 +24,7 @@ struct Inner {
     /// What the hot path reads of `url`, worked out once per URL.
     profile: Profile,
     invoker: BoxInvoker,
-    available: Arc<dyn Fn() -> bool + Send + Sync>,
+    health: Arc<dyn Fn() -> Health + Send + Sync>,
     stats: Arc<Stats>,
     /// The invoker itself ends every call by the invocation's deadline.
     enforces_deadline: bool,
@@ -35,6 +36,9 @@ struct Profile {
     address: Arc<str>,
     weighting: Weighting,
     identity: u64,
+    /// The provider process: one process exporting several protocols
+    /// registers one URL per protocol, and these share it.
+    process: u64,
     /// Interface-level timeout and load balancer the URL publishes.
     published: MethodConfig,
     /// Whether the URL has method-level parameters (`sayHello.timeout=`).
@@ -47,17 +51,40 @@ impl Profile {
             address: url.address().into(),
             weighting: Weighting::of(url),
             identity: crate::loadbalance::identity(url),
+            process: process_of(url),
             published: crate::config::provider_defaults(url, ""),
             method_params: url.params().keys().any(|k| k.contains('.')),
         }
     }
 }
 
+/// URL parameter: the identity of the running provider that registered the
+/// URL, the same in every URL it registers (one per protocol and service).
+pub const INSTANCE: &str = "instance";
+
+/// The provider identity of a URL: its host and [`INSTANCE`] parameter (our
+/// providers publish one), else its host and `pid` parameter (Dubbo's
+/// providers of every language publish one), else its address.
+fn process_of(url: &Url) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    let pid = url
+        .param("pid")
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    match (url.param(INSTANCE).filter(|i| !i.is_empty()), pid) {
+        (Some(instance), _) => ("instance", url.host(), instance).hash(&mut hasher),
+        (None, Some(pid)) => ("pid", url.host(), pid).hash(&mut hasher),
+        (None, None) => ("address", url.host(), url.port()).hash(&mut hasher),
+    }
+    hasher.finish()
+}
+
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
             .field("url", &self.inner.url)
-            .field("available", &(self.inner.available)())
+            .field("health", &(self.inner.health)())
             .field("active", &self.inner.stats.active())
             .finish()
     }
@@ -67,12 +94,24 @@ impl Endpoint {
     /// An endpoint for `url` sending through `invoker`; `available` says
     /// whether it can take calls now (false while its connection is failing).
     pub fn new(url: Url, invoker: BoxInvoker, available: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self::with_health(url, invoker, move || {
+            if available() {
+                Health::Ready
+            } else {
+                Health::Unavailable
+            }
+        })
+    }
+
+    /// An endpoint for `url` sending through `invoker`, whose `health` says
+    /// whether it takes calls now (see [`Health`]): the channel's own.
+    pub fn with_health(url: Url, invoker: BoxInvoker, health: impl Fn() -> Health + Send + Sync + 'static) -> Self {
         Endpoint {
             inner: Arc::new(Inner {
                 profile: Profile::of(&url),
                 url,
                 invoker,
-                available: Arc::new(available),
+                health: Arc::new(health),
                 stats: Arc::default(),
                 enforces_deadline: false,
             }),
@@ -102,7 +141,7 @@ impl Endpoint {
             profile: Profile::of(&url),
             url,
             invoker: self.inner.invoker.clone(),
-            available: self.inner.available.clone(),
+            health: self.inner.health.clone(),
             stats: self.inner.stats.clone(),
             enforces_deadline: self.inner.enforces_deadline,
         }
@@ -152,7 +191,19 @@ impl Endpoint {
 
     /// Whether the endpoint can take calls now.
     pub fn is_available(&self) -> bool {
-        (self.inner.available)()
+        self.health() == Health::Ready
+    }
+
+    /// Whether the endpoint takes calls now, and if not, why.
+    pub fn health(&self) -> Health {
+        (self.inner.health)()
+    }
+
+    /// Whether `other` is served by the same provider process (one process
+    /// registers a URL per protocol it exports): the provider's host and
+    /// published `pid`, or its address when it publishes no pid.
+    pub fn same_process(&self, other: &Endpoint) -> bool {
+        self.inner.profile.process == other.inner.profile.process
     }
 
     /// Calls in flight and response times.

@@ -176,3 +176,37 @@ async fn acquire(
         Err(_) => Err(refused("no slot freed before the deadline")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use rpc_core::{ErrorKind, MethodConfig, Outcome};
+
+    use super::*;
+    use crate::policy::test_util::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waiting_for_an_actives_slot_is_refused_unsent_at_its_deadline() {
+        let a = Provider::new(1, Behaviour::Answer(Duration::from_secs(1)));
+        let invoker = ClusterInvoker::new(directory(&[&a]).await);
+        let config = MethodConfig::new().with_actives(1);
+        let holder = tokio::spawn(invoker.clone().call(invocation(config, Duration::from_secs(5))));
+        tokio::task::yield_now().await;
+        assert_eq!(a.calls(), 1, "the first call holds the only slot");
+        let started = Instant::now();
+        let error = invoker
+            .clone()
+            .call(invocation(config, Duration::from_millis(100)))
+            .await
+            .unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert_eq!(error.kind(), ErrorKind::LocalLimit, "{error}");
+        assert_eq!(error.outcome(), Outcome::NotSent);
+        assert!(error.to_string().contains("actives limit of 1"), "{error}");
+        assert_eq!(a.calls(), 1, "the refused call was never sent");
+        assert!(holder.await.unwrap().is_ok());
+    }
+}

@@ -29,7 +29,7 @@ mod select;
 
 pub use config::Effective;
 pub use directory::{Connect, Directory};
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, INSTANCE};
 pub use invoker::ClusterInvoker;
 pub use loadbalance::{Candidate, LoadBalance, Stats};
 pub use mock::{Mock, MockLayer, MockService, Mocks};

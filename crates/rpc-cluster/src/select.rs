@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use rpc_core::protocol::Health;
 use rpc_core::{ErrorKind, Invocation, LoadBalancer, RpcError, ServiceKey};
 use smallvec::SmallVec;
 
@@ -20,12 +21,15 @@ pub trait Select: Clone + Send + Sync + 'static {
     /// The reference the providers serve.
     fn service(&self) -> &ServiceKey;
 
-    /// One provider for `invocation`, preferring providers not in `tried`
-    /// and providers whose connection is healthy. Fails with
-    /// [`ErrorKind::NoProvider`] only when there is no provider at all.
+    /// One provider for `invocation`, preferring providers whose process is
+    /// not in `tried` and providers whose connection is healthy. Fails with
+    /// [`ErrorKind::NoProvider`] when there is no provider at all, or when
+    /// every one is shutting down.
     fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError>;
 
-    /// Every provider (broadcast).
+    /// Every provider process once (broadcast): of a process that exports
+    /// several protocols, the endpoint `select` would prefer; processes
+    /// shutting down are left out (they are leaving the cluster).
     fn select_all(&self, invocation: &Invocation) -> Result<Arc<Vec<Endpoint>>, RpcError>;
 }
 
@@ -124,6 +128,15 @@ impl Balancer {
         &self.inner.directory
     }
 
+    fn all_leaving(&self, invocation: &Invocation, count: usize) -> RpcError {
+        RpcError::new(
+            ErrorKind::NoProvider,
+            format!("every provider ({count}) is shutting down"),
+        )
+        .with_service(self.inner.directory.key())
+        .with_method(invocation.method())
+    }
+
     fn no_provider(&self, invocation: &Invocation) -> RpcError {
         RpcError::new(ErrorKind::NoProvider, "no provider matches the reference")
             .with_service(self.inner.directory.key())
@@ -163,9 +176,12 @@ impl Select for Balancer {
         // of the preferred protocol.
         let mut pool: SmallVec<[&Endpoint; INLINE]> = endpoints.iter().collect();
         if !tried.is_empty() {
-            keep_if_any(&mut pool, |e| !tried.iter().any(|t| t.host_port() == e.host_port()));
+            keep_if_any(&mut pool, |e| !tried.iter().any(|t| t.same_process(e)));
         }
         keep_if_any(&mut pool, |e| e.is_available());
+        if pool[0].health() == Health::Leaving && pool.iter().all(|e| e.health() == Health::Leaving) {
+            return Err(self.all_leaving(invocation, pool.len()));
+        }
         if let Some(prefer) = &self.inner.prefer {
             keep_if_any(&mut pool, |e| e.url().protocol() == &**prefer);
         }
@@ -183,6 +199,26 @@ impl Select for Balancer {
         if endpoints.is_empty() {
             return Err(self.no_provider(invocation));
         }
-        Ok(endpoints)
+        let prefer = self.inner.prefer.as_deref();
+        let mut chosen: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
+        let mut leaving = 0;
+        for endpoint in endpoints.iter() {
+            if endpoint.health() == Health::Leaving {
+                leaving += 1;
+                continue;
+            }
+            match chosen.iter_mut().find(|c| c.same_process(endpoint)) {
+                // Of one process, the preferred protocol's endpoint.
+                Some(slot) if prefer.is_some_and(|p| endpoint.url().protocol() == p && slot.url().protocol() != p) => {
+                    *slot = endpoint.clone();
+                }
+                Some(_) => {}
+                None => chosen.push(endpoint.clone()),
+            }
+        }
+        if chosen.is_empty() {
+            return Err(self.all_leaving(invocation, leaving));
+        }
+        Ok(Arc::new(chosen))
     }
 }

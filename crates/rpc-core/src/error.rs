@@ -136,6 +136,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// A local limit (such as a concurrency limit) refused the call before sending.
     LocalLimit,
+    /// The call's deadline passed before its request was sent (nothing ran).
+    Expired,
     /// The call's deadline passed before a response arrived.
     Timeout,
     /// The connection broke after the request was written.
@@ -155,7 +157,8 @@ impl ErrorKind {
             | ErrorKind::Closed
             | ErrorKind::Encode
             | ErrorKind::PayloadTooLarge
-            | ErrorKind::LocalLimit => Outcome::NotSent,
+            | ErrorKind::LocalLimit
+            | ErrorKind::Expired => Outcome::NotSent,
             ErrorKind::Timeout | ErrorKind::ConnectionLost => Outcome::Unknown,
             ErrorKind::Remote(Status::ServerTimeout) => Outcome::Unknown,
             // The provider refused before running the handler.
@@ -174,6 +177,7 @@ impl ErrorKind {
             ErrorKind::Encode => "cannot encode request",
             ErrorKind::PayloadTooLarge => "payload too large",
             ErrorKind::LocalLimit => "local limit reached",
+            ErrorKind::Expired => "the deadline passed before the request was sent",
             ErrorKind::Timeout => "timed out waiting for the response (outcome unknown)",
             ErrorKind::ConnectionLost => "connection lost after the request was sent (outcome unknown)",
             ErrorKind::Decode => "cannot decode response",

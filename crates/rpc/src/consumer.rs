@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rpc_cluster::{Balancer, ClusterInvoker, Connect, Directory, Endpoint, FailbackConfig, Mock, MockLayer, Mocks};
+use rpc_core::protocol::Health;
 use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
@@ -404,7 +405,7 @@ struct Connector {
 impl Connect for Connector {
     fn connect(&self, url: &Url) -> Option<Endpoint> {
         let address = url.address();
-        let (invoker, health): (BoxInvoker, Box<dyn Fn() -> bool + Send + Sync>) = match url.protocol() {
+        let (invoker, health): (BoxInvoker, Box<dyn Fn() -> Health + Send + Sync>) = match url.protocol() {
             "rpc" => {
                 let channel = shared(
                     &self.channels,
@@ -415,10 +416,7 @@ impl Connect for Connector {
                 );
                 let health = channel.clone();
                 // Sends from a borrowed invocation: failover keeps its copy without cloning.
-                (
-                    BoxInvoker::from_call_ref(channel),
-                    Box::new(move || !health.is_backing_off()),
-                )
+                (BoxInvoker::from_call_ref(channel), Box::new(move || health.health()))
             }
             "tri" => {
                 let channel = shared(
@@ -429,12 +427,19 @@ impl Connect for Connector {
                     TriChannel::downgrade,
                 );
                 let health = channel.clone();
-                (BoxInvoker::new(channel), Box::new(move || !health.is_backing_off()))
+                let health = move || {
+                    if health.is_backing_off() {
+                        Health::Unavailable
+                    } else {
+                        Health::Ready
+                    }
+                };
+                (BoxInvoker::new(channel), Box::new(health))
             }
             _ => return None,
         };
         // Both channels end every call by its deadline themselves.
-        Some(Endpoint::new(url.clone(), invoker, health).with_invoker_enforcing_deadlines())
+        Some(Endpoint::with_health(url.clone(), invoker, health).with_invoker_enforcing_deadlines())
     }
 }
 

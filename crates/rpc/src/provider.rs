@@ -253,10 +253,11 @@ impl ProviderBuilder {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or_default();
+        let instance = instance_id(timestamp);
         let mut urls = Vec::new();
         for (protocol, server) in &servers {
             for export in &self.exports {
-                urls.push(self.provider_url(protocol, server.local_addr().port(), export, timestamp));
+                urls.push(self.provider_url(protocol, server.local_addr().port(), export, timestamp, &instance));
             }
         }
         let provider = RunningProvider {
@@ -287,7 +288,7 @@ impl ProviderBuilder {
         Ok(())
     }
 
-    fn provider_url(&self, protocol: &str, port: u16, export: &Export, timestamp: u128) -> Url {
+    fn provider_url(&self, protocol: &str, port: u16, export: &Export, timestamp: u128, instance: &str) -> Url {
         let descriptor = export.handler.descriptor();
         let key = export.key();
         let mut url = Url::new(protocol, self.host.clone(), port)
@@ -300,6 +301,9 @@ impl ProviderBuilder {
             .with_param(keys::TIMESTAMP, timestamp.to_string())
             .with_param(keys::SERIALIZATION, Serialization::default().name())
             .with_param("pid", std::process::id().to_string())
+            // One per running provider: consumers call a provider exporting
+            // several protocols once where once is meant (broadcast, forking).
+            .with_param(rpc_cluster::INSTANCE, instance)
             // What Dubbo's own providers publish, so its tools show ours alike.
             .with_param("dynamic", "true")
             .with_param("anyhost", "false")
@@ -322,6 +326,17 @@ impl ProviderBuilder {
         }
         url
     }
+}
+
+/// A new identity for a running provider: unique among the providers of
+/// this process, and across processes of a host (process id and start time).
+fn instance_id(timestamp: u128) -> String {
+    use std::hash::{Hash, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::hash::DefaultHasher::new();
+    (std::process::id(), timestamp, STARTED.fetch_add(1, Ordering::Relaxed)).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 fn format_address(host: &str, port: u16) -> String {

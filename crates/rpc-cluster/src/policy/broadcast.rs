@@ -3,15 +3,19 @@
 use std::task::{Context, Poll};
 
 use futures::future::join_all;
-use rpc_core::{BoxFuture, Invocation, Response, RpcError};
+use rpc_core::{BoxFuture, Invocation, Outcome, Response, RpcError, Status};
 use tower::{Layer, Service};
 
 use crate::select::Select;
 
-/// Calls every provider at once and waits for all of them. The call succeeds
-/// (with the last provider's answer) only when every provider succeeded;
-/// otherwise it fails, after all have answered or timed out, with the first
-/// failure's kind and a message naming each provider that failed and why.
+/// Calls every provider process at once (once each, whatever protocols it
+/// exports) and waits for all of them. The call succeeds (with the last
+/// provider's answer) only when every provider succeeded; otherwise it
+/// fails, after all have answered or timed out, naming each provider that
+/// failed and why, with the kind of a failure whose outcome is unknown when
+/// there is one (the call may have run there), else the first failure's.
+/// Providers shutting down are not called, nor counted when they refuse
+/// because they started shutting down during the call: they are leaving.
 /// For cache invalidation and configuration pushes.
 #[derive(Clone, Debug)]
 pub struct Broadcast<S> {
@@ -60,10 +64,21 @@ impl<S: Select> Service<Invocation> for Broadcast<S> {
             for (endpoint, result) in endpoints.iter().zip(results) {
                 match result {
                     Ok(response) => last = Some(response),
+                    // It started shutting down after it was chosen: it is
+                    // leaving the cluster, and ran nothing.
+                    Err(error) if error.status() == Some(Status::ChannelInactive) => {
+                        tracing::debug!(%error, "broadcast: a provider left during the call");
+                    }
                     Err(error) => failures.push((endpoint.address(), error)),
                 }
             }
-            match (failures.first(), last) {
+            // The call's kind: one whose outcome is unknown when there is
+            // one (the call may have run there), else the first failure's.
+            let decisive = failures
+                .iter()
+                .find(|(_, e)| e.outcome() == Outcome::Unknown)
+                .or(failures.first());
+            match (decisive, last) {
                 (None, Some(response)) => Ok(response),
                 (Some((_, first)), _) => {
                     let list: Vec<String> = failures
@@ -96,7 +111,7 @@ impl<S: Select> Service<Invocation> for Broadcast<S> {
 mod tests {
     use std::time::Duration;
 
-    use rpc_core::{ErrorKind, MethodConfig};
+    use rpc_core::MethodConfig;
     use tower::ServiceExt;
 
     use super::*;
@@ -132,7 +147,7 @@ mod tests {
             Duration::from_millis(50),
             "waited for every provider"
         );
-        assert_eq!(error.kind(), ErrorKind::Connect);
+        assert_eq!(error.status(), Some(rpc_core::Status::ServerOverloaded));
         let text = error.to_string();
         assert!(text.contains("failed on 2 of 3 providers"), "{text}");
         assert!(
@@ -140,5 +155,46 @@ mod tests {
             "{text}"
         );
         assert_eq!(b.calls(), 1);
+    }
+
+    /// Defect: the call's kind was the first failure's, even when another
+    /// provider's outcome was unknown.
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_outcome_anywhere_is_the_calls() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Fail(unknown(), Duration::from_millis(10)));
+        let error = Broadcast::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.outcome(), rpc_core::Outcome::Unknown, "{error}");
+        assert!(error.to_string().contains("failed on 2 of 2"), "{error}");
+    }
+
+    /// Defect: a process exporting two protocols was called twice.
+    #[tokio::test(start_paused = true)]
+    async fn one_process_is_called_once_whatever_it_exports() {
+        let rpc = Provider::at("rpc://127.0.0.1:1/a.B?pid=7", Behaviour::Answer(Duration::ZERO));
+        let tri = Provider::at("tri://127.0.0.1:2/a.B?pid=7", Behaviour::Answer(Duration::ZERO));
+        let other = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", Behaviour::Answer(Duration::ZERO));
+        let unnamed = Provider::at("tri://127.0.0.1:4/a.B", Behaviour::Answer(Duration::ZERO));
+        let select = crate::Balancer::new(directory(&[&rpc, &tri, &other, &unnamed]).await);
+        Broadcast::new(select)
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(rpc.calls() + tri.calls(), 1, "one call to process 7");
+        assert_eq!((other.calls(), unnamed.calls()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_that_starts_shutting_down_during_the_call_is_not_a_failure() {
+        let a = Provider::new(1, Behaviour::Fail(shutting_down(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
+        let response = Broadcast::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 2);
     }
 }

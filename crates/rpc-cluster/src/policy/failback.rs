@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
+use super::send;
 use crate::config::Effective;
 use crate::select::Select;
 
@@ -106,13 +107,10 @@ impl<S: Select> Service<Invocation> for Failback<S> {
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let attempt = self.select.select(&invocation, &[]).map(|e| e.call(&invocation));
+        let select = self.select.clone();
         let (queue, queued, capacity) = (self.queue.clone(), self.queued.clone(), self.config.capacity);
         Box::pin(async move {
-            let result = match attempt {
-                Ok(call) => call.await,
-                Err(error) => Err(error),
-            };
+            let result = send(&select, &invocation, &mut Vec::new()).await;
             let error = match result {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
@@ -204,10 +202,7 @@ async fn retry<S: Select>(select: &S, mut entry: Entry) -> Option<Entry> {
     let mut invocation = entry.invocation.clone();
     let settings = Effective::of(invocation.config());
     invocation.set_deadline(rpc_core::service::deadline_after(settings.timeout));
-    let result = match select.select(&invocation, &[]) {
-        Ok(endpoint) => endpoint.call(&invocation).await,
-        Err(error) => Err(error),
-    };
+    let result = send(select, &invocation, &mut Vec::new()).await;
     match result {
         Ok(_) => {
             tracing::info!(

@@ -5,10 +5,13 @@ use std::task::{Context, Poll};
 use rpc_core::{BoxFuture, Invocation, Response, RpcError};
 use tower::{Layer, Service};
 
+use super::send;
 use crate::select::Select;
 
 /// One attempt on one provider; its error is the call's. For writes that must
-/// not run twice.
+/// not run twice. (A provider that refuses the call before running it, being
+/// unreachable or shutting down, is passed over for another, as under every
+/// policy: the call was not sent.)
 #[derive(Clone, Debug)]
 pub struct Failfast<S> {
     select: S,
@@ -43,10 +46,8 @@ impl<S: Select> Service<Invocation> for Failfast<S> {
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
-        match self.select.select(&invocation, &[]) {
-            Ok(endpoint) => Box::pin(endpoint.call(&invocation)),
-            Err(error) => Box::pin(async move { Err(error) }),
-        }
+        let select = self.select.clone();
+        Box::pin(async move { send(&select, &invocation, &mut Vec::new()).await })
     }
 }
 
@@ -54,7 +55,7 @@ impl<S: Select> Service<Invocation> for Failfast<S> {
 mod tests {
     use std::time::Duration;
 
-    use rpc_core::{ErrorKind, MethodConfig, Outcome};
+    use rpc_core::{MethodConfig, Outcome};
     use tower::ServiceExt;
 
     use super::*;
@@ -68,7 +69,7 @@ mod tests {
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(5)))
             .await
             .unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::Connect);
+        assert_eq!(error.status(), Some(rpc_core::Status::ServerOverloaded));
         assert_eq!(error.address(), Some("127.0.0.1:1"));
         assert_eq!(b.calls(), 0);
     }
@@ -83,5 +84,28 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.outcome(), Outcome::Unknown);
         assert_eq!(started.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_provider_is_passed_over_not_retried() {
+        let a = Provider::new(1, Behaviour::Fail(unreachable(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
+        let response = Failfast::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 2, "the call never reached provider 1: it moved on");
+        assert_eq!((a.calls(), b.calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_provider_shutting_down_is_passed_over() {
+        let a = Provider::new(1, Behaviour::Fail(shutting_down(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
+        let response = Failfast::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 2);
     }
 }

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use rpc_core::{BoxFuture, Invocation, Outcome, Response, RpcError};
 use tower::{Layer, Service};
 
-use super::{deadline_passed, expired};
+use super::{combine, deadline_passed, expired, send};
 use crate::config::Effective;
 use crate::select::Select;
 
@@ -72,43 +72,40 @@ impl<S: Select> Failover<S> {
             let mut uncertain: Option<RpcError> = None;
             for attempt in 1..=attempts {
                 if attempt > 1 && expired(&invocation) {
-                    return Err(deadline_passed(&invocation, last));
+                    let error = deadline_passed(&invocation, last);
+                    return Err(combine(
+                        uncertain,
+                        error,
+                        format_args!("after {} attempts", attempt - 1),
+                    ));
                 }
-                let endpoint = match select.select(&invocation, &tried) {
-                    Ok(endpoint) => endpoint,
-                    Err(e) => return Err(last.unwrap_or(e)),
-                };
-                match endpoint.call(&invocation).await {
+                let error = match send(&select, &invocation, &mut tried).await {
                     Ok(response) => {
                         if let Some(error) = last {
                             tracing::debug!(attempt, %error, "failover: succeeded after retrying");
                         }
                         return Ok(response);
                     }
-                    Err(error) => {
-                        if !error.is_retryable(idempotent) {
-                            return Err(error);
-                        }
-                        tracing::debug!(attempt, attempts, %error, "failover: attempt failed");
-                        tried.push(endpoint);
-                        if uncertain.is_none() && error.outcome() == Outcome::Unknown {
-                            uncertain = Some(error.clone());
-                        }
-                        last = Some(error);
-                    }
+                    Err(error) => error,
+                };
+                if !error.is_retryable(idempotent) {
+                    return Err(match uncertain {
+                        None => error,
+                        uncertain => combine(uncertain, error, format_args!("attempt {attempt}")),
+                    });
                 }
+                tracing::debug!(attempt, attempts, %error, "failover: attempt failed");
+                if uncertain.is_none() && error.outcome() == Outcome::Unknown {
+                    uncertain = Some(error.clone());
+                }
+                last = Some(error);
             }
             let mut providers: Vec<String> = tried.iter().map(|e| e.address()).collect();
             providers.dedup();
             let note = format_args!("{attempts} attempts, on {}", providers.join(", "));
-            Err(match (uncertain, last) {
-                // An earlier attempt may have run: the call's outcome is unknown,
-                // whatever the later attempts said.
-                (Some(uncertain), Some(last)) if last.outcome() != Outcome::Unknown => {
-                    uncertain.with_note(format_args!("{note}; last: {last}"))
-                }
-                (_, Some(last)) => last.with_note(note),
-                (_, None) => deadline_passed(&invocation, None),
+            Err(match last {
+                Some(last) => combine(uncertain, last, note),
+                None => deadline_passed(&invocation, None),
             })
         })
     }
@@ -148,7 +145,7 @@ mod tests {
             .oneshot(invocation(MethodConfig::new().with_retries(1), LONG))
             .await
             .unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::Connect);
+        assert_eq!(error.status(), Some(rpc_core::Status::ServerOverloaded));
         assert!(
             error.to_string().contains("2 attempts, on 127.0.0.1:1, 127.0.0.1:2"),
             "{error}"
@@ -193,7 +190,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.outcome(), rpc_core::Outcome::Unknown, "{error}");
-        assert!(error.to_string().contains("last: cannot connect"), "{error}");
+        assert!(error.to_string().contains("last: provider overloaded"), "{error}");
     }
 
     #[tokio::test]
@@ -235,5 +232,68 @@ mod tests {
             .unwrap();
         assert_eq!(port(&response), 2);
         assert_eq!(started.elapsed(), Duration::from_millis(210));
+    }
+
+    /// Defect: the deadline path returned the last error even when an earlier
+    /// attempt's outcome was unknown.
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_outcome_stays_unknown_when_the_deadline_ends_the_call() {
+        let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
+        // Fails (not sent) exactly at the deadline: no time for another attempt.
+        let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::from_millis(500)));
+        let c = Provider::new(3, Behaviour::Answer(Duration::ZERO));
+        let error = Failover::new(InOrder::new(&[&a, &b, &c]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_millis(500)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.outcome(), rpc_core::Outcome::Unknown, "{error}");
+        assert_eq!(c.calls(), 0);
+    }
+
+    /// Defect: an error that cannot be retried, after an attempt whose
+    /// outcome was unknown, was returned as the call's: "not run".
+    #[tokio::test]
+    async fn an_unknown_outcome_stays_unknown_when_a_later_attempt_is_refused() {
+        let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Fail(remote_bad_request(), Duration::ZERO));
+        let error = Failover::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), LONG))
+            .await
+            .unwrap_err();
+        assert_eq!(error.outcome(), rpc_core::Outcome::Unknown, "{error}");
+        assert!(error.to_string().contains("bad request"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn retries_zero_still_passes_over_a_provider_that_cannot_take_the_call() {
+        let a = Provider::new(1, Behaviour::Fail(unreachable(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
+        let response = Failover::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(
+                MethodConfig::new().with_retries(0).with_idempotent(false),
+                LONG,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 2);
+    }
+
+    #[tokio::test]
+    async fn untried_means_another_process_not_another_protocol_of_the_same_one() {
+        let rpc = Provider::at(
+            "rpc://127.0.0.1:1/a.B?pid=7",
+            Behaviour::Fail(not_sent(), Duration::ZERO),
+        );
+        let tri = Provider::at(
+            "tri://127.0.0.1:2/a.B?pid=7",
+            Behaviour::Fail(not_sent(), Duration::ZERO),
+        );
+        let other = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", Behaviour::Answer(Duration::ZERO));
+        let response = Failover::new(InOrder::new(&[&rpc, &tri, &other]))
+            .oneshot(invocation(MethodConfig::new().with_retries(1), LONG))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 3);
+        assert_eq!(tri.calls(), 0);
     }
 }

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use rpc_core::{BoxFuture, Invocation, Response, RpcError};
 use tower::{Layer, Service};
 
+use super::send;
 use crate::select::Select;
 
 /// One attempt; on failure, log a warning and answer the zero value of the
@@ -48,12 +49,9 @@ impl<S: Select> Service<Invocation> for Failsafe<S> {
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let attempt = self.select.select(&invocation, &[]).map(|e| e.call(&invocation));
+        let select = self.select.clone();
         Box::pin(async move {
-            let result = match attempt {
-                Ok(call) => call.await,
-                Err(error) => Err(error),
-            };
+            let result = send(&select, &invocation, &mut Vec::new()).await;
             Ok(result.unwrap_or_else(|error| {
                 tracing::warn!(%error, "failsafe: ignoring a failed call, answering the zero value");
                 Response::zero(error)

@@ -4,17 +4,19 @@ use std::task::{Context, Poll};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use rpc_core::{BoxFuture, Invocation, Response, RpcError};
+use rpc_core::{BoxFuture, Invocation, Outcome, Response, RpcError};
 use tower::{Layer, Service};
 
-use super::deadline_passed;
+use super::{combine, deadline_passed};
 use crate::config::Effective;
 use crate::select::Select;
 
 /// Calls `forks` different providers (default 2; fewer when fewer exist) at
-/// once. The first success is the answer and the other attempts are
+/// once (different provider processes: one exporting two protocols is called
+/// once). The first success is the answer and the other attempts are
 /// cancelled (their responses are discarded); when all fail, the error of
-/// the last to fail. Every attempt ends by the call's deadline, so a call
+/// the last to fail, unless an earlier one's outcome was unknown: then that
+/// one, for the call may have run. Every attempt ends by the call's deadline, so a call
 /// that no provider answers in time fails with a timeout, never an empty
 /// success. For reads where latency matters more than load.
 #[derive(Clone, Debug)]
@@ -56,11 +58,7 @@ impl<S: Select> Service<Invocation> for Forking<S> {
         for _ in 0..forks {
             match self.select.select(&invocation, &chosen) {
                 // Select answers a tried provider once all were tried: stop there.
-                Ok(endpoint)
-                    if chosen
-                        .iter()
-                        .any(|c: &crate::Endpoint| c.address() == endpoint.address()) =>
-                {
+                Ok(endpoint) if chosen.iter().any(|c: &crate::Endpoint| c.same_process(&endpoint)) => {
                     break;
                 }
                 Ok(endpoint) => chosen.push(endpoint),
@@ -68,16 +66,26 @@ impl<S: Select> Service<Invocation> for Forking<S> {
             }
         }
         let mut attempts: FuturesUnordered<_> = chosen.iter().map(|e| e.call(&invocation)).collect();
+        let forks = chosen.len();
         Box::pin(async move {
             let mut last = None;
+            let mut uncertain = None;
             while let Some(result) = attempts.next().await {
                 match result {
                     // Returning drops the other attempts: they are cancelled.
                     Ok(response) => return Ok(response),
-                    Err(error) => last = Some(error),
+                    Err(error) => {
+                        if uncertain.is_none() && error.outcome() == Outcome::Unknown {
+                            uncertain = Some(error.clone());
+                        }
+                        last = Some(error);
+                    }
                 }
             }
-            Err(last.unwrap_or_else(|| deadline_passed(&invocation, None)))
+            Err(match last {
+                Some(last) => combine(uncertain, last, format_args!("all {forks} forks failed")),
+                None => deadline_passed(&invocation, None),
+            })
         })
     }
 }
@@ -141,5 +149,40 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Timeout);
         assert_eq!(started.elapsed(), Duration::from_millis(500));
+    }
+
+    /// Defect: when every fork failed, the last error was the call's, even
+    /// when an earlier fork's outcome was unknown.
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_outcome_among_the_forks_is_the_calls() {
+        let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
+        let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::from_millis(10)));
+        let error = Forking::new(InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.outcome(), rpc_core::Outcome::Unknown, "{error}");
+    }
+
+    /// Defect: a process exporting two protocols was forked to twice.
+    #[tokio::test(start_paused = true)]
+    async fn one_process_is_one_fork_whatever_it_exports() {
+        let rpc = Provider::at(
+            "rpc://127.0.0.1:1/a.B?pid=7",
+            Behaviour::Answer(Duration::from_millis(50)),
+        );
+        let tri = Provider::at(
+            "tri://127.0.0.1:2/a.B?pid=7",
+            Behaviour::Answer(Duration::from_millis(50)),
+        );
+        let other = Provider::at(
+            "rpc://127.0.0.1:3/a.B?pid=8",
+            Behaviour::Answer(Duration::from_millis(50)),
+        );
+        Forking::new(InOrder::new(&[&rpc, &tri, &other]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!((rpc.calls(), tri.calls(), other.calls()), (1, 0, 1));
     }
 }

@@ -33,8 +33,67 @@ pub use failover::{Failover, FailoverLayer};
 pub use failsafe::{Failsafe, FailsafeLayer};
 pub use forking::{Forking, ForkingLayer};
 
-use rpc_core::{ErrorKind, Invocation, RpcError, Status};
+use rpc_core::{ErrorKind, Invocation, Outcome, Response, RpcError, Status};
 use tokio::time::Instant;
+
+use crate::endpoint::Endpoint;
+use crate::select::Select;
+
+/// Whether `error` is a provider refusing a call before any handler ran it
+/// because it cannot take calls now: unreachable, its connection closed
+/// before the request was written, or shutting down.
+fn refused_by_provider(error: &RpcError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Connect | ErrorKind::Closed | ErrorKind::Remote(Status::ChannelInactive)
+    )
+}
+
+/// One attempt of a call: a provider picked by `select` (avoiding the
+/// processes in `tried`), and the request sent to it.
+///
+/// A provider that refuses the call before running it because it cannot take
+/// calls (see [`refused_by_provider`]) is passed over for another, while the
+/// deadline allows and untried providers remain: such a call reached no
+/// handler, so moving it is not a retry in Dubbo's sense, and every policy
+/// does it (a rolling restart costs no call even under failfast). The
+/// providers that failed are added to `tried`; a successful one is not.
+pub(crate) async fn send<S: Select>(
+    select: &S,
+    invocation: &Invocation,
+    tried: &mut Vec<Endpoint>,
+) -> Result<Response, RpcError> {
+    let mut endpoint = select.select(invocation, tried)?;
+    loop {
+        let error = match endpoint.call(invocation).await {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        tried.push(endpoint);
+        if !refused_by_provider(&error) || expired(invocation) {
+            return Err(error);
+        }
+        match select.select(invocation, tried) {
+            Ok(next) if !tried.iter().any(|t| t.same_process(&next)) => {
+                tracing::debug!(%error, next = next.host_port(), "provider refused the call before running it; moving it");
+                endpoint = next;
+            }
+            _ => return Err(error),
+        }
+    }
+}
+
+/// The error of a call that made several attempts, `last` being the one that
+/// ended it: when an earlier attempt's outcome was unknown (it may have run),
+/// the call's error says so, whatever the later ones said.
+fn combine(uncertain: Option<RpcError>, last: RpcError, note: impl std::fmt::Display) -> RpcError {
+    match uncertain {
+        Some(uncertain) if last.outcome() != Outcome::Unknown => {
+            uncertain.with_note(format_args!("{note}; last: {last}"))
+        }
+        _ => last.with_note(note),
+    }
+}
 
 /// The error for a call whose deadline passed between attempts.
 fn deadline_passed(invocation: &Invocation, last: Option<RpcError>) -> RpcError {
@@ -48,7 +107,7 @@ fn deadline_passed(invocation: &Invocation, last: Option<RpcError>) -> RpcError 
             error
         }
         Some(error) => error.with_note("and the deadline passed before another attempt"),
-        None => RpcError::new(ErrorKind::Timeout, "the deadline passed before the call was sent")
+        None => RpcError::new(ErrorKind::Expired, "the deadline passed before the call was sent")
             .with_service(invocation.service())
             .with_method(invocation.method()),
     }
@@ -94,6 +153,13 @@ pub(crate) mod test_util {
 
     impl Provider {
         pub(crate) fn new(port: u16, behaviour: Behaviour) -> Provider {
+            Self::at(&format!("rpc://127.0.0.1:{port}/a.B"), behaviour)
+        }
+
+        /// A scripted provider registered as `url` (it answers its port).
+        pub(crate) fn at(url: &str, behaviour: Behaviour) -> Provider {
+            let url = Url::parse(url).unwrap();
+            let port = url.port();
             let calls = Arc::new(AtomicUsize::new(0));
             let behaviour = Arc::new(Mutex::new(behaviour));
             let (c, b) = (calls.clone(), behaviour.clone());
@@ -114,7 +180,6 @@ pub(crate) mod test_util {
                     }
                 }
             }));
-            let url = Url::parse(&format!("rpc://127.0.0.1:{port}/a.B")).unwrap();
             Provider {
                 endpoint: Endpoint::new(url, invoker, || true),
                 calls,
@@ -153,10 +218,7 @@ pub(crate) mod test_util {
         }
 
         fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
-            let fresh = self
-                .endpoints
-                .iter()
-                .find(|e| !tried.iter().any(|t| t.address() == e.address()));
+            let fresh = self.endpoints.iter().find(|e| !tried.iter().any(|t| t.same_process(e)));
             fresh
                 .or(self.endpoints.first())
                 .cloned()
@@ -188,11 +250,36 @@ pub(crate) mod test_util {
 
     /// Errors of each kind.
     pub(crate) fn not_sent() -> RpcError {
-        RpcError::new(rpc_core::ErrorKind::Connect, "refused")
+        RpcError::remote(rpc_core::Status::ServerOverloaded, "refused")
+    }
+
+    /// A provider that cannot take calls (unreachable): passed over under every policy.
+    pub(crate) fn unreachable() -> RpcError {
+        RpcError::new(rpc_core::ErrorKind::Connect, "connection refused")
     }
 
     pub(crate) fn unknown() -> RpcError {
         RpcError::new(rpc_core::ErrorKind::ConnectionLost, "reset")
+    }
+
+    /// A provider refusing because it is shutting down.
+    pub(crate) fn shutting_down() -> RpcError {
+        RpcError::remote(rpc_core::Status::ChannelInactive, "shutting down")
+    }
+
+    /// A live directory holding exactly the scripted providers' endpoints.
+    pub(crate) async fn directory(providers: &[&Provider]) -> Arc<crate::Directory> {
+        struct Fixed(Vec<Endpoint>);
+        impl crate::Connect for Fixed {
+            fn connect(&self, url: &Url) -> Option<Endpoint> {
+                self.0.iter().find(|e| e.url() == url).cloned()
+            }
+        }
+        let endpoints: Vec<Endpoint> = providers.iter().map(|p| p.endpoint.clone()).collect();
+        let urls: Arc<Vec<Url>> = Arc::new(endpoints.iter().map(|e| e.url().clone()).collect());
+        let key = ServiceKey::new("a.B", None, None);
+        let source = futures::StreamExt::chain(futures::stream::iter([urls]), futures::stream::pending());
+        crate::Directory::new(key, Arc::new(Fixed(endpoints)), vec![Box::pin(source)]).await
     }
 
     pub(crate) fn remote_bad_request() -> RpcError {

@@ -1,4 +1,18 @@
-//! Wire protocols. [`rpc`] is the native binary protocol.
+//! Wire protocols. [`rpc`] is the native binary protocol, [`tri`] Dubbo's
+//! Triple (gRPC-compatible HTTP/2, and HTTP/1.1 JSON).
 
 pub mod rpc;
 pub mod tri;
+
+/// Whether a provider's channel should take new calls, as the cluster's
+/// selection sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// Connected, or not tried yet: send calls here.
+    Ready,
+    /// Connecting, or waiting to reconnect after a failure: prefer others.
+    Unavailable,
+    /// The provider said it is shutting down: send it nothing new. It is
+    /// leaving the cluster, so a broadcast does not wait for it either.
+    Leaving,
+}

@@ -1,7 +1,7 @@
 //! The client side: [`Channel`], one multiplexed connection to one provider.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use super::conn::{ConnShared, QUEUE, run_writer};
 use super::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMetaRef};
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::Invocation;
+use crate::protocol::Health;
 use crate::service::{BoxFuture as ServiceFuture, Response};
 
 /// Settings of a [`Channel`].
@@ -73,6 +74,8 @@ struct Conn {
     pending: Mutex<Pending>,
     /// The provider said it is shutting down: send it nothing new.
     readonly: AtomicBool,
+    /// The channel this connection belongs to, told when the provider goes read-only.
+    channel: Weak<Inner>,
 }
 
 impl Conn {
@@ -143,12 +146,24 @@ enum State {
     },
 }
 
+/// [`State`] as a number, readable without the lock.
+struct Phase;
+
+impl Phase {
+    const IDLE: u8 = 0;
+    const CONNECTING: u8 = 1;
+    const CONNECTED: u8 = 2;
+    const BACKOFF: u8 = 3;
+    /// Connected, and the provider said it is shutting down.
+    const LEAVING: u8 = 4;
+}
+
 struct Inner {
     address: String,
     config: ChannelConfig,
     state: Mutex<State>,
-    /// Whether `state` is `Connected`: read without the lock by health checks.
-    connected: AtomicBool,
+    /// What `state` is, for health checks that take no lock (see [`Phase`]).
+    phase: AtomicU8,
     next_id: AtomicU64,
 }
 
@@ -224,7 +239,7 @@ impl Channel {
                 address: address.into(),
                 config,
                 state: Mutex::new(State::Idle),
-                connected: AtomicBool::new(false),
+                phase: AtomicU8::new(Phase::IDLE),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -243,10 +258,24 @@ impl Channel {
     /// Whether the last connection attempt failed and the channel is waiting to retry.
     pub fn is_backing_off(&self) -> bool {
         // Connected (the common case): no lock, no clock.
-        if self.inner.connected.load(Ordering::Acquire) {
+        if self.inner.phase.load(Ordering::Acquire) != Phase::BACKOFF {
             return false;
         }
         matches!(&*self.lock_state(), State::Backoff { until, .. } if *until > Instant::now())
+    }
+
+    /// Whether new calls should come here: [`Health::Ready`] when connected
+    /// or not yet tried; [`Health::Unavailable`] while connecting or backing
+    /// off after a failure (a dead or unreachable host is not waited on by
+    /// every call); [`Health::Leaving`] once the provider said it is shutting
+    /// down. Takes no lock when connected.
+    pub fn health(&self) -> Health {
+        match self.inner.phase.load(Ordering::Acquire) {
+            Phase::CONNECTED | Phase::IDLE => Health::Ready,
+            Phase::LEAVING => Health::Leaving,
+            Phase::BACKOFF if !self.is_backing_off() => Health::Ready,
+            _ => Health::Unavailable,
+        }
     }
 
     /// Calls waiting for a response on the current connection.
@@ -259,8 +288,11 @@ impl Channel {
 
     /// Closes the current connection, failing its in-flight calls. The next call reconnects.
     pub fn disconnect(&self) {
-        let old = std::mem::replace(&mut *self.lock_state(), State::Idle);
-        self.inner.connected.store(false, Ordering::Release);
+        let old = {
+            let mut state = self.lock_state();
+            self.inner.phase.store(Phase::IDLE, Ordering::Release);
+            std::mem::replace(&mut *state, State::Idle)
+        };
         if let State::Connected(conn) = old {
             conn.shared.close("closed by the client");
         }
@@ -300,15 +332,17 @@ impl Channel {
                     };
                     let fut = connect(Arc::downgrade(&self.inner), failures).boxed().shared();
                     *state = State::Connecting(fut.clone());
+                    self.inner.phase.store(Phase::CONNECTING, Ordering::Release);
                     fut
                 }
             }
         };
         match deadline {
+            // Still connecting at the deadline: the request was never written.
             Some(deadline) => tokio::time::timeout_at(deadline, connecting).await.unwrap_or_else(|_| {
                 Err(RpcError::new(
-                    ErrorKind::Timeout,
-                    "the deadline passed while connecting",
+                    ErrorKind::Connect,
+                    format!("no connection to {} before the call's deadline", self.inner.address),
                 ))
             }),
             None => connecting.await,
@@ -429,7 +463,7 @@ fn time_left(deadline: Option<Instant>) -> Result<Option<u64>, RpcError> {
         Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
             Some(left) if !left.is_zero() => Ok(Some(left.as_millis().max(1) as u64)),
             _ => Err(RpcError::new(
-                ErrorKind::Timeout,
+                ErrorKind::Expired,
                 "the deadline passed before the call was sent",
             )),
         },
@@ -527,6 +561,7 @@ async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcEr
         tx,
         pending: Mutex::default(),
         readonly: AtomicBool::new(false),
+        channel: channel.clone(),
     });
     let heartbeat = config.heartbeat;
     let writer_conn = conn.clone();
@@ -577,7 +612,7 @@ async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcEr
         Some(inner) => {
             let mut state = inner.lock_state();
             *state = State::Connected(conn.clone());
-            inner.connected.store(true, Ordering::Release);
+            inner.phase.store(Phase::CONNECTED, Ordering::Release);
         }
         None => conn.shared.close("the channel was dropped"),
     }
@@ -599,12 +634,14 @@ impl Inner {
             .saturating_mul(1u32 << (failures - 1).min(16))
             .min(config.backoff_max);
         tracing::debug!(address = %self.address, failures, backoff_ms = backoff.as_millis() as u64, %error, "connect failed");
-        self.connected.store(false, Ordering::Release);
-        *self.lock_state() = State::Backoff {
+        let mut state = self.lock_state();
+        *state = State::Backoff {
             until: Instant::now() + backoff,
             failures,
             error: error.clone(),
         };
+        self.phase.store(Phase::BACKOFF, Ordering::Release);
+        drop(state);
         error
     }
 }
@@ -622,7 +659,7 @@ fn on_connection_lost(channel: &Weak<Inner>, conn: &Arc<Conn>) {
             return;
         }
         *state = State::Idle;
-        inner.connected.store(false, Ordering::Release);
+        inner.phase.store(Phase::IDLE, Ordering::Release);
     }
     tracing::debug!(address = %inner.address, reason = %conn.shared.reason(), "connection lost; probing the provider");
     let channel = channel.clone();
@@ -684,6 +721,12 @@ fn on_event(conn: &Conn, header: &Header, body: &Bytes) {
     if &body[..] == READONLY_EVENT {
         tracing::info!(peer = %conn.shared.peer, "provider is shutting down; no new calls go to it");
         conn.readonly.store(true, Ordering::Relaxed);
+        if let Some(inner) = conn.channel.upgrade() {
+            let state = inner.lock_state();
+            if matches!(&*state, State::Connected(current) if std::ptr::eq(&**current, conn)) {
+                inner.phase.store(Phase::LEAVING, Ordering::Release);
+            }
+        }
     }
     if header.is_two_way() {
         let _ = conn.tx.try_send(OutFrame::event(header.id, false, false, b""));
