@@ -8,11 +8,17 @@
 //! ```
 //!
 //! Calls `say_hello` until the call count or the duration is reached, with
-//! `--concurrency` calls in flight, and ends with one line `ok=<n> failed=<m>`.
-//! Exits 0 when nothing failed, 1 when some calls failed, 2 when it could not start.
+//! `--concurrency` calls in flight, and ends with one line
+//! `ok=<n> failed=<m> degraded=<k>`: `ok` counts real answers of providers;
+//! `degraded` counts calls answered by the consumer itself (a failsafe or
+//! failback zero value, a mock), which are not `ok`. Exits 0 when every call
+//! was ok, 1 when some failed or were degraded, 2 when it could not start.
+//! With `-v`, every reply is printed, and the failures, grouped by kind with
+//! a count and one message each, on stderr at the end.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
@@ -65,7 +71,7 @@ struct Args {
     /// Fail at start when no provider exists.
     #[arg(long, default_value_t = false)]
     check: bool,
-    /// Print every reply and error.
+    /// Print every reply, and the failures grouped by kind at the end.
     #[arg(long, short)]
     verbose: bool,
 }
@@ -78,9 +84,9 @@ async fn main() {
         .init();
     let args = Args::parse();
     match run(args).await {
-        Ok((ok, failed)) => {
-            println!("ok={ok} failed={failed}");
-            std::process::exit(if failed == 0 { 0 } else { 1 });
+        Ok(Summary { ok, failed, degraded }) => {
+            println!("ok={ok} failed={failed} degraded={degraded}");
+            std::process::exit(if failed == 0 && degraded == 0 { 0 } else { 1 });
         }
         Err(e) => {
             eprintln!("greeter-consumer: {e}");
@@ -89,7 +95,17 @@ async fn main() {
     }
 }
 
-async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
+/// What the calls came to.
+struct Summary {
+    /// Answered by a provider.
+    ok: u64,
+    /// Failed.
+    failed: u64,
+    /// Answered by the consumer itself (zero value, mock).
+    degraded: u64,
+}
+
+async fn run(args: Args) -> Result<Summary, rpc::Error> {
     let mut builder = rpc::Consumer::builder().application("greeter-consumer");
     for registry in &args.registry {
         builder = builder.registry(registry.clone());
@@ -123,10 +139,13 @@ async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
     let issued = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    // Failures by kind: how many, and the first message.
+    let failures: Arc<Mutex<BTreeMap<String, (u64, String)>>> = Arc::default();
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..args.concurrency.max(1) {
         let (greeter, issued, ok, failed) = (greeter.clone(), issued.clone(), ok.clone(), failed.clone());
+        let failures = failures.clone();
         let verbose = args.verbose;
         workers.push(tokio::spawn(async move {
             loop {
@@ -147,7 +166,9 @@ async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
                     Err(e) => {
                         failed.fetch_add(1, Ordering::Relaxed);
                         if verbose {
-                            eprintln!("call {n} failed: {e}");
+                            let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+                            let kind = format!("{:?} ({:?})", e.kind(), e.outcome());
+                            failures.entry(kind).or_insert_with(|| (0, e.to_string())).0 += 1;
                         }
                     }
                 }
@@ -159,12 +180,21 @@ async fn run(args: Args) -> Result<(u64, u64), rpc::Error> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let done = ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    for (kind, (count, message)) in failures.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        eprintln!("failed: {count} x {kind}, e.g. {message}");
+    }
     // Throughput for load experiments, on stderr: stdout ends with ok/failed.
     eprintln!(
         "elapsed={elapsed:.2}s calls={done} qps={:.0}",
         done as f64 / elapsed.max(f64::EPSILON)
     );
-    Ok((ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed)))
+    // Successes the consumer answered itself are not real answers.
+    let degraded = rpc::ServiceClient::stub(&greeter).degraded_answers();
+    Ok(Summary {
+        ok: ok.load(Ordering::Relaxed).saturating_sub(degraded),
+        failed: failed.load(Ordering::Relaxed),
+        degraded,
+    })
 }
 
 fn parse_serialization(name: &str) -> Result<rpc::Serialization, String> {

@@ -193,6 +193,18 @@ impl ConsumerOutput {
         }
     }
 
+    /// `degraded=<k>` from the final line: calls the consumer answered itself.
+    ///
+    /// # Panics
+    /// When the line is missing.
+    pub fn degraded(&self) -> u64 {
+        let last = self.stdout.last().map(String::as_str).unwrap_or_default();
+        last.split_whitespace()
+            .find_map(|kv| kv.strip_prefix("degraded="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `degraded=<k>` in the last line; stdout: {:?}", self.stdout))
+    }
+
     /// Stdout lines containing `needle`.
     pub fn count_lines(&self, needle: &str) -> usize {
         self.stdout.iter().filter(|l| l.contains(needle)).count()

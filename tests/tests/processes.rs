@@ -147,7 +147,11 @@ async fn the_consumer_example_reports_ok_and_failed() {
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().last(), Some("ok=200 failed=0"), "stdout: {stdout}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("ok=200 failed=0 degraded=0"),
+        "stdout: {stdout}"
+    );
     assert!(out.status.success());
 
     let out = run(vec![
@@ -167,7 +171,7 @@ async fn the_consumer_example_reports_ok_and_failed() {
         .and_then(|r| r.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert!(ok > 0 && last.ends_with(" failed=0"), "stdout: {stdout}");
+    assert!(ok > 0 && last.ends_with(" failed=0 degraded=0"), "stdout: {stdout}");
     drop(provider);
 
     // Nobody listens on this port: every call fails, exit code 1.
@@ -176,7 +180,49 @@ async fn the_consumer_example_reports_ok_and_failed() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().last(), Some("ok=0 failed=3"), "stdout: {stdout}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("ok=0 failed=3 degraded=0"),
+        "stdout: {stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // With -v the failures are grouped by kind, once, at the end.
+    let dead = format!("rpc://127.0.0.1:{}", free_port());
+    let out = run(vec![
+        "--registry".into(),
+        dead.clone(),
+        "--calls".into(),
+        "5".into(),
+        "-v".into(),
+    ])
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let groups: Vec<&str> = stderr.lines().filter(|l| l.starts_with("failed: ")).collect();
+    assert_eq!(groups.len(), 1, "stderr: {stderr}");
+    assert!(
+        groups[0].starts_with("failed: 5 x Connect (NotSent), e.g. "),
+        "{stderr}"
+    );
+
+    // Failsafe answers zero values: not real answers, so not ok (defect: they
+    // counted as ok, so a fault test under failsafe could not fail).
+    let out = run(vec![
+        "--registry".into(),
+        dead,
+        "--calls".into(),
+        "3".into(),
+        "--cluster".into(),
+        "failsafe".into(),
+    ])
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().last(),
+        Some("ok=0 failed=0 degraded=3"),
+        "stdout: {stdout}"
+    );
     assert_eq!(out.status.code(), Some(1));
 }
 

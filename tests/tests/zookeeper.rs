@@ -635,7 +635,11 @@ async fn example_programs_find_each_other_through_zookeeper() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().last(), Some("ok=40 failed=0"), "stdout: {stdout}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("ok=40 failed=0 degraded=0"),
+        "stdout: {stdout}"
+    );
     for tag in ["one", "two"] {
         assert!(
             stdout.contains(&format!("from {tag}")),

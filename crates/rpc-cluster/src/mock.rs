@@ -114,7 +114,10 @@ impl Mock {
                 });
                 Box::pin(async move { Ok(Response::zero(error)) })
             }
-            Answer::Fallback(handler) => handler.call(invocation),
+            Answer::Fallback(handler) => {
+                let answered = handler.call(invocation);
+                Box::pin(async move { answered.await.map(Response::into_degraded) })
+            }
         }
     }
 }

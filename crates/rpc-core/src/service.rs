@@ -42,6 +42,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub struct Response {
     payload: Bytes,
     form: Form,
+    /// Given by the consumer in place of a provider's answer.
+    degraded: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -61,6 +63,7 @@ impl Response {
         Response {
             payload,
             form: Form::Native,
+            degraded: false,
         }
     }
 
@@ -70,6 +73,7 @@ impl Response {
         Response {
             payload: json,
             form: Form::Json,
+            degraded: true,
         }
     }
 
@@ -80,7 +84,21 @@ impl Response {
         Response {
             payload: Bytes::new(),
             form: Form::Zero(Box::new(error)),
+            degraded: true,
         }
+    }
+
+    /// This response, marked as given by the consumer in place of a
+    /// provider's answer (a fallback implementation's).
+    pub fn into_degraded(mut self) -> Self {
+        self.degraded = true;
+        self
+    }
+
+    /// Whether the consumer gave this response in place of a provider's
+    /// answer: a mock's value, a fallback's, or a failsafe or failback zero.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded
     }
 
     /// The encoded return value.
@@ -353,6 +371,7 @@ pub struct Stub {
     defaults: MethodConfig,
     method_overrides: std::sync::Arc<std::collections::HashMap<String, MethodConfig>>,
     invoker: BoxInvoker,
+    degraded: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for Stub {
@@ -374,7 +393,16 @@ impl Stub {
             defaults: MethodConfig::new(),
             method_overrides: Default::default(),
             invoker,
+            degraded: Default::default(),
         }
+    }
+
+    /// How many calls of this reference (all its clones) were answered by the
+    /// consumer itself instead of a provider: a mock's or fallback's value, or
+    /// a failsafe or failback zero value. Such calls return `Ok` to the caller;
+    /// this tells how many of those were not real answers.
+    pub fn degraded_answers(&self) -> u64 {
+        self.degraded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Encodes arguments and decodes replies with `serialization`.
@@ -444,6 +472,7 @@ impl Stub {
             });
         let invoker = self.invoker.clone();
         let service = self.service.clone();
+        let degraded = self.degraded.clone();
         async move {
             let mut invocation = prepared?;
             // Without a consumer-side timeout the cluster takes the
@@ -452,7 +481,11 @@ impl Stub {
                 invocation.set_deadline(deadline_after(timeout));
             }
             let response = invoker.invoke(invocation).await?;
-            response.decode(serialization).map_err(|failure| match failure {
+            let decoded = response.decode(serialization);
+            if decoded.is_ok() && response.is_degraded() {
+                degraded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            decoded.map_err(|failure| match failure {
                 DecodeFailure::Reply(e) => RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}")),
                 DecodeFailure::Json(e) => RpcError::new(
                     ErrorKind::Decode,
