@@ -1,16 +1,18 @@
 //! What client and server connections share: the writer loop (write
 //! coalescing, heartbeats, silence detection) and the close signal.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, MissedTickBehavior, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::frame::OutFrame;
@@ -98,7 +100,8 @@ pub(crate) async fn enqueue(tx: &mpsc::Sender<OutFrame>, frame: OutFrame) -> Res
 
 /// Writes queued frames until the connection closes, coalescing whatever is
 /// queued into one write. Sends a heartbeat when the peer has been silent for
-/// `heartbeat`, and closes the connection when it has been silent for three.
+/// `heartbeat`, and closes the connection when it has been silent for three,
+/// or when a write made no progress for three (a peer that stopped reading).
 ///
 /// Returns the receiver, closed, so the owner can fail frames never written.
 pub(crate) async fn run_writer<W>(
@@ -110,6 +113,9 @@ pub(crate) async fn run_writer<W>(
 where
     W: AsyncWrite + Unpin,
 {
+    // A write that makes no progress for this long means a peer that stopped
+    // reading (the ticker below does not run while a write waits).
+    let stall = heartbeat.saturating_mul(3);
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // When the peer was last heard from, as seen by the ticker: accurate to one heartbeat.
@@ -129,7 +135,7 @@ where
                 while let Ok(frame) = rx.try_recv() {
                     batch.push(frame);
                 }
-                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut()).await {
+                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut(), stall).await {
                     shared.close(format!("write to {} failed: {e}", shared.peer));
                 }
                 let _ = io.shutdown().await;
@@ -153,7 +159,7 @@ where
                     let room = BATCH - batch.len();
                     let _ = rx.recv_many(&mut batch, room).now_or_never();
                 }
-                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut()).await {
+                if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut(), stall).await {
                     shared.close(format!("write to {} failed: {e}", shared.peer));
                     break;
                 }
@@ -174,7 +180,7 @@ where
                 }
                 if silent >= heartbeat {
                     batch.push(OutFrame::event(shared.next_event_id(), true, true, b""));
-                    if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut()).await {
+                    if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut(), stall).await {
                         shared.close(format!("heartbeat to {} failed: {e}", shared.peer));
                         break;
                     }
@@ -190,7 +196,8 @@ async fn write_batch<W>(
     io: &mut W,
     batch: &mut Vec<OutFrame>,
     buf: &mut BytesMut,
-    closed: Pin<&mut WaitForCancellationFuture<'_>>,
+    mut closed: Pin<&mut WaitForCancellationFuture<'_>>,
+    stall: Duration,
 ) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
@@ -202,15 +209,41 @@ where
     if buf.is_empty() {
         return Ok(());
     }
-    tokio::select! {
-        biased;
-        _ = closed => Err(std::io::Error::other("connection closed")),
-        result = io.write_all(buf) => {
-            // Do not keep a huge buffer around after one large frame.
-            if buf.capacity() > 1024 * 1024 {
-                *buf = BytesMut::with_capacity(64 * 1024);
+    let mut written = 0;
+    // Armed only while a write waits: most writes complete at once, no timer for them.
+    let mut stalled: Option<Pin<Box<Sleep>>> = None;
+    let result = std::future::poll_fn(|cx| {
+        loop {
+            if closed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::other("connection closed")));
             }
-            result
+            match Pin::new(&mut *io).poll_write(cx, &buf[written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    written += n;
+                    stalled = None;
+                    if written == buf.len() {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    let timer = stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("the peer read nothing for {} ms", stall.as_millis()),
+                        )));
+                    }
+                    return Poll::Pending;
+                }
+            }
         }
+    })
+    .await;
+    // Do not keep a huge buffer around after one large frame.
+    if buf.capacity() > 1024 * 1024 {
+        *buf = BytesMut::with_capacity(64 * 1024);
     }
+    result
 }

@@ -1,6 +1,27 @@
 //! The provider side: [`Server`] accepts connections and dispatches requests.
+//!
+//! What a server guarantees, whatever its clients do:
+//!
+//! * **Bounded work.** A native connection has at most
+//!   [`ServerConfig::max_in_flight_per_connection`] requests in flight; while
+//!   it has that many, or while its send queue is full (a client that does not
+//!   read its replies), the server reads nothing more from it, so the client
+//!   meets TCP back-pressure instead of the server buffering without bound.
+//!   Over all connections and both protocols at most
+//!   [`ServerConfig::max_in_flight`] requests run; more are refused at once
+//!   with [`Status::ServerOverloaded`], their handlers not run. Every answer
+//!   the reader sends (refusals, event answers) has its room in the send queue
+//!   reserved before the request is read, so none is ever dropped.
+//! * **Graceful shutdown loses nothing** ([`ServerHandle::shutdown`]): the
+//!   listener closes first, every native connection gets the read-only event,
+//!   and requests that still arrive on existing connections run. A connection
+//!   closes once nothing is in flight on it and nothing more can come: its peer
+//!   answered the (two-way) read-only event, which it sends after everything it
+//!   sent before, or, for peers that never answer it, it stayed silent for
+//!   [`ServerConfig::shutdown_quiet`]. The grace period bounds it all.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -8,10 +29,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
+use tokio::sync::mpsc::{self, Permit};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tokio_util::codec::FramedRead;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::DEFAULT_HEARTBEAT;
 use super::conn::{ConnShared, QUEUE, enqueue, run_writer};
@@ -35,6 +57,25 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Where requests run (default [`Dispatch::Auto`]).
     pub dispatch: Dispatch,
+    /// Most requests in flight on one native connection (default 1,024, the
+    /// number of concurrent streams a `tri` connection allows). While a
+    /// connection has this many, the server reads nothing more from it: the
+    /// client meets TCP back-pressure, and nothing is refused.
+    pub max_in_flight_per_connection: usize,
+    /// Most requests in flight in the whole server, over every connection and
+    /// both protocols (default 10,000). Beyond it a request is refused at once
+    /// without running its handler: status 100 ([`Status::ServerOverloaded`])
+    /// on the native protocol, `RESOURCE_EXHAUSTED` on `tri`. Callers see a
+    /// not-sent outcome and may try another provider.
+    pub max_in_flight: usize,
+    /// Graceful shutdown: how long a connection whose peer does not answer the
+    /// read-only event (Java Dubbo, older clients) must go without sending a
+    /// request, with nothing in flight, before it counts as drained and closes
+    /// (default 1 s: requests already on the wire when such a peer read the
+    /// event arrive within a round trip). Peers that answer the event, as
+    /// this crate's consumers do, are closed as soon as their calls are done.
+    /// [`ServerHandle::shutdown`]'s grace period bounds both.
+    pub shutdown_quiet: Duration,
 }
 
 /// Where a server runs the requests it reads: Dubbo's `dispatcher` setting.
@@ -76,6 +117,9 @@ impl Default for ServerConfig {
             heartbeat: DEFAULT_HEARTBEAT,
             max_connections: 10_000,
             dispatch: Dispatch::Auto,
+            max_in_flight_per_connection: 1024,
+            max_in_flight: 10_000,
+            shutdown_quiet: Duration::from_secs(1),
         }
     }
 }
@@ -100,7 +144,15 @@ impl Gauge {
         GaugeGuard(self.clone())
     }
 
-    fn get(&self) -> usize {
+    /// Enters unless `limit` things are counted already.
+    pub(crate) fn try_enter(self: &Arc<Self>, limit: usize) -> Option<GaugeGuard> {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .ok()
+            .map(|_| GaugeGuard(self.clone()))
+    }
+
+    pub(crate) fn get(&self) -> usize {
         self.count.load(Ordering::Acquire)
     }
 
@@ -135,13 +187,29 @@ pub(crate) struct ServerShared {
     pub(crate) in_flight: Arc<Gauge>,
     /// Stop accepting.
     stop_accepting: CancellationToken,
-    /// Tell clients we are read-only and refuse new requests.
+    /// Shutting down: tell clients we are read-only and drain each connection.
     pub(crate) readonly: AtomicBool,
     pub(crate) readonly_changed: Notify,
-    /// Flush and close every connection.
+    /// The grace period is over: flush and close every connection.
     pub(crate) drain: CancellationToken,
     /// Close every connection now.
     pub(crate) close: CancellationToken,
+}
+
+impl ServerShared {
+    /// The refusal of a request when `max_in_flight` calls run already.
+    pub(crate) fn overloaded(&self, key: &ServiceKey, method: &str) -> RpcError {
+        RpcError::remote(
+            Status::ServerOverloaded,
+            format!(
+                "provider at capacity: {} calls in flight (ServerConfig::max_in_flight); \
+                 `{key}` method `{method}` was not run",
+                self.config.max_in_flight
+            ),
+        )
+        .with_service(key)
+        .with_method(method)
+    }
 }
 
 /// A running server: its address, its counters, and its shutdown.
@@ -194,6 +262,7 @@ impl Server {
     }
 }
 
+/// Accepts until told to stop; the listener closes when this returns.
 async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>, _running: GaugeGuard) {
     let mut failures = 0u32;
     loop {
@@ -226,16 +295,36 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>, _running:
 /// First byte of a native frame (the magic `0xdabb`).
 const NATIVE_MAGIC_HIGH: u8 = 0xda;
 
+/// Resolves once the server is shutting down (at once if it is already).
+async fn shutting_down(server: &ServerShared) {
+    let notified = server.readonly_changed.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if !server.readonly.load(Ordering::Acquire) {
+        notified.await;
+    }
+}
+
 /// Serves one connection: the native protocol when it starts with Dubbo's
 /// magic, Triple (HTTP/2 or HTTP/1.1) otherwise, so every port speaks both.
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<ServerShared>, count: GaugeGuard) {
     let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
     let idle = server.config.heartbeat.saturating_mul(3);
+    // A connection that has sent nothing yet when the server shuts down gets
+    // the quiet period to start (its client may be about to send its first call).
+    let quiet_after_shutdown = async {
+        shutting_down(&server).await;
+        tokio::time::sleep(server.config.shutdown_quiet).await;
+    };
     let peeked = tokio::select! {
         peeked = tokio::time::timeout(idle, stream.peek(&mut first)) => peeked,
         _ = server.close.cancelled() => return,
         _ = server.drain.cancelled() => return,
+        _ = quiet_after_shutdown => {
+            tracing::debug!(%peer, "closing a connection that sent nothing before the shutdown");
+            return;
+        }
     };
     match peeked {
         Ok(Ok(1..)) if first[0] == NATIVE_MAGIC_HIGH => serve_native(stream, peer, server, count).await,
@@ -243,6 +332,74 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
         Ok(Ok(_)) => tracing::debug!(%peer, "connection closed before sending anything"),
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection failed before sending anything"),
         Err(_) => tracing::debug!(%peer, "closing a connection silent for three heartbeats"),
+    }
+}
+
+/// Where a native connection is in the server's graceful shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drain {
+    /// The server is not shutting down.
+    Serving,
+    /// The server is shutting down; the read-only event is still to be sent.
+    Telling,
+    /// The read-only event (this id) is sent; waiting for the peer's answer,
+    /// or for it to go quiet.
+    Told(u64),
+    /// The peer sends nothing more: close once nothing is in flight.
+    PeerDone,
+}
+
+/// Why a native connection's reader stopped waiting.
+enum Signal {
+    /// The connection closed.
+    Closed,
+    /// The server closes every connection now.
+    ServerClosed,
+    /// The grace period is over: flush and close.
+    Drain,
+    /// The server started shutting down.
+    ReadOnly,
+    /// The peer sent no request for the quiet period since it was told.
+    Quiet,
+    /// The peer is done and nothing is in flight: the connection is drained.
+    Idle,
+}
+
+/// The futures a native connection's reader watches besides its socket.
+struct Watch<'p, 'f> {
+    closed: Pin<&'p mut WaitForCancellationFuture<'f>>,
+    server_closed: Pin<&'p mut WaitForCancellationFuture<'f>>,
+    draining: Pin<&'p mut WaitForCancellationFuture<'f>>,
+    readonly: Pin<&'p mut tokio::sync::futures::Notified<'f>>,
+    quiet: Option<Pin<Box<Sleep>>>,
+}
+
+impl Watch<'_, '_> {
+    /// The next signal, given where the connection's drain stands.
+    async fn next(&mut self, drain: Drain, slots: &Semaphore, limit: u32) -> Signal {
+        let quiet = async {
+            match (&mut self.quiet, drain) {
+                (Some(quiet), Drain::Told(_)) => quiet.as_mut().await,
+                _ => std::future::pending().await,
+            }
+        };
+        let idle = async {
+            if drain == Drain::PeerDone {
+                // Every slot free: nothing in flight on this connection.
+                let _ = slots.acquire_many(limit).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = self.closed.as_mut() => Signal::Closed,
+            _ = self.server_closed.as_mut() => Signal::ServerClosed,
+            _ = self.draining.as_mut() => Signal::Drain,
+            _ = self.readonly.as_mut(), if drain == Drain::Serving => Signal::ReadOnly,
+            _ = quiet => Signal::Quiet,
+            _ = idle => Signal::Idle,
+        }
     }
 }
 
@@ -258,7 +415,12 @@ async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerSha
         })
     };
     let mut frames = FramedRead::new(read, FrameCodec::new(server.config.max_payload));
-    let mut told_readonly = false;
+    let limit = server
+        .config
+        .max_in_flight_per_connection
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let slots = Arc::new(Semaphore::new(limit));
+    let mut drain = Drain::Serving;
     // The signals are waited on by futures made once, not once per frame: each
     // new one would register with (and leave) its notifier under a lock.
     let closed = conn.close.cancelled();
@@ -268,26 +430,71 @@ async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerSha
     tokio::pin!(closed, server_closed, draining, readonly);
     // Registered before the flag is read below, so no change is missed.
     readonly.as_mut().enable();
-    loop {
-        if server.readonly.load(Ordering::Acquire) && !told_readonly {
-            told_readonly = true;
-            let _ = tx.try_send(OutFrame::event(conn.next_event_id(), true, false, READONLY_EVENT));
+    let mut watch = Watch {
+        closed,
+        server_closed,
+        draining,
+        readonly,
+        quiet: None,
+    };
+    // Acts on a signal; false when the connection must stop.
+    let on_signal = |signal: Signal, drain: &mut Drain| -> bool {
+        match signal {
+            Signal::Closed => false,
+            Signal::ServerClosed => {
+                conn.close("server closed");
+                false
+            }
+            Signal::Drain | Signal::Idle => {
+                conn.drain.cancel();
+                false
+            }
+            Signal::ReadOnly => true,
+            Signal::Quiet => {
+                *drain = Drain::PeerDone;
+                true
+            }
+        }
+    };
+    'read: loop {
+        if drain == Drain::Serving && server.readonly.load(Ordering::Acquire) {
+            drain = Drain::Telling;
+        }
+        // Room for one answer before reading a frame: reading pauses while the
+        // send queue is full, and an answer the reader sends is never dropped.
+        let room = match tx.try_reserve() {
+            Ok(room) => room,
+            Err(mpsc::error::TrySendError::Closed(())) => break,
+            Err(mpsc::error::TrySendError::Full(())) => tokio::select! {
+                biased;
+                room = tx.reserve() => match room {
+                    Ok(room) => room,
+                    Err(_) => break,
+                },
+                signal = watch.next(drain, &slots, limit as u32) => {
+                    if on_signal(signal, &mut drain) { continue } else { break }
+                }
+            },
+        };
+        if drain == Drain::Telling {
+            // Two-way: the peer's answer comes after every request it sent before.
+            let id = conn.next_event_id();
+            room.send(OutFrame::event(id, true, true, READONLY_EVENT));
+            drain = Drain::Told(id);
+            watch.quiet = Some(Box::pin(tokio::time::sleep(server.config.shutdown_quiet)));
+            continue;
         }
         // Frames first: under load the signals are polled only when the socket
         // has nothing more (the socket's cooperative budget bounds the wait).
         let item = tokio::select! {
             biased;
             item = frames.next() => item,
-            _ = &mut closed => break,
-            _ = &mut server_closed => { conn.close("server closed"); break }
-            _ = &mut draining => { conn.drain.cancel(); break }
-            _ = &mut readonly, if !told_readonly => continue,
-        };
-        match item {
-            Some(Ok(decoded)) => {
-                conn.touch();
-                on_frame(&server, &conn, &tx, decoded);
+            signal = watch.next(drain, &slots, limit as u32) => {
+                if on_signal(signal, &mut drain) { continue } else { break }
             }
+        };
+        let decoded = match item {
+            Some(Ok(decoded)) => decoded,
             Some(Err(e)) => {
                 tracing::warn!(%peer, error = %e, "closing connection: unreadable stream");
                 conn.close(e.to_string());
@@ -297,14 +504,64 @@ async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerSha
                 conn.close("client closed the connection");
                 break;
             }
+        };
+        conn.touch();
+        let (header, body) = match on_frame(&server, &conn, decoded) {
+            Incoming::Answer(frame) => {
+                room.send(frame);
+                continue;
+            }
+            Incoming::Nothing => continue,
+            Incoming::Answered(id) => {
+                if drain == Drain::Told(id) {
+                    drain = Drain::PeerDone;
+                }
+                continue;
+            }
+            Incoming::Request(header, body) => (header, body),
+        };
+        if let (Drain::Told(_), Some(quiet)) = (drain, watch.quiet.as_mut()) {
+            quiet.as_mut().reset(Instant::now() + server.config.shutdown_quiet);
         }
+        // A slot for the request: reading pauses while the connection has its
+        // limit in flight.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => loop {
+                tokio::select! {
+                    biased;
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => break slot,
+                        Err(_) => break 'read,
+                    },
+                    signal = watch.next(drain, &slots, limit as u32) => {
+                        if !on_signal(signal, &mut drain) {
+                            break 'read;
+                        }
+                    }
+                }
+            },
+        };
+        start_request(&server, &tx, room, slot, header, body);
     }
     drop(tx);
     let _ = writer.await;
     tracing::debug!(%peer, reason = %conn.reason(), "connection closed");
 }
 
-fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<OutFrame>, decoded: Decoded) {
+/// What the reader does with a frame.
+enum Incoming {
+    /// Send this answer.
+    Answer(OutFrame),
+    /// Nothing to do.
+    Nothing,
+    /// The peer answered our event request with this id.
+    Answered(u64),
+    /// A request to run.
+    Request(Header, Bytes),
+}
+
+fn on_frame(server: &ServerShared, conn: &ConnShared, decoded: Decoded) -> Incoming {
     let (header, body) = match decoded {
         Decoded::Frame(header, body) => (header, body),
         Decoded::Oversized(header) => {
@@ -314,20 +571,39 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
                     "request body of {} bytes exceeds the payload limit of {} bytes",
                     header.body_len, server.config.max_payload
                 );
-                respond_error(tx, &header, Status::BadRequest, &message);
+                return refusal(&header, Status::BadRequest, &message);
             }
-            return;
+            return Incoming::Nothing;
         }
     };
     if header.is_event() {
-        if header.is_request() && header.is_two_way() {
-            let _ = tx.try_send(OutFrame::event(header.id, false, false, b""));
-        }
-        return;
+        return match (header.is_request(), header.is_two_way()) {
+            (true, true) => Incoming::Answer(OutFrame::event(header.id, false, false, b"")),
+            (true, false) => Incoming::Nothing,
+            // Answers to our heartbeats and to the read-only event.
+            (false, _) => Incoming::Answered(header.id),
+        };
     }
     if !header.is_request() {
-        return; // answers to our heartbeats
+        return Incoming::Nothing;
     }
+    Incoming::Request(header, body)
+}
+
+/// Starts a request, answering with `room` when it is refused or answered at once.
+fn start_request(
+    server: &Arc<ServerShared>,
+    tx: &mpsc::Sender<OutFrame>,
+    room: Permit<'_, OutFrame>,
+    slot: OwnedSemaphorePermit,
+    header: Header,
+    body: Bytes,
+) {
+    let answer = |room: Permit<'_, OutFrame>, incoming: Incoming| {
+        if let Incoming::Answer(frame) = incoming {
+            room.send(frame);
+        }
+    };
     let Some(serialization) = Serialization::from_id(header.serialization_id()) else {
         let message = format!(
             "unsupported serialization id {} (this provider speaks {})",
@@ -336,16 +612,14 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
                 .map(|s| format!("{} = {}", s.name(), s.id()))
                 .join(", ")
         );
-        tracing::warn!(peer = %conn.peer, "{message}");
-        respond_error(tx, &header, Status::SerializationError, &message);
-        return;
+        tracing::debug!(id = header.id, "{message}");
+        return answer(room, refusal(&header, Status::SerializationError, &message));
     };
     let (meta, args) = match split_request_view(serialization, &body) {
         Ok(parts) => parts,
         Err(message) => {
-            tracing::warn!(peer = %conn.peer, id = header.id, "bad request: {message}");
-            respond_error(tx, &header, Status::BadRequest, &message);
-            return;
+            tracing::debug!(id = header.id, "bad request: {message}");
+            return answer(room, refusal(&header, Status::BadRequest, &message));
         }
     };
     let (version, group) = (meta.version.as_deref(), meta.group.as_deref());
@@ -354,11 +628,10 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
         Some((key, _)) => key.clone(),
         None => ServiceKey::new(&meta.service, version, group),
     };
-    if server.readonly.load(Ordering::Acquire) {
-        let message = format!("provider is shutting down; `{key}` accepts no new calls");
-        respond_error(tx, &header, Status::ChannelInactive, &message);
-        return;
-    }
+    let Some(guard) = server.in_flight.try_enter(server.config.max_in_flight) else {
+        let error = server.overloaded(&key, &meta.method);
+        return answer(room, refusal(&header, Status::ServerOverloaded, error.message()));
+    };
     // The generated descriptor's name when the method exists: no copy per call.
     let method: MethodName = exported
         .and_then(|(_, handler)| handler.descriptor().methods.iter().find(|m| m.name == meta.method))
@@ -368,7 +641,6 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
         invocation.set_deadline(Some(Instant::now() + Duration::from_millis(ms)));
     }
     invocation.set_attachments(meta.attachments);
-    let guard = server.in_flight.enter();
     let mut running = match exported {
         Some((_, handler)) => Dispatcher::start_on(handler, invocation),
         // Not exported as asked: the dispatcher matches wildcards, or explains.
@@ -379,26 +651,19 @@ fn on_frame(server: &Arc<ServerShared>, conn: &ConnShared, tx: &mpsc::Sender<Out
     {
         // Answered without waiting: no task, no timer.
         if let Some(frame) = response_frame(&header, result) {
-            match tx.try_send(frame) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                Err(mpsc::error::TrySendError::Full(frame)) => {
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        let _ = tx.send(frame).await;
-                        drop(guard);
-                    });
-                }
-            }
+            room.send(frame);
         }
         return;
     }
+    drop(room);
     let tx = tx.clone();
     tokio::spawn(async move {
         let result = running.finish().await;
         if let Some(frame) = response_frame(&header, result) {
             let _ = enqueue(&tx, frame).await;
         }
-        drop(guard);
+        // Released once the answer is queued: a drained connection has every answer queued.
+        drop((guard, slot));
     });
 }
 
@@ -424,9 +689,10 @@ fn error_frame(header: &Header, error: &RpcError) -> OutFrame {
     OutFrame::response(header.id, status, header.serialization_id(), Bytes::from(message))
 }
 
-fn respond_error(tx: &mpsc::Sender<OutFrame>, header: &Header, status: Status, message: &str) {
+/// The refusal of a request with `status`, if it wants an answer.
+fn refusal(header: &Header, status: Status, message: &str) -> Incoming {
     if !header.is_two_way() {
-        return;
+        return Incoming::Nothing;
     }
     // A Dubbo peer decodes the message with the serialization it asked for;
     // answer hessian2 (id 2) in kind, everything else as UTF-8.
@@ -435,7 +701,7 @@ fn respond_error(tx: &mpsc::Sender<OutFrame>, header: &Header, status: Status, m
     } else {
         Bytes::from(message.to_string())
     };
-    let _ = tx.try_send(OutFrame::response(header.id, status, header.serialization_id(), body));
+    Incoming::Answer(OutFrame::response(header.id, status, header.serialization_id(), body))
 }
 
 impl ServerHandle {
@@ -464,23 +730,35 @@ impl ServerHandle {
         &self.shared.dispatcher
     }
 
-    /// Graceful shutdown: stop accepting, tell connected clients the server is
-    /// read-only (they send nothing new), refuse new requests with
-    /// [`Status::ChannelInactive`], wait for in-flight calls up to `grace`, flush
-    /// their responses, then close every connection.
+    /// Graceful shutdown, losing no call that reached the server:
+    ///
+    /// 1. stop accepting and close the listener, so new connections are refused;
+    /// 2. send every native connection the read-only event (two-way), and send
+    ///    `tri` connections HTTP/2 GOAWAY (streams already opened finish);
+    /// 3. keep running every request that still arrives on an existing
+    ///    connection, until that connection is drained: nothing is in flight on
+    ///    it and its peer answered the read-only event (so it sends nothing
+    ///    more) or, for peers that never answer it, sent no request for
+    ///    [`ServerConfig::shutdown_quiet`]; a drained connection's answers are
+    ///    flushed, then it closes;
+    /// 4. when `grace` runs out, flush and close whatever is left.
     ///
     /// Returns the number of calls still running when `grace` ran out.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let shared = &self.shared;
+        let deadline = Instant::now() + grace;
         shared.stop_accepting.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.accept_done.wait_zero()).await;
         shared.readonly.store(true, Ordering::Release);
         shared.readonly_changed.notify_waiters();
-        let deadline = Instant::now() + grace;
-        let abandoned = match tokio::time::timeout_at(deadline, shared.in_flight.wait_zero()).await {
-            Ok(()) => 0,
-            Err(_) => shared.in_flight.get(),
+        let drained = async {
+            shared.connections.wait_zero().await;
+            shared.in_flight.wait_zero().await;
         };
+        if tokio::time::timeout_at(deadline, drained).await.is_ok() {
+            return 0;
+        }
+        let abandoned = shared.in_flight.get();
         if abandoned > 0 {
             tracing::warn!(abandoned, "shutdown grace period over with calls still running");
         }

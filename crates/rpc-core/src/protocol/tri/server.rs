@@ -148,7 +148,9 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
     let group = header(headers, headers::SERVICE_GROUP);
     let timeout = header(headers, headers::GRPC_TIMEOUT).and_then(codec::parse_timeout);
     let key = resolve_key(server, interface, version, group);
-    if server.readonly.load(Ordering::Acquire) {
+    // Streams opened before the GOAWAY run during the grace period; only once
+    // it is over is a request refused, unrun.
+    if server.drain.is_cancelled() {
         return answer(
             RpcError::remote(
                 Status::ChannelInactive,
@@ -157,6 +159,9 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
             .with_service(&key),
         );
     }
+    let Some(guard) = server.in_flight.try_enter(server.config.max_in_flight) else {
+        return answer(server.overloaded(&key, method));
+    };
     let deadline = timeout.map(|t| Instant::now() + t);
     let attachments = attachments(headers);
     let limit = server.config.max_payload.saturating_add(codec::PREFIX_LEN);
@@ -206,7 +211,6 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
     let mut invocation = Invocation::new(key, method.to_owned(), args, serialization);
     invocation.set_deadline(deadline);
     invocation.set_attachments(attachments);
-    let guard = server.in_flight.enter();
     let result = server.dispatcher.dispatch(invocation).await;
     drop(guard);
     match (result, mode) {
