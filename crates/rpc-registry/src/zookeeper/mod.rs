@@ -29,7 +29,7 @@
 //!   so no change between a read and the next watch is lost; every change is
 //!   published as a full set, so removals are never missed.
 //! * Children that are not URLs, or name no usable address, are skipped with
-//!   one warning each; URLs written by other implementations (such as Python
+//!   one warning each (once per node while it is listed); URLs written by other implementations (such as Python
 //!   Dubbo's `tri://host:port?service=...`) are understood.
 
 mod cache;
