@@ -453,6 +453,50 @@ async fn the_cache_file_lets_a_consumer_start_while_zookeeper_is_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_cache_file_is_ignored_and_one_file_serves_every_registry() {
+    let zk = ZooKeeper::start();
+    let dir = std::env::temp_dir().join(format!("rpc-zk-cache-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cache = dir.join("registry.json");
+    std::fs::write(&cache, b"{\"org.example.Greeter\": [\"rpc://10.9.9.9:1/org.").unwrap(); // torn
+    let with_cache = format!("{}?session=10000&timeout=5000&file={}", zk.url(), cache.display());
+    // Two registries of this process with the same file, both opened before
+    // anything is written to it, following two interfaces: the file must
+    // keep what each of them saw.
+    let url = Url::parse(&with_cache).unwrap();
+    let (first, second) = (
+        ZookeeperRegistry::new(&url).unwrap(),
+        ZookeeperRegistry::new(&url).unwrap(),
+    );
+    let provider = start_provider(&registry_url(&zk.url(), 10_000), "real").await;
+
+    // A consumer starts from the corrupt file as from none, and works.
+    let greeter = greeter(&with_cache).await;
+    assert_eq!(greeter.say_hello("a".into()).await.unwrap(), "Hello, a from real");
+
+    let mut greeters = first.subscribe(&consumer_url()).await.unwrap();
+    next_matching(&mut greeters, "the provider", |s| s.len() == 1).await;
+    let other = Url::new("consumer", "127.0.0.1", 0)
+        .with_path("org.example.Other")
+        .with_param("side", "consumer");
+    let _others = second.subscribe(&other).await.unwrap();
+    let read = || {
+        std::fs::read(&cache)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<std::collections::BTreeMap<String, Vec<String>>>(&bytes).ok())
+            .unwrap_or_default()
+    };
+    wait_until("the file to hold both interfaces", Duration::from_secs(20), || {
+        let entries = read();
+        entries.get(GREETER).is_some_and(|urls| urls.len() == 1) && entries.contains_key("org.example.Other")
+    })
+    .await;
+    provider.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_registries_are_registered_and_merged() {
     let (zk1, zk2) = (ZooKeeper::start(), ZooKeeper::start());
     let (r1, r2) = (registry_url(&zk1.url(), 10_000), registry_url(&zk2.url(), 10_000));

@@ -14,7 +14,10 @@
 //! * `timeout`: how long `register` and `subscribe` wait for ZooKeeper, in ms (default 10000);
 //! * `root`: the root node name (default `dubbo`);
 //! * `file`: a local cache file of provider lists, so a consumer can start
-//!   while ZooKeeper is down.
+//!   while ZooKeeper is down. Written by a background thread (callers never
+//!   wait for the disk), whole and atomically (unique temporary file, fsync,
+//!   rename); a corrupt or unreadable file is a warning and an empty cache;
+//!   registries of one process naming the same file share it.
 //!
 //! Behaviour:
 //! * A supervisor task owns the session. While ZooKeeper is unreachable,
@@ -26,7 +29,7 @@
 //!   so no change between a read and the next watch is lost; every change is
 //!   published as a full set, so removals are never missed.
 //! * Children that are not URLs, or name no usable address, are skipped with
-//!   one warning each; URLs written by other implementations (such as Python
+//!   one warning each (once per node while it is listed); URLs written by other implementations (such as Python
 //!   Dubbo's `tri://host:port?service=...`) are understood.
 
 mod cache;
@@ -151,7 +154,7 @@ struct Shared {
     registered: Mutex<HashSet<Url>>,
     /// Provider sets by interface, with whether ZooKeeper has been read yet.
     subscriptions: Mutex<HashMap<String, Watched>>,
-    cache: Option<CacheFile>,
+    cache: Option<Arc<CacheFile>>,
     shutdown: CancellationToken,
 }
 
@@ -199,7 +202,7 @@ impl ZookeeperRegistry {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| RegistryError::new(url, "a ZooKeeper registry must be created inside a tokio runtime"))?;
         let cache = match url.param("file") {
-            Some(path) if !path.is_empty() => Some(CacheFile::load(path.into())),
+            Some(path) if !path.is_empty() => Some(CacheFile::open(path.into())),
             _ => None,
         };
         let (client, _) = channel::channel(None);

@@ -110,7 +110,14 @@ async fn list_and_watch(client: &Client, path: &str) -> Result<(Vec<String>, zoo
 }
 
 /// Decodes provider nodes, skipping (and warning once about) what cannot be used.
+///
+/// `warned` holds the skipped names already warned about; names no longer
+/// listed are forgotten, so it never holds more than the current children.
 fn parse_children(interface: &str, children: &[String], warned: &mut HashSet<String>) -> Vec<Url> {
+    if !warned.is_empty() {
+        let listed: HashSet<&str> = children.iter().map(String::as_str).collect();
+        warned.retain(|name| listed.contains(name.as_str()));
+    }
     let mut urls = Vec::with_capacity(children.len());
     for child in children {
         let reason = match Url::decode(child) {
@@ -167,5 +174,21 @@ mod tests {
         // Warned once only.
         parse_children("a.B", &children, &mut warned);
         assert_eq!(warned.len(), 4);
+    }
+
+    #[test]
+    fn warnings_remember_only_nodes_still_there() {
+        let mut warned = HashSet::new();
+        let good = Url::parse("rpc://127.0.0.1:20880/a.B").unwrap().encode();
+        // Garbage nodes come and go (a broken writer churning names): what is
+        // remembered to warn once stays bounded by what is listed now.
+        for i in 0..1000 {
+            parse_children("a.B", &[good.clone(), format!("garbage-{i}")], &mut warned);
+            assert!(warned.len() <= 1, "{} names remembered", warned.len());
+        }
+        // One that stays is still warned about once only.
+        let before = warned.clone();
+        parse_children("a.B", &[good, "garbage-999".to_string()], &mut warned);
+        assert_eq!(warned, before);
     }
 }
