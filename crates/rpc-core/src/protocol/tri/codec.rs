@@ -93,9 +93,11 @@ pub fn format_timeout(timeout: Duration) -> String {
 }
 
 /// Parses a `grpc-timeout` header value: up to 8 digits and a unit of
-/// `H`, `M`, `S`, `m`, `u` or `n`.
+/// `H`, `M`, `S`, `m`, `u` or `n`. Anything else, non-ASCII text included,
+/// is `None`, never a panic.
 pub fn parse_timeout(value: &str) -> Option<Duration> {
-    if value.len() < 2 || value.len() > 9 {
+    // ASCII only, so the unit is the last byte and splitting there is safe.
+    if value.len() < 2 || value.len() > 9 || !value.is_ascii() {
         return None;
     }
     let (digits, unit) = value.split_at(value.len() - 1);
@@ -249,6 +251,15 @@ mod tests {
             parse_timeout(&format_timeout(long)),
             Some(Duration::from_secs(200_000_000 / 3600 * 3600))
         );
+    }
+
+    #[test]
+    fn timeouts_ending_in_a_multibyte_character_are_refused() {
+        // Found by the `tri_headers` fuzz target: the unit was split off at
+        // a byte, not a character, and panicked inside a character.
+        for bad in ["\u{fffd}", "1\u{fffd}", "12é", "9ꝏ", "1😀"] {
+            assert_eq!(parse_timeout(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
