@@ -117,11 +117,10 @@ async fn a_stopped_provider_times_out_and_failover_completes_elsewhere() {
     // goes to the frozen one and times out, outcome unknown.
     assert_eq!((ok, failed), (5, 5), "stderr:\n{}", out.stderr);
     assert_eq!(out.code, Some(1));
-    assert_eq!(
+    // -v groups the failures by kind: five timeouts, outcome unknown.
+    assert!(
         out.stderr
-            .matches("timed out waiting for the response (outcome unknown)")
-            .count(),
-        5,
+            .contains("failed: 5 x Timeout (Unknown), e.g. timed out waiting for the response (outcome unknown)"),
         "{}",
         out.stderr
     );
