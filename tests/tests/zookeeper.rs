@@ -99,6 +99,84 @@ async fn next_matching(sub: &mut rpc::registry::Subscription, what: &str, pred: 
     }
 }
 
+/// A registry for `url` with its first session established (so a short
+/// `timeout` in `url` bounds the calls under test, not the connection of a
+/// loaded machine).
+async fn connected(url: &Url) -> ZookeeperRegistry {
+    let registry = ZookeeperRegistry::new(url).unwrap();
+    wait_until("the registry's first session", Duration::from_secs(30), || {
+        registry.session().is_some()
+    })
+    .await;
+    registry
+}
+
+/// Expires `registry`'s session for real: attaches a second client to it and
+/// closes that client, which ends the session for everyone holding it (its
+/// ephemeral nodes go at once).
+async fn expire_session(connect: &str, registry: &ZookeeperRegistry) {
+    let session = registry.session().expect("connected");
+    // Attaching to a live session can time out while the server is busy with
+    // its owner; the fault injection retries. Twelve ZooKeeper servers share
+    // two cores in this binary: be patient.
+    for attempt in 1..=8 {
+        let connecting = zookeeper_client::Client::connector()
+            .with_session(session.clone())
+            .with_session_timeout(Duration::from_secs(4))
+            .with_connection_timeout(Duration::from_secs(5))
+            .connect(connect)
+            .await;
+        match connecting {
+            Ok(hijacker) => {
+                drop(hijacker);
+                return;
+            }
+            Err(e) if attempt < 8 => eprintln!("attaching to the session failed ({e}); retrying"),
+            Err(e) => panic!("cannot attach to the session to expire it: {e}"),
+        }
+    }
+}
+
+/// Waits (up to 20 s) until `node` exists and belongs to `registry`'s current session.
+async fn wait_for_owned_node(client: &zookeeper_client::Client, node: &str, registry: &ZookeeperRegistry, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let owner = client.check_stat(node).await.unwrap().map(|s| s.ephemeral_owner);
+        let session = registry.session().map(|s| s.id().0);
+        if owner.is_some() && owner == session {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: node not (re)created by the registry's session {session:?} (owner {owner:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (up to 20 s) until `node` is gone.
+async fn wait_for_no_node(client: &zookeeper_client::Client, node: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.check_stat(node).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "{what}: {node} still exists");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Permissions on the providers directory that let anyone do everything but create children.
+fn acl_without_create() -> [zookeeper_client::Acl; 1] {
+    use zookeeper_client::{Acl, AuthId, Permission};
+    [Acl::new(
+        Permission::READ | Permission::WRITE | Permission::DELETE | Permission::ADMIN,
+        AuthId::anyone(),
+    )]
+}
+
+fn acl_all() -> [zookeeper_client::Acl; 1] {
+    use zookeeper_client::{Acl, AuthId, Permission};
+    [Acl::new(Permission::ALL, AuthId::anyone())]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_and_consumers_appear_in_dubbo_layout() {
     let zk = ZooKeeper::start();
@@ -254,58 +332,22 @@ async fn session_expiry_recreates_nodes_and_rearms_watches() {
     next_matching(&mut sub, "a", |s| s == [a.clone()]).await;
 
     // Expire the provider side's session: attach a second client to it and close it.
-    let expire = |registry: &ZookeeperRegistry| {
-        let session = registry.session().expect("connected");
-        let connect = zk.connect_string();
-        async move {
-            // Attaching to a live session can time out while the server is
-            // busy with its owner; the fault injection retries.
-            // Twelve ZooKeeper servers share two cores in this binary: be patient.
-            for attempt in 1..=8 {
-                let connecting = zookeeper_client::Client::connector()
-                    .with_session(session.clone())
-                    .with_session_timeout(Duration::from_secs(4))
-                    .with_connection_timeout(Duration::from_secs(5))
-                    .connect(&connect)
-                    .await;
-                match connecting {
-                    Ok(hijacker) => {
-                        drop(hijacker); // closing it ends the session for everyone holding it
-                        return;
-                    }
-                    Err(e) if attempt < 8 => eprintln!("attaching to the session failed ({e}); retrying"),
-                    Err(e) => panic!("cannot attach to the session to expire it: {e}"),
-                }
-            }
-        }
-    };
     let before = providers.session().unwrap().id();
-    expire(&providers).await;
+    expire_session(&zk.connect_string(), &providers).await;
     // Its ephemeral node goes with the session and comes back with the new one
     // (so fast that the consumer may never see the empty set: it sees full sets).
     wait_until("the provider side's new session", Duration::from_secs(20), || {
         providers.session().is_some_and(|s| s.id() != before)
     })
     .await;
-    let new_session = providers.session().unwrap().id();
     let client = zk_client(&zk.connect_string()).await;
     let node = format!("/dubbo/{GREETER}/providers/{}", a.encode());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let owner = client.check_stat(&node).await.unwrap().map(|s| s.ephemeral_owner);
-        if owner == Some(new_session.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node not re-created by the new session (owner {owner:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_owned_node(&client, &node, &providers, "after the provider's expiry").await;
     next_matching(&mut sub, "a after the provider's expiry", |s| s == [a.clone()]).await;
 
     // Expire the consumer side: its watch must be re-armed on the new session.
-    expire(&consumer).await;
+    let before = consumer.session().unwrap().id();
+    expire_session(&zk.connect_string(), &consumer).await;
     wait_until("the consumer's new session", Duration::from_secs(20), || {
         consumer.session().is_some_and(|s| s.id() != before)
     })
@@ -313,6 +355,183 @@ async fn session_expiry_recreates_nodes_and_rearms_watches() {
     let b = provider_url(3002, "b");
     providers.register(&b).await.unwrap();
     next_matching(&mut sub, "b after the consumer's expiry", |s| s.len() == 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_refused_after_expiry_is_retried_until_it_holds() {
+    let zk = ZooKeeper::start();
+    let url = Url::parse(&registry_url(&zk.url(), 4_000)).unwrap();
+    let providers = connected(&url).await;
+    let (a, gone) = (provider_url(4001, "a"), provider_url(4002, "gone"));
+    providers.register(&a).await.unwrap();
+    providers.register(&gone).await.unwrap();
+    let client = zk_client(&zk.connect_string()).await;
+    let dir = format!("/dubbo/{GREETER}/providers");
+    let (node_a, node_gone) = (format!("{dir}/{}", a.encode()), format!("{dir}/{}", gone.encode()));
+
+    // Nobody may create under providers/ any more; then the session expires,
+    // taking both nodes with it, and re-creating them is refused.
+    client.set_acl(&dir, &acl_without_create(), None).await.unwrap();
+    let before = providers.session().unwrap().id();
+    expire_session(&zk.connect_string(), &providers).await;
+    wait_until("the provider side's new session", Duration::from_secs(20), || {
+        providers.session().is_some_and(|s| s.id() != before)
+    })
+    .await;
+    assert_eq!(
+        children(&client, &dir).await,
+        Vec::<String>::new(),
+        "re-creation is refused"
+    );
+    // Withdrawn while its re-creation is failing: it must stay withdrawn.
+    providers.unregister(&gone).await.unwrap();
+
+    // Creation allowed again: the registration comes back by itself, in the
+    // current session, without another expiry.
+    client.set_acl(&dir, &acl_all(), None).await.unwrap();
+    wait_for_owned_node(&client, &node_a, &providers, "after the ACL was lifted").await;
+    assert!(
+        client.check_stat(&node_gone).await.unwrap().is_none(),
+        "an unregistered URL was registered again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_missing_after_a_reconnection_is_created_again() {
+    let mut zk = ZooKeeper::start();
+    let url = Url::parse(&registry_url(&zk.url(), 20_000)).unwrap();
+    let providers = connected(&url).await;
+    let a = provider_url(5001, "a");
+    providers.register(&a).await.unwrap();
+    let node = format!("/dubbo/{GREETER}/providers/{}", a.encode());
+    let client = zk_client(&zk.connect_string()).await;
+    // The node vanishes while the session lives (an operator's cleanup, a
+    // second process replacing what it took for its own leftover).
+    client.delete(&node, None).await.unwrap();
+    drop(client);
+    let session = providers.session().unwrap().id();
+
+    zk.stop();
+    zk.start_again();
+    let client = zk_client(&zk.connect_string()).await;
+    wait_for_owned_node(&client, &node, &providers, "after the reconnection").await;
+    assert_eq!(
+        providers.session().unwrap().id(),
+        session,
+        "the session survived the restart: this was a reconnection, not an expiry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_calls_while_zookeeper_is_down_end_in_time_and_complete_later() {
+    let mut zk = ZooKeeper::start();
+    // A long session, so it survives the outage; calls wait at most 1 s.
+    let url = Url::parse(&format!("{}?session=30000&timeout=1000", zk.url())).unwrap();
+    let providers = connected(&url).await;
+    let (a, b) = (provider_url(6001, "a"), provider_url(6002, "b"));
+    providers.register(&a).await.unwrap();
+    let session = providers.session().unwrap().id();
+
+    zk.stop();
+    let bound = Duration::from_secs(5);
+    let err = tokio::time::timeout(bound, providers.unregister(&a))
+        .await
+        .expect("unregister waits at most about the registry's timeout")
+        .expect_err("nothing can be deleted while ZooKeeper is down");
+    assert!(err.to_string().contains(&a.encode()), "the error names the node: {err}");
+    let err = tokio::time::timeout(bound, providers.register(&b))
+        .await
+        .expect("register waits at most about the registry's timeout")
+        .expect_err("nothing can be created while ZooKeeper is down");
+    assert!(err.to_string().contains(&b.encode()), "the error names the node: {err}");
+
+    // Back, same session: what was asked for happens after all.
+    zk.start_again();
+    let client = zk_client(&zk.connect_string()).await;
+    let dir = format!("/dubbo/{GREETER}/providers");
+    wait_for_no_node(&client, &format!("{dir}/{}", a.encode()), "a after the outage").await;
+    wait_for_owned_node(
+        &client,
+        &format!("{dir}/{}", b.encode()),
+        &providers,
+        "b after the outage",
+    )
+    .await;
+    assert_eq!(
+        providers.session().unwrap().id(),
+        session,
+        "the session survived the outage"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_lost_while_registrations_are_restored_is_replaced() {
+    let mut zk = ZooKeeper::start();
+    // A short session: the freeze below outlives it.
+    let url = Url::parse(&registry_url(&zk.url(), 2_000)).unwrap();
+    let providers = connected(&url).await;
+    let n = 1000;
+    for i in 0..n {
+        providers.register(&provider_url(7000 + i, "many")).await.unwrap();
+    }
+    let dir = format!("/dubbo/{GREETER}/providers");
+    let client = zk_client(&zk.connect_string()).await;
+    assert_eq!(children(&client, &dir).await.len(), usize::from(n));
+
+    // Expire the session, and freeze ZooKeeper while the new session is
+    // putting the nodes back: that session ends (the client gives up on it)
+    // in the middle of the restoration.
+    expire_session(&zk.connect_string(), &providers).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut emptied = false;
+    loop {
+        let count = children(&client, &dir).await.len();
+        emptied |= count < usize::from(n);
+        if emptied && count > 0 && count < usize::from(n) {
+            break;
+        }
+        assert!(
+            !(emptied && count == usize::from(n)),
+            "the restoration finished before the freeze: raise n"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the restoration never started ({count} nodes)"
+        );
+    }
+    drop(client);
+    zk.server().pause();
+    // A fault of three session timeouts, not a synchronisation.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    zk.server().resume();
+
+    // A new session puts every node back.
+    let client = zk_client(&zk.connect_string()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let session = providers.session().map(|s| s.id().0);
+        let nodes = children(&client, &dir).await;
+        let mut owned = 0;
+        if nodes.len() == usize::from(n) {
+            for node in &nodes {
+                let owner = client
+                    .check_stat(&format!("{dir}/{node}"))
+                    .await
+                    .unwrap()
+                    .map(|s| s.ephemeral_owner);
+                owned += usize::from(owner.is_some() && owner == session);
+            }
+        }
+        if owned == usize::from(n) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} nodes, {owned} of the current session {session:?}: the registry never recovered",
+            nodes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

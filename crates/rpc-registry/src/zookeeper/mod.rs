@@ -11,7 +11,8 @@
 //! Registry URL: `zookeeper://host:port[,host:port...][/chroot][?param=value...]`,
 //! with parameters
 //! * `session`: session timeout in ms (default 60000, as Dubbo);
-//! * `timeout`: how long `register` and `subscribe` wait for ZooKeeper, in ms (default 10000);
+//! * `timeout`: how long `register`, `unregister` and `subscribe` wait for
+//!   ZooKeeper, in ms (default 10000);
 //! * `root`: the root node name (default `dubbo`);
 //! * `file`: a local cache file of provider lists, so a consumer can start
 //!   while ZooKeeper is down. Written by a background thread (callers never
@@ -23,8 +24,18 @@
 //! * A supervisor task owns the session. While ZooKeeper is unreachable,
 //!   subscriptions keep their last provider sets (consumers keep routing) and
 //!   providers keep serving; the client reconnects by itself. When the session
-//!   expires, a new session is opened, every node this registry registered is
-//!   created again and every subscription re-reads and re-arms its watch.
+//!   ends (expiry, even in the middle of restoring registrations), a new one
+//!   is opened and every subscription re-reads and re-arms its watch.
+//! * Registrations are a wish list the registry keeps true. `register` and
+//!   `unregister` record the wish, then act, for at most `timeout`; an error
+//!   means "not confirmed yet", and the registry keeps trying in the
+//!   background. A reconciler checks every registered node (it must exist and
+//!   belong to the current session) when a session starts and after every
+//!   reconnection, creates what is missing and deletes what was unregistered;
+//!   a pass that fails (connection lost while the quorum recovers, an ACL,
+//!   anything) is retried with backoff (100 ms to 5 s) until it succeeds. A URL
+//!   unregistered meanwhile is never created again: every create and delete
+//!   re-reads the wish list first, one at a time.
 //! * Subscriptions list the providers and arm a children watch in one request,
 //!   so no change between a read and the next watch is lost; every change is
 //!   published as a full set, so removals are never missed.
@@ -52,7 +63,7 @@ use cache::CacheFile;
 
 /// Default session timeout (Dubbo's).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default wait of `register` and `subscribe` for ZooKeeper.
+/// Default wait of `register`, `unregister` and `subscribe` for ZooKeeper.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PORT: u16 = 2181;
 
@@ -150,12 +161,25 @@ struct Shared {
     config: Config,
     /// The live client; `None` while (re)connecting.
     client: channel::Sender<Option<zookeeper_client::Client>>,
-    /// What this registry has registered: re-created after a session expiry.
-    registered: Mutex<HashSet<Url>>,
+    /// What ZooKeeper should hold: see [`Registrations`].
+    registrations: Mutex<Registrations>,
+    /// Serializes every create and delete of a registered node (see `session`).
+    node_ops: tokio::sync::Mutex<()>,
+    /// Asks the session's reconciler for a pass (see `session`).
+    reconcile: tokio::sync::Notify,
     /// Provider sets by interface, with whether ZooKeeper has been read yet.
     subscriptions: Mutex<HashMap<String, Watched>>,
     cache: Option<Arc<CacheFile>>,
     shutdown: CancellationToken,
+}
+
+/// The registry's wish list, which the session's reconciler makes true.
+#[derive(Debug, Default)]
+struct Registrations {
+    /// Registered URLs: each must have its node, owned by the current session.
+    wanted: HashSet<Url>,
+    /// Unregistered URLs whose node may still exist: each is deleted, then forgotten.
+    withdrawn: HashSet<Url>,
 }
 
 #[derive(Clone)]
@@ -211,7 +235,9 @@ impl ZookeeperRegistry {
             url: url.clone(),
             config,
             client,
-            registered: Mutex::default(),
+            registrations: Mutex::default(),
+            node_ops: tokio::sync::Mutex::new(()),
+            reconcile: tokio::sync::Notify::new(),
             subscriptions: Mutex::default(),
             cache,
             shutdown: shutdown.clone(),
@@ -240,6 +266,19 @@ impl ZookeeperRegistry {
     async fn client(&self) -> Result<zookeeper_client::Client, RegistryError> {
         wait_for_client(&self.shared).await
     }
+
+    /// Runs `work` for at most the registry's `timeout`.
+    async fn bounded(&self, work: impl Future<Output = Result<(), String>>) -> Result<(), String> {
+        let timeout = self.shared.config.timeout;
+        match tokio::time::timeout(timeout, work).await {
+            Ok(done) => done,
+            Err(_) => Err(format!(
+                "no answer from ZooKeeper at {} within {} ms",
+                self.shared.config.servers,
+                timeout.as_millis()
+            )),
+        }
+    }
 }
 
 async fn wait_for_client(shared: &Shared) -> Result<zookeeper_client::Client, RegistryError> {
@@ -266,32 +305,64 @@ impl Registry for ZookeeperRegistry {
         &self.shared.url
     }
 
+    /// Creates `url`'s ephemeral node. The URL is wanted from this call on,
+    /// whatever its outcome: an error (no answer within the registry's
+    /// `timeout`, a refusal) means the node is not confirmed yet, and the
+    /// registry keeps trying in the background until
+    /// [`unregister`](Registry::unregister).
     fn register(&self, url: &Url) -> RegistryFuture<'_, ()> {
         let url = url.clone();
         Box::pin(async move {
             let path = self.node_path(&url)?;
-            let client = self.client().await?;
-            session::create_ephemeral(&client, &path)
-                .await
-                .map_err(|e| RegistryError::new(&self.shared.url, format!("cannot create {path}: {e}")))?;
-            lock(&self.shared.registered).insert(url);
-            Ok(())
+            {
+                let mut registrations = lock(&self.shared.registrations);
+                registrations.withdrawn.remove(&url);
+                registrations.wanted.insert(url.clone());
+            }
+            let shared = &self.shared;
+            let done = self
+                .bounded(async {
+                    let client = self.client().await.map_err(|e| e.reason().to_string())?;
+                    session::put_in_place(shared, &client, &url).await
+                })
+                .await;
+            done.map_err(|reason| {
+                shared.reconcile.notify_one();
+                RegistryError::new(
+                    &shared.url,
+                    format!("cannot create {path} yet: {reason}; retrying in the background until unregistered"),
+                )
+            })
         })
     }
 
+    /// Deletes `url`'s node. The URL is withdrawn from this call on, whatever
+    /// its outcome: an error (no answer within the registry's `timeout`) means
+    /// the deletion is not confirmed yet, and the registry keeps trying in the
+    /// background (the node also goes when the session ends).
     fn unregister(&self, url: &Url) -> RegistryFuture<'_, ()> {
         let url = url.clone();
         Box::pin(async move {
             let path = self.node_path(&url)?;
-            lock(&self.shared.registered).remove(&url);
-            let client = self.client().await?;
-            match client.delete(&path, None).await {
-                Ok(()) | Err(zookeeper_client::Error::NoNode) => Ok(()),
-                Err(e) => Err(RegistryError::new(
-                    &self.shared.url,
-                    format!("cannot delete {path}: {e}"),
-                )),
+            {
+                let mut registrations = lock(&self.shared.registrations);
+                registrations.wanted.remove(&url);
+                registrations.withdrawn.insert(url.clone());
             }
+            let shared = &self.shared;
+            let done = self
+                .bounded(async {
+                    let client = self.client().await.map_err(|e| e.reason().to_string())?;
+                    session::take_away(shared, &client, &url).await
+                })
+                .await;
+            done.map_err(|reason| {
+                shared.reconcile.notify_one();
+                RegistryError::new(
+                    &shared.url,
+                    format!("cannot delete {path} yet: {reason}; retrying in the background"),
+                )
+            })
         })
     }
 
