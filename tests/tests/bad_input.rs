@@ -399,3 +399,126 @@ async fn many_bad_clients_at_once_leak_nothing() {
     assert_still_serving(&server).await;
     assert_no_connections_left(&server).await;
 }
+
+/// Whether the server closes `stream` within `within` (reading and discarding).
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_are_cut_after_the_handshake_timeout() {
+    let handshake = Duration::from_millis(300);
+    let server = server(ServerConfig {
+        handshake_timeout: handshake,
+        ..ServerConfig::default()
+    })
+    .await;
+    let native_header = Header {
+        flag: 0x80 | 0x40 | Serialization::Bincode.id(),
+        status: 0,
+        id: 1,
+        body_len: 10,
+    }
+    .to_bytes();
+    let cases: [(&str, &[u8]); 4] = [
+        ("the start of the HTTP/2 preface", b"PRI * HTTP/2.0\r\n"),
+        (
+            "the HTTP/2 preface less its last byte",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r",
+        ),
+        (
+            "half an HTTP/1 request head",
+            b"POST /org.rpc.test.Probe/echo HTTP/1.1\r\nHost: x\r\n",
+        ),
+        ("half a native frame header", &native_header[..8]),
+    ];
+    for (what, bytes) in cases {
+        let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        let started = tokio::time::Instant::now();
+        stream.write_all(bytes).await.unwrap();
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(3)).await,
+            "a client that sent {what} and stalled still holds its connection"
+        );
+        let after = started.elapsed();
+        assert!(after >= handshake.mul_f32(0.9), "{what}: closed after {after:?}");
+    }
+    assert_no_connections_left(&server).await;
+    assert_still_serving(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_but_complete_handshakes_are_served() {
+    let handshake = Duration::from_millis(300);
+    let server = server(ServerConfig {
+        handshake_timeout: handshake,
+        ..ServerConfig::default()
+    })
+    .await;
+    // A consumer connects when its reference is built and may stay silent
+    // until its first call: the handshake timeout does not apply.
+    let mut client = RawClient::connect(&server).await;
+    tokio::time::sleep(handshake * 3).await;
+    let args = Serialization::Bincode.encode(&("late",)).unwrap();
+    let (h, body) = client.request(1, Serialization::Bincode, &probe("echo"), args).await;
+    assert_eq!(Status::from_code(h.status), Status::Ok);
+    assert_eq!(Serialization::Bincode.decode::<String>(&body).unwrap(), "late");
+    drop(client);
+
+    // A header in pieces, each well within the timeout, then a slow body:
+    // the limit is on the first header, not on the frame.
+    let mut client = RawClient::connect(&server).await;
+    let frame = OutFrame::request(
+        2,
+        true,
+        Serialization::Bincode,
+        &probe("echo"),
+        Serialization::Bincode.encode(&("pieces",)).unwrap(),
+    )
+    .unwrap();
+    let mut bytes = BytesMut::new();
+    frame.write_to(&mut bytes);
+    for piece in [&bytes[..4], &bytes[4..16]] {
+        client.send(piece).await;
+        tokio::time::sleep(handshake / 3).await;
+    }
+    tokio::time::sleep(handshake * 2).await;
+    client.send(&bytes[16..]).await;
+    let (h, body) = client.next_response().await;
+    assert_eq!((h.id, Status::from_code(h.status)), (2, Status::Ok));
+    assert_eq!(Serialization::Bincode.decode::<String>(&body).unwrap(), "pieces");
+
+    // HTTP/1: the head in two pieces within the timeout, then the body later.
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(b"POST /org.rpc.test.Probe/echo HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(handshake / 3).await;
+    stream
+        .write_all(b"content-type: application/json\r\ncontent-length: 8\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(handshake * 2).await;
+    stream.write_all(b"[\"slow\"]").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("\"slow\""),
+        "{answer}"
+    );
+    drop(client);
+    assert_no_connections_left(&server).await;
+}

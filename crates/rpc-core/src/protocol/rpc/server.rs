@@ -24,10 +24,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{self, Permit};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -68,6 +70,13 @@ pub struct ServerConfig {
     /// on the native protocol, `RESOURCE_EXHAUSTED` on `tri`. Callers see a
     /// not-sent outcome and may try another provider.
     pub max_in_flight: usize,
+    /// Once a connection's first byte has arrived, how long the rest of its
+    /// first native frame header, HTTP/2 preface or HTTP/1 request head may
+    /// take (default 5 s); a client that stalls in the middle is disconnected.
+    /// A connection that has sent nothing is not cut by this: consumers connect
+    /// when a reference is built and may stay silent until their first call;
+    /// idle connections are governed by heartbeats.
+    pub handshake_timeout: Duration,
     /// Graceful shutdown: how long a connection whose peer does not answer the
     /// read-only event (Java Dubbo, older clients) must go without sending a
     /// request, with nothing in flight, before it counts as drained and closes
@@ -119,6 +128,7 @@ impl Default for ServerConfig {
             dispatch: Dispatch::Auto,
             max_in_flight_per_connection: 1024,
             max_in_flight: 10_000,
+            handshake_timeout: Duration::from_secs(5),
             shutdown_quiet: Duration::from_secs(1),
         }
     }
@@ -326,12 +336,161 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
             return;
         }
     };
+    let handshake = server.config.handshake_timeout;
     match peeked {
         Ok(Ok(1..)) if first[0] == NATIVE_MAGIC_HIGH => serve_native(stream, peer, server, count).await,
-        Ok(Ok(1..)) => crate::protocol::tri::server::serve_connection(stream, peer, server, count).await,
+        Ok(Ok(1..)) => {
+            let stream = Handshake::new(stream, first[0], handshake);
+            crate::protocol::tri::server::serve_connection(stream, peer, server, count).await
+        }
         Ok(Ok(_)) => tracing::debug!(%peer, "connection closed before sending anything"),
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection failed before sending anything"),
         Err(_) => tracing::debug!(%peer, "closing a connection silent for three heartbeats"),
+    }
+}
+
+/// The HTTP/2 connection preface.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What completes a connection's handshake.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// A native frame header: this many bytes.
+    Native,
+    /// The HTTP/2 preface, or an HTTP/1 request head (up to its blank line).
+    Http {
+        /// Bytes so far that match the HTTP/2 preface, while they all do.
+        preface: usize,
+        /// Bytes of `\r\n\r\n` matched at the end of what was read so far.
+        blank_line: usize,
+    },
+}
+
+/// A connection's reads, failed with [`std::io::ErrorKind::TimedOut`] when its
+/// handshake (the first native frame header, the HTTP/2 preface or the first
+/// HTTP/1 request head) has not fully arrived by a deadline set when its first
+/// byte arrived. Once the handshake is complete it only passes reads (and
+/// writes) through.
+#[derive(Debug)]
+pub(crate) struct Handshake<S> {
+    io: S,
+    expect: Expect,
+    /// Bytes read so far, while the handshake is not complete.
+    seen: usize,
+    /// `None` once the handshake is complete.
+    deadline: Option<Pin<Box<Sleep>>>,
+    limit: Duration,
+}
+
+impl<S> Handshake<S> {
+    fn new(io: S, first_byte: u8, limit: Duration) -> Self {
+        let expect = if first_byte == NATIVE_MAGIC_HIGH {
+            Expect::Native
+        } else {
+            Expect::Http {
+                preface: 0,
+                blank_line: 0,
+            }
+        };
+        Handshake {
+            io,
+            expect,
+            seen: 0,
+            deadline: Some(Box::pin(tokio::time::sleep(limit))),
+            limit,
+        }
+    }
+
+    /// Takes note of `bytes` read; true once the handshake is complete.
+    fn complete_after(&mut self, bytes: &[u8]) -> bool {
+        match &mut self.expect {
+            Expect::Native => {
+                self.seen += bytes.len();
+                self.seen >= super::frame::HEADER_LEN
+            }
+            Expect::Http { preface, blank_line } => {
+                for &byte in bytes {
+                    if *preface == self.seen && H2_PREFACE.get(*preface) == Some(&byte) {
+                        *preface += 1;
+                        if *preface == H2_PREFACE.len() {
+                            return true;
+                        }
+                    }
+                    self.seen += 1;
+                    *blank_line = match (byte, *blank_line) {
+                        (b'\r', 0 | 2) => *blank_line + 1,
+                        (b'\n', 1 | 3) => *blank_line + 1,
+                        (b'\r', _) => 1,
+                        _ => 0,
+                    };
+                    // The preface has a blank line of its own: only a head that
+                    // is not the preface ends at one.
+                    if *blank_line == 4 && *preface < self.seen {
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Handshake<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.deadline.is_none() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if this.complete_after(&buf.filled()[before..]) {
+                    this.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the connection's first {} did not arrive within {} ms of its first byte",
+                        match this.expect {
+                            Expect::Native => "frame header",
+                            Expect::Http { .. } => "HTTP/2 preface or HTTP/1 request head",
+                        },
+                        this.limit.as_millis()
+                    ),
+                ))),
+                _ => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Handshake<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -405,6 +564,7 @@ impl Watch<'_, '_> {
 
 async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerShared>, _count: GaugeGuard) {
     let (read, write) = stream.into_split();
+    let read = Handshake::new(read, NATIVE_MAGIC_HIGH, server.config.handshake_timeout);
     let conn = Arc::new(ConnShared::new(peer.to_string()));
     let (tx, rx) = mpsc::channel(QUEUE);
     let heartbeat = server.config.heartbeat;
@@ -785,5 +945,63 @@ impl ServerHandle {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.accept_done.wait_zero()).await;
         self.shared.close.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.connections.wait_zero()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// After which of `chunks` the handshake of a connection starting with `first` is complete.
+    fn completed_after(first: u8, chunks: &[&[u8]]) -> Option<usize> {
+        let (io, _) = tokio::io::duplex(1);
+        let mut handshake = Handshake::new(io, first, Duration::from_secs(1));
+        chunks.iter().position(|chunk| handshake.complete_after(chunk))
+    }
+
+    #[tokio::test]
+    async fn handshakes_end_at_the_frame_header_the_preface_or_the_blank_line() {
+        let header = [0xda_u8; 16];
+        assert_eq!(
+            completed_after(0xda, &[&header[..5], &header[5..15], &header[15..]]),
+            Some(2)
+        );
+        assert_eq!(completed_after(0xda, &[&header[..15]]), None);
+        // The preface's own blank line (at byte 18) does not end it; its 24th byte does.
+        let preface = &H2_PREFACE[..];
+        assert_eq!(completed_after(b'P', &[&preface[..18], &preface[18..23]]), None);
+        assert_eq!(completed_after(b'P', &[&preface[..18], &preface[18..]]), Some(1));
+        let head = b"POST /a/b HTTP/1.1\r\nHost: x\r\n\r\nbody";
+        assert_eq!(completed_after(b'P', &[&head[..28], &head[28..30]]), None);
+        assert_eq!(completed_after(b'P', &[&head[..28], &head[28..31]]), Some(1));
+        assert_eq!(completed_after(b'G', &[b"GET / HTTP/1.1\r", b"\n\r\r\n\r\n"]), Some(1));
+        // A request line that starts like the preface, then differs, is a head.
+        assert_eq!(completed_after(b'P', &[b"PRI /x HTTP/1.1\r\n\r\n"]), Some(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_handshake_times_out_and_a_complete_one_never_does() {
+        let limit = Duration::from_secs(5);
+        let mut buf = [0u8; 64];
+        let (mut client, io) = tokio::io::duplex(1024);
+        let mut stalled = Handshake::new(io, b'P', limit);
+        client.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        assert_eq!(stalled.read(&mut buf).await.unwrap(), 16);
+        let started = Instant::now();
+        let error = stalled.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
+        assert!(error.to_string().contains("HTTP/2 preface"), "{error}");
+        assert_eq!(started.elapsed(), limit);
+
+        let (mut client, io) = tokio::io::duplex(1024);
+        let mut complete = Handshake::new(io, 0xda, limit);
+        client.write_all(&[0xda; 16]).await.unwrap();
+        assert_eq!(complete.read(&mut buf).await.unwrap(), 16);
+        // Silent for far longer than the limit: the handshake is done, no timeout.
+        let read = tokio::spawn(async move { complete.read(&mut buf).await });
+        tokio::time::sleep(limit * 10).await;
+        client.write_all(b"later").await.unwrap();
+        assert_eq!(read.await.unwrap().unwrap(), 5);
     }
 }

@@ -26,7 +26,7 @@ use super::codec::{self, code};
 use super::headers;
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::{Attachments, Invocation, ServiceKey};
-use crate::protocol::rpc::server::{GaugeGuard, ServerShared};
+use crate::protocol::rpc::server::{GaugeGuard, Handshake, ServerShared};
 use crate::serialization::Serialization;
 
 /// Most concurrent HTTP/2 streams per connection.
@@ -39,7 +39,7 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 pub(crate) async fn serve_connection(
-    stream: TcpStream,
+    stream: Handshake<TcpStream>,
     peer: SocketAddr,
     server: Arc<ServerShared>,
     _count: GaugeGuard,
