@@ -22,7 +22,7 @@ impl CacheFile {
     /// Reads `path`; a missing or unreadable file starts empty (with a warning when unreadable).
     pub(super) fn load(path: PathBuf) -> CacheFile {
         let entries = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            Ok(bytes) => parse_entries(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable registry cache file");
                 BTreeMap::new()
             }),
@@ -71,6 +71,13 @@ impl CacheFile {
         std::fs::write(&tmp, json)?;
         std::fs::rename(&tmp, &self.path)
     }
+}
+
+/// Reads the contents of a cache file: a JSON object mapping interfaces to
+/// provider URL strings. Anything else is an error saying why, so the caller
+/// can start empty instead of trusting a damaged file.
+pub(super) fn parse_entries(bytes: &[u8]) -> Result<BTreeMap<String, Vec<String>>, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ async fn list_and_watch(client: &Client, path: &str) -> Result<(Vec<String>, zoo
 }
 
 /// Decodes provider nodes, skipping (and warning once about) what cannot be used.
-fn parse_children(interface: &str, children: &[String], warned: &mut HashSet<String>) -> Vec<Url> {
+pub(super) fn parse_children(interface: &str, children: &[String], warned: &mut HashSet<String>) -> Vec<Url> {
     let mut urls = Vec::with_capacity(children.len());
     for child in children {
         let reason = match Url::decode(child) {
