@@ -15,6 +15,9 @@
 pub mod descriptor;
 pub mod dispatch;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash_key;
 pub mod invocation;
 pub mod protocol;

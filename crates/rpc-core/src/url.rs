@@ -119,6 +119,9 @@ impl Url {
     }
 
     /// Parses `protocol://[user@]host[:port][,host:port...][/path][?query]`.
+    ///
+    /// Addresses that name neither a host nor a port are skipped, so the
+    /// text of any parsed URL parses back to it.
     pub fn parse(input: &str) -> Result<Url, UrlError> {
         let s = input.trim();
         let (protocol, rest) = s
@@ -140,16 +143,18 @@ impl Url {
         };
         // Drop user info: registries may carry credentials, which we do not keep in the URL.
         let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-        let mut addresses = authority.split(',').filter(|a| !a.is_empty());
-        let (host, port) = match addresses.next() {
-            Some(first) => split_host_port(first).map_err(|reason| UrlError::new(input, reason))?,
-            None => (String::new(), 0),
-        };
-        let mut backups = Vec::new();
-        for address in addresses {
+        // An address naming neither host nor port (``, `:0`, `[]`) is skipped:
+        // written back, it would be empty and so read as no address at all.
+        let mut addresses = Vec::new();
+        for address in authority.split(',').filter(|a| !a.is_empty()) {
             let (h, p) = split_host_port(address).map_err(|reason| UrlError::new(input, reason))?;
-            backups.push(join_host_port(&h, p));
+            if !h.is_empty() || p != 0 {
+                addresses.push((h, p));
+            }
         }
+        let mut addresses = addresses.into_iter();
+        let (host, port) = addresses.next().unwrap_or_default();
+        let backups = addresses.map(|(h, p)| join_host_port(&h, p)).collect();
         let path = decode_component(path).map_err(|reason| UrlError::new(input, reason))?;
         let mut params = BTreeMap::new();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -439,6 +444,26 @@ mod tests {
             assert!(err.to_string().contains("invalid URL"), "{err}");
         }
         assert!(Url::decode("%FF%FE").is_err());
+    }
+
+    #[test]
+    fn an_address_naming_nothing_is_skipped_like_an_empty_one() {
+        // Found by the `url` fuzz target (its input is the last one): `:0`
+        // was kept as an empty first address, written back as nothing
+        // (`rpc://,b:1`), which reads as `b:1`: a different URL.
+        for (text, address) in [
+            ("rpc://:0,b:1", "b:1"),
+            ("rpc://[],b:1", "b:1"),
+            ("rpc://,b:1", "b:1"),
+            ("rpc://b:1,:0", "b:1"),
+            ("t://6094,@,@,,,:0,,0y2He%26", "0y2He%26:0"),
+        ] {
+            let url = Url::parse(text).unwrap();
+            assert_eq!(url.addresses(), vec![address], "{text}");
+            assert_eq!(Url::parse(&url.to_string()).unwrap(), url, "{text}");
+            assert_eq!(Url::decode(&url.encode()).unwrap(), url, "{text}");
+        }
+        assert_eq!(Url::parse("memory://:0").unwrap(), Url::parse("memory://").unwrap());
     }
 
     #[test]

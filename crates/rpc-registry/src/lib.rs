@@ -21,6 +21,11 @@ mod memory;
 mod subscription;
 pub mod zookeeper;
 
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`, off by default). Not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use zookeeper::fuzzing;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

@@ -44,6 +44,9 @@
 //!   Dubbo's `tri://host:port?service=...`) are understood.
 
 mod cache;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod session;
 mod watch;
 

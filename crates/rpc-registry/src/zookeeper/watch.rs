@@ -113,7 +113,7 @@ async fn list_and_watch(client: &Client, path: &str) -> Result<(Vec<String>, zoo
 ///
 /// `warned` holds the skipped names already warned about; names no longer
 /// listed are forgotten, so it never holds more than the current children.
-fn parse_children(interface: &str, children: &[String], warned: &mut HashSet<String>) -> Vec<Url> {
+pub(super) fn parse_children(interface: &str, children: &[String], warned: &mut HashSet<String>) -> Vec<Url> {
     if !warned.is_empty() {
         let listed: HashSet<&str> = children.iter().map(String::as_str).collect();
         warned.retain(|name| listed.contains(name.as_str()));

@@ -516,12 +516,16 @@ async fn exchange(
         Ok(reply) => reply?,
         Err(_) => return Err(RpcError::new(ErrorKind::ConnectionLost, conn.shared.reason())),
     };
-    match Status::from_code(reply.status) {
-        Status::Ok => Ok(Response::new(reply.body)),
-        status => Err(RpcError::remote(
-            status,
-            String::from_utf8_lossy(&reply.body).into_owned(),
-        )),
+    reply_result(reply.status, reply.body)
+}
+
+/// What a reply frame means: its body is the encoded return value when the
+/// status is OK, else the provider's explanation, read as UTF-8 (lossily: a
+/// peer's bad bytes never hide the failure).
+pub(crate) fn reply_result(status: u8, body: Bytes) -> Result<Response, RpcError> {
+    match Status::from_code(status) {
+        Status::Ok => Ok(Response::new(body)),
+        status => Err(RpcError::remote(status, String::from_utf8_lossy(&body).into_owned())),
     }
 }
 

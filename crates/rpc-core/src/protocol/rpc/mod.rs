@@ -22,6 +22,8 @@ pub(crate) mod server;
 
 use std::time::Duration;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use client::reply_result;
 pub use client::{Channel, ChannelConfig, WeakChannel};
 pub use server::{Dispatch, Server, ServerConfig, ServerHandle};
 

@@ -364,7 +364,7 @@ fn timeout(sent_at: Instant) -> RpcError {
 }
 
 /// The error a `grpc-status` header or trailer reports, if it is not OK.
-fn status_error(headers: &HeaderMap) -> Option<RpcError> {
+pub(crate) fn status_error(headers: &HeaderMap) -> Option<RpcError> {
     let status = headers
         .get(headers::GRPC_STATUS)?
         .to_str()

@@ -95,7 +95,7 @@ pub(crate) async fn serve_connection(
 
 /// How the request is framed, and so how the answer must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// gRPC: 5-byte framed message, status in trailers.
     Grpc,
     /// Plain JSON over HTTP: status in the HTTP status line.
@@ -227,7 +227,7 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
 }
 
 /// The mode and payload serialization a content type asks for.
-fn classify(content_type: &str) -> Option<(Mode, Serialization)> {
+pub(crate) fn classify(content_type: &str) -> Option<(Mode, Serialization)> {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     if let Some(rest) = essence.strip_prefix("application/grpc") {
         // `application/grpc`, `+json`, `+proto`, `+data`: JSON unless told bincode.
@@ -242,7 +242,7 @@ fn classify(content_type: &str) -> Option<(Mode, Serialization)> {
 }
 
 /// `/{interface}/{method}` → its two parts.
-fn split_path(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_path(path: &str) -> Option<(&str, &str)> {
     let (interface, method) = path.strip_prefix('/')?.split_once('/')?;
     (!interface.is_empty() && !method.is_empty() && !method.contains('/')).then_some((interface, method))
 }
