@@ -532,30 +532,42 @@ async fn consistent_hashing_keys_on_the_first_argument() {
     assert!(moved > 0);
 }
 
+const ALL_POLICIES: [ClusterPolicy; 6] = [
+    ClusterPolicy::Failover,
+    ClusterPolicy::Failfast,
+    ClusterPolicy::Failsafe,
+    ClusterPolicy::Failback,
+    ClusterPolicy::Forking,
+    ClusterPolicy::Broadcast,
+];
+
+/// One counter provider in its own memory registry, and a client calling it
+/// under `policy` (5 s timeout).
+async fn one_provider_under(
+    policy: ClusterPolicy,
+    test: &str,
+) -> (rpc::RunningProvider, Arc<AtomicU64>, CounterClient) {
+    let registry = format!("memory://{test}-{}", policy.name());
+    let (provider, hits) = counter_provider(&registry, "a", 0, |e| e).await;
+    let consumer = rpc::Consumer::builder().registry(&registry).build().await.unwrap();
+    let counter: CounterClient = consumer
+        .reference::<CounterClient>()
+        .timeout(Duration::from_secs(5))
+        .cluster(policy)
+        .build()
+        .await
+        .unwrap();
+    (provider, hits, counter)
+}
+
 /// Defect: failfast, failsafe, failback and forking dropped the endpoint right
 /// after starting the attempt, so removing the provider closed its connection
 /// under the call (`ConnectionLost`). Every policy keeps the provider's
 /// connection until its calls have finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_provider_finishes_its_calls_before_its_connection_closes() {
-    for policy in [
-        ClusterPolicy::Failover,
-        ClusterPolicy::Failfast,
-        ClusterPolicy::Failsafe,
-        ClusterPolicy::Failback,
-        ClusterPolicy::Forking,
-        ClusterPolicy::Broadcast,
-    ] {
-        let registry = format!("memory://removal-{}", policy.name());
-        let (provider, _) = counter_provider(&registry, "a", 0, |e| e).await;
-        let consumer = rpc::Consumer::builder().registry(&registry).build().await.unwrap();
-        let counter: CounterClient = consumer
-            .reference::<CounterClient>()
-            .timeout(Duration::from_secs(5))
-            .cluster(policy)
-            .build()
-            .await
-            .unwrap();
+    for policy in ALL_POLICIES {
+        let (provider, _, counter) = one_provider_under(policy, "removal").await;
         // Connected first: a call made while connecting holds the channel itself.
         assert_eq!(counter.plain(1).await.unwrap(), 1);
         let call = tokio::spawn({
@@ -567,7 +579,7 @@ async fn a_removed_provider_finishes_its_calls_before_its_connection_closes() {
         })
         .await;
         // The provider leaves the registry (the server keeps running).
-        let memory = rpc::registry::from_address(&registry).unwrap();
+        let memory = rpc::registry::from_address(&format!("memory://removal-{}", policy.name())).unwrap();
         for url in provider.urls() {
             memory.unregister(url).await.unwrap();
         }
@@ -594,24 +606,8 @@ async fn a_removed_provider_finishes_its_calls_before_its_connection_closes() {
 /// convention: nothing is sent until the future is first polled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_sent_before_the_future_is_polled_under_any_policy() {
-    for policy in [
-        ClusterPolicy::Failover,
-        ClusterPolicy::Failfast,
-        ClusterPolicy::Failsafe,
-        ClusterPolicy::Failback,
-        ClusterPolicy::Forking,
-        ClusterPolicy::Broadcast,
-    ] {
-        let registry = format!("memory://unpolled-{}", policy.name());
-        let (provider, hits) = counter_provider(&registry, "a", 0, |e| e).await;
-        let consumer = rpc::Consumer::builder().registry(&registry).build().await.unwrap();
-        let counter: CounterClient = consumer
-            .reference::<CounterClient>()
-            .timeout(Duration::from_secs(5))
-            .cluster(policy)
-            .build()
-            .await
-            .unwrap();
+    for policy in ALL_POLICIES {
+        let (provider, hits, counter) = one_provider_under(policy, "unpolled").await;
         assert_eq!(counter.hit().await.unwrap(), "a");
         // Made and dropped unpolled: never sent.
         drop(counter.hit());
