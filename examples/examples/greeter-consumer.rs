@@ -14,7 +14,8 @@
 //! failback zero value, a mock), which are not `ok`. Exits 0 when every call
 //! was ok, 1 when some failed or were degraded, 2 when it could not start.
 //! With `-v`, every reply is printed, and the failures, grouped by kind with
-//! a count and one message each, on stderr at the end.
+//! a count and one message each, on stderr at the end. Ctrl-C (SIGINT) stops
+//! the calls early and still prints the summary.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +69,10 @@ struct Args {
     /// Service version to call (`*` for any).
     #[arg(long, default_value = "1.0.0")]
     version: String,
+    /// Turn off outlier detection (on by default: a provider that stops
+    /// answering while the others answer is taken out of rotation).
+    #[arg(long, default_value_t = false)]
+    no_outlier_detection: bool,
     /// Fail at start when no provider exists.
     #[arg(long, default_value_t = false)]
     check: bool,
@@ -107,6 +112,9 @@ struct Summary {
 
 async fn run(args: Args) -> Result<Summary, rpc::Error> {
     let mut builder = rpc::Consumer::builder().application("greeter-consumer");
+    if args.no_outlier_detection {
+        builder = builder.outlier_detection(rpc::cluster::OutlierConfig::disabled());
+    }
     for registry in &args.registry {
         builder = builder.registry(registry.clone());
     }
@@ -136,6 +144,15 @@ async fn run(args: Args) -> Result<Summary, rpc::Error> {
     let until = args
         .duration
         .map(|secs| Instant::now() + Duration::from_secs_f64(secs.max(0.0)));
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn({
+        let interrupted = interrupted.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::Relaxed);
+            }
+        }
+    });
     let issued = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -146,10 +163,11 @@ async fn run(args: Args) -> Result<Summary, rpc::Error> {
     for worker in 0..args.concurrency.max(1) {
         let (greeter, issued, ok, failed) = (greeter.clone(), issued.clone(), ok.clone(), failed.clone());
         let failures = failures.clone();
+        let interrupted = interrupted.clone();
         let verbose = args.verbose;
         workers.push(tokio::spawn(async move {
             loop {
-                if until.is_some_and(|t| Instant::now() >= t) {
+                if until.is_some_and(|t| Instant::now() >= t) || interrupted.load(Ordering::Relaxed) {
                     break;
                 }
                 let n = issued.fetch_add(1, Ordering::Relaxed);

@@ -217,7 +217,10 @@ impl ConsumerProcess {
         let binary = example_binary("greeter-consumer");
         let mut child = Command::new(&binary)
             .args(args)
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("RPC_CONSUMER_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -256,16 +259,27 @@ impl ConsumerProcess {
     /// (counting from the start); panics after `timeout`.
     pub fn wait_for_lines(&mut self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.seen.iter().filter(|l| l.contains(needle)).count() < count {
+        // Counted as lines arrive: a load run prints hundreds of thousands.
+        let mut found = self.seen.iter().filter(|l| l.contains(needle)).count();
+        while found < count {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
+                Ok(line) => {
+                    found += usize::from(line.contains(needle));
+                    self.seen.push(line);
+                }
                 Err(_) => panic!(
                     "timed out after {timeout:?} waiting for {count} lines with `{needle}`; last lines: {:?}",
                     self.seen.iter().rev().take(5).collect::<Vec<_>>()
                 ),
             }
         }
+    }
+
+    /// Sends `signal` to the process (SIGINT: stop calling and print the summary).
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, signal).unwrap_or_else(|e| panic!("cannot send {signal} to consumer {}: {e}", self.child.id()));
     }
 
     /// Lines printed so far (as read by [`wait_for_lines`](Self::wait_for_lines)).

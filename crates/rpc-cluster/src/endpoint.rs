@@ -5,7 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use rpc_core::protocol::Health;
-use rpc_core::{BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Response, RpcError, ServiceKey, Url};
+use rpc_core::{
+    BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Outcome, Response, RpcError, ServiceKey, Url,
+};
 
 use crate::loadbalance::{Candidate, Stats, Weighting};
 
@@ -28,6 +30,19 @@ struct Inner {
     stats: Arc<Stats>,
     /// The invoker itself ends every call by the invocation's deadline.
     enforces_deadline: bool,
+    /// What the outlier detector may do with the provider's channel.
+    probe: Option<Arc<dyn Probe>>,
+}
+
+/// What the cluster's outlier detector may do with a provider's channel
+/// beyond sending calls. The native protocol's channel implements it.
+pub trait Probe: Send + Sync + 'static {
+    /// Fails the calls waiting for this provider's answers now (outcome
+    /// unknown), keeping the connection; returns how many.
+    fn abandon_in_flight(&self, reason: &str) -> usize;
+
+    /// Whether the provider answers a protocol-level ping within `timeout`.
+    fn ping(&self, timeout: std::time::Duration) -> rpc_core::BoxFuture<bool>;
 }
 
 /// What calls read of a provider URL, parsed once instead of per call.
@@ -114,6 +129,7 @@ impl Endpoint {
                 health: Arc::new(health),
                 stats: Arc::default(),
                 enforces_deadline: false,
+                probe: None,
             }),
         }
     }
@@ -125,6 +141,19 @@ impl Endpoint {
         let mut inner = self.sharing(self.inner.url.clone());
         inner.enforces_deadline = true;
         Endpoint { inner: Arc::new(inner) }
+    }
+
+    /// Lets the outlier detector abandon the calls of a stalled provider and
+    /// ping it before taking it back (see [`Probe`]).
+    pub fn with_probe(self, probe: Arc<dyn Probe>) -> Self {
+        let mut inner = self.sharing(self.inner.url.clone());
+        inner.probe = Some(probe);
+        Endpoint { inner: Arc::new(inner) }
+    }
+
+    /// The provider's channel controls, if it has any (see [`Probe`]).
+    pub fn probe(&self) -> Option<&Arc<dyn Probe>> {
+        self.inner.probe.as_ref()
     }
 
     /// The same provider under an updated URL (weight, parameters): the
@@ -144,6 +173,7 @@ impl Endpoint {
             health: self.inner.health.clone(),
             stats: self.inner.stats.clone(),
             enforces_deadline: self.inner.enforces_deadline,
+            probe: self.inner.probe.clone(),
         }
     }
 
@@ -194,9 +224,14 @@ impl Endpoint {
         self.health() == Health::Ready
     }
 
-    /// Whether the endpoint takes calls now, and if not, why.
+    /// Whether the endpoint takes calls now, and if not, why: its channel's
+    /// health, and [`Health::Unavailable`] while the outlier detector holds
+    /// it out of rotation.
     pub fn health(&self) -> Health {
-        (self.inner.health)()
+        match (self.inner.health)() {
+            Health::Ready if self.inner.stats.is_ejected() => Health::Unavailable,
+            health => health,
+        }
     }
 
     /// Whether `other` is served by the same provider process (one process
@@ -285,6 +320,13 @@ impl Endpoint {
                 },
                 None => call.await,
             };
+            // An answer, good or bad, is progress; a timeout or a broken connection is not.
+            if result
+                .as_ref()
+                .map_or_else(|e| e.outcome() == Outcome::Remote, |_| true)
+            {
+                guard.note_answer();
+            }
             guard.finish(result.is_ok());
             result.map_err(|e| {
                 e.with_service(&service)

@@ -23,15 +23,17 @@ mod endpoint;
 mod invoker;
 pub mod loadbalance;
 mod mock;
+pub mod outlier;
 pub mod policy;
 pub mod router;
 mod select;
 
 pub use config::Effective;
 pub use directory::{Connect, Directory};
-pub use endpoint::{Endpoint, INSTANCE};
+pub use endpoint::{Endpoint, INSTANCE, Probe};
 pub use invoker::ClusterInvoker;
 pub use loadbalance::{Candidate, LoadBalance, Stats};
 pub use mock::{Mock, MockLayer, MockService, Mocks};
+pub use outlier::OutlierConfig;
 pub use policy::FailbackConfig;
 pub use select::{Balancer, Select};

@@ -5,7 +5,10 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rpc_cluster::{Balancer, ClusterInvoker, Connect, Directory, Endpoint, FailbackConfig, Mock, MockLayer, Mocks};
+use rpc_cluster::{
+    Balancer, ClusterInvoker, Connect, Directory, Endpoint, FailbackConfig, Mock, MockLayer, Mocks, OutlierConfig,
+    Probe,
+};
 use rpc_core::protocol::Health;
 use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
@@ -32,6 +35,7 @@ struct ConsumerInner {
     connector: Arc<Connector>,
     defaults: MethodConfig,
     check: bool,
+    outlier: OutlierConfig,
 }
 
 /// Configures a [`Consumer`].
@@ -42,6 +46,7 @@ pub struct ConsumerBuilder {
     defaults: MethodConfig,
     check: bool,
     channel: ChannelConfig,
+    outlier: OutlierConfig,
 }
 
 impl Consumer {
@@ -53,6 +58,7 @@ impl Consumer {
             defaults: MethodConfig::new(),
             check: true,
             channel: ChannelConfig::default(),
+            outlier: OutlierConfig::default(),
         }
     }
 
@@ -71,6 +77,7 @@ impl Consumer {
             mock_methods: Vec::new(),
             failback: FailbackConfig::default(),
             protocol: Some("rpc".into()),
+            outlier: self.inner.outlier,
             _client: PhantomData,
         }
     }
@@ -129,6 +136,13 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Outlier detection of every reference (default on: see
+    /// [`OutlierConfig`]); `OutlierConfig::disabled()` turns it off.
+    pub fn outlier_detection(mut self, config: OutlierConfig) -> Self {
+        self.outlier = config;
+        self
+    }
+
     /// Settings of the native protocol's connections.
     pub fn channel_config(mut self, config: ChannelConfig) -> Self {
         self.channel = config;
@@ -159,6 +173,7 @@ impl ConsumerBuilder {
                 }),
                 defaults: self.defaults,
                 check: self.check,
+                outlier: self.outlier,
             }),
         })
     }
@@ -179,6 +194,7 @@ pub struct ReferenceBuilder<C> {
     mock_methods: Vec<String>,
     failback: FailbackConfig,
     protocol: Option<String>,
+    outlier: OutlierConfig,
     _client: PhantomData<fn() -> C>,
 }
 
@@ -291,6 +307,15 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         self
     }
 
+    /// Outlier detection of this reference (default: the consumer's, which
+    /// is on): a provider that stops answering while the others answer is
+    /// taken out of rotation and the calls waiting on it abandoned, so
+    /// failover moves the idempotent ones. See [`OutlierConfig`].
+    pub fn outlier_detection(mut self, config: OutlierConfig) -> Self {
+        self.outlier = config;
+        self
+    }
+
     /// With `true`, [`build`](Self::build) fails when no provider exists.
     pub fn check(mut self, check: bool) -> Self {
         self.check = check;
@@ -349,6 +374,7 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
                 .with_service(&key),
             ));
         }
+        rpc_cluster::outlier::spawn(&directory, self.outlier);
         let mut balancer = Balancer::new(directory);
         if let Some(protocol) = self.protocol.as_deref() {
             balancer = balancer.prefer_protocol(protocol);
@@ -404,42 +430,63 @@ struct Connector {
 
 impl Connect for Connector {
     fn connect(&self, url: &Url) -> Option<Endpoint> {
-        let address = url.address();
-        let (invoker, health): (BoxInvoker, Box<dyn Fn() -> Health + Send + Sync>) = match url.protocol() {
-            "rpc" => {
-                let channel = shared(
-                    &self.channels,
-                    address,
-                    WeakChannel::upgrade,
-                    |a| Channel::new(a, self.config.clone()),
-                    Channel::downgrade,
-                );
-                let health = channel.clone();
-                // Sends from a borrowed invocation: failover keeps its copy without cloning.
-                (BoxInvoker::from_call_ref(channel), Box::new(move || health.health()))
-            }
-            "tri" => {
-                let channel = shared(
-                    &self.tri_channels,
-                    address,
-                    WeakTriChannel::upgrade,
-                    |a| TriChannel::new(a, self.config.clone()),
-                    TriChannel::downgrade,
-                );
-                let health = channel.clone();
-                let health = move || {
-                    if health.is_backing_off() {
-                        Health::Unavailable
-                    } else {
-                        Health::Ready
-                    }
-                };
-                (BoxInvoker::new(channel), Box::new(health))
-            }
+        let endpoint = match url.protocol() {
+            "rpc" => self.rpc_endpoint(url),
+            "tri" => self.tri_endpoint(url),
             _ => return None,
         };
         // Both channels end every call by its deadline themselves.
-        Some(Endpoint::with_health(url.clone(), invoker, health).with_invoker_enforcing_deadlines())
+        Some(endpoint.with_invoker_enforcing_deadlines())
+    }
+}
+
+impl Connector {
+    fn rpc_endpoint(&self, url: &Url) -> Endpoint {
+        let channel = shared(
+            &self.channels,
+            url.address(),
+            WeakChannel::upgrade,
+            |a| Channel::new(a, self.config.clone()),
+            Channel::downgrade,
+        );
+        let health = channel.clone();
+        let probe: Arc<dyn Probe> = Arc::new(NativeProbe(channel.clone()));
+        // Sends from a borrowed invocation: failover keeps its copy without cloning.
+        Endpoint::with_health(url.clone(), BoxInvoker::from_call_ref(channel), move || health.health())
+            .with_probe(probe)
+    }
+
+    fn tri_endpoint(&self, url: &Url) -> Endpoint {
+        let channel = shared(
+            &self.tri_channels,
+            url.address(),
+            WeakTriChannel::upgrade,
+            |a| TriChannel::new(a, self.config.clone()),
+            TriChannel::downgrade,
+        );
+        let health = channel.clone();
+        Endpoint::with_health(url.clone(), BoxInvoker::new(channel), move || {
+            if health.is_backing_off() {
+                Health::Unavailable
+            } else {
+                Health::Ready
+            }
+        })
+    }
+}
+
+/// The outlier detector's handle on a native channel: abandon its waiting
+/// calls, ping it with a heartbeat.
+struct NativeProbe(Channel);
+
+impl Probe for NativeProbe {
+    fn abandon_in_flight(&self, reason: &str) -> usize {
+        self.0.abandon_in_flight(reason)
+    }
+
+    fn ping(&self, timeout: Duration) -> rpc_core::BoxFuture<bool> {
+        let channel = self.0.clone();
+        Box::pin(async move { channel.ping(timeout).await })
     }
 }
 

@@ -29,7 +29,7 @@
 //! [`Clock`] so that tests are deterministic.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -197,6 +197,11 @@ const PEAK_EWMA_TAU: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub struct Stats {
     active: AtomicU32,
+    /// Calls the provider answered (successes and provider errors): how the
+    /// outlier detector sees progress.
+    answered: AtomicU64,
+    /// Taken out of rotation by the outlier detector.
+    ejected: AtomicBool,
     latency: Mutex<Latency>,
 }
 
@@ -237,6 +242,26 @@ impl Stats {
     /// Calls in flight.
     pub fn active(&self) -> u32 {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// Records that the provider answered a call (with a result or a
+    /// provider error, not a timeout or a broken connection).
+    pub fn note_answer(&self) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls the provider has answered so far.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Whether the outlier detector has taken the provider out of rotation.
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_ejected(&self, ejected: bool) {
+        self.ejected.store(ejected, Ordering::Relaxed);
     }
 
     /// Records one finished call that took `elapsed`; `ok` tells whether it
@@ -308,6 +333,11 @@ impl CallGuard {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(started);
         self.stats.record_at(elapsed, ok, now);
+    }
+
+    /// Records that the provider answered this call (see [`Stats::note_answer`]).
+    pub fn note_answer(&self) {
+        self.stats.note_answer();
     }
 
     /// Ends the call, recording `elapsed` as its response time.

@@ -110,6 +110,20 @@ impl Conn {
         }
     }
 
+    /// Fails every call waiting on this connection with `error`, leaving the
+    /// connection open: answers arriving later are dropped.
+    fn abandon_all(&self, error: &RpcError) -> usize {
+        let calls = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut p.calls),
+            Err(_) => return 0,
+        };
+        let count = calls.len();
+        for (_, tx) in calls {
+            let _ = tx.send(Err(error.clone()));
+        }
+        count
+    }
+
     fn in_flight(&self) -> usize {
         self.pending.lock().map(|p| p.calls.len()).unwrap_or(0)
     }
@@ -164,6 +178,9 @@ struct Inner {
     state: Mutex<State>,
     /// What `state` is, for health checks that take no lock (see [`Phase`]).
     phase: AtomicU8,
+    /// The last connection closed after the provider said it was shutting
+    /// down, and no new one has been made since: it is leaving, not failing.
+    left: AtomicBool,
     next_id: AtomicU64,
 }
 
@@ -240,6 +257,7 @@ impl Channel {
                 config,
                 state: Mutex::new(State::Idle),
                 phase: AtomicU8::new(Phase::IDLE),
+                left: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -268,10 +286,13 @@ impl Channel {
     /// or not yet tried; [`Health::Unavailable`] while connecting or backing
     /// off after a failure (a dead or unreachable host is not waited on by
     /// every call); [`Health::Leaving`] once the provider said it is shutting
-    /// down. Takes no lock when connected.
+    /// down, until a new connection is made (after a restart). Takes no lock
+    /// when connected.
     pub fn health(&self) -> Health {
         match self.inner.phase.load(Ordering::Acquire) {
-            Phase::CONNECTED | Phase::IDLE => Health::Ready,
+            Phase::CONNECTED => Health::Ready,
+            _ if self.inner.left.load(Ordering::Relaxed) => Health::Leaving,
+            Phase::IDLE => Health::Ready,
             Phase::LEAVING => Health::Leaving,
             Phase::BACKOFF if !self.is_backing_off() => Health::Ready,
             _ => Health::Unavailable,
@@ -284,6 +305,41 @@ impl Channel {
             State::Connected(c) => c.in_flight(),
             _ => 0,
         }
+    }
+
+    /// Fails the calls waiting for answers on the current connection now, as
+    /// timed out (outcome unknown) with `reason`, keeping the connection:
+    /// what a consumer does with a provider it found stalled, so that the
+    /// calls can move elsewhere before their deadlines. Returns how many.
+    pub fn abandon_in_flight(&self, reason: &str) -> usize {
+        let conn = match &*self.lock_state() {
+            State::Connected(conn) => conn.clone(),
+            _ => return 0,
+        };
+        let error = RpcError::new(ErrorKind::Timeout, reason.to_string()).with_address(&self.inner.address);
+        conn.abandon_all(&error)
+    }
+
+    /// Whether the provider answers a heartbeat within `timeout` on the
+    /// current connection (false when not connected): proof it is alive
+    /// that risks no call.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let conn = match &*self.lock_state() {
+            State::Connected(conn) => conn.clone(),
+            _ => return false,
+        };
+        let id = conn.shared.next_event_id();
+        let (tx, rx) = oneshot::channel();
+        if !conn.insert(id, tx) {
+            return false;
+        }
+        let mut call = PendingCall { conn, id, armed: true };
+        if call.conn.tx.try_send(OutFrame::event(id, true, true, b"")).is_err() {
+            return false;
+        }
+        let answered = matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(Ok(_))));
+        call.armed = !answered;
+        answered
     }
 
     /// Closes the current connection, failing its in-flight calls. The next call reconnects.
@@ -617,6 +673,7 @@ async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcEr
             let mut state = inner.lock_state();
             *state = State::Connected(conn.clone());
             inner.phase.store(Phase::CONNECTED, Ordering::Release);
+            inner.left.store(false, Ordering::Relaxed);
         }
         None => conn.shared.close("the channel was dropped"),
     }
@@ -664,6 +721,9 @@ fn on_connection_lost(channel: &Weak<Inner>, conn: &Arc<Conn>) {
         }
         *state = State::Idle;
         inner.phase.store(Phase::IDLE, Ordering::Release);
+        if conn.readonly.load(Ordering::Relaxed) {
+            inner.left.store(true, Ordering::Relaxed);
+        }
     }
     tracing::debug!(address = %inner.address, reason = %conn.shared.reason(), "connection lost; probing the provider");
     let channel = channel.clone();
@@ -720,7 +780,14 @@ fn on_frame(conn: &Conn, decoded: Decoded) {
 
 fn on_event(conn: &Conn, header: &Header, body: &Bytes) {
     if !header.is_request() {
-        return; // a heartbeat answer: touch() already recorded it
+        // A heartbeat answer: touch() already recorded it; a ping waits for some.
+        if let Some(tx) = conn.take(header.id) {
+            let _ = tx.send(Ok(Reply {
+                status: header.status,
+                body: body.clone(),
+            }));
+        }
+        return;
     }
     if &body[..] == READONLY_EVENT {
         tracing::info!(peer = %conn.shared.peer, "provider is shutting down; no new calls go to it");
