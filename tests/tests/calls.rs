@@ -626,3 +626,48 @@ async fn a_call_future_dropped_unpolled_leaves_no_pending_entry() {
     assert_eq!(channel.in_flight(), 0, "no pending entry outlives its future");
     server.abort().await;
 }
+
+/// Defect: a peer that accepts connections and closes them at once (a server
+/// at its connection limit, a proxy with no backend) reset the channel's
+/// failure count, and it reconnected in a tight loop. A connection that dies
+/// young now counts as a failed attempt, with backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_accepts_and_closes_at_once_gets_no_reconnect_storm() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let acceptor = tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        }
+    });
+    let channel = rpc::protocol::rpc::Channel::new(address.to_string(), ChannelConfig::default());
+    let invoker = rpc::BoxInvoker::from_call_ref(channel.clone());
+    let key = rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None);
+    // Calls every 10 ms for 1.5 s: with backoff from 100 ms (doubling), a
+    // handful of connections; in a tight loop, one per call or more.
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let mut invocation = rpc::Invocation::new(
+            key.clone(),
+            "ping",
+            Serialization::Bincode.encode(&()).unwrap(),
+            Serialization::Bincode,
+        );
+        invocation.set_deadline(Some(tokio::time::Instant::now() + Duration::from_millis(50)));
+        let _ = invoker.invoke(invocation).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let connections = accepted.load(Ordering::SeqCst);
+    assert!(
+        connections <= 8,
+        "{connections} connections in 1.5 s: a reconnect storm"
+    );
+    assert!(channel.is_backing_off() || connections >= 1);
+    acceptor.abort();
+}

@@ -256,23 +256,22 @@ async fn a_client_that_stops_reading_is_disconnected_after_three_heartbeats() {
     })
     .await;
     let mut client = RawClient::connect_small_buffer(server.local_addr()).await;
-    // Large answers that it never reads: the server's writes stall.
-    for id in 0..64 {
+    // Large answers that it never reads (8 MB: more than the socket buffers
+    // hold): the server's writes stall.
+    for id in 0..8 {
         client.send_request(id, "blob", encode(&(1_000_000u32,))).await;
     }
     let started = Instant::now();
     rpc_tests::wait_until(
         "the server to drop the connection that stopped reading",
-        Duration::from_secs(5),
+        Duration::from_secs(10),
         || server.connections() == 0,
     )
     .await;
     assert!(started.elapsed() >= heartbeat * 2, "{:?}", started.elapsed());
-    // The requests' tasks notice the closed connection and end: nothing stays in flight.
-    rpc_tests::wait_until(
-        "the dropped connection's requests to end",
-        Duration::from_secs(5),
-        || server.in_flight() == 0,
-    )
+    // Handlers still running when it closed find no connection to answer on.
+    rpc_tests::wait_until("the handlers to finish", Duration::from_secs(5), || {
+        server.in_flight() == 0
+    })
     .await;
 }

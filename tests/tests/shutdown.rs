@@ -151,3 +151,71 @@ async fn the_grace_period_bounds_a_peer_that_never_stops_sending() {
     assert!(client.closed_within(Duration::from_secs(3)).await);
     assert_eq!(server.connections(), 0);
 }
+
+/// A consumer calling `sleep(millis)` on the provider at `addr`, in the background.
+async fn sleeping_call(addr: std::net::SocketAddr, millis: u64) -> tokio::task::JoinHandle<Result<u64, rpc::RpcError>> {
+    let consumer = rpc::Consumer::builder()
+        .registry(format!("rpc://{addr}"))
+        .build()
+        .await
+        .unwrap();
+    let probe: rpc_tests::probe::ProbeClient = consumer
+        .reference::<rpc_tests::probe::ProbeClient>()
+        .timeout(Duration::from_secs(30))
+        .retries(0)
+        .build()
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _consumer = consumer;
+        probe.sleep(millis).await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_registry_and_several_servers_shut_down_within_grace_and_the_unregister_bound() {
+    let mut zk = rpc_tests::zk::ZooKeeper::start();
+    let grace = Duration::from_secs(1);
+    let unregister = Duration::from_secs(2);
+    let provider = rpc::Provider::builder()
+        .registry(zk.url())
+        .protocol("rpc", 0)
+        .protocol("tri", 0)
+        .shutdown_grace(grace)
+        .unregister_timeout(unregister)
+        .serve(rpc_tests::probe::ProbeServer::new(
+            rpc_tests::probe::ProbeImpl::default(),
+        ))
+        .serve(rpc_examples::GreeterServer::new(rpc_examples::GreeterImpl::new(None)))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(provider.urls().len(), 4);
+    // A call that outlives the grace period on each server.
+    let calls = [
+        sleeping_call(provider.local_addr("rpc").unwrap(), 20_000).await,
+        sleeping_call(provider.local_addr("tri").unwrap(), 20_000).await,
+    ];
+    wait_until("a call on each server", Duration::from_secs(10), || {
+        provider.in_flight() == 2
+    })
+    .await;
+    // ZooKeeper goes away: every unregistration waits for its timeout (10 s).
+    zk.stop();
+    let started = Instant::now();
+    let abandoned = provider.shutdown().await;
+    let took = started.elapsed();
+    // The unregistrations run at once, bounded by `unregister`; then both
+    // servers drain at once, bounded by the one grace period.
+    let bound = unregister + grace;
+    assert!(
+        took >= bound && took < bound + Duration::from_millis(1_500),
+        "shutdown took {took:?}; expected about {bound:?}"
+    );
+    assert_eq!(abandoned, 2, "the calls outlive the grace period");
+    assert_eq!(provider.connections(), 0);
+    for call in calls {
+        let error = call.await.unwrap().unwrap_err();
+        assert_eq!(error.outcome(), rpc::Outcome::Unknown, "{error}");
+    }
+}

@@ -466,10 +466,10 @@ impl Connector {
         );
         let health = channel.clone();
         Endpoint::with_health(url.clone(), BoxInvoker::new(channel), move || {
-            if health.is_backing_off() {
-                Health::Unavailable
-            } else {
+            if health.is_available() {
                 Health::Ready
+            } else {
+                Health::Unavailable
             }
         })
     }

@@ -15,6 +15,9 @@ use crate::Error;
 pub const DEFAULT_RPC_PORT: u16 = 20880;
 /// How long graceful shutdown waits for in-flight calls by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the registries to drop the provider's URLs by
+/// default, before it drains anyway.
+const DEFAULT_UNREGISTER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Entry point for providers: `Provider::builder()`.
 #[derive(Debug)]
@@ -122,6 +125,7 @@ pub struct ProviderBuilder {
     exports: Vec<Export>,
     server: ServerConfig,
     shutdown_grace: Duration,
+    unregister_timeout: Duration,
 }
 
 impl Default for ProviderBuilder {
@@ -135,6 +139,7 @@ impl Default for ProviderBuilder {
             exports: Vec::new(),
             server: ServerConfig::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            unregister_timeout: DEFAULT_UNREGISTER_TIMEOUT,
         }
     }
 }
@@ -182,6 +187,16 @@ impl ProviderBuilder {
     /// How long graceful shutdown waits for in-flight calls (default 10 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// How long shutdown waits for the registries to take the provider's URLs
+    /// out before it starts draining anyway (default 3 s). Every URL is
+    /// unregistered from every registry at once, so an unreachable registry
+    /// delays shutdown by this much, not by its own timeout per URL; what it
+    /// could not remove goes when its session ends (ZooKeeper's ephemeral nodes).
+    pub fn unregister_timeout(mut self, timeout: Duration) -> Self {
+        self.unregister_timeout = timeout;
         self
     }
 
@@ -265,6 +280,7 @@ impl ProviderBuilder {
             registries,
             urls,
             grace: self.shutdown_grace,
+            unregister_timeout: self.unregister_timeout,
         };
         for registry in &provider.registries {
             for url in &provider.urls {
@@ -347,12 +363,13 @@ fn format_address(host: &str, port: u16) -> String {
     }
 }
 
+/// Shuts every server down at once (so the whole takes one grace period at
+/// most); the calls abandoned over all of them.
 async fn shutdown_servers(servers: &[(String, ServerHandle)], grace: Duration) -> usize {
-    let mut abandoned = 0;
-    for (_, server) in servers {
-        abandoned += server.shutdown(grace).await;
-    }
-    abandoned
+    futures::future::join_all(servers.iter().map(|(_, server)| server.shutdown(grace)))
+        .await
+        .into_iter()
+        .sum()
 }
 
 /// Resolves on Ctrl-C or (on Unix) SIGTERM.
@@ -386,6 +403,7 @@ pub struct RunningProvider {
     registries: Vec<Arc<dyn Registry>>,
     urls: Vec<Url>,
     grace: Duration,
+    unregister_timeout: Duration,
 }
 
 impl RunningProvider {
@@ -421,17 +439,28 @@ impl RunningProvider {
         self.servers.iter().map(|(_, s)| s.in_flight()).sum()
     }
 
-    /// Graceful shutdown: unregister everywhere, tell connected consumers the
-    /// provider is going read-only, stop accepting, wait for in-flight calls up
-    /// to the grace period, then close. Returns the calls abandoned when the
-    /// grace period ran out.
+    /// Graceful shutdown: unregister every URL from every registry at once,
+    /// waiting at most the unregister timeout (default 3 s, see
+    /// [`ProviderBuilder::unregister_timeout`]); then shut every server down at
+    /// once: close the listeners, tell connected consumers the provider is
+    /// going read-only, run the calls still arriving and in flight, and close
+    /// each connection once drained, all within one grace period (see
+    /// [`ServerHandle::shutdown`]). Returns the calls abandoned when the grace
+    /// period ran out.
     pub async fn shutdown(&self) -> usize {
-        for registry in &self.registries {
-            for url in &self.urls {
+        let unregistrations = self.registries.iter().flat_map(|registry| {
+            self.urls.iter().map(move |url| async move {
                 if let Err(e) = registry.unregister(url).await {
-                    tracing::warn!(%url, error = %e, "cannot unregister");
+                    tracing::warn!(%url, registry = %registry.url(), error = %e, "cannot unregister");
                 }
-            }
+            })
+        });
+        let all = futures::future::join_all(unregistrations);
+        if tokio::time::timeout(self.unregister_timeout, all).await.is_err() {
+            tracing::warn!(
+                timeout_ms = self.unregister_timeout.as_millis() as u64,
+                "registries did not confirm every unregistration in time; draining anyway"
+            );
         }
         shutdown_servers(&self.servers, self.grace).await
     }

@@ -1,6 +1,7 @@
 //! Wire protocols. [`rpc`] is the native binary protocol, [`tri`] Dubbo's
 //! Triple (gRPC-compatible HTTP/2, and HTTP/1.1 JSON).
 
+pub(crate) mod backoff;
 pub mod rpc;
 pub mod tri;
 

@@ -21,6 +21,7 @@ use super::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, R
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::Invocation;
 use crate::protocol::Health;
+use crate::protocol::backoff::{self, MIN_HEALTHY_LIFETIME};
 use crate::service::{BoxFuture as ServiceFuture, Response};
 
 /// Settings of a [`Channel`].
@@ -76,6 +77,10 @@ struct Conn {
     readonly: AtomicBool,
     /// The channel this connection belongs to, told when the provider goes read-only.
     channel: Weak<Inner>,
+    /// When it was established, and after how many failed attempts: a
+    /// connection that dies young counts as one more (see [`backoff`]).
+    connected_at: Instant,
+    failures_before: u32,
 }
 
 impl Conn {
@@ -622,6 +627,8 @@ async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcEr
         pending: Mutex::default(),
         readonly: AtomicBool::new(false),
         channel: channel.clone(),
+        connected_at: Instant::now(),
+        failures_before: failures,
     });
     let heartbeat = config.heartbeat;
     let writer_conn = conn.clone();
@@ -690,10 +697,7 @@ impl Inner {
     fn connect_failed(&self, failures: u32, error: RpcError) -> RpcError {
         let config = &self.config;
         let failures = failures.saturating_add(1);
-        let backoff = config
-            .backoff_initial
-            .saturating_mul(1u32 << (failures - 1).min(16))
-            .min(config.backoff_max);
+        let backoff = backoff::delay(config.backoff_initial, config.backoff_max, failures);
         tracing::debug!(address = %self.address, failures, backoff_ms = backoff.as_millis() as u64, %error, "connect failed");
         let mut state = self.lock_state();
         *state = State::Backoff {
@@ -719,10 +723,31 @@ fn on_connection_lost(channel: &Weak<Inner>, conn: &Arc<Conn>) {
         if !matches!(&*state, State::Connected(current) if Arc::ptr_eq(current, conn)) {
             return;
         }
-        *state = State::Idle;
-        inner.phase.store(Phase::IDLE, Ordering::Release);
         if conn.readonly.load(Ordering::Relaxed) {
             inner.left.store(true, Ordering::Relaxed);
+        }
+        let lived = conn.connected_at.elapsed();
+        if lived < MIN_HEALTHY_LIFETIME && !conn.readonly.load(Ordering::Relaxed) {
+            // A peer that accepts and closes at once (at its connection
+            // limit, a proxy without a backend): a failed attempt, backed off.
+            let failures = conn.failures_before.saturating_add(1);
+            let wait = backoff::delay(inner.config.backoff_initial, inner.config.backoff_max, failures);
+            *state = State::Backoff {
+                until: Instant::now() + wait,
+                failures,
+                error: RpcError::new(
+                    ErrorKind::Connect,
+                    format!(
+                        "the connection closed {} ms after it was made: {}",
+                        lived.as_millis(),
+                        conn.shared.reason()
+                    ),
+                ),
+            };
+            inner.phase.store(Phase::BACKOFF, Ordering::Release);
+        } else {
+            *state = State::Idle;
+            inner.phase.store(Phase::IDLE, Ordering::Release);
         }
     }
     tracing::debug!(address = %inner.address, reason = %conn.shared.reason(), "connection lost; probing the provider");

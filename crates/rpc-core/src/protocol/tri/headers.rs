@@ -12,6 +12,12 @@ pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 pub const GRPC_STATUS: &str = "grpc-status";
 /// The gRPC status message, percent-encoded.
 pub const GRPC_MESSAGE: &str = "grpc-message";
+/// Set by our provider on answers refusing a call before its handler ran
+/// (shutting down, overloaded, payload too large): only with it does a
+/// consumer take `UNAVAILABLE`, `RESOURCE_EXHAUSTED` or HTTP 429/502/503/504
+/// for "not run", since proxies return those after forwarding a request too.
+/// The value says why (`shutting-down`, `overloaded`, `too-large`).
+pub const REFUSED: &str = "tri-refused";
 /// The version a request without a version header means.
 pub const DEFAULT_VERSION: &str = "1.0.0";
 

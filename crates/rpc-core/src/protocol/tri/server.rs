@@ -151,16 +151,15 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
     // Streams opened before the GOAWAY run during the grace period; only once
     // it is over is a request refused, unrun.
     if server.drain.is_cancelled() {
-        return answer(
-            RpcError::remote(
-                Status::ChannelInactive,
-                format!("provider is shutting down; `{key}` accepts no new calls"),
-            )
-            .with_service(&key),
-        );
+        let error = RpcError::remote(
+            Status::ChannelInactive,
+            format!("provider is shutting down; `{key}` accepts no new calls"),
+        )
+        .with_service(&key);
+        return refused(answer(error), "shutting-down");
     }
     let Some(guard) = server.in_flight.try_enter(server.config.max_in_flight) else {
-        return answer(server.overloaded(&key, method));
+        return refused(answer(server.overloaded(&key, method)), "overloaded");
     };
     let deadline = timeout.map(|t| Instant::now() + t);
     let attachments = attachments(headers);
@@ -176,10 +175,11 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
                     server.config.max_payload
                 ),
             );
-            return match mode {
+            let reply = match mode {
                 Mode::Grpc => grpc_error(&error),
                 Mode::Json => http_error(StatusCode::PAYLOAD_TOO_LARGE, &error),
             };
+            return refused(reply, "too-large");
         }
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "tri request body failed");
@@ -224,6 +224,15 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
         }
         (Err(error), _) => answer(error),
     }
+}
+
+/// Marks `reply` as a refusal made before the handler ran (see
+/// [`headers::REFUSED`]): the consumer may then take it for "not run".
+fn refused(mut reply: Response<Body>, why: &'static str) -> Response<Body> {
+    reply
+        .headers_mut()
+        .insert(headers::REFUSED, HeaderValue::from_static(why));
+    reply
 }
 
 /// The mode and payload serialization a content type asks for.
