@@ -10,6 +10,10 @@ use nix::sys::signal::Signal;
 use rpc_tests::zk::ZooKeeper;
 use rpc_tests::{ConsumerOutput, ConsumerProcess, ProviderProcess};
 
+/// One fault scenario at a time: each runs 4 processes at full speed, and the
+/// machine may have 2 cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A registry URL whose sessions outlive the test's faults.
 fn registry(zk: &ZooKeeper) -> String {
     format!("{}?session=30000&timeout=5000", zk.url())
@@ -58,6 +62,7 @@ async fn lines(consumer: ConsumerProcess, needle: &str, count: usize) -> Consume
 /// shutting down is passed over, and runs what was already on its way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_loses_no_call_under_any_policy() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let zk = ZooKeeper::start();
     let registry = registry(&zk);
     let mut providers: Vec<ProviderProcess> = ["a", "b", "c"].iter().map(|t| provider(&registry, t)).collect();
@@ -147,6 +152,7 @@ async fn a_hung_provider_costs_failfast_only_the_calls_it_held() {
 }
 
 async fn hang_one_of_three(extra: &[&str]) -> (u64, u64, String) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let zk = ZooKeeper::start();
     let registry = registry(&zk);
     let hung = provider(&registry, "hung");

@@ -911,3 +911,65 @@ async fn example_programs_find_each_other_through_zookeeper() {
     }
     drop((one, two));
 }
+
+/// Defects: a consumer registered a node for every reference it built and
+/// never removed any; and a dropped consumer's directory task kept its
+/// subscription (and so its ZooKeeper session) alive. Now one node per
+/// service while a reference to it lives, removed with the last one, and the
+/// session ends with the consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_nodes_live_as_long_as_their_references_and_sessions_end_with_the_consumer() {
+    let zk = ZooKeeper::start();
+    let registry = registry_url(&zk.url(), 30_000);
+    let provider = start_provider(&registry, "nodes").await;
+    let client = zk_client(&zk.connect_string()).await;
+    let consumers_path = "/dubbo/org.example.Greeter/consumers";
+    // Client connections to the server (each session of ours has one).
+    let sessions = |server: &str| {
+        rpc_tests::zk::four_letter(server, "mntr")
+            .lines()
+            .find_map(|l| l.strip_prefix("zk_num_alive_connections"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no connection count from mntr"))
+    };
+    let before = sessions(&zk.connect_string());
+
+    let consumer = rpc::Consumer::builder().registry(&registry).build().await.unwrap();
+    let first: GreeterClient = consumer.reference::<GreeterClient>().build().await.unwrap();
+    let second: GreeterClient = consumer.reference::<GreeterClient>().build().await.unwrap();
+    assert_eq!(second.say_hello("a".into()).await.unwrap(), "Hello, a from nodes");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children(&client, consumers_path).await.is_empty() {
+        assert!(Instant::now() < deadline, "no consumer node");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        children(&client, consumers_path).await.len(),
+        1,
+        "one node for two references"
+    );
+
+    drop(first);
+    assert_eq!(
+        children(&client, consumers_path).await.len(),
+        1,
+        "the second reference still lives"
+    );
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !children(&client, consumers_path).await.is_empty() {
+        assert!(Instant::now() < deadline, "the consumer node outlived its references");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    drop(consumer);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sessions(&zk.connect_string()) > before {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped consumer's ZooKeeper session lives on"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    provider.shutdown().await;
+}

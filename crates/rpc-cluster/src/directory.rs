@@ -2,10 +2,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use tokio_util::sync::CancellationToken;
 
 use futures::{Stream, StreamExt};
-use rpc_core::{ServiceKey, Url};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use rpc_core::{Serialization, ServiceKey, Url};
 
 use crate::endpoint::Endpoint;
 use crate::router;
@@ -22,11 +26,31 @@ struct State {
     endpoints: Arc<Vec<Endpoint>>,
 }
 
+/// The serializations the current providers read: what every one reads, and
+/// what at least one does (masks, [`Serialization::mask`]).
+#[derive(Debug, Default)]
+struct Readable {
+    all: AtomicU8,
+    some: AtomicU8,
+}
+
 /// The live set of provider endpoints of one reference.
 pub struct Directory {
     key: ServiceKey,
     connect: Arc<dyn Connect>,
     state: RwLock<State>,
+    readable: Readable,
+    /// Cancelled when the directory is dropped: its source readers stop,
+    /// letting go of their subscriptions (and registry sessions).
+    closed: CancellationToken,
+    /// What lives as long as the directory (say, the consumer's node in the registry).
+    guards: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
+}
+
+impl Drop for Directory {
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
 }
 
 impl fmt::Debug for Directory {
@@ -54,6 +78,9 @@ impl Directory {
                 sources: vec![Arc::default(); sources.len()],
                 endpoints: Arc::default(),
             }),
+            readable: Readable::default(),
+            closed: CancellationToken::new(),
+            guards: Mutex::default(),
         });
         for (index, mut source) in sources.into_iter().enumerate() {
             // The current set first, so the directory is complete when this returns.
@@ -61,14 +88,42 @@ impl Directory {
                 directory.update(index, first);
             }
             let weak = Arc::downgrade(&directory);
-            tokio::spawn(follow(weak, index, source));
+            tokio::spawn(follow(weak, index, source, directory.closed.clone()));
         }
         directory
+    }
+
+    /// Keeps `guard` until the directory is dropped (with the last reference
+    /// using it): say, the consumer's node in a registry, removed on drop.
+    pub fn keep(&self, guard: impl std::any::Any + Send + Sync) {
+        self.guards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(guard));
     }
 
     /// The reference this directory serves.
     pub fn key(&self) -> &ServiceKey {
         &self.key
+    }
+
+    /// The serialization to encode a call in, given the reference's
+    /// `preferred` one: it when every provider reads it (the usual case); else
+    /// one every provider reads (ours first, then JSON); else the preferred
+    /// one if some provider reads it, else one that some provider reads.
+    /// Providers that cannot read the chosen one are passed over for that
+    /// call.
+    pub fn serialization_for(&self, preferred: Serialization) -> Serialization {
+        let all = self.readable.all.load(Ordering::Relaxed);
+        if all & preferred.bit() != 0 {
+            return preferred;
+        }
+        let some = self.readable.some.load(Ordering::Relaxed);
+        let first_in = |mask: u8| Serialization::ALL.into_iter().find(|s| mask & s.bit() != 0);
+        first_in(all)
+            .or_else(|| (some & preferred.bit() != 0).then_some(preferred))
+            .or_else(|| first_in(some))
+            .unwrap_or(preferred)
     }
 
     /// The usable endpoints now.
@@ -109,15 +164,28 @@ impl Directory {
             }
         }
         tracing::debug!(key = %self.key, providers = next.len(), "provider set changed");
+        let all = next.iter().fold(u8::MAX, |mask, e| mask & e.accepted_serializations());
+        let some = next.iter().fold(0, |mask, e| mask | e.accepted_serializations());
+        self.readable
+            .all
+            .store(if next.is_empty() { 0 } else { all }, Ordering::Relaxed);
+        self.readable.some.store(some, Ordering::Relaxed);
         state.endpoints = Arc::new(next);
     }
 }
 
-async fn follow<S>(directory: Weak<Directory>, index: usize, mut source: S)
+async fn follow<S>(directory: Weak<Directory>, index: usize, mut source: S, closed: CancellationToken)
 where
     S: Stream<Item = Arc<Vec<Url>>> + Send + Unpin + 'static,
 {
-    while let Some(urls) = source.next().await {
+    loop {
+        let urls = tokio::select! {
+            _ = closed.cancelled() => return,
+            urls = source.next() => match urls {
+                Some(urls) => urls,
+                None => return,
+            },
+        };
         match directory.upgrade() {
             Some(directory) => directory.update(index, urls),
             None => return,
@@ -240,5 +308,47 @@ mod tests {
         tx_a.send(Arc::new(vec![])).unwrap();
         settle().await;
         assert_eq!(addresses(&directory), ["h:1", "h:2"]);
+    }
+
+    #[tokio::test]
+    async fn calls_are_encoded_in_what_every_provider_reads() {
+        use rpc_core::Serialization::{Bincode, Json};
+        let ours = "rpc://h:1/a.B?serialization=bincode&prefer.serialization=bincode,json";
+        let python = "tri://h:2?service=a.B";
+        let (tx, rx) = watch::channel(Arc::new(vec![url(ours)]));
+        let connect = Arc::new(AnyProtocol);
+        let key = ServiceKey::new("a.B", None, None);
+        let directory = Directory::new(key, connect, vec![WatchStream::new(rx)]).await;
+        assert_eq!(directory.serialization_for(Bincode), Bincode);
+        assert_eq!(directory.serialization_for(Json), Json);
+        // A provider of another language lists nothing on tri: JSON, which ours read too.
+        tx.send(Arc::new(vec![url(ours), url(python)])).unwrap();
+        settle().await;
+        assert_eq!(directory.serialization_for(Bincode), Json);
+        // Only bincode readers, and one reading none of ours.
+        tx.send(Arc::new(vec![
+            url("rpc://h:1/a.B?serialization=bincode"),
+            url("tri://h:3/a.B?serialization=hessian2"),
+        ]))
+        .unwrap();
+        settle().await;
+        assert_eq!(directory.serialization_for(Json), Bincode);
+        let hessian = directory
+            .endpoints()
+            .iter()
+            .find(|e| e.host_port() == "h:3")
+            .cloned()
+            .unwrap();
+        assert_eq!(hessian.accepted_serializations(), 0);
+    }
+
+    /// Makes endpoints for any protocol.
+    struct AnyProtocol;
+
+    impl Connect for AnyProtocol {
+        fn connect(&self, url: &Url) -> Option<Endpoint> {
+            let invoker = BoxInvoker::new(tower::service_fn(|_| async { Ok::<_, RpcError>(Response::default()) }));
+            Some(Endpoint::new(url.clone(), invoker, || true))
+        }
     }
 }

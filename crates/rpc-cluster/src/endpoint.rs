@@ -5,8 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use rpc_core::protocol::Health;
+use rpc_core::url::keys;
 use rpc_core::{
-    BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Outcome, Response, RpcError, ServiceKey, Url,
+    BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Outcome, Response, RpcError, Serialization,
+    ServiceKey, Url,
 };
 
 use crate::loadbalance::{Candidate, Stats, Weighting};
@@ -58,6 +60,8 @@ struct Profile {
     published: MethodConfig,
     /// Whether the URL has method-level parameters (`sayHello.timeout=`).
     method_params: bool,
+    /// The serializations the provider reads (see [`accepted`]).
+    accepts: u8,
 }
 
 impl Profile {
@@ -68,9 +72,37 @@ impl Profile {
             identity: crate::loadbalance::identity(url),
             process: process_of(url),
             published: crate::config::provider_defaults(url, ""),
-            method_params: url.params().keys().any(|k| k.contains('.')),
+            method_params: url
+                .params()
+                .keys()
+                .any(|k| k.contains('.') && k != keys::PREFER_SERIALIZATION),
+            accepts: accepted(url),
         }
     }
+}
+
+/// The serializations a provider URL says it reads, as a mask
+/// ([`Serialization::mask`]): those of `prefer.serialization` (Dubbo 3.2) and
+/// `serialization` that this consumer speaks; when it lists none, JSON on
+/// `tri` (what gRPC and Dubbo peers of other languages exchange) and every one
+/// on `rpc` (our own protocol). A provider listing only serializations we do
+/// not speak reads none of ours: 0.
+fn accepted(url: &Url) -> u8 {
+    let listed: Vec<&str> = url
+        .param(keys::PREFER_SERIALIZATION)
+        .into_iter()
+        .flat_map(|list| list.split(','))
+        .chain(url.param(keys::SERIALIZATION))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect();
+    if listed.is_empty() {
+        return match url.protocol() {
+            "tri" => Serialization::Json.bit(),
+            _ => Serialization::mask(Serialization::ALL),
+        };
+    }
+    Serialization::mask(listed.into_iter().filter_map(Serialization::from_name))
 }
 
 /// URL parameter: the identity of the running provider that registered the
@@ -232,6 +264,16 @@ impl Endpoint {
             Health::Ready if self.inner.stats.is_ejected() => Health::Unavailable,
             health => health,
         }
+    }
+
+    /// Whether the provider reads `serialization` (from what its URL lists).
+    pub fn accepts(&self, serialization: Serialization) -> bool {
+        self.inner.profile.accepts & serialization.bit() != 0
+    }
+
+    /// The serializations the provider reads, as a mask ([`Serialization::mask`]).
+    pub fn accepted_serializations(&self) -> u8 {
+        self.inner.profile.accepts
     }
 
     /// Whether `other` is served by the same provider process (one process

@@ -128,6 +128,39 @@ impl Balancer {
         &self.inner.directory
     }
 
+    fn unreadable(&self, invocation: &Invocation, endpoints: &[Endpoint]) -> RpcError {
+        let mut listed: Vec<String> = endpoints
+            .iter()
+            .map(|e| {
+                let read: Vec<&str> = rpc_core::Serialization::ALL
+                    .into_iter()
+                    .filter(|s| e.accepts(*s))
+                    .map(|s| s.name())
+                    .collect();
+                format!(
+                    "{} reads {}",
+                    e.host_port(),
+                    if read.is_empty() {
+                        "none of ours".to_string()
+                    } else {
+                        read.join(", ")
+                    }
+                )
+            })
+            .collect();
+        listed.sort();
+        RpcError::new(
+            ErrorKind::NoProvider,
+            format!(
+                "no provider reads {} ({})",
+                invocation.serialization().name(),
+                listed.join("; ")
+            ),
+        )
+        .with_service(self.inner.directory.key())
+        .with_method(invocation.method())
+    }
+
     fn all_leaving(&self, invocation: &Invocation, count: usize) -> RpcError {
         RpcError::new(
             ErrorKind::NoProvider,
@@ -167,14 +200,19 @@ impl Select for Balancer {
 
     fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
         let endpoints = self.inner.directory.endpoints();
+        let serialization = invocation.serialization();
         match endpoints.len() {
             0 => return Err(self.no_provider(invocation)),
-            1 => return Ok(endpoints[0].clone()),
+            1 if endpoints[0].accepts(serialization) => return Ok(endpoints[0].clone()),
             _ => {}
         }
-        // Narrow down in place, never to nothing: untried, then healthy, then
-        // of the preferred protocol.
-        let mut pool: SmallVec<[&Endpoint; INLINE]> = endpoints.iter().collect();
+        // Only providers that read the call's encoding; then narrow down in
+        // place, never to nothing: untried, then healthy, then of the
+        // preferred protocol.
+        let mut pool: SmallVec<[&Endpoint; INLINE]> = endpoints.iter().filter(|e| e.accepts(serialization)).collect();
+        if pool.is_empty() {
+            return Err(self.unreadable(invocation, &endpoints));
+        }
         if !tried.is_empty() {
             keep_if_any(&mut pool, |e| !tried.iter().any(|t| t.same_process(e)));
         }
@@ -203,6 +241,13 @@ impl Select for Balancer {
         let mut chosen: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
         let mut leaving = 0;
         for endpoint in endpoints.iter() {
+            if !endpoint.accepts(invocation.serialization()) {
+                tracing::debug!(
+                    provider = endpoint.host_port(),
+                    "broadcast: passing over a provider that cannot read the call"
+                );
+                continue;
+            }
             if endpoint.health() == Health::Leaving {
                 leaving += 1;
                 continue;
@@ -215,6 +260,9 @@ impl Select for Balancer {
                 Some(_) => {}
                 None => chosen.push(endpoint.clone()),
             }
+        }
+        if chosen.is_empty() && leaving == 0 {
+            return Err(self.unreadable(invocation, &endpoints));
         }
         if chosen.is_empty() {
             return Err(self.all_leaving(invocation, leaving));

@@ -34,6 +34,19 @@ impl Serialization {
     /// Every supported serialization.
     pub const ALL: [Serialization; 2] = [Serialization::Bincode, Serialization::Json];
 
+    /// This serialization's bit in a set of them (see [`Serialization::mask`]).
+    pub const fn bit(self) -> u8 {
+        match self {
+            Serialization::Bincode => 1,
+            Serialization::Json => 2,
+        }
+    }
+
+    /// The set of `serializations`, as a bit mask.
+    pub fn mask(serializations: impl IntoIterator<Item = Serialization>) -> u8 {
+        serializations.into_iter().fold(0, |mask, s| mask | s.bit())
+    }
+
     /// The wire id (low 5 bits of the flag byte).
     pub const fn id(self) -> u8 {
         match self {

@@ -372,7 +372,13 @@ pub struct Stub {
     method_overrides: std::sync::Arc<std::collections::HashMap<String, MethodConfig>>,
     invoker: BoxInvoker,
     degraded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Picks each call's serialization from the preferred one (what the providers read).
+    choose: Option<SerializationChoice>,
 }
+
+/// Picks the serialization of a call from the reference's preferred one:
+/// what the current providers read (see [`Stub::with_serialization_choice`]).
+pub type SerializationChoice = std::sync::Arc<dyn Fn(Serialization) -> Serialization + Send + Sync>;
 
 impl fmt::Debug for Stub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -394,7 +400,17 @@ impl Stub {
             method_overrides: Default::default(),
             invoker,
             degraded: Default::default(),
+            choose: None,
         }
+    }
+
+    /// Encodes each call in the serialization `choose` picks from the
+    /// preferred one ([`with_serialization`](Self::with_serialization)): the
+    /// consumer passes what its providers read, so a provider that does not
+    /// speak bincode (one of another language) gets JSON.
+    pub fn with_serialization_choice(mut self, choose: SerializationChoice) -> Self {
+        self.choose = Some(choose);
+        self
     }
 
     /// How many calls of this reference (all its clones) were answered by the
@@ -454,7 +470,10 @@ impl Stub {
         R: DeserializeOwned + 'static,
     {
         let config = self.effective_config(method);
-        let serialization = self.serialization;
+        let serialization = match &self.choose {
+            Some(choose) => choose(self.serialization),
+            None => self.serialization,
+        };
         let prepared = encode_args(serialization, args)
             .map_err(|e| {
                 RpcError::new(ErrorKind::Encode, format!("cannot encode the arguments: {e}"))

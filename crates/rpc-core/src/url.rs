@@ -59,6 +59,9 @@ pub mod keys {
     pub const WEIGHT: &str = "weight";
     /// Payload serialization name.
     pub const SERIALIZATION: &str = "serialization";
+    /// Serializations a provider reads, most preferred first (Dubbo 3.2:
+    /// `prefer.serialization=fastjson2,hessian2`).
+    pub const PREFER_SERIALIZATION: &str = "prefer.serialization";
     /// Registration time, milliseconds since the Unix epoch.
     pub const TIMESTAMP: &str = "timestamp";
     /// Default timeout in milliseconds.

@@ -32,6 +32,9 @@ pub struct Consumer {
 struct ConsumerInner {
     application: String,
     registries: Vec<Arc<dyn Registry>>,
+    /// The consumer's nodes in the registries, by service: one per service
+    /// while any reference to it lives.
+    nodes: Mutex<HashMap<ServiceKey, std::sync::Weak<ConsumerNode>>>,
     connector: Arc<Connector>,
     defaults: MethodConfig,
     check: bool,
@@ -166,6 +169,7 @@ impl ConsumerBuilder {
             inner: Arc::new(ConsumerInner {
                 application: self.application,
                 registries,
+                nodes: Mutex::default(),
                 connector: Arc::new(Connector {
                     config: self.channel,
                     channels: Mutex::default(),
@@ -322,7 +326,11 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         self
     }
 
-    /// Payload serialization (default bincode).
+    /// Preferred payload serialization (default bincode). Each call uses it
+    /// when every provider reads it (as their URLs say), else one they all
+    /// read (JSON for providers of other languages, which list none on
+    /// `tri`); a provider that reads none of ours is passed over, with a
+    /// clear error when no provider is left.
     pub fn serialization(mut self, serialization: Serialization) -> Self {
         self.serialization = serialization;
         self
@@ -354,16 +362,12 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         let mut sources = Vec::new();
         for registry in &inner.registries {
             sources.push(registry.subscribe(&consumer_url).await?);
-            // The consumer node is for operators (as in Dubbo): never wait for it.
-            let (registry, url) = (registry.clone(), consumer_url.clone());
-            tokio::spawn(async move {
-                if let Err(e) = registry.register(&url).await {
-                    tracing::warn!(registry = %registry.url(), error = %e, "cannot register the consumer");
-                }
-            });
         }
+        let node = inner.consumer_node(&key, consumer_url);
         let connector: Arc<dyn Connect> = inner.connector.clone();
         let directory = Directory::new(key.clone(), connector, sources).await;
+        // The consumer's node stays while a reference of this service lives.
+        directory.keep(node);
         if self.check && directory.endpoints().is_empty() {
             let registries: Vec<String> = inner.registries.iter().map(|r| r.url().to_string()).collect();
             return Err(Error::NoProvider(
@@ -375,6 +379,9 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
             ));
         }
         rpc_cluster::outlier::spawn(&directory, self.outlier);
+        let readable = directory.clone();
+        let choose: rpc_core::service::SerializationChoice =
+            Arc::new(move |preferred| readable.serialization_for(preferred));
         let mut balancer = Balancer::new(directory);
         if let Some(protocol) = self.protocol.as_deref() {
             balancer = balancer.prefer_protocol(protocol);
@@ -387,6 +394,7 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         };
         let mut stub = Stub::new(key, invoker)
             .with_serialization(self.serialization)
+            .with_serialization_choice(choose)
             .with_defaults(self.config.or(inner.defaults));
         for (name, config) in self.methods {
             stub = stub.with_method_config(name, config);
@@ -414,6 +422,57 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
             url.set_param(keys::GROUP, group);
         }
         url
+    }
+}
+
+impl ConsumerInner {
+    /// The consumer's node for `key` in every registry: the live one when a
+    /// reference to the service exists, else registered now (in the
+    /// background: the node is for operators, as in Dubbo; never waited on).
+    fn consumer_node(&self, key: &ServiceKey, url: Url) -> Arc<ConsumerNode> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        nodes.retain(|_, node| node.strong_count() > 0);
+        if let Some(node) = nodes.get(key).and_then(std::sync::Weak::upgrade) {
+            return node;
+        }
+        for registry in &self.registries {
+            let (registry, url) = (registry.clone(), url.clone());
+            tokio::spawn(async move {
+                if let Err(e) = registry.register(&url).await {
+                    tracing::warn!(registry = %registry.url(), error = %e, "cannot register the consumer");
+                }
+            });
+        }
+        let node = Arc::new(ConsumerNode {
+            registries: self.registries.clone(),
+            url,
+        });
+        nodes.insert(key.clone(), Arc::downgrade(&node));
+        node
+    }
+}
+
+/// A consumer's node in its registries, unregistered when the last reference
+/// of its service is dropped.
+#[derive(Debug)]
+struct ConsumerNode {
+    registries: Vec<Arc<dyn Registry>>,
+    url: Url,
+}
+
+impl Drop for ConsumerNode {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for registry in std::mem::take(&mut self.registries) {
+            let url = self.url.clone();
+            runtime.spawn(async move {
+                if let Err(e) = registry.unregister(&url).await {
+                    tracing::debug!(registry = %registry.url(), error = %e, "cannot unregister the consumer");
+                }
+            });
+        }
     }
 }
 

@@ -316,6 +316,11 @@ impl ProviderBuilder {
             .with_param(keys::WEIGHT, export.weight.unwrap_or(100).to_string())
             .with_param(keys::TIMESTAMP, timestamp.to_string())
             .with_param(keys::SERIALIZATION, Serialization::default().name())
+            // Every serialization this provider reads, preferred first (Dubbo 3.2).
+            .with_param(
+                keys::PREFER_SERIALIZATION,
+                Serialization::ALL.map(Serialization::name).join(","),
+            )
             .with_param("pid", std::process::id().to_string())
             // One per running provider: consumers call a provider exporting
             // several protocols once where once is meant (broadcast, forking).
