@@ -101,7 +101,7 @@ async fn a_rolling_restart_loses_no_call_under_any_policy() {
                 let replies = consumer.seen() + 300;
                 lines(consumer, "Hello", replies).await
             } else {
-                served_by(consumer, &tag, 200).await
+                served_by(consumer, &tag, 500).await
             };
             let status = tokio::task::spawn_blocking(move || old.terminate(Duration::from_secs(15)))
                 .await

@@ -88,6 +88,49 @@ impl Conn {
         !self.shared.is_closed() && !self.readonly.load(Ordering::Relaxed)
     }
 
+    /// Registers call `id` and queues its request, in one step under the
+    /// pending lock, which the reader also holds while it marks the
+    /// connection read-only and queues its answer to that event: a request
+    /// is either queued before that answer (the provider still runs it) or
+    /// refused here as not sent, never queued behind it. Returns the frame
+    /// back when the queue is full, for the caller to queue when room frees.
+    fn send_call(&self, id: u64, tx: ReplyTx, frame: OutFrame) -> Result<Option<OutFrame>, RpcError> {
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| RpcError::new(ErrorKind::Closed, "connection state lost"))?;
+        if pending.closed {
+            return Err(RpcError::new(ErrorKind::Closed, self.shared.reason()));
+        }
+        if self.readonly.load(Ordering::Relaxed) {
+            return Err(RpcError::remote(
+                Status::ChannelInactive,
+                "the provider is shutting down and accepts no new calls",
+            ));
+        }
+        match self.tx.try_send(frame) {
+            Ok(()) => {
+                pending.calls.insert(id, tx);
+                Ok(None)
+            }
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                pending.calls.insert(id, tx);
+                Ok(Some(frame))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(RpcError::new(ErrorKind::Closed, self.shared.reason())),
+        }
+    }
+
+    /// Marks the connection read-only (the provider is shutting down) and
+    /// queues `answer` to the event, under the pending lock (see [`send_call`](Self::send_call)).
+    fn mark_readonly(&self, answer: Option<OutFrame>) {
+        let _pending = self.pending.lock();
+        self.readonly.store(true, Ordering::Relaxed);
+        if let Some(answer) = answer {
+            let _ = self.tx.try_send(answer);
+        }
+    }
+
     fn insert(&self, id: u64, tx: ReplyTx) -> bool {
         match self.pending.lock() {
             Ok(mut p) if !p.closed => {
@@ -435,21 +478,13 @@ impl Channel {
             }
         };
         let prepared = time_left(deadline).and_then(|timeout_ms| {
-            self.prepare(&conn, invocation, timeout_ms)
-                .map(|(id, frame, rx)| (timeout_ms, id, frame, rx))
+            let (id, frame, tx, rx) = self.prepare(invocation, timeout_ms)?;
+            let frame = conn.send_call(id, tx, frame)?;
+            Ok((timeout_ms, id, frame, rx))
         });
         let (timeout_ms, id, frame, rx) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => return Some(Box::pin(std::future::ready(Err(decorate(e, &self.inner.address))))),
-        };
-        let frame = match conn.tx.try_send(frame) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(frame)) => Some(frame),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                conn.take(id);
-                let error = RpcError::new(ErrorKind::Closed, conn.shared.reason());
-                return Some(Box::pin(std::future::ready(Err(decorate(error, &self.inner.address)))));
-            }
         };
         let call = PendingCall { conn, id, armed: true };
         Some(Box::pin(async move {
@@ -473,18 +508,18 @@ impl Channel {
         let deadline = invocation.deadline();
         let timeout_ms = time_left(deadline)?;
         let conn = self.connection(deadline).await?;
-        let (id, frame, rx) = self.prepare(&conn, invocation, timeout_ms)?;
+        let (id, frame, tx, rx) = self.prepare(invocation, timeout_ms)?;
+        let frame = conn.send_call(id, tx, frame)?;
         let call = PendingCall { conn, id, armed: true };
-        exchange(call, Some(frame), rx, deadline, timeout_ms).await
+        exchange(call, frame, rx, deadline, timeout_ms).await
     }
 
-    /// Encodes the request and registers it as pending on `conn`.
+    /// Encodes the request, with a new id and the channel its reply will come by.
     fn prepare(
         &self,
-        conn: &Conn,
         invocation: &Invocation,
         timeout_ms: Option<u64>,
-    ) -> Result<(u64, OutFrame, ReplyRx), RpcError> {
+    ) -> Result<(u64, OutFrame, ReplyTx, ReplyRx), RpcError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let key = invocation.service();
         let meta = RequestMetaRef {
@@ -508,10 +543,7 @@ impl Channel {
             ));
         }
         let (tx, rx) = oneshot::channel();
-        if !conn.insert(id, tx) {
-            return Err(RpcError::new(ErrorKind::Closed, conn.shared.reason()));
-        }
-        Ok((id, frame, rx))
+        Ok((id, frame, tx, rx))
     }
 }
 
@@ -814,19 +846,25 @@ fn on_event(conn: &Conn, header: &Header, body: &Bytes) {
         }
         return;
     }
-    if &body[..] == READONLY_EVENT {
-        tracing::info!(peer = %conn.shared.peer, "provider is shutting down; no new calls go to it");
-        conn.readonly.store(true, Ordering::Relaxed);
-        if let Some(inner) = conn.channel.upgrade() {
-            let state = inner.lock_state();
-            if matches!(&*state, State::Connected(current) if std::ptr::eq(&**current, conn)) {
-                inner.phase.store(Phase::LEAVING, Ordering::Release);
-            }
+    let answer = header
+        .is_two_way()
+        .then(|| OutFrame::event(header.id, false, false, b""));
+    if &body[..] != READONLY_EVENT {
+        if let Some(answer) = answer {
+            let _ = conn.tx.try_send(answer);
+        }
+        return;
+    }
+    tracing::info!(peer = %conn.shared.peer, "provider is shutting down; no new calls go to it");
+    if let Some(inner) = conn.channel.upgrade() {
+        let state = inner.lock_state();
+        if matches!(&*state, State::Connected(current) if std::ptr::eq(&**current, conn)) {
+            inner.phase.store(Phase::LEAVING, Ordering::Release);
         }
     }
-    if header.is_two_way() {
-        let _ = conn.tx.try_send(OutFrame::event(header.id, false, false, b""));
-    }
+    // Requests queued before the answer reach the provider before it: it runs
+    // them. None is queued after it.
+    conn.mark_readonly(answer);
 }
 
 impl crate::service::CallRef for Channel {
