@@ -1,5 +1,5 @@
 //! The ZooKeeper registry against real ZooKeeper servers: Dubbo's layout, live
-//! subscriptions, and every fault of DESIGN.md section 7.
+//! subscriptions, and every fault the README lists for it.
 //!
 //! Figures for the closing note are printed with `--nocapture`:
 //! `cargo test -p rpc-tests --test zookeeper -- --nocapture figures`.
