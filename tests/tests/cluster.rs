@@ -310,6 +310,7 @@ async fn failback_lands_the_queued_call_once_its_provider_returns() {
             interval: Duration::from_millis(200),
             attempts: 50,
             capacity: 16,
+            ..FailbackConfig::default()
         })
         .build()
         .await

@@ -35,6 +35,9 @@ pub(crate) fn encode<E>(hint: usize, write: impl FnOnce(&mut BytesMut) -> Result
             // that calls the codec): that one gets a buffer of its own.
             let mut buf = cell.try_borrow_mut().ok()?;
             let write = write.take()?;
+            // Left over only by a `write` that panicked (a Serialize impl):
+            // never let it prefix this encoding.
+            buf.clear();
             if buf.capacity() - buf.len() < hint {
                 // Reuses the chunk in place when nothing split from it is alive.
                 buf.reserve(CHUNK.max(hint));
@@ -138,5 +141,24 @@ mod tests {
         for (i, bytes) in kept.iter().enumerate() {
             assert_eq!(&bytes[..], &(i as u32).to_be_bytes());
         }
+    }
+
+    /// Defect: a `Serialize` impl that panicked midway left its bytes in the
+    /// thread's buffer, and the next encoding on that thread began with them.
+    #[test]
+    fn a_panic_while_encoding_leaves_nothing_for_the_next_encoding() {
+        let panicked = std::panic::catch_unwind(|| {
+            let _ = encode::<()>(16, |b| {
+                b.put_slice(b"garbage");
+                panic!("a Serialize impl panicked");
+            });
+        });
+        assert!(panicked.is_err());
+        let next = encode::<()>(16, |b| {
+            b.put_slice(b"clean");
+            Ok(())
+        })
+        .unwrap_or_default();
+        assert_eq!(&next[..], b"clean");
     }
 }

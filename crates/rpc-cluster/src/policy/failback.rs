@@ -25,6 +25,9 @@ pub struct FailbackConfig {
     /// Most calls queued at once; a failed call finding the queue full is
     /// dropped with a warning (default 1,024).
     pub capacity: usize,
+    /// Most bytes of arguments queued at once, likewise (default 16 MiB): with
+    /// large arguments the count alone would let the queue hold gigabytes.
+    pub max_bytes: usize,
 }
 
 impl Default for FailbackConfig {
@@ -33,6 +36,7 @@ impl Default for FailbackConfig {
             interval: Duration::from_secs(5),
             attempts: 3,
             capacity: 1024,
+            max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -53,7 +57,30 @@ pub struct Failback<S> {
     select: S,
     queue: mpsc::UnboundedSender<Invocation>,
     queued: Arc<AtomicUsize>,
+    /// Bytes of arguments queued.
+    held: Arc<Held>,
     config: FailbackConfig,
+}
+
+/// Bytes of arguments a failback queue holds.
+#[derive(Debug, Default)]
+struct Held(AtomicUsize);
+
+impl Held {
+    /// Counts `size` more bytes, unless that passes `max`.
+    fn admit(&self, size: usize, max: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(size).filter(|total| *total <= max)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, size: usize) {
+        let _ = self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            Some(held.saturating_sub(size))
+        });
+    }
 }
 
 impl<S: Select> Failback<S> {
@@ -61,11 +88,13 @@ impl<S: Select> Failback<S> {
     pub fn new(select: S, config: FailbackConfig) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(retry_task(select.clone(), rx, queued.clone(), config));
+        let held = Arc::new(Held::default());
+        tokio::spawn(retry_task(select.clone(), rx, queued.clone(), held.clone(), config));
         Failback {
             select,
             queue,
             queued,
+            held,
             config,
         }
     }
@@ -109,6 +138,7 @@ impl<S: Select> Service<Invocation> for Failback<S> {
     fn call(&mut self, invocation: Invocation) -> Self::Future {
         let select = self.select.clone();
         let (queue, queued, capacity) = (self.queue.clone(), self.queued.clone(), self.config.capacity);
+        let (held, max_bytes) = (self.held.clone(), self.config.max_bytes);
         Box::pin(async move {
             let result = send(&select, &invocation, &mut Vec::new()).await;
             let error = match result {
@@ -121,7 +151,11 @@ impl<S: Select> Service<Invocation> for Failback<S> {
             } else if queued.fetch_add(1, Ordering::AcqRel) >= capacity {
                 queued.fetch_sub(1, Ordering::AcqRel);
                 tracing::warn!(%error, capacity, "failback: retry queue full, dropping the failed call");
-            } else if queue.send(invocation).is_err() {
+            } else if !held.admit(invocation.args().len(), max_bytes) {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(%error, max_bytes, "failback: retry queue full (bytes), dropping the failed call");
+            } else if let Err(refused) = queue.send(invocation) {
+                held.release(refused.0.args().len());
                 queued.fetch_sub(1, Ordering::AcqRel);
             } else {
                 tracing::warn!(%error, "failback: the call failed; queued for retry, answering the zero value");
@@ -148,6 +182,7 @@ async fn retry_task<S: Select>(
     select: S,
     mut rx: mpsc::UnboundedReceiver<Invocation>,
     queued: Arc<AtomicUsize>,
+    held: Arc<Held>,
     config: FailbackConfig,
 ) {
     let mut pending: Vec<Entry> = Vec::new();
@@ -163,7 +198,7 @@ async fn retry_task<S: Select>(
                 let (due, waiting): (Vec<Entry>, Vec<Entry>) = pending.drain(..).partition(|e| e.due <= now);
                 pending = waiting;
                 let retried = join_all(due.into_iter().map(|entry| retry(&select, entry))).await;
-                for outcome in retried {
+                for (size, outcome) in retried {
                     match outcome {
                         Some(mut entry) if entry.retries < config.attempts => {
                             entry.due = due_in(config.interval);
@@ -177,9 +212,11 @@ async fn retry_task<S: Select>(
                                 "failback: giving up on a call"
                             );
                             queued.fetch_sub(1, Ordering::AcqRel);
+                            held.release(size);
                         }
                         None => {
                             queued.fetch_sub(1, Ordering::AcqRel);
+                            held.release(size);
                         }
                     }
                 }
@@ -193,11 +230,18 @@ async fn retry_task<S: Select>(
         );
     }
     queued.store(0, Ordering::Release);
+    held.0.store(0, Ordering::Release);
 }
 
-/// Retries `entry` once: `None` when it succeeded (or can never succeed),
-/// the entry with one more retry counted otherwise.
-async fn retry<S: Select>(select: &S, mut entry: Entry) -> Option<Entry> {
+/// Retries `entry` once: its size (bytes of arguments), and `None` when it
+/// succeeded (or can never succeed), the entry with one more retry counted
+/// otherwise.
+async fn retry<S: Select>(select: &S, entry: Entry) -> (usize, Option<Entry>) {
+    let size = entry.invocation.args().len();
+    (size, retry_once(select, entry).await)
+}
+
+async fn retry_once<S: Select>(select: &S, mut entry: Entry) -> Option<Entry> {
     entry.retries += 1;
     let mut invocation = entry.invocation.clone();
     let settings = Effective::of(invocation.config());
@@ -237,6 +281,7 @@ mod tests {
             interval: Duration::from_secs(5),
             attempts: 3,
             capacity,
+            ..FailbackConfig::default()
         }
     }
 
@@ -313,5 +358,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(failback.queued(), 0);
+    }
+
+    /// Defect: the queue was bounded in calls only, so 1,024 calls of 8 MiB
+    /// could hold 8 GiB.
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_is_bounded_in_bytes_too() {
+        let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
+        let mut failback = Failback::new(
+            InOrder::new(&[&a]),
+            FailbackConfig {
+                max_bytes: 250,
+                ..config(1024)
+            },
+        );
+        for _ in 0..5 {
+            let mut call = invocation(MethodConfig::new(), Duration::from_secs(5));
+            call = rpc_core::Invocation::new(
+                call.service().clone(),
+                "m",
+                bytes::Bytes::from(vec![0u8; 100]),
+                rpc_core::Serialization::Json,
+            );
+            call.set_config(MethodConfig::new().with_timeout(Duration::from_secs(5)));
+            let response = (&mut failback).oneshot(call).await.unwrap();
+            assert!(response.is_zero());
+        }
+        assert_eq!(failback.queued(), 2, "two calls of 100 bytes fit in 250");
     }
 }
