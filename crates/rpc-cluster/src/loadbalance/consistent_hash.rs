@@ -22,12 +22,19 @@ pub const VIRTUAL_NODES: usize = 160;
 /// finalizer: stable across runs and processes, so every consumer maps a key
 /// the same way.
 ///
-/// The ring is rebuilt only when the candidate set (their addresses, in
-/// order) changes.
+/// Rings are kept for the last [`RINGS`] candidate sets: while a provider
+/// fails, calls alternate between the whole set and the set without it (or
+/// without the providers a call already tried), and rebuilding a ring of 160
+/// points per provider on every such call would spend CPU exactly when the
+/// cluster is short of it.
 #[derive(Debug, Default)]
 pub struct ConsistentHash {
-    ring: Mutex<Option<Ring>>,
+    /// Most recently used last.
+    rings: Mutex<Vec<Ring>>,
 }
+
+/// Candidate sets whose rings are kept.
+pub const RINGS: usize = 8;
 
 #[derive(Debug)]
 struct Ring {
@@ -70,22 +77,31 @@ impl LoadBalance for ConsistentHash {
         if candidates.len() <= 1 {
             return 0;
         }
-        let addresses: Vec<String> = candidates.iter().map(|c| c.url.address()).collect();
-        let fingerprint = stable_hash(addresses.join("\n").as_bytes());
+        // The candidates' identities, in order: no allocation per call.
+        let fingerprint = candidates
+            .iter()
+            .fold(candidates.len() as u64, |h, c| mix(h ^ c.identity));
         let key = match invocation.hash_key() {
             Some(key) => mix(key),
             None => stable_hash(invocation.args()),
         };
-        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        match ring.as_ref() {
-            Some(r) if r.fingerprint == fingerprint => r.lookup(key),
-            _ => {
-                let r = Ring::build(&addresses, fingerprint);
-                let index = r.lookup(key);
-                *ring = Some(r);
-                index
+        let mut rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = rings.iter().position(|r| r.fingerprint == fingerprint) {
+            let index = rings[at].lookup(key);
+            if at + 1 != rings.len() {
+                let ring = rings.remove(at);
+                rings.push(ring);
             }
+            return index;
         }
+        let addresses: Vec<String> = candidates.iter().map(|c| c.url.address()).collect();
+        let ring = Ring::build(&addresses, fingerprint);
+        let index = ring.lookup(key);
+        if rings.len() >= RINGS {
+            rings.remove(0);
+        }
+        rings.push(ring);
+        index
     }
 }
 
@@ -153,23 +169,41 @@ mod tests {
         assert!(moved > 0);
     }
 
+    /// Defect: one ring was kept, so calls alternating between two candidate
+    /// sets (a failing provider in and out) rebuilt it on every call.
     #[test]
-    fn ring_rebuilt_only_on_change() {
+    fn rings_are_built_once_per_candidate_set_while_sets_alternate() {
         let providers = weighted(&[1; 3]);
         let cands = candidates(&providers);
         let lb = ConsistentHash::new();
-        owner(&lb, &cands, 1);
-        let fingerprint = |lb: &ConsistentHash| {
-            lb.ring
+        let built = |lb: &ConsistentHash| lb.rings.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let points = |lb: &ConsistentHash| {
+            lb.rings
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .map(|r| r.fingerprint)
+                .iter()
+                .map(|r| r.points.as_ptr() as usize)
+                .collect::<Vec<_>>()
         };
-        let first = fingerprint(&lb);
-        owner(&lb, &cands, 2);
-        assert_eq!(fingerprint(&lb), first);
-        owner(&lb, &cands[..2], 2);
-        assert_ne!(fingerprint(&lb), first);
+        owner(&lb, &cands, 1);
+        owner(&lb, &cands[..2], 1);
+        let kept = points(&lb);
+        for key in 0..100 {
+            owner(&lb, &cands, key);
+            owner(&lb, &cands[..2], key);
+        }
+        assert_eq!(built(&lb), 2);
+        let mut after = points(&lb);
+        let mut before = kept.clone();
+        before.sort_unstable();
+        after.sort_unstable();
+        assert_eq!(after, before, "the same two rings, never rebuilt");
+        // At most RINGS sets are kept.
+        let many = weighted(&[1; 12]);
+        let many = candidates(&many);
+        for n in 2..12 {
+            owner(&lb, &many[..n], 1);
+        }
+        assert_eq!(built(&lb), RINGS);
     }
 }

@@ -45,7 +45,7 @@ mod random;
 mod round_robin;
 mod shortest_response;
 
-pub use consistent_hash::{ConsistentHash, VIRTUAL_NODES};
+pub use consistent_hash::{ConsistentHash, RINGS, VIRTUAL_NODES};
 pub use least_active::LeastActive;
 pub use p2c::{DEFAULT_RTT, P2c};
 pub use random::Random;
