@@ -625,3 +625,68 @@ async fn nothing_is_sent_before_the_future_is_polled_under_any_policy() {
         provider.shutdown().await;
     }
 }
+
+/// Defect: a call picked for a host that does not answer its connection
+/// attempts (a dead host whose packets vanish) waited its whole budget
+/// connecting, and failed. Now a connecting provider takes no other call, and
+/// outlier detection gives up on it (its waiting calls fail as not sent), so
+/// even a failfast call moves to another provider in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_never_answers_its_connections_costs_no_call() {
+    // A listener that never accepts, its backlog full: new connections hang
+    // (their SYNs are dropped), as a dead host's do.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let blackhole = socket.listen(1).unwrap();
+    let dead = blackhole.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(dead)).await
+        {
+            fillers.push(stream);
+        }
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(dead))
+            .await
+            .is_err(),
+        "the backlog is full: a connection attempt hangs"
+    );
+    let (healthy, hits) = counter_provider("memory://blackhole", "healthy", 0, |e| e).await;
+    let live = healthy.local_addr("rpc").unwrap();
+    let consumer = rpc::Consumer::builder()
+        .registry(format!("rpc://{dead},{live}"))
+        .build()
+        .await
+        .unwrap();
+    let counter: CounterClient = consumer
+        .reference::<CounterClient>()
+        .cluster(ClusterPolicy::Failfast)
+        .timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                for _ in 0..50 {
+                    if let Err(e) = counter.hit().await {
+                        failed.push(e.to_string());
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for caller in callers {
+        failed.extend(caller.await.unwrap());
+    }
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+    assert_eq!(hits.load(Ordering::SeqCst), 400);
+    drop((blackhole, fillers));
+    healthy.shutdown().await;
+}

@@ -544,7 +544,9 @@ mod tests {
     #[test]
     fn errors_quote_hostile_inputs_only_in_part() {
         let host = "h".repeat(100_000);
-        let error = Url::parse(&format!("rpc://{host}:notaport/a.B")).unwrap_err().to_string();
+        let error = Url::parse(&format!("rpc://{host}:notaport/a.B"))
+            .unwrap_err()
+            .to_string();
         assert!(error.len() < 1_000, "{} bytes", error.len());
     }
 }

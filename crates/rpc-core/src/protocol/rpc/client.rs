@@ -229,6 +229,8 @@ struct Inner {
     /// The last connection closed after the provider said it was shutting
     /// down, and no new one has been made since: it is leaving, not failing.
     left: AtomicBool,
+    /// Woken by [`Channel::abandon_in_flight`]: calls waiting for a connection give up.
+    abandoned: tokio::sync::Notify,
     next_id: AtomicU64,
 }
 
@@ -306,6 +308,7 @@ impl Channel {
                 state: Mutex::new(State::Idle),
                 phase: AtomicU8::new(Phase::IDLE),
                 left: AtomicBool::new(false),
+                abandoned: tokio::sync::Notify::new(),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -358,8 +361,13 @@ impl Channel {
     /// Fails the calls waiting for answers on the current connection now, as
     /// timed out (outcome unknown) with `reason`, keeping the connection:
     /// what a consumer does with a provider it found stalled, so that the
-    /// calls can move elsewhere before their deadlines. Returns how many.
+    /// calls can move elsewhere before their deadlines. Calls still waiting
+    /// for a connection fail too, as not sent ([`ErrorKind::Connect`]).
+    /// Returns how many calls were waiting for answers.
     pub fn abandon_in_flight(&self, reason: &str) -> usize {
+        // Calls still waiting for a connection (to a host that does not
+        // answer its SYNs, say) give up too, not sent.
+        self.inner.abandoned.notify_waiters();
         let conn = match &*self.lock_state() {
             State::Connected(conn) => conn.clone(),
             _ => return 0,
@@ -441,15 +449,27 @@ impl Channel {
                 }
             }
         };
+        // Calls waiting for the connection give up when the channel's calls
+        // are abandoned (the provider is stalled): they were never sent.
+        let abandoned = self.inner.abandoned.notified();
+        let waited = async {
+            tokio::select! {
+                connected = connecting => connected,
+                _ = abandoned => Err(RpcError::new(
+                    ErrorKind::Connect,
+                    format!("gave up connecting to {}: the provider does not answer", self.inner.address),
+                )),
+            }
+        };
         match deadline {
             // Still connecting at the deadline: the request was never written.
-            Some(deadline) => tokio::time::timeout_at(deadline, connecting).await.unwrap_or_else(|_| {
+            Some(deadline) => tokio::time::timeout_at(deadline, waited).await.unwrap_or_else(|_| {
                 Err(RpcError::new(
                     ErrorKind::Connect,
                     format!("no connection to {} before the call's deadline", self.inner.address),
                 ))
             }),
-            None => connecting.await,
+            None => waited.await,
         }
     }
 
