@@ -432,8 +432,8 @@ async fn actives_limit_waits_for_a_slot_then_refuses_clearly() {
     }
     assert!(started.elapsed() >= Duration::from_millis(600), "the third call waited");
 
-    // A call refused after waiting until its deadline: see the cluster
-    // invoker's unit tests (it needs calls with different budgets).
+    // A call refused after waiting until its deadline: see also the cluster
+    // invoker's unit tests.
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

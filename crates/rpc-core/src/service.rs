@@ -370,10 +370,17 @@ pub struct Stub {
     serialization: Serialization,
     defaults: MethodConfig,
     method_overrides: std::sync::Arc<std::collections::HashMap<String, MethodConfig>>,
-    invoker: BoxInvoker,
-    degraded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// What a call's future keeps: one reference count per call.
+    shared: std::sync::Arc<StubShared>,
     /// Picks each call's serialization from the preferred one (what the providers read).
     choose: Option<SerializationChoice>,
+}
+
+/// The part of a [`Stub`] that its calls' futures hold.
+struct StubShared {
+    service: ServiceKey,
+    invoker: BoxInvoker,
+    degraded: std::sync::atomic::AtomicU64,
 }
 
 /// Picks the serialization of a call from the reference's preferred one:
@@ -394,12 +401,15 @@ impl Stub {
     /// A stub for `service` sending through `invoker`.
     pub fn new(service: ServiceKey, invoker: BoxInvoker) -> Self {
         Stub {
-            service,
+            service: service.clone(),
             serialization: Serialization::default(),
             defaults: MethodConfig::new(),
             method_overrides: Default::default(),
-            invoker,
-            degraded: Default::default(),
+            shared: std::sync::Arc::new(StubShared {
+                service: service.clone(),
+                invoker,
+                degraded: Default::default(),
+            }),
             choose: None,
         }
     }
@@ -418,7 +428,7 @@ impl Stub {
     /// a failsafe or failback zero value. Such calls return `Ok` to the caller;
     /// this tells how many of those were not real answers.
     pub fn degraded_answers(&self) -> u64 {
-        self.degraded.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.degraded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Encodes arguments and decodes replies with `serialization`.
@@ -458,8 +468,9 @@ impl Stub {
     ///
     /// Arguments are encoded before this returns, so the future borrows
     /// nothing; but nothing is sent until the future is first polled (the
-    /// Rust convention, whatever the cluster policy): a future dropped
-    /// unpolled calls nobody. The call's timeout runs from that first poll.
+    /// Rust convention, whatever the cluster policy: the channels of both
+    /// protocols send on their future's first poll), so a future dropped
+    /// unpolled calls nobody. The call's timeout runs from this call.
     pub fn call<A, R>(
         &self,
         method: &'static MethodDescriptor,
@@ -486,23 +497,23 @@ impl Stub {
                     let mask = config.hash_arguments.unwrap_or(ArgumentMask::FIRST);
                     invocation.set_hash_key(Some(crate::hash_key::hash_arguments(args, mask)));
                 }
+                // Without a consumer-side timeout the cluster takes the
+                // provider's, or DEFAULT_TIMEOUT, and sets the deadline.
+                if let Some(timeout) = config.timeout {
+                    invocation.set_deadline(deadline_after(timeout));
+                }
                 invocation.set_config(config);
-                invocation
+                // Handed over now, so the future holds no invocation; the
+                // invokers of this framework send nothing before their future
+                // is first polled.
+                self.shared.invoker.invoke(invocation)
             });
-        let invoker = self.invoker.clone();
-        let service = self.service.clone();
-        let degraded = self.degraded.clone();
+        let shared = self.shared.clone();
         async move {
-            let mut invocation = prepared?;
-            // Without a consumer-side timeout the cluster takes the
-            // provider's, or DEFAULT_TIMEOUT, and sets the deadline.
-            if let Some(timeout) = invocation.config().timeout {
-                invocation.set_deadline(deadline_after(timeout));
-            }
-            let response = invoker.invoke(invocation).await?;
+            let response = prepared?.await?;
             let decoded = response.decode(serialization);
             if decoded.is_ok() && response.is_degraded() {
-                degraded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.degraded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             decoded.map_err(|failure| match failure {
                 DecodeFailure::Reply(e) => RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}")),
@@ -511,11 +522,11 @@ impl Stub {
                     format!("the mock value does not fit the return type: {e}"),
                 ),
                 DecodeFailure::NoZero { error, reason } => {
-                    tracing::warn!(%service, method = method.name, %reason, "no zero value to return instead of the failure");
+                    tracing::warn!(service = %shared.service, method = method.name, %reason, "no zero value to return instead of the failure");
                     error
                 }
             }
-            .with_service(&service)
+            .with_service(&shared.service)
             .with_method(method.name))
         }
     }

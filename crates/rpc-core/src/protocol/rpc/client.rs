@@ -499,19 +499,22 @@ impl Channel {
         };
         let prepared = time_left(deadline).and_then(|timeout_ms| {
             let (id, frame, tx, rx) = self.prepare(invocation, timeout_ms)?;
-            let frame = conn.send_call(id, tx, frame)?;
-            Ok((timeout_ms, id, frame, rx))
+            Ok((timeout_ms, id, frame, tx, rx))
         });
-        let (timeout_ms, id, frame, rx) = match prepared {
+        let (timeout_ms, id, frame, tx, rx) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => return Some(Box::pin(std::future::ready(Err(decorate(e, &self.inner.address))))),
         };
-        let call = PendingCall { conn, id, armed: true };
+        // Encoded now; registered and queued on the first poll: nothing is
+        // sent (and no entry is left) for a future dropped unpolled.
         Some(Box::pin(async move {
-            let peer = call.conn.shared.peer.clone();
-            exchange(call, frame, rx, deadline, timeout_ms)
-                .await
-                .map_err(|e| decorate(e, &peer))
+            let queued = match conn.send_call(id, tx, frame) {
+                Ok(queued) => queued,
+                Err(e) => return Err(decorate(e, &conn.shared.peer)),
+            };
+            let mut call = PendingCall { conn, id, armed: true };
+            let result = exchange(&mut call, queued, rx, deadline, timeout_ms).await;
+            result.map_err(|e| decorate(e, &call.conn.shared.peer))
         }))
     }
 
@@ -530,8 +533,8 @@ impl Channel {
         let conn = self.connection(deadline).await?;
         let (id, frame, tx, rx) = self.prepare(invocation, timeout_ms)?;
         let frame = conn.send_call(id, tx, frame)?;
-        let call = PendingCall { conn, id, armed: true };
-        exchange(call, frame, rx, deadline, timeout_ms).await
+        let mut call = PendingCall { conn, id, armed: true };
+        exchange(&mut call, frame, rx, deadline, timeout_ms).await
     }
 
     /// Encodes the request, with a new id and the channel its reply will come by.
@@ -587,7 +590,7 @@ fn time_left(deadline: Option<Instant>) -> Result<Option<u64>, RpcError> {
 /// Queues `frame` (unless it is queued already) and waits for the reply to
 /// call `id`, until `deadline`.
 async fn exchange(
-    mut call: PendingCall,
+    call: &mut PendingCall,
     frame: Option<OutFrame>,
     rx: ReplyRx,
     deadline: Option<Instant>,
