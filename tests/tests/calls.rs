@@ -28,6 +28,19 @@ async fn provider(registry: &str, probe: ProbeImpl) -> rpc::RunningProvider {
         .expect("provider starts")
 }
 
+/// The probe service on a server of its own (no provider, no registry), on
+/// a free port: for tests that abort the server or call it through a channel.
+async fn bare_probe_server() -> rpc::protocol::rpc::ServerHandle {
+    let dispatcher = rpc::Dispatcher::new([(
+        rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
+        Arc::new(ProbeServer::new(ProbeImpl::default())) as Arc<dyn rpc::ServiceHandler>,
+    )]);
+    rpc::protocol::rpc::Server::new(dispatcher, ServerConfig::default())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
 async fn consumer(registry: &str) -> rpc::Consumer {
     rpc::Consumer::builder()
         .application("test-consumer")
@@ -330,14 +343,7 @@ async fn providers_of_several_registries_are_merged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_connection_fails_in_flight_calls_at_once() {
     // Serve on a bare server so the test can abort it.
-    let dispatcher = rpc::Dispatcher::new([(
-        rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
-        Arc::new(ProbeServer::new(ProbeImpl::default())) as Arc<dyn rpc::ServiceHandler>,
-    )]);
-    let server = rpc::protocol::rpc::Server::new(dispatcher, ServerConfig::default())
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = bare_probe_server().await;
     let url = format!("rpc://{}", server.local_addr());
     let consumer = rpc::Consumer::builder().registry(url).build().await.unwrap();
     // Failfast: the error of the one attempt is the call's (failover would
@@ -598,14 +604,7 @@ fn auto_dispatch_follows_the_runtime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_future_dropped_unpolled_leaves_no_pending_entry() {
     use tower::Service;
-    let dispatcher = rpc::Dispatcher::new([(
-        rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
-        Arc::new(ProbeServer::new(ProbeImpl::default())) as Arc<dyn rpc::ServiceHandler>,
-    )]);
-    let server = rpc::protocol::rpc::Server::new(dispatcher, ServerConfig::default())
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = bare_probe_server().await;
     let mut channel = rpc::protocol::rpc::Channel::new(server.local_addr().to_string(), ChannelConfig::default());
     let invocation = || {
         let args = Serialization::Bincode.encode(&(60_000u64,)).unwrap();

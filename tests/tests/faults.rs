@@ -34,6 +34,26 @@ fn provider(registry: &str, tag: &str) -> ProviderProcess {
     ])
 }
 
+/// The example consumer calling with 16 callers until stopped (up to 60 s),
+/// printing every reply, with `extra` flags.
+fn load(registry: &str, extra: &[&str]) -> ConsumerProcess {
+    let args = [
+        &[
+            "--registry",
+            registry,
+            "--duration",
+            "60",
+            "--concurrency",
+            "16",
+            "--check",
+            "-v",
+        ][..],
+        extra,
+    ]
+    .concat();
+    ConsumerProcess::spawn(&args)
+}
+
 async fn finish(consumer: ConsumerProcess) -> ConsumerOutput {
     tokio::task::spawn_blocking(move || consumer.wait(Duration::from_secs(90)))
         .await
@@ -76,21 +96,7 @@ async fn a_rolling_restart_loses_no_call_under_any_policy() {
         &["--cluster", "broadcast"],
     ];
     for (round, policy) in runs.iter().enumerate() {
-        let args = [
-            &[
-                "--registry",
-                registry.as_str(),
-                "--duration",
-                "60",
-                "--concurrency",
-                "16",
-                "--check",
-                "-v",
-            ][..],
-            policy,
-        ]
-        .concat();
-        let mut consumer = ConsumerProcess::spawn(&args);
+        let mut consumer = load(&registry, policy);
         for (i, slot) in providers.iter_mut().enumerate() {
             let tag = format!("r{round}p{i}");
             // The new provider is up before the old one goes, as in a rolling restart.
@@ -158,21 +164,7 @@ async fn hang_one_of_three(extra: &[&str]) -> (u64, u64, String) {
     let hung = provider(&registry, "hung");
     let _b = provider(&registry, "b");
     let _c = provider(&registry, "c");
-    let args = [
-        &[
-            "--registry",
-            registry.as_str(),
-            "--duration",
-            "60",
-            "--concurrency",
-            "16",
-            "--check",
-            "-v",
-        ][..],
-        extra,
-    ]
-    .concat();
-    let consumer = ConsumerProcess::spawn(&args);
+    let consumer = load(&registry, extra);
     let consumer = served_by(consumer, "hung", 100).await;
     hung.signal(Signal::SIGSTOP);
     // The fault itself: a 6 s stall (not a wait for an event).
