@@ -670,3 +670,21 @@ async fn a_peer_that_accepts_and_closes_at_once_gets_no_reconnect_storm() {
     assert!(channel.is_backing_off() || connections >= 1);
     acceptor.abort();
 }
+
+/// Defect: `timeout(Duration::MAX)` panicked (`Instant::now() + Duration::MAX`
+/// overflows); it means no deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_beyond_the_clock_means_no_deadline() {
+    let reg = registry("timeout_max");
+    let provider = provider(&reg, ProbeImpl::default()).await;
+    let probe: ProbeClient = consumer(&reg)
+        .await
+        .reference::<ProbeClient>()
+        .timeout(Duration::MAX)
+        .attempt_timeout(Duration::MAX)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(probe.add(40, 2).await.unwrap(), 42);
+    provider.shutdown().await;
+}
