@@ -376,9 +376,17 @@ async fn a_broken_connection_fails_in_flight_calls_at_once() {
         started.elapsed() < Duration::from_secs(2),
         "failed promptly, not at the deadline"
     );
-    // Nothing listens any more: the next call is not sent.
-    let err = probe.echo("x".into()).await.unwrap_err();
-    assert_eq!(err.outcome(), Outcome::NotSent, "{err}");
+    // Nothing listens any more: calls are not sent. (The channel reconnects
+    // at once after the break; a connection the kernel accepted just before
+    // the listener closed is reset, and a call may be on it: that one's
+    // outcome is unknown. Such a connection dies young, so the channel backs
+    // off, and the calls after it are refused here, not sent.)
+    let first = probe.echo("x".into()).await.unwrap_err();
+    if first.outcome() != Outcome::NotSent {
+        assert_eq!(first.kind(), ErrorKind::ConnectionLost, "{first}");
+        let err = probe.echo("x".into()).await.unwrap_err();
+        assert_eq!(err.outcome(), Outcome::NotSent, "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
