@@ -202,18 +202,55 @@ fn temp_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("rpc-zk-{}-{name}-{n}", std::process::id()))
 }
 
+/// Most ZooKeeper servers (JVMs) running at once in one test process: a test
+/// binary runs its tests in parallel, and a dozen JVMs on two cores make
+/// session handling time out. A test starting a server waits for a slot.
+const MAX_SERVERS: usize = 4;
+
+static RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Slots for `n` servers, held until dropped.
+#[derive(Debug)]
+struct Slots(usize);
+
+impl Slots {
+    /// Waits until `n` servers may start (all at once: an ensemble needs them together).
+    fn take(n: usize) -> Slots {
+        let n = n.min(MAX_SERVERS);
+        let (count, freed) = &RUNNING;
+        let mut running = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *running + n > MAX_SERVERS {
+            running = freed.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+        *running += n;
+        Slots(n)
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING;
+        let mut running = count.lock().unwrap_or_else(|p| p.into_inner());
+        *running -= self.0;
+        freed.notify_all();
+    }
+}
+
 /// A standalone ZooKeeper server.
 #[derive(Debug)]
 pub struct ZooKeeper {
     server: Server,
+    _slot: Slots,
 }
 
 impl ZooKeeper {
-    /// Starts a server on a free loopback port and waits until it answers.
+    /// Starts a server on a free loopback port and waits until it answers
+    /// (first waiting, when several tests run, until few enough servers run).
     pub fn start() -> ZooKeeper {
+        let slot = Slots::take(1);
         let mut server = Server::new(temp_dir("standalone"), free_port(), &[], 0);
         server.wait_ready(false);
-        ZooKeeper { server }
+        ZooKeeper { server, _slot: slot }
     }
 
     /// `127.0.0.1:port`.
@@ -252,16 +289,18 @@ impl ZooKeeper {
 #[derive(Debug)]
 pub struct Ensemble {
     members: Vec<Server>,
+    _slots: Slots,
 }
 
 impl Ensemble {
     /// Starts `n` servers and waits for a quorum.
     pub fn start(n: usize) -> Ensemble {
+        let slots = Slots::take(n);
         let peers: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let members = (0..n)
             .map(|i| Server::new(temp_dir(&format!("member{i}")), free_port(), &peers, i))
             .collect();
-        let mut ensemble = Ensemble { members };
+        let mut ensemble = Ensemble { members, _slots: slots };
         ensemble.wait_for_quorum();
         ensemble
     }
