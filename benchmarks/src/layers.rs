@@ -12,27 +12,36 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
-use rpc::cluster::{ClusterInvoker, Connect, Directory, Endpoint};
+use rpc::cluster::{Cluster, Connect, Directory, Endpoint};
 use rpc::{
-    BoxFuture, BoxInvoker, CallRef, ClusterPolicy, Invocation, LoadBalancer, MethodConfig, Response, RpcError,
-    Serialization, ServiceKey, Url,
+    BoxFuture, BoxInvoker, ClusterPolicy, Invocation, LoadBalancer, MethodConfig, Response, RpcError, Serialization,
+    ServiceKey, Url,
 };
 
 /// Calls per measurement.
 const CALLS: u32 = 1_000_000;
 
-/// A provider that answers every call at once, sending from a borrowed
-/// invocation like the consumer's native channels do.
+/// A provider that answers every call at once, with a boxed future like
+/// the consumer's channels.
+#[derive(Clone)]
 struct AtOnce;
 
-impl CallRef for AtOnce {
-    fn call_ref(&self, _: &Invocation) -> BoxFuture<Result<Response, RpcError>> {
+impl tower::Service<Invocation> for AtOnce {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), RpcError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Invocation) -> Self::Future {
         Box::pin(std::future::ready(Ok(Response::new(Bytes::new()))))
     }
 }
 
 fn instant_provider() -> BoxInvoker {
-    BoxInvoker::from_call_ref(AtOnce)
+    BoxInvoker::new(AtOnce)
 }
 
 struct Instantly;
@@ -73,11 +82,14 @@ pub async fn measure() -> Result<Vec<Layers>, String> {
             .map_err(|e| e.to_string())?;
         let source = futures::stream::once(std::future::ready(Arc::new(urls))).chain(futures::stream::pending());
         let directory = Directory::new(key.clone(), Arc::new(Instantly), vec![Box::pin(source)]).await;
-        let cluster = BoxInvoker::new(ClusterInvoker::new(directory));
+        let cluster = Cluster::builder(directory)
+            .reference(config)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let cluster = BoxInvoker::new(cluster);
         let direct = instant_provider();
         let call = |invoker: &BoxInvoker| {
             let mut invocation = Invocation::new(key.clone(), "small", args.clone(), Serialization::Bincode);
-            invocation.set_config(config);
             invocation.set_deadline(Some(tokio::time::Instant::now() + Duration::from_secs(30)));
             invoker.invoke(invocation)
         };

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use rpc::protocol::rpc::{Channel, ChannelConfig};
 use rpc::protocol::tri::TriChannel;
-use rpc::{BoxInvoker, MethodConfig, ServiceClient, ServiceKey, Stub};
+use rpc::{BoxInvoker, ServiceClient, ServiceKey, Stub};
+use tower::Layer as _;
 
 use crate::payload::{self, Payload, Record};
 
@@ -78,16 +79,20 @@ impl Client {
     /// A client for `payload` over `route` to `addrs` (one address unless clustered).
     pub async fn connect(route: Route, addrs: &[SocketAddr], payload: Payload) -> Result<Client, String> {
         let key = ServiceKey::new("bench.Echo", Some("1.0.0"), None);
-        let defaults = MethodConfig::new().with_timeout(TIMEOUT);
+        // Straight to a channel: each call's deadline set as the cluster would.
+        let deadline = tower::util::MapRequestLayer::new(|mut invocation: rpc::Invocation| {
+            invocation.set_deadline(rpc::invocation::deadline_after(TIMEOUT));
+            invocation
+        });
         let first = addrs.first().ok_or("no provider address")?.to_string();
         let echo = match route {
             Route::Direct => {
                 let channel = Channel::new(first, ChannelConfig::default());
-                EchoClient::from_stub(Stub::new(key, BoxInvoker::new(channel)).with_defaults(defaults))
+                EchoClient::from_stub(Stub::new(key, BoxInvoker::new(deadline.layer(channel))))
             }
             Route::Tri => {
                 let channel = TriChannel::new(first, ChannelConfig::default());
-                EchoClient::from_stub(Stub::new(key, BoxInvoker::new(channel)).with_defaults(defaults))
+                EchoClient::from_stub(Stub::new(key, BoxInvoker::new(deadline.layer(channel))))
             }
             Route::Cluster => {
                 let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();

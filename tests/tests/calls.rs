@@ -178,31 +178,6 @@ async fn an_expired_deadline_is_an_unknown_outcome_not_a_hang() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn method_level_timeout_beats_the_reference_timeout() {
-    let reg = registry("method_timeout");
-    let provider = provider(&reg, ProbeImpl::default()).await;
-    // place_order declares `timeout = "300ms"`; the reference says 5 s.
-    let greeter: GreeterClient = consumer(&reg)
-        .await
-        .reference::<GreeterClient>()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .await
-        .unwrap();
-    let stub = rpc::ServiceClient::stub(&greeter);
-    let place_order = GreeterClient::DESCRIPTOR.method("placeOrder").unwrap();
-    assert_eq!(
-        stub.effective_config(place_order).timeout,
-        Some(Duration::from_millis(300))
-    );
-    assert_eq!(stub.effective_config(place_order).retries, Some(0));
-    assert!(!stub.effective_config(place_order).is_idempotent());
-    let say_hello = GreeterClient::DESCRIPTOR.method("sayHello").unwrap();
-    assert_eq!(stub.effective_config(say_hello).timeout, Some(Duration::from_secs(5)));
-    provider.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_check_names_the_service_and_registry() {
     let reg = registry("startup_check");
     let consumer = consumer(&reg).await;
@@ -654,7 +629,7 @@ async fn a_peer_that_accepts_and_closes_at_once_gets_no_reconnect_storm() {
         }
     });
     let channel = rpc::protocol::rpc::Channel::new(address.to_string(), ChannelConfig::default());
-    let invoker = rpc::BoxInvoker::from_call_ref(channel.clone());
+    let invoker = rpc::BoxInvoker::new(channel.clone());
     let key = rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None);
     // Calls every 10 ms for 1.5 s: with backoff from 100 ms (doubling), a
     // handful of connections; in a tight loop, one per call or more.

@@ -336,7 +336,7 @@ mod tests {
         let hessian = directory
             .endpoints()
             .iter()
-            .find(|e| e.host_port() == "h:3")
+            .find(|e| e.address() == "h:3")
             .cloned()
             .unwrap();
         assert_eq!(hessian.accepted_serializations(), 0);

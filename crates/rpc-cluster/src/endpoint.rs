@@ -4,14 +4,15 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use rpc_core::invocation::deadline_after;
 use rpc_core::protocol::Health;
 use rpc_core::url::keys;
 use rpc_core::{
-    BoxInvoker, ErrorKind, Invocation, LoadBalancer, MethodConfig, Outcome, Response, RpcError, Serialization,
-    ServiceKey, Url,
+    BoxInvoker, ErrorKind, Invocation, MethodConfig, Outcome, Response, RpcError, Serialization, ServiceKey, Url,
 };
 
 use crate::loadbalance::{Candidate, Stats, Weighting};
+use crate::settings::Settings;
 
 /// One provider: its URL, the service that sends calls to it, whether it can
 /// take calls now, and the call statistics the balancers read.
@@ -19,12 +20,11 @@ use crate::loadbalance::{Candidate, Stats, Weighting};
 /// Cloning is cheap and shares the connection and the statistics.
 #[derive(Clone)]
 pub struct Endpoint {
-    /// One allocation: endpoints are cloned for every pick.
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    url: Url,
+    url: Arc<Url>,
     /// What the hot path reads of `url`, worked out once per URL.
     profile: Profile,
     invoker: BoxInvoker,
@@ -71,7 +71,7 @@ impl Profile {
             weighting: Weighting::of(url),
             identity: crate::loadbalance::identity(url),
             process: process_of(url),
-            published: crate::config::provider_defaults(url, ""),
+            published: crate::settings::provider_defaults(url, ""),
             method_params: url
                 .params()
                 .keys()
@@ -156,7 +156,7 @@ impl Endpoint {
         Endpoint {
             inner: Arc::new(Inner {
                 profile: Profile::of(&url),
-                url,
+                url: Arc::new(url),
                 invoker,
                 health: Arc::new(health),
                 stats: Arc::default(),
@@ -170,15 +170,23 @@ impl Endpoint {
     /// deadline itself (the native and `tri` channels do), so the endpoint
     /// sets no timer of its own: one timer per attempt instead of two.
     pub fn with_invoker_enforcing_deadlines(self) -> Self {
-        let mut inner = self.sharing(self.inner.url.clone());
+        let mut inner = self.sharing((*self.inner.url).clone());
         inner.enforces_deadline = true;
+        Endpoint { inner: Arc::new(inner) }
+    }
+
+    /// This endpoint sending through `wrap(its service)`: the same provider,
+    /// health and statistics, its calls going through layers first.
+    pub fn map_invoker(self, wrap: impl FnOnce(BoxInvoker) -> BoxInvoker) -> Self {
+        let mut inner = self.sharing((*self.inner.url).clone());
+        inner.invoker = wrap(inner.invoker);
         Endpoint { inner: Arc::new(inner) }
     }
 
     /// Lets the outlier detector abandon the calls of a stalled provider and
     /// ping it before taking it back (see [`Probe`]).
     pub fn with_probe(self, probe: Arc<dyn Probe>) -> Self {
-        let mut inner = self.sharing(self.inner.url.clone());
+        let mut inner = self.sharing((*self.inner.url).clone());
         inner.probe = Some(probe);
         Endpoint { inner: Arc::new(inner) }
     }
@@ -200,7 +208,7 @@ impl Endpoint {
     fn sharing(&self, url: Url) -> Inner {
         Inner {
             profile: Profile::of(&url),
-            url,
+            url: Arc::new(url),
             invoker: self.inner.invoker.clone(),
             health: self.inner.health.clone(),
             stats: self.inner.stats.clone(),
@@ -211,11 +219,11 @@ impl Endpoint {
 
     /// What the provider URL publishes for `method`: its timeout and load
     /// balancer, method-level parameters over interface-level ones (see
-    /// [`provider_defaults`](crate::config::provider_defaults)); parsed once
+    /// [`provider_defaults`](crate::settings::provider_defaults)); parsed once
     /// per URL unless it has method-level parameters.
     pub fn published(&self, method: &str) -> MethodConfig {
         if self.inner.profile.method_params {
-            crate::config::provider_defaults(&self.inner.url, method)
+            crate::settings::provider_defaults(&self.inner.url, method)
         } else {
             self.inner.profile.published
         }
@@ -227,8 +235,8 @@ impl Endpoint {
     }
 
     /// `host:port` of the provider.
-    pub fn address(&self) -> String {
-        self.inner.profile.address.to_string()
+    pub fn address(&self) -> &str {
+        &self.inner.profile.address
     }
 
     /// What a balancer sees of this provider.
@@ -239,11 +247,6 @@ impl Endpoint {
             weighting: self.inner.profile.weighting,
             identity: self.inner.profile.identity,
         }
-    }
-
-    /// `host:port` of the provider, borrowed.
-    pub fn host_port(&self) -> &str {
-        &self.inner.profile.address
     }
 
     /// The service that sends calls to this provider.
@@ -288,81 +291,73 @@ impl Endpoint {
         &self.inner.stats
     }
 
-    /// Sends one attempt of `invocation` to this provider.
+    /// Sends one attempt of a call to this provider, through the layers
+    /// around each attempt: the invocation learns its provider, its deadline
+    /// becomes the attempt's (the call's, capped by `attempt_timeout`, and by
+    /// the provider's own published timeout when the consumer set none), and a
+    /// wildcard reference is addressed to the provider's version and group.
+    /// The attempt is counted in the provider's statistics; an error names the
+    /// provider's address.
     ///
-    /// The attempt keeps the provider's connection open until it ends, even if
-    /// the provider leaves the directory meanwhile. It is counted in flight
-    /// while it runs and its response time
-    /// recorded. It ends by the call's deadline, or sooner when the call sets
-    /// an attempt timeout, whatever the protocol does. A reference whose
-    /// version or group is `*` calls the version and group the provider
-    /// exports.
-    ///
-    /// The invocation is borrowed: the caller keeps it for other attempts,
-    /// and an invoker that sends from a borrowed invocation
-    /// ([`CallRef`](rpc_core::CallRef)) copies none of it. The future is not
-    /// boxed, so a policy awaiting it holds it inline.
+    /// The returned future holds this endpoint's service, and so its
+    /// connection, until the attempt ends.
     pub fn call(
         &self,
-        invocation: &Invocation,
+        mut attempt: Invocation,
+        settings: &Settings,
     ) -> impl Future<Output = Result<Response, RpcError>> + Send + 'static + use<> {
-        let key = invocation.service();
-        let wildcard = key.version() == Some("*") || key.group() == Some("*");
-        let attempt_timeout = invocation.config().attempt_timeout;
-        let deadline = match (invocation.deadline(), attempt_timeout) {
-            (Some(deadline), Some(attempt)) => {
-                Some(rpc_core::service::deadline_after(attempt).map_or(deadline, |a| a.min(deadline)))
-            }
-            (None, Some(attempt)) => rpc_core::service::deadline_after(attempt),
-            (deadline, None) => deadline,
-        };
-        // Only the latency-aware balancers read response times.
-        let guard = match invocation.config().loadbalance {
-            Some(LoadBalancer::ShortestResponse | LoadBalancer::P2c) => self.inner.stats.start(),
-            _ => self.inner.stats.start_untimed(),
-        };
-        let service = key.clone();
-        let method = invocation.method_name().clone();
-        let call = if wildcard || attempt_timeout.is_some() {
-            // This attempt differs from the call: it gets its own copy.
-            let mut attempt = invocation.clone();
-            if wildcard {
-                attempt.set_service(ServiceKey::new(
-                    key.interface(),
-                    if key.version() == Some("*") {
-                        self.inner.url.version()
-                    } else {
-                        key.version()
-                    },
-                    if key.group() == Some("*") {
-                        self.inner.url.group()
-                    } else {
-                        key.group()
-                    },
-                ));
-            }
-            attempt.set_deadline(deadline);
-            self.inner.invoker.invoke(attempt)
+        let key = attempt.service();
+        if key.version() == Some("*") || key.group() == Some("*") {
+            let resolved = ServiceKey::new(
+                key.interface(),
+                if key.version() == Some("*") {
+                    self.inner.url.version()
+                } else {
+                    key.version()
+                },
+                if key.group() == Some("*") {
+                    self.inner.url.group()
+                } else {
+                    key.group()
+                },
+            );
+            attempt.set_service(resolved);
+        }
+        let published = if settings.provider_timeouts {
+            self.published(attempt.method()).timeout
         } else {
-            self.inner.invoker.invoke_ref(invocation)
+            None
         };
+        let cap = match (settings.attempt_timeout, published) {
+            (Some(a), Some(p)) => Some(a.min(p)),
+            (a, p) => a.or(p),
+        };
+        if let Some(cap) = cap
+            && let Some(limit) = deadline_after(cap)
+        {
+            let deadline = attempt.deadline().map_or(limit, |d| d.min(limit));
+            attempt.set_deadline(Some(deadline));
+        }
+        let deadline = attempt.deadline();
+        attempt.set_provider(Some(self.inner.url.clone()));
+        let guard = if settings.times_attempts() {
+            self.inner.stats.start()
+        } else {
+            self.inner.stats.start_untimed()
+        };
+        let service = attempt.service().clone();
+        let method = attempt.method_name().clone();
+        let call = self.inner.invoker.invoke(attempt);
         let address = self.inner.profile.address.clone();
         let timer = if self.inner.enforces_deadline { None } else { deadline };
-        // The attempt keeps its provider's invoker (and so its connection)
-        // alive: a provider leaving the directory finishes the calls it has.
-        let invoker = self.inner.invoker.clone();
         async move {
-            let _invoker = invoker;
             let result = match timer {
-                // Boxed: the consumer's own channels need no timer here, and
-                // an inline one would make every attempt's future larger.
-                Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline, call)).await {
+                Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
                     Ok(result) => result,
                     Err(_) => Err(RpcError::new(ErrorKind::Timeout, "no response before the deadline")),
                 },
                 None => call.await,
             };
-            // An answer, good or bad, is progress; a timeout or a broken connection is not.
             if result
                 .as_ref()
                 .map_or_else(|e| e.outcome() == Outcome::Remote, |_| true)

@@ -1,39 +1,43 @@
 //! The consumer's cluster layer: which provider gets each call, and what
 //! happens when one fails.
 //!
-//! A call goes down this stack, each step a tower `Service<Invocation>`:
+//! A call goes down this stack, built once per reference:
 //!
 //! ```text
-//! stub → MockService (degradation) → ClusterInvoker (settings, deadline, actives)
-//!      → policy (failover, failfast, failsafe, failback, forking, broadcast)
-//!      → Balancer (untried, healthy providers; load balancer) → Endpoint → wire
+//! stub → MockService (degradation) → the user's call layers
+//!      → Cluster (settings resolved once, deadline, actives)
+//!      → Policy (failover, failfast, failsafe, failback, forking, broadcast, or yours)
+//!      → Picker (routing: readable, untried, healthy providers; then the load balancer)
+//!      → Endpoint → the user's attempt layers → channel → wire
 //! ```
 //!
 //! * [`Directory`] keeps the live providers of one reference, built from one
 //!   or more streams of provider URL sets (one per registry; this crate does
 //!   not know registries, only URL streams), filtered by the [`router`].
-//! * [`config`] is the one place where the settings of a call are merged
-//!   (method > reference > consumer > provider URL > defaults).
+//! * [`settings`] is the one place where the settings of a call are merged
+//!   (method > declaration > reference > consumer > provider URLs > defaults).
 //! * [`policy`] holds the six fault-tolerance policies, [`loadbalance`] the
 //!   six load balancers, [`Mock`] the degradation layer.
 
-pub mod config;
+mod call;
+mod cluster;
 mod directory;
 mod endpoint;
-mod invoker;
 pub mod loadbalance;
 mod mock;
 pub mod outlier;
 pub mod policy;
 pub mod router;
 mod select;
+pub mod settings;
 
-pub use config::Effective;
+pub use call::Call;
+pub use cluster::{Cluster, ClusterBuilder};
 pub use directory::{Connect, Directory};
 pub use endpoint::{Endpoint, INSTANCE, Probe};
-pub use invoker::ClusterInvoker;
 pub use loadbalance::{Candidate, LoadBalance, Stats};
 pub use mock::{Mock, MockLayer, MockService, Mocks};
 pub use outlier::OutlierConfig;
-pub use policy::FailbackConfig;
-pub use select::{Balancer, Select};
+pub use policy::{FailbackConfig, Policy};
+pub use select::{Picker, Select};
+pub use settings::Settings;

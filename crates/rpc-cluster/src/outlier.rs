@@ -266,7 +266,7 @@ fn eject(
     let abandoned = endpoint.probe().map_or(0, |probe| probe.abandon_in_flight(&reason));
     tracing::warn!(
         %service,
-        provider = endpoint.host_port(),
+        provider = endpoint.address(),
         silent_ms = silent.as_millis() as u64,
         abandoned,
         ejected_ms = time.as_millis() as u64,
@@ -303,7 +303,7 @@ async fn readmit(
         entry.ejections = entry.ejections.saturating_add(1);
         let time = ejection_time(config, entry.ejections);
         entry.ejected_until = Some(now + time);
-        tracing::info!(%service, provider = endpoint.host_port(), ejected_ms = time.as_millis() as u64, "stalled provider still silent: held out longer");
+        tracing::info!(%service, provider = endpoint.address(), ejected_ms = time.as_millis() as u64, "stalled provider still silent: held out longer");
         return false;
     }
     entry.ejected_until = None;
@@ -311,7 +311,7 @@ async fn readmit(
     entry.progress_at = now;
     entry.answer_at = Some(now);
     endpoint.stats().set_ejected(false);
-    tracing::info!(%service, provider = endpoint.host_port(), "stalled provider answers again: back in rotation");
+    tracing::info!(%service, provider = endpoint.address(), "stalled provider answers again: back in rotation");
     true
 }
 
@@ -355,9 +355,8 @@ mod tests {
     /// Calls `provider` in the background, `count` times.
     fn load(provider: &Provider, count: usize) {
         for _ in 0..count {
-            let call = provider
-                .endpoint
-                .call(&invocation(MethodConfig::new(), Duration::from_secs(30)));
+            let call = invocation(MethodConfig::new(), Duration::from_secs(30));
+            let call = provider.endpoint.call(call.invocation, &call.settings);
             tokio::spawn(call);
         }
     }

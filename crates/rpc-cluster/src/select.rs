@@ -1,5 +1,5 @@
-//! [`Select`]: what a cluster policy asks for, and [`Balancer`], which
-//! answers from a [`Directory`] with the load balancer of the call.
+//! [`Select`]: what a cluster policy asks for, and [`Picker`], which answers
+//! from a [`Directory`] with the load balancer of the call.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,16 +8,17 @@ use rpc_core::protocol::Health;
 use rpc_core::{ErrorKind, Invocation, LoadBalancer, RpcError, ServiceKey};
 use smallvec::SmallVec;
 
-use crate::config::Effective;
+use crate::call::Call;
 use crate::directory::Directory;
 use crate::endpoint::Endpoint;
 use crate::loadbalance::{
     Candidate, ConsistentHash, LeastActive, LoadBalance, P2c, Random, RoundRobin, ShortestResponse,
 };
+use crate::settings::Balance;
 
 /// Picks providers for the attempts of a call: the seam between cluster
 /// policies and routing plus load balancing.
-pub trait Select: Clone + Send + Sync + 'static {
+pub trait Select: Send + Sync + 'static {
     /// The reference the providers serve.
     fn service(&self) -> &ServiceKey;
 
@@ -25,107 +26,108 @@ pub trait Select: Clone + Send + Sync + 'static {
     /// not in `tried` and providers whose connection is healthy. Fails with
     /// [`ErrorKind::NoProvider`] when there is no provider at all, or when
     /// every one is shutting down.
-    fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError>;
+    fn select(&self, call: &Call, tried: &[Endpoint]) -> Result<Endpoint, RpcError>;
 
     /// Every provider process once (broadcast): of a process that exports
     /// several protocols, the endpoint `select` would prefer; processes
     /// shutting down are left out (they are leaving the cluster).
-    fn select_all(&self, invocation: &Invocation) -> Result<Arc<Vec<Endpoint>>, RpcError>;
+    fn select_all(&self, call: &Call) -> Result<Arc<Vec<Endpoint>>, RpcError>;
 }
 
-/// The balancers of one reference, one of each kind, created once so that
-/// their state (round-robin counters, hash rings) lives as long as the
-/// reference.
-struct Balancers {
+/// The balancers of one reference, one of each kind and the reference's own,
+/// created once so that their state (round-robin counters, hash rings) lives
+/// as long as the reference.
+struct BalancerSet {
     random: Random,
     round_robin: RoundRobin,
     least_active: LeastActive,
     shortest_response: ShortestResponse,
     consistent_hash: ConsistentHash,
     p2c: P2c,
+    custom: Option<Arc<dyn LoadBalance>>,
 }
 
-impl Balancers {
-    fn get(&self, kind: LoadBalancer) -> &dyn LoadBalance {
-        match kind {
-            LoadBalancer::Random => &self.random,
-            LoadBalancer::RoundRobin => &self.round_robin,
-            LoadBalancer::LeastActive => &self.least_active,
-            LoadBalancer::ShortestResponse => &self.shortest_response,
-            LoadBalancer::ConsistentHash => &self.consistent_hash,
-            LoadBalancer::P2c => &self.p2c,
+impl BalancerSet {
+    fn get(&self, balance: Balance) -> &dyn LoadBalance {
+        match balance {
+            Balance::Builtin(LoadBalancer::Random) => &self.random,
+            Balance::Builtin(LoadBalancer::RoundRobin) => &self.round_robin,
+            Balance::Builtin(LoadBalancer::LeastActive) => &self.least_active,
+            Balance::Builtin(LoadBalancer::ShortestResponse) => &self.shortest_response,
+            Balance::Builtin(LoadBalancer::ConsistentHash) => &self.consistent_hash,
+            Balance::Builtin(LoadBalancer::P2c) => &self.p2c,
+            Balance::Custom => match &self.custom {
+                Some(custom) => &**custom,
+                None => &self.random,
+            },
         }
     }
 }
 
-/// [`Select`] over a live [`Directory`], with the load balancer the call's
-/// settings name.
+/// [`Select`] over a live [`Directory`]: routing plus load balancing, with
+/// the balancer the call's settings name. Built once per reference.
 ///
-/// Among the directory's providers it keeps those not yet tried by the call
-/// (all of them when every one was tried), then those whose connection is
-/// healthy (all of them when none is, so a provider coming back is found
-/// again), and lets the balancer pick.
-#[derive(Clone)]
-pub struct Balancer {
-    /// One allocation: a balancer is cloned for every call.
-    inner: Arc<BalancerInner>,
-}
-
-struct BalancerInner {
+/// Among the directory's providers it keeps those that read the call's
+/// serialization, then those not yet tried by the call (all of them when
+/// every one was tried), then those whose connection is healthy (all of them
+/// when none is, so a provider coming back is found again), then those of the
+/// preferred protocol, and lets the balancer pick.
+pub struct Picker {
     directory: Arc<Directory>,
-    balancers: Balancers,
+    balancers: BalancerSet,
     prefer: Option<Arc<str>>,
 }
 
-impl fmt::Debug for Balancer {
+impl fmt::Debug for Picker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Balancer")
-            .field("directory", &self.inner.directory)
+        f.debug_struct("Picker")
+            .field("directory", &self.directory)
+            .field("prefer", &self.prefer)
             .finish()
     }
 }
 
-impl Balancer {
-    /// Balances over `directory`.
+impl Picker {
+    /// Picks among the providers of `directory`.
     pub fn new(directory: Arc<Directory>) -> Self {
-        Self::with(directory, None)
-    }
-
-    fn with(directory: Arc<Directory>, prefer: Option<Arc<str>>) -> Self {
-        Balancer {
-            inner: Arc::new(BalancerInner {
-                directory,
-                balancers: Balancers {
-                    random: Random::new(),
-                    round_robin: RoundRobin::new(),
-                    least_active: LeastActive::new(),
-                    shortest_response: ShortestResponse::new(),
-                    consistent_hash: ConsistentHash::new(),
-                    p2c: P2c::new(),
-                },
-                prefer,
-            }),
+        Picker {
+            directory,
+            balancers: BalancerSet {
+                random: Random::new(),
+                round_robin: RoundRobin::new(),
+                least_active: LeastActive::new(),
+                shortest_response: ShortestResponse::new(),
+                consistent_hash: ConsistentHash::new(),
+                p2c: P2c::new(),
+                custom: None,
+            },
+            prefer: None,
         }
     }
 
     /// Prefers providers of `protocol` (say `rpc` over `tri` when a provider
     /// exports both): the others are picked only when no usable provider of
-    /// `protocol` is left. Meant for a balancer being built: a clone made
-    /// before this call keeps its balancers' state, this one starts afresh.
-    pub fn prefer_protocol(self, protocol: impl Into<Arc<str>>) -> Self {
-        let protocol = Some(protocol.into());
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.prefer = protocol;
-                Balancer { inner: Arc::new(inner) }
-            }
-            Err(shared) => Self::with(shared.directory.clone(), protocol),
-        }
+    /// `protocol` is left.
+    pub fn prefer_protocol(mut self, protocol: impl Into<Arc<str>>) -> Self {
+        self.prefer = Some(protocol.into());
+        self
+    }
+
+    /// Picks with `balancer` the calls whose settings name no built-in one
+    /// ([`Balance::Custom`]).
+    pub fn with_balancer(mut self, balancer: Arc<dyn LoadBalance>) -> Self {
+        self.balancers.custom = Some(balancer);
+        self
+    }
+
+    /// Whether a balancer of the reference's own is set.
+    pub fn has_custom_balancer(&self) -> bool {
+        self.balancers.custom.is_some()
     }
 
     /// The directory.
     pub fn directory(&self) -> &Arc<Directory> {
-        &self.inner.directory
+        &self.directory
     }
 
     fn unreadable(&self, invocation: &Invocation, endpoints: &[Endpoint]) -> RpcError {
@@ -139,7 +141,7 @@ impl Balancer {
                     .collect();
                 format!(
                     "{} reads {}",
-                    e.host_port(),
+                    e.address(),
                     if read.is_empty() {
                         "none of ours".to_string()
                     } else {
@@ -157,7 +159,7 @@ impl Balancer {
                 listed.join("; ")
             ),
         )
-        .with_service(self.inner.directory.key())
+        .with_service(self.directory.key())
         .with_method(invocation.method())
     }
 
@@ -166,13 +168,13 @@ impl Balancer {
             ErrorKind::NoProvider,
             format!("every provider ({count}) is shutting down"),
         )
-        .with_service(self.inner.directory.key())
+        .with_service(self.directory.key())
         .with_method(invocation.method())
     }
 
     fn no_provider(&self, invocation: &Invocation) -> RpcError {
         RpcError::new(ErrorKind::NoProvider, "no provider matches the reference")
-            .with_service(self.inner.directory.key())
+            .with_service(self.directory.key())
             .with_method(invocation.method())
     }
 }
@@ -193,13 +195,14 @@ fn keep_if_any(pool: &mut SmallVec<[&Endpoint; INLINE]>, keep: impl Fn(&Endpoint
     }
 }
 
-impl Select for Balancer {
+impl Select for Picker {
     fn service(&self) -> &ServiceKey {
-        self.inner.directory.key()
+        self.directory.key()
     }
 
-    fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
-        let endpoints = self.inner.directory.endpoints();
+    fn select(&self, call: &Call, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
+        let invocation = &call.invocation;
+        let endpoints = self.directory.endpoints();
         let serialization = invocation.serialization();
         match endpoints.len() {
             0 => return Err(self.no_provider(invocation)),
@@ -220,30 +223,33 @@ impl Select for Balancer {
         if pool[0].health() == Health::Leaving && pool.iter().all(|e| e.health() == Health::Leaving) {
             return Err(self.all_leaving(invocation, pool.len()));
         }
-        if let Some(prefer) = &self.inner.prefer {
+        if let Some(prefer) = &self.prefer {
             keep_if_any(&mut pool, |e| e.url().protocol() == &**prefer);
         }
         if pool.len() == 1 {
             return Ok(pool[0].clone());
         }
-        let kind = Effective::of(invocation.config()).loadbalance;
         let candidates: SmallVec<[Candidate<'_>; INLINE]> = pool.iter().map(|e| e.candidate()).collect();
-        let index = self.inner.balancers.get(kind).select(&candidates, invocation);
+        let index = self
+            .balancers
+            .get(call.settings.loadbalance)
+            .select(&candidates, invocation);
         Ok(pool.get(index).copied().unwrap_or(pool[0]).clone())
     }
 
-    fn select_all(&self, invocation: &Invocation) -> Result<Arc<Vec<Endpoint>>, RpcError> {
-        let endpoints = self.inner.directory.endpoints();
+    fn select_all(&self, call: &Call) -> Result<Arc<Vec<Endpoint>>, RpcError> {
+        let invocation = &call.invocation;
+        let endpoints = self.directory.endpoints();
         if endpoints.is_empty() {
             return Err(self.no_provider(invocation));
         }
-        let prefer = self.inner.prefer.as_deref();
+        let prefer = self.prefer.as_deref();
         let mut chosen: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
         let mut leaving = 0;
         for endpoint in endpoints.iter() {
             if !endpoint.accepts(invocation.serialization()) {
                 tracing::debug!(
-                    provider = endpoint.host_port(),
+                    provider = endpoint.address(),
                     "broadcast: passing over a provider that cannot read the call"
                 );
                 continue;

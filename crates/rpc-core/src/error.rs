@@ -144,6 +144,9 @@ pub enum ErrorKind {
     ConnectionLost,
     /// The response could not be decoded.
     Decode,
+    /// A layer (filter) failed the call with an error of its own; its source
+    /// says why. Nothing tells where the layer stopped the call, so it may have run.
+    Layer,
     /// The provider answered with a non-OK status.
     Remote(Status),
 }
@@ -159,7 +162,7 @@ impl ErrorKind {
             | ErrorKind::PayloadTooLarge
             | ErrorKind::LocalLimit
             | ErrorKind::Expired => Outcome::NotSent,
-            ErrorKind::Timeout | ErrorKind::ConnectionLost => Outcome::Unknown,
+            ErrorKind::Timeout | ErrorKind::ConnectionLost | ErrorKind::Layer => Outcome::Unknown,
             ErrorKind::Remote(Status::ServerTimeout) => Outcome::Unknown,
             // The provider refused before running the handler.
             ErrorKind::Remote(Status::ChannelInactive) | ErrorKind::Remote(Status::ServerOverloaded) => {
@@ -181,6 +184,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timed out waiting for the response (outcome unknown)",
             ErrorKind::ConnectionLost => "connection lost after the request was sent (outcome unknown)",
             ErrorKind::Decode => "cannot decode response",
+            ErrorKind::Layer => "a layer failed the call (outcome unknown)",
             ErrorKind::Remote(status) => status.describe(),
         }
     }
@@ -311,6 +315,12 @@ impl RpcError {
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
         self.inner.source = Some(Arc::new(source));
+        self
+    }
+
+    /// Attaches an underlying cause that is already boxed.
+    pub fn with_boxed_source(mut self, source: Box<dyn StdError + Send + Sync + 'static>) -> Self {
+        self.inner.source = Some(Arc::from(source));
         self
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::descriptor::MethodConfig;
 use crate::serialization::Serialization;
+use crate::url::Url;
 
 /// Identifies an exported service: interface, version and group.
 ///
@@ -150,8 +150,9 @@ impl fmt::Debug for MethodName {
     }
 }
 
-/// One remote call: target service, method, encoded arguments, attachments,
-/// settings and deadline.
+/// One remote call: target service, method, encoded arguments, attachments
+/// and deadline; on the consumer, once a provider is picked for an attempt,
+/// that provider.
 ///
 /// Arguments are encoded once, by the stub, into [`Bytes`]: cloning an
 /// invocation for a retry, a fork or a broadcast copies no payload.
@@ -163,9 +164,9 @@ pub struct Invocation {
     serialization: Serialization,
     /// `None` when there are none: most calls carry none, and this saves an allocation each.
     attachments: Option<Arc<Attachments>>,
-    config: MethodConfig,
     deadline: Option<Instant>,
     hash_key: Option<u64>,
+    provider: Option<Arc<Url>>,
 }
 
 impl Invocation {
@@ -177,9 +178,9 @@ impl Invocation {
             args,
             serialization,
             attachments: None,
-            config: MethodConfig::new(),
             deadline: None,
             hash_key: None,
+            provider: None,
         }
     }
 
@@ -234,16 +235,6 @@ impl Invocation {
         self.attachments = (!attachments.is_empty()).then(|| Arc::new(attachments));
     }
 
-    /// The effective settings of this call.
-    pub fn config(&self) -> &MethodConfig {
-        &self.config
-    }
-
-    /// Sets the effective settings of this call.
-    pub fn set_config(&mut self, config: MethodConfig) {
-        self.config = config;
-    }
-
     /// When the caller stops waiting, across all attempts.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
@@ -264,6 +255,24 @@ impl Invocation {
     pub fn set_hash_key(&mut self, key: Option<u64>) {
         self.hash_key = key;
     }
+
+    /// On the consumer, the registry URL of the provider this attempt goes
+    /// to: set by the cluster after picking it, so the layers around each
+    /// attempt (`attempt_layer`) see it. `None` above the cluster.
+    pub fn provider(&self) -> Option<&Url> {
+        self.provider.as_deref()
+    }
+
+    /// Sets the provider of this attempt.
+    pub fn set_provider(&mut self, provider: Option<Arc<Url>>) {
+        self.provider = provider;
+    }
+}
+
+/// The deadline `timeout` from now; none when it lies beyond what the clock
+/// can represent (`Duration::MAX` means "no deadline", not a panic).
+pub fn deadline_after(timeout: std::time::Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
 }
 
 #[cfg(test)]

@@ -20,10 +20,12 @@ pub mod error;
 pub mod fuzzing;
 pub mod hash_key;
 pub mod invocation;
+pub mod invoker;
 pub mod protocol;
 mod scratch;
 pub mod serialization;
 pub mod service;
+pub mod stub;
 pub mod url;
 pub mod zero;
 
@@ -31,8 +33,10 @@ pub use descriptor::{ClusterPolicy, LoadBalancer, MethodConfig, MethodDescriptor
 pub use dispatch::Dispatcher;
 pub use error::{ErrorKind, Outcome, RpcError, Status};
 pub use invocation::{Attachments, Invocation, MethodName, ServiceKey};
+pub use invoker::{BoxError, BoxFuture, BoxInvoker, Invoker, InvokerLayer, from_layer_error};
 pub use serialization::{CodecError, Serialization};
-pub use service::{BoxFuture, BoxInvoker, CallRef, Response, ServiceClient, ServiceHandler, Stub};
+pub use service::{HandlerService, Response, ServiceHandler};
+pub use stub::{ServiceClient, Stub};
 pub use url::{Url, UrlError};
 
 #[doc(hidden)]

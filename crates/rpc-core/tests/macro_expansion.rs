@@ -216,8 +216,8 @@ async fn call<R: DeserializeOwned>(server: &impl ServiceHandler, invocation: Inv
     serialization.decode(response.payload()).unwrap()
 }
 
-/// What the loopback invoker saw: wire name, encoded arguments, settings.
-type Seen = Arc<Mutex<Vec<(String, Vec<u8>, MethodConfig)>>>;
+/// What the loopback invoker saw: wire name, encoded arguments, argument hash.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>, Option<u64>)>>>;
 
 /// A stub whose invoker hands each invocation straight to `handler`.
 fn loopback(handler: impl ServiceHandler + Clone, serialization: Serialization, seen: Seen) -> Stub {
@@ -225,7 +225,7 @@ fn loopback(handler: impl ServiceHandler + Clone, serialization: Serialization, 
         let record = (
             invocation.method().to_owned(),
             invocation.args().to_vec(),
-            *invocation.config(),
+            invocation.hash_key(),
         );
         seen.lock().unwrap().push(record);
         handler.call(invocation)
@@ -377,28 +377,38 @@ fn every_policy_and_balancer_can_be_named() {
 }
 
 #[tokio::test]
-async fn client_sends_declared_cluster_settings() {
+async fn the_stub_hashes_the_arguments_its_reference_asks_for() {
     let seen = Seen::default();
-    let stub = loopback(TunedServer::new(Tuner), Serialization::Json, seen.clone());
-    let client = TunedClient::from_stub(stub);
-    assert_eq!(client.sticky(7, 2, "eu".into()).await.unwrap(), "7/2/eu");
-    assert_eq!(client.limited(200, 100).await.unwrap(), 255);
-    client.everyone().await.unwrap();
-    let seen = seen.lock().unwrap().clone();
-    let configs: Vec<_> = seen
-        .iter()
-        .map(|(method, _, config)| (method.as_str(), *config))
-        .collect();
-    let expected: Vec<_> = ["sticky", "limited", "everyone"]
-        .into_iter()
-        .map(|name| (name, TunedClient::DESCRIPTOR.method(name).unwrap().config))
-        .collect();
-    assert_eq!(configs, expected);
-    let mask = configs[0].1.hash_arguments.unwrap();
+    let mask = TunedClient::DESCRIPTOR
+        .method("sticky")
+        .unwrap()
+        .config
+        .hash_arguments
+        .unwrap();
     assert_eq!(
         (0..4).map(|i| mask.contains(i)).collect::<Vec<_>>(),
         [true, false, true, false]
     );
+    let stub =
+        loopback(TunedServer::new(Tuner), Serialization::Json, seen.clone()).with_argument_hashing("sticky", mask);
+    let client = TunedClient::from_stub(stub);
+    assert_eq!(client.sticky(7, 2, "eu".into()).await.unwrap(), "7/2/eu");
+    assert_eq!(client.sticky(7, 3, "eu".into()).await.unwrap(), "7/3/eu");
+    assert_eq!(client.sticky(8, 2, "eu".into()).await.unwrap(), "8/2/eu");
+    assert_eq!(client.limited(200, 100).await.unwrap(), 255);
+    let hashes: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(m, _, hash)| (m.clone(), *hash))
+        .collect();
+    assert!(
+        hashes[..3].iter().all(|(m, hash)| m == "sticky" && hash.is_some()),
+        "{hashes:?}"
+    );
+    assert_eq!(hashes[0].1, hashes[1].1, "the second argument is not hashed");
+    assert_ne!(hashes[0].1, hashes[2].1, "the first is");
+    assert_eq!(hashes[3], ("limited".to_string(), None));
 }
 
 #[test]
@@ -583,9 +593,13 @@ async fn client_sends_wire_names_json_arrays_and_declared_settings() {
             ("ping", "[]".into()),
         ]
     );
-    let order_config = seen[1].2;
+    let order_config = GreeterClient::DESCRIPTOR.method("placeOrder2").unwrap().config;
     assert_eq!(order_config.timeout, Some(Duration::from_millis(300)));
     assert_eq!((order_config.retries, order_config.is_idempotent()), (Some(0), false));
+    assert!(
+        seen.iter().all(|(_, _, hash)| hash.is_none()),
+        "nothing asked for hashing"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rpc_cluster::{
-    Balancer, ClusterInvoker, Connect, Directory, Endpoint, FailbackConfig, Mock, MockLayer, Mocks, OutlierConfig,
+    Cluster, Connect, Directory, Endpoint, FailbackConfig, LoadBalance, Mock, MockLayer, Mocks, OutlierConfig, Policy,
     Probe,
 };
 use rpc_core::protocol::Health;
@@ -14,11 +14,11 @@ use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
 use rpc_core::{
-    BoxInvoker, ClusterPolicy, ErrorKind, LoadBalancer, MethodConfig, RpcError, Serialization, ServiceClient,
-    ServiceHandler, ServiceKey, Stub, Url,
+    BoxError, BoxInvoker, ClusterPolicy, ErrorKind, Invocation, InvokerLayer, LoadBalancer, MethodConfig, Response,
+    RpcError, Serialization, ServiceClient, ServiceHandler, ServiceKey, Stub, Url,
 };
 use rpc_registry::Registry;
-use tower::Layer;
+use tower::{Layer, Service};
 
 use crate::Error;
 
@@ -39,6 +39,8 @@ struct ConsumerInner {
     defaults: MethodConfig,
     check: bool,
     outlier: OutlierConfig,
+    layers: Vec<InvokerLayer>,
+    attempt_layers: Vec<InvokerLayer>,
 }
 
 /// Configures a [`Consumer`].
@@ -50,6 +52,8 @@ pub struct ConsumerBuilder {
     check: bool,
     channel: ChannelConfig,
     outlier: OutlierConfig,
+    layers: Vec<InvokerLayer>,
+    attempt_layers: Vec<InvokerLayer>,
 }
 
 impl Consumer {
@@ -62,6 +66,8 @@ impl Consumer {
             check: true,
             channel: ChannelConfig::default(),
             outlier: OutlierConfig::default(),
+            layers: Vec::new(),
+            attempt_layers: Vec::new(),
         }
     }
 
@@ -81,6 +87,10 @@ impl Consumer {
             failback: FailbackConfig::default(),
             protocol: Some("rpc".into()),
             outlier: self.inner.outlier,
+            layers: Vec::new(),
+            attempt_layers: Vec::new(),
+            balancer: None,
+            policy: None,
             _client: PhantomData,
         }
     }
@@ -152,6 +162,37 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Wraps every call of every reference in `layer` (a filter, in Dubbo's
+    /// words): any tower layer over [`Invocation`]s, tower's own
+    /// `ConcurrencyLimitLayer`, `TimeoutLayer` or `LoadShedLayer` included.
+    /// It runs once per call, below the reference's mock and above its
+    /// cluster policy; layers added first are outermost, and the consumer's
+    /// run outside each reference's own ([`ReferenceBuilder::layer`]). Its
+    /// errors become [`RpcError`]s as [`rpc_core::from_layer_error`] says.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxInvoker> + Send + Sync + 'static,
+        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
+    {
+        self.layers.push(InvokerLayer::new(layer));
+        self
+    }
+
+    /// Wraps every attempt of every reference in `layer`: it runs around
+    /// each call sent to a provider, after the policy and the balancer chose
+    /// it ([`Invocation::provider`] names it), so a failover call passes it
+    /// once per attempt. Layers added first are outermost.
+    pub fn attempt_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxInvoker> + Send + Sync + 'static,
+        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
+    {
+        self.attempt_layers.push(InvokerLayer::new(layer));
+        self
+    }
+
     /// Connects to the registries.
     pub async fn build(self) -> Result<Consumer, Error> {
         if self.registries.is_empty() {
@@ -178,6 +219,8 @@ impl ConsumerBuilder {
                 defaults: self.defaults,
                 check: self.check,
                 outlier: self.outlier,
+                layers: self.layers,
+                attempt_layers: self.attempt_layers,
             }),
         })
     }
@@ -199,6 +242,10 @@ pub struct ReferenceBuilder<C> {
     failback: FailbackConfig,
     protocol: Option<String>,
     outlier: OutlierConfig,
+    layers: Vec<InvokerLayer>,
+    attempt_layers: Vec<InvokerLayer>,
+    balancer: Option<Arc<dyn LoadBalance>>,
+    policy: Option<Arc<dyn Policy>>,
     _client: PhantomData<fn() -> C>,
 }
 
@@ -342,6 +389,47 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         self
     }
 
+    /// Wraps every call of this reference in `layer`, inside the consumer's
+    /// layers ([`ConsumerBuilder::layer`], which says where they run).
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxInvoker> + Send + Sync + 'static,
+        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
+    {
+        self.layers.push(InvokerLayer::new(layer));
+        self
+    }
+
+    /// Wraps every attempt of this reference in `layer`, inside the
+    /// consumer's attempt layers ([`ConsumerBuilder::attempt_layer`]).
+    pub fn attempt_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxInvoker> + Send + Sync + 'static,
+        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
+    {
+        self.attempt_layers.push(InvokerLayer::new(layer));
+        self
+    }
+
+    /// Picks providers with a balancer of your own, for every method whose
+    /// declaration or per-method setting names no balancer (those win). It
+    /// sees each usable provider as a [`rpc_cluster::Candidate`] and is
+    /// built once, with the reference.
+    pub fn loadbalance_with(mut self, balancer: impl LoadBalance + 'static) -> Self {
+        self.balancer = Some(Arc::new(balancer));
+        self
+    }
+
+    /// Runs calls with a fault-tolerance policy of your own, for every
+    /// method whose declaration or per-method setting names no policy (those
+    /// win). See [`rpc_cluster::Policy`].
+    pub fn cluster_with(mut self, policy: impl Policy) -> Self {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
     /// Subscribes to the providers and builds the client.
     pub async fn build(self) -> Result<C, Error> {
         let descriptor = C::DESCRIPTOR;
@@ -364,7 +452,20 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
             sources.push(registry.subscribe(&consumer_url).await?);
         }
         let node = inner.consumer_node(&key, consumer_url);
-        let connector: Arc<dyn Connect> = inner.connector.clone();
+        let attempt_layers: Vec<InvokerLayer> = inner
+            .attempt_layers
+            .iter()
+            .chain(&self.attempt_layers)
+            .cloned()
+            .collect();
+        let connector: Arc<dyn Connect> = if attempt_layers.is_empty() {
+            inner.connector.clone()
+        } else {
+            Arc::new(AttemptLayers {
+                connector: inner.connector.clone(),
+                layers: attempt_layers,
+            })
+        };
         let directory = Directory::new(key.clone(), connector, sources).await;
         // The consumer's node stays while a reference of this service lives.
         directory.keep(node);
@@ -380,24 +481,39 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         }
         rpc_cluster::outlier::spawn(&directory, self.outlier);
         let readable = directory.clone();
-        let choose: rpc_core::service::SerializationChoice =
+        let choose: rpc_core::stub::SerializationChoice =
             Arc::new(move |preferred| readable.serialization_for(preferred));
-        let mut balancer = Balancer::new(directory);
-        if let Some(protocol) = self.protocol.as_deref() {
-            balancer = balancer.prefer_protocol(protocol);
+        let mut cluster = Cluster::builder(directory)
+            .descriptor(descriptor)
+            .reference(self.config)
+            .consumer(inner.defaults)
+            .failback(self.failback);
+        for (name, config) in self.methods {
+            cluster = cluster.method(name, config);
         }
-        let cluster = ClusterInvoker::with_balancer(balancer, self.failback);
+        if let Some(protocol) = self.protocol {
+            cluster = cluster.prefer_protocol(protocol);
+        }
+        if let Some(balancer) = self.balancer {
+            cluster = cluster.loadbalance_with(balancer);
+        }
+        if let Some(policy) = self.policy {
+            cluster = cluster.cluster_with(policy);
+        }
+        let cluster = cluster.build().map_err(|e| Error::Config(format!("`{key}`: {e}")))?;
+        let hashing = cluster.argument_hashing();
+        // stub → mock → call layers (the consumer's, then the reference's) → cluster.
+        let layered = InvokerLayer::wrap_all(inner.layers.iter().chain(&self.layers), BoxInvoker::new(cluster));
         let invoker = if self.mocks.is_empty() {
-            BoxInvoker::new(cluster)
+            layered
         } else {
-            BoxInvoker::new(MockLayer::new(self.mocks).layer(cluster))
+            BoxInvoker::new(MockLayer::new(self.mocks).layer(layered))
         };
         let mut stub = Stub::new(key, invoker)
             .with_serialization(self.serialization)
-            .with_serialization_choice(choose)
-            .with_defaults(self.config.or(inner.defaults));
-        for (name, config) in self.methods {
-            stub = stub.with_method_config(name, config);
+            .with_serialization_choice(choose);
+        for (method, positions) in hashing {
+            stub = stub.with_argument_hashing(&method, positions);
         }
         Ok(C::from_stub(stub))
     }
@@ -510,9 +626,7 @@ impl Connector {
         );
         let health = channel.clone();
         let probe: Arc<dyn Probe> = Arc::new(NativeProbe(channel.clone()));
-        // Sends from a borrowed invocation: failover keeps its copy without cloning.
-        Endpoint::with_health(url.clone(), BoxInvoker::from_call_ref(channel), move || health.health())
-            .with_probe(probe)
+        Endpoint::with_health(url.clone(), BoxInvoker::new(channel), move || health.health()).with_probe(probe)
     }
 
     fn tri_endpoint(&self, url: &Url) -> Endpoint {
@@ -531,6 +645,19 @@ impl Connector {
                 Health::Unavailable
             }
         })
+    }
+}
+
+/// A reference's attempt layers around the endpoints its directory makes.
+struct AttemptLayers {
+    connector: Arc<Connector>,
+    layers: Vec<InvokerLayer>,
+}
+
+impl Connect for AttemptLayers {
+    fn connect(&self, url: &Url) -> Option<Endpoint> {
+        let endpoint = self.connector.connect(url)?;
+        Some(endpoint.map_invoker(|channel| InvokerLayer::wrap_all(&self.layers, channel)))
     }
 }
 

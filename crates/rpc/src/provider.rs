@@ -6,8 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rpc_core::protocol::rpc::{Server, ServerConfig, ServerHandle};
 use rpc_core::url::keys;
-use rpc_core::{Dispatcher, LoadBalancer, Serialization, ServiceHandler, ServiceKey, Url};
+use rpc_core::{
+    BoxError, BoxInvoker, Dispatcher, HandlerService, Invocation, InvokerLayer, LoadBalancer, Response, Serialization,
+    ServiceHandler, ServiceKey, Url,
+};
 use rpc_registry::Registry;
+use tower::{Layer, Service};
 
 use crate::Error;
 
@@ -39,6 +43,7 @@ pub struct Export {
     timeout: Option<Duration>,
     loadbalance: Option<LoadBalancer>,
     warmup: Option<Duration>,
+    layers: Vec<InvokerLayer>,
 }
 
 impl std::fmt::Debug for Export {
@@ -61,7 +66,21 @@ impl Export {
             timeout: None,
             loadbalance: None,
             warmup: None,
+            layers: Vec::new(),
         }
+    }
+
+    /// Wraps every request to this service in `layer` (a provider filter, in
+    /// Dubbo's words), inside the provider's layers
+    /// ([`ProviderBuilder::layer`], which says where they run).
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxInvoker> + Send + Sync + 'static,
+        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
+    {
+        self.layers.push(InvokerLayer::new(layer));
+        self
     }
 
     /// Exports under `version` instead of the trait's.
@@ -126,6 +145,7 @@ pub struct ProviderBuilder {
     server: ServerConfig,
     shutdown_grace: Duration,
     unregister_timeout: Duration,
+    layers: Vec<InvokerLayer>,
 }
 
 impl Default for ProviderBuilder {
@@ -140,6 +160,7 @@ impl Default for ProviderBuilder {
             server: ServerConfig::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             unregister_timeout: DEFAULT_UNREGISTER_TIMEOUT,
+            layers: Vec::new(),
         }
     }
 }
@@ -200,6 +221,26 @@ impl ProviderBuilder {
         self
     }
 
+    /// Wraps every request to every exported service in `layer` (a provider
+    /// filter, in Dubbo's words): any tower layer over [`Invocation`]s,
+    /// tower's `ConcurrencyLimitLayer`, `TimeoutLayer` or `LoadShedLayer`
+    /// included. It runs after the request is decoded and matched to its
+    /// service, before the service adapter decodes the arguments; it sees the
+    /// caller's address and attachments. Layers added first are outermost,
+    /// and the provider's run outside each export's own ([`Export::layer`]).
+    /// An error without a provider status is answered as one: a local limit
+    /// as "overloaded" (the consumer may send the call elsewhere), a timeout
+    /// as a server timeout, anything else as a service error.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxInvoker> + Send + Sync + 'static,
+        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
+    {
+        self.layers.push(InvokerLayer::new(layer));
+        self
+    }
+
     /// Exports `handler` (a generated `XxxServer`) under the trait's version and group.
     pub fn serve(self, handler: impl ServiceHandler) -> Self {
         self.export(Export::new(handler))
@@ -230,7 +271,11 @@ impl ProviderBuilder {
             .iter()
             .map(|address| rpc_registry::from_address(address))
             .collect::<Result<Vec<_>, _>>()?;
-        let dispatcher = Dispatcher::new(self.exports.iter().map(|e| (e.key(), e.handler.clone())));
+        // request → provider layers → the export's layers → the service adapter.
+        let dispatcher = Dispatcher::new(self.exports.iter().map(|e| {
+            let layers: Vec<InvokerLayer> = self.layers.iter().chain(&e.layers).cloned().collect();
+            (e.key(), HandlerService::layered(e.handler.clone(), &layers))
+        }));
         let protocols = if self.protocols.is_empty() {
             vec![("rpc".to_string(), DEFAULT_RPC_PORT)]
         } else {
@@ -337,7 +382,7 @@ impl ProviderBuilder {
             url.set_param(keys::GROUP, group);
         }
         if let Some(loadbalance) = export.loadbalance {
-            url.set_param(rpc_cluster::config::LOADBALANCE, loadbalance.name());
+            url.set_param(rpc_cluster::settings::LOADBALANCE, loadbalance.name());
         }
         if let Some(warmup) = export.warmup {
             url.set_param(rpc_cluster::loadbalance::WARMUP, warmup.as_millis().to_string());

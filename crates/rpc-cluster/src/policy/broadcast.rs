@@ -1,11 +1,12 @@
 //! Broadcast: every provider.
 
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use futures::future::join_all;
-use rpc_core::{BoxFuture, Invocation, Outcome, Response, RpcError, Status};
-use tower::{Layer, Service};
+use rpc_core::{BoxFuture, Outcome, Response, RpcError, Status};
 
+use super::Policy;
+use crate::call::Call;
 use crate::select::Select;
 
 /// Calls every provider process at once (once each, whatever protocols it
@@ -17,45 +18,21 @@ use crate::select::Select;
 /// Providers shutting down are not called, nor counted when they refuse
 /// because they started shutting down during the call: they are leaving.
 /// For cache invalidation and configuration pushes.
-#[derive(Clone, Debug)]
-pub struct Broadcast<S> {
-    select: S,
-}
-
-impl<S> Broadcast<S> {
-    /// Broadcast over `select`.
-    pub fn new(select: S) -> Self {
-        Broadcast { select }
-    }
-}
-
-/// Builds [`Broadcast`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct BroadcastLayer;
+pub struct Broadcast;
 
-impl<S> Layer<S> for BroadcastLayer {
-    type Service = Broadcast<S>;
-
-    fn layer(&self, select: S) -> Broadcast<S> {
-        Broadcast::new(select)
-    }
-}
-
-impl<S: Select> Service<Invocation> for Broadcast<S> {
-    type Response = Response;
-    type Error = RpcError;
-    type Future = BoxFuture<Result<Response, RpcError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let endpoints = match self.select.select_all(&invocation) {
+impl Policy for Broadcast {
+    fn call(&self, call: Call, select: &Arc<dyn Select>) -> BoxFuture<Result<Response, RpcError>> {
+        let endpoints = match select.select_all(&call) {
             Ok(endpoints) => endpoints,
             Err(error) => return Box::pin(async move { Err(error) }),
         };
-        let calls = join_all(endpoints.iter().map(|e| e.call(&invocation)));
+        let calls = join_all(
+            endpoints
+                .iter()
+                .map(|e| e.call(call.invocation.clone(), &call.settings)),
+        );
+        let invocation = call.invocation;
         let total = endpoints.len();
         Box::pin(async move {
             let results = calls.await;
@@ -69,7 +46,7 @@ impl<S: Select> Service<Invocation> for Broadcast<S> {
                     Err(error) if error.status() == Some(Status::ChannelInactive) => {
                         tracing::debug!(%error, "broadcast: a provider left during the call");
                     }
-                    Err(error) => failures.push((endpoint.address(), error)),
+                    Err(error) => failures.push((endpoint.address().to_string(), error)),
                 }
             }
             // The call's kind: one whose outcome is unknown when there is
@@ -124,7 +101,7 @@ mod tests {
             .collect();
         let refs: Vec<&Provider> = providers.iter().collect();
         let started = tokio::time::Instant::now();
-        Broadcast::new(InOrder::new(&refs))
+        bind(Broadcast, InOrder::new(&refs))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap();
@@ -138,7 +115,7 @@ mod tests {
         let b = Provider::new(2, Behaviour::Answer(Duration::from_millis(50)));
         let c = Provider::new(3, Behaviour::Fail(remote_bad_request(), Duration::from_millis(10)));
         let started = tokio::time::Instant::now();
-        let error = Broadcast::new(InOrder::new(&[&a, &b, &c]))
+        let error = bind(Broadcast, InOrder::new(&[&a, &b, &c]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap_err();
@@ -163,7 +140,7 @@ mod tests {
     async fn an_unknown_outcome_anywhere_is_the_calls() {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Fail(unknown(), Duration::from_millis(10)));
-        let error = Broadcast::new(InOrder::new(&[&a, &b]))
+        let error = bind(Broadcast, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap_err();
@@ -178,8 +155,8 @@ mod tests {
         let tri = Provider::at("tri://127.0.0.1:2/a.B?pid=7", Behaviour::Answer(Duration::ZERO));
         let other = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", Behaviour::Answer(Duration::ZERO));
         let unnamed = Provider::at("tri://127.0.0.1:4/a.B", Behaviour::Answer(Duration::ZERO));
-        let select = crate::Balancer::new(directory(&[&rpc, &tri, &other, &unnamed]).await);
-        Broadcast::new(select)
+        let select = crate::Picker::new(directory(&[&rpc, &tri, &other, &unnamed]).await);
+        bind(Broadcast, select)
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap();
@@ -191,7 +168,7 @@ mod tests {
     async fn a_provider_that_starts_shutting_down_during_the_call_is_not_a_failure() {
         let a = Provider::new(1, Behaviour::Fail(shutting_down(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
-        let response = Broadcast::new(InOrder::new(&[&a, &b]))
+        let response = bind(Broadcast, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap();

@@ -1,18 +1,17 @@
 //! Failback: failures become the zero value and are retried in the background.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::join_all;
-use rpc_core::{BoxFuture, Invocation, Response, RpcError};
+use rpc_core::invocation::deadline_after;
+use rpc_core::{BoxFuture, Response, RpcError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tower::{Layer, Service};
 
-use super::send;
-use crate::config::Effective;
+use super::{Policy, send};
+use crate::call::Call;
 use crate::select::Select;
 
 /// Settings of the [`Failback`] retry queue.
@@ -52,14 +51,25 @@ impl Default for FailbackConfig {
 /// new failure is dropped with a warning. The retry task runs on the tokio
 /// runtime that created the policy and stops, dropping what is queued with a
 /// warning, when the last clone of the policy is dropped.
-#[derive(Clone, Debug)]
-pub struct Failback<S> {
-    select: S,
-    queue: mpsc::UnboundedSender<Invocation>,
+#[derive(Debug)]
+pub struct Failback {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: FailbackConfig,
+    /// Started by the first failure to queue, over that call's providers.
+    queue: OnceLock<Queue>,
+}
+
+/// The retry queue of a [`Failback`] policy and what it holds.
+#[derive(Debug)]
+struct Queue {
+    sender: mpsc::UnboundedSender<Call>,
     queued: Arc<AtomicUsize>,
     /// Bytes of arguments queued.
     held: Arc<Held>,
-    config: FailbackConfig,
 }
 
 /// Bytes of arguments a failback queue holds.
@@ -83,79 +93,64 @@ impl Held {
     }
 }
 
-impl<S: Select> Failback<S> {
-    /// Failback over `select`; starts the retry task (needs a tokio runtime).
-    pub fn new(select: S, config: FailbackConfig) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let held = Arc::new(Held::default());
-        tokio::spawn(retry_task(select.clone(), rx, queued.clone(), held.clone(), config));
+impl Failback {
+    /// Failback with the retry queue `config` describes. The queue's task is
+    /// started, on the current tokio runtime, by the first failure to queue;
+    /// it stops, dropping what is queued with a warning, when the policy is dropped.
+    pub fn new(config: FailbackConfig) -> Self {
         Failback {
-            select,
-            queue,
-            queued,
-            held,
-            config,
+            inner: Arc::new(Inner {
+                config,
+                queue: OnceLock::new(),
+            }),
         }
     }
 
     /// Calls waiting for a retry.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        self.inner.queue.get().map_or(0, |q| q.queued.load(Ordering::Acquire))
     }
 }
 
-/// Builds [`Failback`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FailbackLayer {
-    config: FailbackConfig,
-}
-
-impl FailbackLayer {
-    /// A layer whose policies use `config`.
-    pub fn new(config: FailbackConfig) -> Self {
-        FailbackLayer { config }
+impl Inner {
+    fn queue(&self, select: &Arc<dyn Select>) -> &Queue {
+        self.queue.get_or_init(|| {
+            let (sender, rx) = mpsc::unbounded_channel();
+            let queued = Arc::new(AtomicUsize::new(0));
+            let held = Arc::new(Held::default());
+            tokio::spawn(retry_task(
+                select.clone(),
+                rx,
+                queued.clone(),
+                held.clone(),
+                self.config,
+            ));
+            Queue { sender, queued, held }
+        })
     }
 }
 
-impl<S: Select> Layer<S> for FailbackLayer {
-    type Service = Failback<S>;
-
-    fn layer(&self, select: S) -> Failback<S> {
-        Failback::new(select, self.config)
-    }
-}
-
-impl<S: Select> Service<Invocation> for Failback<S> {
-    type Response = Response;
-    type Error = RpcError;
-    type Future = BoxFuture<Result<Response, RpcError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let select = self.select.clone();
-        let (queue, queued, capacity) = (self.queue.clone(), self.queued.clone(), self.config.capacity);
-        let (held, max_bytes) = (self.held.clone(), self.config.max_bytes);
+impl Policy for Failback {
+    fn call(&self, call: Call, select: &Arc<dyn Select>) -> BoxFuture<Result<Response, RpcError>> {
+        let select = select.clone();
+        let inner = self.inner.clone();
         Box::pin(async move {
-            let result = send(&select, &invocation, &mut Vec::new()).await;
-            let error = match result {
+            let error = match send(&*select, &call, &mut Vec::new()).await {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
-            let idempotent = Effective::of(invocation.config()).idempotent;
-            if !error.is_retryable(idempotent) {
+            let Queue { sender, queued, held } = inner.queue(&select);
+            let (capacity, max_bytes) = (inner.config.capacity, inner.config.max_bytes);
+            if !error.is_retryable(call.settings.idempotent) {
                 tracing::warn!(%error, "failback: the call failed and cannot be retried safely; answering the zero value");
             } else if queued.fetch_add(1, Ordering::AcqRel) >= capacity {
                 queued.fetch_sub(1, Ordering::AcqRel);
                 tracing::warn!(%error, capacity, "failback: retry queue full, dropping the failed call");
-            } else if !held.admit(invocation.args().len(), max_bytes) {
+            } else if !held.admit(call.invocation.args().len(), max_bytes) {
                 queued.fetch_sub(1, Ordering::AcqRel);
                 tracing::warn!(%error, max_bytes, "failback: retry queue full (bytes), dropping the failed call");
-            } else if let Err(refused) = queue.send(invocation) {
-                held.release(refused.0.args().len());
+            } else if let Err(refused) = sender.send(call) {
+                held.release(refused.0.invocation.args().len());
                 queued.fetch_sub(1, Ordering::AcqRel);
             } else {
                 tracing::warn!(%error, "failback: the call failed; queued for retry, answering the zero value");
@@ -166,7 +161,7 @@ impl<S: Select> Service<Invocation> for Failback<S> {
 }
 
 struct Entry {
-    invocation: Invocation,
+    call: Call,
     retries: u32,
     due: Instant,
 }
@@ -178,9 +173,9 @@ fn due_in(interval: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
-async fn retry_task<S: Select>(
-    select: S,
-    mut rx: mpsc::UnboundedReceiver<Invocation>,
+async fn retry_task(
+    select: Arc<dyn Select>,
+    mut rx: mpsc::UnboundedReceiver<Call>,
     queued: Arc<AtomicUsize>,
     held: Arc<Held>,
     config: FailbackConfig,
@@ -190,14 +185,14 @@ async fn retry_task<S: Select>(
         let next_due = pending.iter().map(|e| e.due).min();
         tokio::select! {
             received = rx.recv() => match received {
-                Some(invocation) => pending.push(Entry { invocation, retries: 0, due: due_in(config.interval) }),
+                Some(call) => pending.push(Entry { call, retries: 0, due: due_in(config.interval) }),
                 None => break,
             },
             _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
                 let now = Instant::now();
                 let (due, waiting): (Vec<Entry>, Vec<Entry>) = pending.drain(..).partition(|e| e.due <= now);
                 pending = waiting;
-                let retried = join_all(due.into_iter().map(|entry| retry(&select, entry))).await;
+                let retried = join_all(due.into_iter().map(|entry| retry(&*select, entry))).await;
                 for (size, outcome) in retried {
                     match outcome {
                         Some(mut entry) if entry.retries < config.attempts => {
@@ -206,8 +201,8 @@ async fn retry_task<S: Select>(
                         }
                         Some(entry) => {
                             tracing::error!(
-                                service = %entry.invocation.service(),
-                                method = entry.invocation.method(),
+                                service = %entry.call.invocation.service(),
+                                method = entry.call.invocation.method(),
                                 retries = entry.retries,
                                 "failback: giving up on a call"
                             );
@@ -236,22 +231,22 @@ async fn retry_task<S: Select>(
 /// Retries `entry` once: its size (bytes of arguments), and `None` when it
 /// succeeded (or can never succeed), the entry with one more retry counted
 /// otherwise.
-async fn retry<S: Select>(select: &S, entry: Entry) -> (usize, Option<Entry>) {
-    let size = entry.invocation.args().len();
+async fn retry(select: &dyn Select, entry: Entry) -> (usize, Option<Entry>) {
+    let size = entry.call.invocation.args().len();
     (size, retry_once(select, entry).await)
 }
 
-async fn retry_once<S: Select>(select: &S, mut entry: Entry) -> Option<Entry> {
+async fn retry_once(select: &dyn Select, mut entry: Entry) -> Option<Entry> {
     entry.retries += 1;
-    let mut invocation = entry.invocation.clone();
-    let settings = Effective::of(invocation.config());
-    invocation.set_deadline(rpc_core::service::deadline_after(settings.timeout));
-    let result = send(select, &invocation, &mut Vec::new()).await;
+    let mut call = entry.call.clone();
+    let settings = call.settings;
+    call.invocation.set_deadline(deadline_after(settings.timeout));
+    let result = send(select, &call, &mut Vec::new()).await;
     match result {
         Ok(_) => {
             tracing::info!(
-                service = %entry.invocation.service(),
-                method = entry.invocation.method(),
+                service = %entry.call.invocation.service(),
+                method = entry.call.invocation.method(),
                 retries = entry.retries,
                 "failback: a queued call succeeded"
             );
@@ -298,19 +293,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_call_lands_once_its_provider_returns() {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
-        let failback = Failback::new(InOrder::new(&[&a]), config(10));
+        let policy = Arc::new(Failback::new(config(10)));
+        let failback = bind(policy.clone(), InOrder::new(&[&a]));
         let response = failback
             .clone()
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap();
         assert!(response.is_zero());
-        assert_eq!(failback.queued(), 1);
+        assert_eq!(policy.queued(), 1);
         // The first retry (at 5 s) fails too; the provider then comes back.
         until("the first retry", || a.calls() == 2).await;
         a.set(Behaviour::Answer(Duration::ZERO));
         until("the second retry", || a.calls() == 3).await;
-        until("the queue to empty", || failback.queued() == 0).await;
+        until("the queue to empty", || policy.queued() == 0).await;
         // Nothing more is sent.
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(a.calls(), 3);
@@ -319,13 +315,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_the_configured_attempts() {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
-        let failback = Failback::new(InOrder::new(&[&a]), config(10));
+        let policy = Arc::new(Failback::new(config(10)));
+        let failback = bind(policy.clone(), InOrder::new(&[&a]));
         failback
             .clone()
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap();
-        until("the queue to empty", || failback.queued() == 0).await;
+        until("the queue to empty", || policy.queued() == 0).await;
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(a.calls(), 1 + 3);
     }
@@ -333,7 +330,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_queue_drops_instead_of_growing() {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
-        let failback = Failback::new(InOrder::new(&[&a]), config(2));
+        let policy = Arc::new(Failback::new(config(2)));
+        let failback = bind(policy.clone(), InOrder::new(&[&a]));
         for _ in 0..5 {
             let response = failback
                 .clone()
@@ -342,13 +340,14 @@ mod tests {
                 .unwrap();
             assert!(response.is_zero());
         }
-        assert_eq!(failback.queued(), 2);
+        assert_eq!(policy.queued(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn unknown_outcomes_of_writes_are_not_queued() {
         let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
-        let failback = Failback::new(InOrder::new(&[&a]), config(10));
+        let policy = Arc::new(Failback::new(config(10)));
+        let failback = bind(policy.clone(), InOrder::new(&[&a]));
         failback
             .clone()
             .oneshot(invocation(
@@ -357,7 +356,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        assert_eq!(failback.queued(), 0);
+        assert_eq!(policy.queued(), 0);
     }
 
     /// Defect: the queue was bounded in calls only, so 1,024 calls of 8 MiB
@@ -365,25 +364,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_queue_is_bounded_in_bytes_too() {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
-        let mut failback = Failback::new(
-            InOrder::new(&[&a]),
-            FailbackConfig {
-                max_bytes: 250,
-                ..config(1024)
-            },
-        );
+        let policy = Arc::new(Failback::new(FailbackConfig {
+            max_bytes: 250,
+            ..config(1024)
+        }));
+        let mut failback = bind(policy.clone(), InOrder::new(&[&a]));
         for _ in 0..5 {
             let mut call = invocation(MethodConfig::new(), Duration::from_secs(5));
-            call = rpc_core::Invocation::new(
-                call.service().clone(),
+            let deadline = call.invocation.deadline();
+            call.invocation = rpc_core::Invocation::new(
+                call.invocation.service().clone(),
                 "m",
                 bytes::Bytes::from(vec![0u8; 100]),
                 rpc_core::Serialization::Json,
             );
-            call.set_config(MethodConfig::new().with_timeout(Duration::from_secs(5)));
+            call.invocation.set_deadline(deadline);
             let response = (&mut failback).oneshot(call).await.unwrap();
             assert!(response.is_zero());
         }
-        assert_eq!(failback.queued(), 2, "two calls of 100 bytes fit in 250");
+        assert_eq!(policy.queued(), 2, "two calls of 100 bytes fit in 250");
     }
 }

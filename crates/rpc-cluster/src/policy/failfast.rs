@@ -1,53 +1,24 @@
 //! Failfast: one attempt.
 
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use rpc_core::{BoxFuture, Invocation, Response, RpcError};
-use tower::{Layer, Service};
+use rpc_core::{BoxFuture, Response, RpcError};
 
-use super::send;
+use super::{Policy, send};
+use crate::call::Call;
 use crate::select::Select;
 
 /// One attempt on one provider; its error is the call's. For writes that must
 /// not run twice. (A provider that refuses the call before running it, being
 /// unreachable or shutting down, is passed over for another, as under every
 /// policy: the call was not sent.)
-#[derive(Clone, Debug)]
-pub struct Failfast<S> {
-    select: S,
-}
-
-impl<S> Failfast<S> {
-    /// Failfast over `select`.
-    pub fn new(select: S) -> Self {
-        Failfast { select }
-    }
-}
-
-/// Builds [`Failfast`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct FailfastLayer;
+pub struct Failfast;
 
-impl<S> Layer<S> for FailfastLayer {
-    type Service = Failfast<S>;
-
-    fn layer(&self, select: S) -> Failfast<S> {
-        Failfast::new(select)
-    }
-}
-
-impl<S: Select> Service<Invocation> for Failfast<S> {
-    type Response = Response;
-    type Error = RpcError;
-    type Future = BoxFuture<Result<Response, RpcError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let select = self.select.clone();
-        Box::pin(async move { send(&select, &invocation, &mut Vec::new()).await })
+impl Policy for Failfast {
+    fn call(&self, call: Call, select: &Arc<dyn Select>) -> BoxFuture<Result<Response, RpcError>> {
+        let select = select.clone();
+        Box::pin(async move { send(&*select, &call, &mut Vec::new()).await })
     }
 }
 
@@ -65,7 +36,7 @@ mod tests {
     async fn one_attempt_and_its_error() {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
-        let error = Failfast::new(InOrder::new(&[&a, &b]))
+        let error = bind(Failfast, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(5)))
             .await
             .unwrap_err();
@@ -78,7 +49,7 @@ mod tests {
     async fn a_silent_provider_is_an_unknown_outcome_at_the_deadline() {
         let a = Provider::new(1, Behaviour::Hang);
         let started = tokio::time::Instant::now();
-        let error = Failfast::new(InOrder::new(&[&a]))
+        let error = bind(Failfast, InOrder::new(&[&a]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_millis(300)))
             .await
             .unwrap_err();
@@ -90,7 +61,7 @@ mod tests {
     async fn an_unreachable_provider_is_passed_over_not_retried() {
         let a = Provider::new(1, Behaviour::Fail(unreachable(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
-        let response = Failfast::new(InOrder::new(&[&a, &b]))
+        let response = bind(Failfast, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(5)))
             .await
             .unwrap();
@@ -102,7 +73,7 @@ mod tests {
     async fn a_provider_shutting_down_is_passed_over() {
         let a = Provider::new(1, Behaviour::Fail(shutting_down(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
-        let response = Failfast::new(InOrder::new(&[&a, &b]))
+        let response = bind(Failfast, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(5)))
             .await
             .unwrap();

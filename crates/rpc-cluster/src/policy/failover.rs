@@ -1,12 +1,11 @@
 //! Failover: retry on other providers.
 
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use rpc_core::{BoxFuture, Invocation, Outcome, Response, RpcError};
-use tower::{Layer, Service};
+use rpc_core::{BoxFuture, Outcome, Response, RpcError};
 
-use super::{combine, deadline_passed, expired, send};
-use crate::config::Effective;
+use super::{Policy, combine, deadline_passed, expired, send};
+use crate::call::Call;
 use crate::select::Select;
 
 /// Dubbo's default policy: up to `retries` extra attempts, each on a provider
@@ -19,67 +18,29 @@ use crate::select::Select;
 /// Anything else, and business errors, return at once. No attempt starts
 /// after the call's deadline; the error of the last attempt says how many
 /// were made and on which providers.
-#[derive(Clone, Debug)]
-pub struct Failover<S> {
-    select: S,
-}
-
-impl<S> Failover<S> {
-    /// Failover over `select`.
-    pub fn new(select: S) -> Self {
-        Failover { select }
-    }
-}
-
-/// Builds [`Failover`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct FailoverLayer;
+pub struct Failover;
 
-impl<S> Layer<S> for FailoverLayer {
-    type Service = Failover<S>;
-
-    fn layer(&self, select: S) -> Failover<S> {
-        Failover::new(select)
-    }
-}
-
-impl<S: Select> Service<Invocation> for Failover<S> {
-    type Response = Response;
-    type Error = RpcError;
-    type Future = BoxFuture<Result<Response, RpcError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, invocation: Invocation) -> Self::Future {
-        self.clone().call_owned(invocation)
-    }
-}
-
-impl<S: Select> Failover<S> {
-    /// [`call`](Service::call) for a policy made for one call: no clone of the selector.
-    pub(crate) fn call_owned(self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
-        let select = self.select;
+impl Policy for Failover {
+    fn call(&self, call: Call, select: &Arc<dyn Select>) -> BoxFuture<Result<Response, RpcError>> {
+        let select = select.clone();
         Box::pin(async move {
-            // Only what the loop needs is kept across its awaits.
-            let (attempts, idempotent) = {
-                let settings = Effective::of(invocation.config());
-                (settings.retries.saturating_add(1), settings.idempotent)
-            };
+            let attempts = call.settings.retries.saturating_add(1);
+            let idempotent = call.settings.idempotent;
+            let invocation = &call.invocation;
             let mut tried = Vec::new();
             let mut last: Option<RpcError> = None;
             let mut uncertain: Option<RpcError> = None;
             for attempt in 1..=attempts {
-                if attempt > 1 && expired(&invocation) {
-                    let error = deadline_passed(&invocation, last);
+                if attempt > 1 && expired(invocation) {
+                    let error = deadline_passed(invocation, last);
                     return Err(combine(
                         uncertain,
                         error,
                         format_args!("after {} attempts", attempt - 1),
                     ));
                 }
-                let error = match send(&select, &invocation, &mut tried).await {
+                let error = match send(&*select, &call, &mut tried).await {
                     Ok(response) => {
                         if let Some(error) = last {
                             tracing::debug!(attempt, %error, "failover: succeeded after retrying");
@@ -100,12 +61,12 @@ impl<S: Select> Failover<S> {
                 }
                 last = Some(error);
             }
-            let mut providers: Vec<String> = tried.iter().map(|e| e.address()).collect();
+            let mut providers: Vec<String> = tried.iter().map(|e| e.address().to_string()).collect();
             providers.dedup();
             let note = format_args!("{attempts} attempts, on {}", providers.join(", "));
             Err(match last {
                 Some(last) => combine(uncertain, last, note),
-                None => deadline_passed(&invocation, None),
+                None => deadline_passed(invocation, None),
             })
         })
     }
@@ -128,7 +89,7 @@ mod tests {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::ZERO));
         let c = Provider::new(3, Behaviour::Answer(Duration::ZERO));
-        let response = Failover::new(InOrder::new(&[&a, &b, &c]))
+        let response = bind(Failover, InOrder::new(&[&a, &b, &c]))
             .oneshot(invocation(MethodConfig::new(), LONG))
             .await
             .unwrap();
@@ -141,7 +102,7 @@ mod tests {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::ZERO));
         let c = Provider::new(3, Behaviour::Answer(Duration::ZERO));
-        let error = Failover::new(InOrder::new(&[&a, &b, &c]))
+        let error = bind(Failover, InOrder::new(&[&a, &b, &c]))
             .oneshot(invocation(MethodConfig::new().with_retries(1), LONG))
             .await
             .unwrap_err();
@@ -157,7 +118,7 @@ mod tests {
     async fn retries_zero_means_one_attempt() {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
-        let result = Failover::new(InOrder::new(&[&a, &b]))
+        let result = bind(Failover, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new().with_retries(0), LONG))
             .await;
         assert!(result.is_err());
@@ -168,12 +129,12 @@ mod tests {
     async fn unknown_outcomes_are_retried_only_for_idempotent_methods() {
         let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
-        let ok = Failover::new(InOrder::new(&[&a, &b]))
+        let ok = bind(Failover, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), LONG))
             .await
             .unwrap();
         assert_eq!(port(&ok), 2);
-        let error = Failover::new(InOrder::new(&[&a, &b]))
+        let error = bind(Failover, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new().with_idempotent(false), LONG))
             .await
             .unwrap_err();
@@ -185,7 +146,7 @@ mod tests {
     async fn an_unknown_outcome_stays_unknown_whatever_later_attempts_say() {
         let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::ZERO));
-        let error = Failover::new(InOrder::new(&[&a, &b]))
+        let error = bind(Failover, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new().with_retries(1), LONG))
             .await
             .unwrap_err();
@@ -197,7 +158,7 @@ mod tests {
     async fn a_bad_request_is_not_retried() {
         let a = Provider::new(1, Behaviour::Fail(remote_bad_request(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
-        let error = Failover::new(InOrder::new(&[&a, &b]))
+        let error = bind(Failover, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), LONG))
             .await
             .unwrap_err();
@@ -211,7 +172,7 @@ mod tests {
         let a = Provider::new(1, Behaviour::Hang);
         let b = Provider::new(2, Behaviour::Hang);
         let started = tokio::time::Instant::now();
-        let error = Failover::new(InOrder::new(&[&a, &b]))
+        let error = bind(Failover, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap_err();
@@ -226,7 +187,7 @@ mod tests {
         let b = Provider::new(2, Behaviour::Answer(Duration::from_millis(10)));
         let started = tokio::time::Instant::now();
         let config = MethodConfig::new().with_attempt_timeout(Duration::from_millis(200));
-        let response = Failover::new(InOrder::new(&[&a, &b]))
+        let response = bind(Failover, InOrder::new(&[&a, &b]))
             .oneshot(invocation(config, Duration::from_secs(1)))
             .await
             .unwrap();
@@ -242,7 +203,7 @@ mod tests {
         // Fails (not sent) exactly at the deadline: no time for another attempt.
         let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::from_millis(500)));
         let c = Provider::new(3, Behaviour::Answer(Duration::ZERO));
-        let error = Failover::new(InOrder::new(&[&a, &b, &c]))
+        let error = bind(Failover, InOrder::new(&[&a, &b, &c]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_millis(500)))
             .await
             .unwrap_err();
@@ -256,7 +217,7 @@ mod tests {
     async fn an_unknown_outcome_stays_unknown_when_a_later_attempt_is_refused() {
         let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Fail(remote_bad_request(), Duration::ZERO));
-        let error = Failover::new(InOrder::new(&[&a, &b]))
+        let error = bind(Failover, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), LONG))
             .await
             .unwrap_err();
@@ -268,7 +229,7 @@ mod tests {
     async fn retries_zero_still_passes_over_a_provider_that_cannot_take_the_call() {
         let a = Provider::new(1, Behaviour::Fail(unreachable(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
-        let response = Failover::new(InOrder::new(&[&a, &b]))
+        let response = bind(Failover, InOrder::new(&[&a, &b]))
             .oneshot(invocation(
                 MethodConfig::new().with_retries(0).with_idempotent(false),
                 LONG,
@@ -289,7 +250,7 @@ mod tests {
             Behaviour::Fail(not_sent(), Duration::ZERO),
         );
         let other = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", Behaviour::Answer(Duration::ZERO));
-        let response = Failover::new(InOrder::new(&[&rpc, &tri, &other]))
+        let response = bind(Failover, InOrder::new(&[&rpc, &tri, &other]))
             .oneshot(invocation(MethodConfig::new().with_retries(1), LONG))
             .await
             .unwrap();

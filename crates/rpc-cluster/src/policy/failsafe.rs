@@ -1,11 +1,11 @@
 //! Failsafe: failures become the zero value.
 
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use rpc_core::{BoxFuture, Invocation, Response, RpcError};
-use tower::{Layer, Service};
+use rpc_core::{BoxFuture, Response, RpcError};
 
-use super::send;
+use super::{Policy, send};
+use crate::call::Call;
 use crate::select::Select;
 
 /// One attempt; on failure, log a warning and answer the zero value of the
@@ -15,43 +15,14 @@ use crate::select::Select;
 /// whose deserializer refuses its zero (say `NonZeroU32`) has none: the call
 /// then returns the original error. For calls whose result does not matter,
 /// such as audit logs.
-#[derive(Clone, Debug)]
-pub struct Failsafe<S> {
-    select: S,
-}
-
-impl<S> Failsafe<S> {
-    /// Failsafe over `select`.
-    pub fn new(select: S) -> Self {
-        Failsafe { select }
-    }
-}
-
-/// Builds [`Failsafe`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct FailsafeLayer;
+pub struct Failsafe;
 
-impl<S> Layer<S> for FailsafeLayer {
-    type Service = Failsafe<S>;
-
-    fn layer(&self, select: S) -> Failsafe<S> {
-        Failsafe::new(select)
-    }
-}
-
-impl<S: Select> Service<Invocation> for Failsafe<S> {
-    type Response = Response;
-    type Error = RpcError;
-    type Future = BoxFuture<Result<Response, RpcError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let select = self.select.clone();
+impl Policy for Failsafe {
+    fn call(&self, call: Call, select: &Arc<dyn Select>) -> BoxFuture<Result<Response, RpcError>> {
+        let select = select.clone();
         Box::pin(async move {
-            let result = send(&select, &invocation, &mut Vec::new()).await;
+            let result = send(&*select, &call, &mut Vec::new()).await;
             Ok(result.unwrap_or_else(|error| {
                 tracing::warn!(%error, "failsafe: ignoring a failed call, answering the zero value");
                 Response::zero(error)
@@ -74,7 +45,7 @@ mod tests {
     async fn failures_become_the_zero_value() {
         let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Answer(Duration::ZERO));
-        let response = Failsafe::new(InOrder::new(&[&a, &b]))
+        let response = bind(Failsafe, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(5)))
             .await
             .unwrap();
@@ -87,7 +58,7 @@ mod tests {
     #[tokio::test]
     async fn successes_pass_through() {
         let a = Provider::new(1, Behaviour::Answer(Duration::ZERO));
-        let response = Failsafe::new(InOrder::new(&[&a]))
+        let response = bind(Failsafe, InOrder::new(&[&a]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(5)))
             .await
             .unwrap();

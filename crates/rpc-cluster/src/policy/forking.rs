@@ -1,14 +1,13 @@
 //! Forking: several providers at once, the first success wins.
 
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use rpc_core::{BoxFuture, Invocation, Outcome, Response, RpcError};
-use tower::{Layer, Service};
+use rpc_core::{BoxFuture, Outcome, Response, RpcError};
 
-use super::{combine, deadline_passed};
-use crate::config::Effective;
+use super::{Policy, combine, deadline_passed};
+use crate::call::Call;
 use crate::select::Select;
 
 /// Calls `forks` different providers (default 2; fewer when fewer exist) at
@@ -19,44 +18,15 @@ use crate::select::Select;
 /// one, for the call may have run. Every attempt ends by the call's deadline, so a call
 /// that no provider answers in time fails with a timeout, never an empty
 /// success. For reads where latency matters more than load.
-#[derive(Clone, Debug)]
-pub struct Forking<S> {
-    select: S,
-}
-
-impl<S> Forking<S> {
-    /// Forking over `select`.
-    pub fn new(select: S) -> Self {
-        Forking { select }
-    }
-}
-
-/// Builds [`Forking`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ForkingLayer;
+pub struct Forking;
 
-impl<S> Layer<S> for ForkingLayer {
-    type Service = Forking<S>;
-
-    fn layer(&self, select: S) -> Forking<S> {
-        Forking::new(select)
-    }
-}
-
-impl<S: Select> Service<Invocation> for Forking<S> {
-    type Response = Response;
-    type Error = RpcError;
-    type Future = BoxFuture<Result<Response, RpcError>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let forks = Effective::of(invocation.config()).forks;
+impl Policy for Forking {
+    fn call(&self, call: Call, select: &Arc<dyn Select>) -> BoxFuture<Result<Response, RpcError>> {
+        let forks = call.settings.forks;
         let mut chosen = Vec::new();
         for _ in 0..forks {
-            match self.select.select(&invocation, &chosen) {
+            match select.select(&call, &chosen) {
                 // Select answers a tried provider once all were tried: stop there.
                 Ok(endpoint) if chosen.iter().any(|c: &crate::Endpoint| c.same_process(&endpoint)) => {
                     break;
@@ -65,8 +35,12 @@ impl<S: Select> Service<Invocation> for Forking<S> {
                 Err(error) => return Box::pin(async move { Err(error) }),
             }
         }
-        let mut attempts: FuturesUnordered<_> = chosen.iter().map(|e| e.call(&invocation)).collect();
+        let mut attempts: FuturesUnordered<_> = chosen
+            .iter()
+            .map(|e| e.call(call.invocation.clone(), &call.settings))
+            .collect();
         let forks = chosen.len();
+        let invocation = call.invocation;
         Box::pin(async move {
             let mut last = None;
             let mut uncertain = None;
@@ -106,7 +80,7 @@ mod tests {
         let fast = Provider::new(2, Behaviour::Answer(Duration::from_millis(20)));
         let unused = Provider::new(3, Behaviour::Answer(Duration::ZERO));
         let started = tokio::time::Instant::now();
-        let response = Forking::new(InOrder::new(&[&slow, &fast, &unused]))
+        let response = bind(Forking, InOrder::new(&[&slow, &fast, &unused]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap();
@@ -119,7 +93,7 @@ mod tests {
     async fn a_failure_waits_for_the_other_fork() {
         let failing = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
         let slow = Provider::new(2, Behaviour::Answer(Duration::from_millis(100)));
-        let response = Forking::new(InOrder::new(&[&failing, &slow]))
+        let response = bind(Forking, InOrder::new(&[&failing, &slow]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap();
@@ -130,7 +104,7 @@ mod tests {
     async fn all_failing_gives_the_last_error() {
         let a = Provider::new(1, Behaviour::Fail(not_sent(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Fail(remote_bad_request(), Duration::from_millis(10)));
-        let error = Forking::new(InOrder::new(&[&a, &b]))
+        let error = bind(Forking, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new().with_forks(3), Duration::from_secs(1)))
             .await
             .unwrap_err();
@@ -143,7 +117,7 @@ mod tests {
         let a = Provider::new(1, Behaviour::Hang);
         let b = Provider::new(2, Behaviour::Answer(Duration::from_secs(10)));
         let started = tokio::time::Instant::now();
-        let error = Forking::new(InOrder::new(&[&a, &b]))
+        let error = bind(Forking, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_millis(500)))
             .await
             .unwrap_err();
@@ -157,7 +131,7 @@ mod tests {
     async fn an_unknown_outcome_among_the_forks_is_the_calls() {
         let a = Provider::new(1, Behaviour::Fail(unknown(), Duration::ZERO));
         let b = Provider::new(2, Behaviour::Fail(not_sent(), Duration::from_millis(10)));
-        let error = Forking::new(InOrder::new(&[&a, &b]))
+        let error = bind(Forking, InOrder::new(&[&a, &b]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap_err();
@@ -179,7 +153,7 @@ mod tests {
             "rpc://127.0.0.1:3/a.B?pid=8",
             Behaviour::Answer(Duration::from_millis(50)),
         );
-        Forking::new(InOrder::new(&[&rpc, &tri, &other]))
+        bind(Forking, InOrder::new(&[&rpc, &tri, &other]))
             .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
             .await
             .unwrap();

@@ -1,10 +1,13 @@
 //! Cluster fault-tolerance policies: what a call does when a provider fails.
 //!
-//! Each policy is a tower `Service<Invocation>` over a [`Select`] (routing
-//! plus load balancing), built by its `Layer`, in a module of the same shape.
-//! The call's settings ([`Effective`](crate::config::Effective)) come with the
-//! invocation; every policy ends by the call's deadline, across all its
-//! attempts.
+//! A [`Policy`] runs one [`Call`] over the providers a [`Select`] offers
+//! (routing plus load balancing). A reference builds one policy object per
+//! policy its methods use, once; the call's [`Settings`](crate::Settings)
+//! (retries, forks, budget) come with the call. Every policy ends by the
+//! call's deadline, across all its attempts. [`Bound`] makes a policy and its
+//! providers a tower `Service<Call>`. A policy of your own implements
+//! [`Policy`] with [`send`] and [`Select`], and is plugged in with
+//! `ReferenceBuilder::cluster_with`.
 //!
 //! | policy | on failure |
 //! |---|---|
@@ -26,18 +29,74 @@ mod failover;
 mod failsafe;
 mod forking;
 
-pub use broadcast::{Broadcast, BroadcastLayer};
-pub use failback::{Failback, FailbackConfig, FailbackLayer};
-pub use failfast::{Failfast, FailfastLayer};
-pub use failover::{Failover, FailoverLayer};
-pub use failsafe::{Failsafe, FailsafeLayer};
-pub use forking::{Forking, ForkingLayer};
+pub use broadcast::Broadcast;
+pub use failback::{Failback, FailbackConfig};
+pub use failfast::Failfast;
+pub use failover::Failover;
+pub use failsafe::Failsafe;
+pub use forking::Forking;
 
-use rpc_core::{ErrorKind, Invocation, Outcome, Response, RpcError, Status};
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rpc_core::{BoxFuture, ErrorKind, Invocation, Outcome, Response, RpcError, Status};
 use tokio::time::Instant;
 
+use crate::call::Call;
 use crate::endpoint::Endpoint;
 use crate::select::Select;
+
+/// A fault-tolerance policy: what one call does across providers.
+pub trait Policy: Send + Sync + fmt::Debug + 'static {
+    /// Runs `call` on the providers `select` offers: pick with
+    /// [`Select::select`], send with [`send`] (which passes over providers
+    /// that refuse before running anything), decide what a failure means.
+    /// The future must end by the call's deadline.
+    fn call(&self, call: Call, select: &Arc<dyn Select>) -> BoxFuture<Result<Response, RpcError>>;
+}
+
+impl<P: Policy + ?Sized> Policy for Arc<P> {
+    fn call(&self, call: Call, select: &Arc<dyn Select>) -> BoxFuture<Result<Response, RpcError>> {
+        (**self).call(call, select)
+    }
+}
+
+/// A policy over its providers: a tower `Service<Call>`.
+#[derive(Clone)]
+pub struct Bound {
+    policy: Arc<dyn Policy>,
+    select: Arc<dyn Select>,
+}
+
+impl Bound {
+    /// `policy` running calls over `select`.
+    pub fn new(policy: Arc<dyn Policy>, select: Arc<dyn Select>) -> Self {
+        Bound { policy, select }
+    }
+}
+
+impl fmt::Debug for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bound")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tower::Service<Call> for Bound {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        self.policy.call(call, &self.select)
+    }
+}
 
 /// Whether `error` is a provider refusing a call before any handler ran it
 /// because it cannot take calls now: unreachable, its connection closed
@@ -58,14 +117,11 @@ fn refused_by_provider(error: &RpcError) -> bool {
 /// handler, so moving it is not a retry in Dubbo's sense, and every policy
 /// does it (a rolling restart costs no call even under failfast). The
 /// providers that failed are added to `tried`; a successful one is not.
-pub(crate) async fn send<S: Select>(
-    select: &S,
-    invocation: &Invocation,
-    tried: &mut Vec<Endpoint>,
-) -> Result<Response, RpcError> {
-    let mut endpoint = select.select(invocation, tried)?;
+pub async fn send(select: &dyn Select, call: &Call, tried: &mut Vec<Endpoint>) -> Result<Response, RpcError> {
+    let invocation = &call.invocation;
+    let mut endpoint = select.select(call, tried)?;
     loop {
-        let error = match endpoint.call(invocation).await {
+        let error = match endpoint.call(invocation.clone(), &call.settings).await {
             Ok(response) => return Ok(response),
             Err(error) => error,
         };
@@ -73,9 +129,9 @@ pub(crate) async fn send<S: Select>(
         if !refused_by_provider(&error) || expired(invocation) {
             return Err(error);
         }
-        match select.select(invocation, tried) {
+        match select.select(call, tried) {
             Ok(next) if !tried.iter().any(|t| t.same_process(&next)) => {
-                tracing::debug!(%error, next = next.host_port(), "provider refused the call before running it; moving it");
+                tracing::debug!(%error, next = next.address(), "provider refused the call before running it; moving it");
                 endpoint = next;
             }
             _ => return Err(error),
@@ -86,7 +142,7 @@ pub(crate) async fn send<S: Select>(
 /// The error of a call that made several attempts, `last` being the one that
 /// ended it: when an earlier attempt's outcome was unknown (it may have run),
 /// the call's error says so, whatever the later ones said.
-fn combine(uncertain: Option<RpcError>, last: RpcError, note: impl std::fmt::Display) -> RpcError {
+pub fn combine(uncertain: Option<RpcError>, last: RpcError, note: impl std::fmt::Display) -> RpcError {
     match uncertain {
         Some(uncertain) if last.outcome() != Outcome::Unknown => {
             uncertain.with_note(format_args!("{note}; last: {last}"))
@@ -96,7 +152,7 @@ fn combine(uncertain: Option<RpcError>, last: RpcError, note: impl std::fmt::Dis
 }
 
 /// The error for a call whose deadline passed between attempts.
-fn deadline_passed(invocation: &Invocation, last: Option<RpcError>) -> RpcError {
+pub fn deadline_passed(invocation: &Invocation, last: Option<RpcError>) -> RpcError {
     match last {
         Some(error)
             if matches!(
@@ -114,7 +170,7 @@ fn deadline_passed(invocation: &Invocation, last: Option<RpcError>) -> RpcError 
 }
 
 /// Whether the call's deadline has passed.
-fn expired(invocation: &Invocation) -> bool {
+pub fn expired(invocation: &Invocation) -> bool {
     invocation.deadline().is_some_and(|d| d <= Instant::now())
 }
 
@@ -130,8 +186,11 @@ pub(crate) mod test_util {
     use bytes::Bytes;
     use rpc_core::{BoxInvoker, Invocation, MethodConfig, Response, RpcError, Serialization, ServiceKey, Url};
 
+    use super::{Bound, Policy};
+    use crate::call::Call;
     use crate::endpoint::Endpoint;
     use crate::select::Select;
+    use crate::settings::Settings;
 
     /// What a scripted provider does with each call.
     #[derive(Clone, Debug)]
@@ -197,7 +256,6 @@ pub(crate) mod test_util {
     }
 
     /// Picks providers in list order, skipping tried ones (a deterministic balancer).
-    #[derive(Clone)]
     pub(crate) struct InOrder {
         key: ServiceKey,
         pub(crate) endpoints: Arc<Vec<Endpoint>>,
@@ -217,7 +275,8 @@ pub(crate) mod test_util {
             &self.key
         }
 
-        fn select(&self, invocation: &Invocation, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
+        fn select(&self, call: &Call, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
+            let invocation = &call.invocation;
             let fresh = self.endpoints.iter().find(|e| !tried.iter().any(|t| t.same_process(e)));
             fresh
                 .or(self.endpoints.first())
@@ -225,22 +284,27 @@ pub(crate) mod test_util {
                 .ok_or_else(|| RpcError::new(rpc_core::ErrorKind::NoProvider, "none").with_method(invocation.method()))
         }
 
-        fn select_all(&self, _invocation: &Invocation) -> Result<Arc<Vec<Endpoint>>, RpcError> {
+        fn select_all(&self, _call: &Call) -> Result<Arc<Vec<Endpoint>>, RpcError> {
             Ok(self.endpoints.clone())
         }
     }
 
     /// A call with `config` and a deadline `timeout` from now.
-    pub(crate) fn invocation(config: MethodConfig, timeout: Duration) -> Invocation {
+    pub(crate) fn invocation(config: MethodConfig, timeout: Duration) -> Call {
         let mut inv = Invocation::new(
             ServiceKey::new("a.B", None, None),
             "m",
             Bytes::new(),
             Serialization::Json,
         );
-        inv.set_config(config.with_timeout(timeout));
         inv.set_deadline(Some(tokio::time::Instant::now() + timeout));
-        inv
+        let settings = Settings::resolve(&config.with_timeout(timeout), &MethodConfig::new(), false);
+        Call::new(inv, settings)
+    }
+
+    /// `policy` over `select`, as a tower service of calls.
+    pub(crate) fn bind(policy: impl Policy, select: impl Select) -> Bound {
+        Bound::new(Arc::new(policy), Arc::new(select))
     }
 
     /// The port a scripted provider answered.

@@ -890,16 +890,6 @@ fn on_event(conn: &Conn, header: &Header, body: &Bytes) {
     conn.mark_readonly(answer);
 }
 
-impl crate::service::CallRef for Channel {
-    fn call_ref(&self, invocation: &Invocation) -> ServiceFuture<Result<Response, RpcError>> {
-        match self.call_now(invocation) {
-            Some(future) => future,
-            // Connecting: the call waits, holding its own copy.
-            None => Box::pin(self.clone().invoke(invocation.clone())),
-        }
-    }
-}
-
 impl tower::Service<Invocation> for Channel {
     type Response = Response;
     type Error = RpcError;

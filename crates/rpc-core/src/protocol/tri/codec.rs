@@ -161,6 +161,7 @@ pub fn code_of(error: &RpcError) -> u32 {
         }
         ErrorKind::Remote(Status::Other(c)) if c == OTHER_UNAUTHENTICATED => code::UNAUTHENTICATED,
         ErrorKind::Decode
+        | ErrorKind::Layer
         | ErrorKind::Remote(Status::BadResponse)
         | ErrorKind::Remote(Status::ServiceError)
         | ErrorKind::Remote(Status::ServerError)

@@ -1,0 +1,574 @@
+//! [`Cluster`]: the consumer's cluster stack for one reference, built once.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+
+use rpc_core::hash_key::ArgumentMask;
+use rpc_core::invocation::deadline_after;
+use rpc_core::{
+    BoxFuture, ClusterPolicy, ErrorKind, Invocation, LoadBalancer, MethodConfig, Response, RpcError, ServiceDescriptor,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tower::Service;
+
+use crate::call::Call;
+use crate::directory::Directory;
+use crate::endpoint::Endpoint;
+use crate::loadbalance::LoadBalance;
+use crate::policy::{Broadcast, Failback, FailbackConfig, Failfast, Failover, Failsafe, Forking, Policy};
+use crate::select::{Picker, Select};
+use crate::settings::{self, Settings};
+
+/// The tower `Service<Invocation>` below a reference's stub, its degradation
+/// layer and the user's call layers: it resolves each call's [`Settings`]
+/// (once, before the first pick), sets the call's deadline, applies the
+/// `actives` limit and hands the call to the method's [`Policy`], which picks
+/// providers through the reference's [`Picker`].
+///
+/// Everything is built once, by [`ClusterBuilder::build`]: one policy object
+/// per policy the methods use (a failback queue lives as long as the
+/// reference), one picker with its balancers, one plan per method. Cloning
+/// shares all of it.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    directory: Arc<Directory>,
+    select: Arc<dyn Select>,
+    custom_balancer: bool,
+    methods: Vec<Plan>,
+    /// For a method the descriptor does not list (a generic call).
+    other: Plan,
+    failback: Option<Arc<Failback>>,
+}
+
+/// What is fixed about the calls of one method.
+struct Plan {
+    name: Box<str>,
+    /// Levels 1 to 4 merged.
+    consumer: MethodConfig,
+    policy: Arc<dyn Policy>,
+    actives: Option<Arc<Semaphore>>,
+    /// What the providers publish, worked out once per directory snapshot;
+    /// only when the consumer leaves the timeout or the balancer unset.
+    published: Option<Mutex<Published>>,
+}
+
+#[derive(Default)]
+struct Published {
+    snapshot: Weak<Vec<Endpoint>>,
+    config: MethodConfig,
+}
+
+impl Plan {
+    fn published(&self, directory: &Directory) -> MethodConfig {
+        let Some(cache) = &self.published else {
+            return MethodConfig::new();
+        };
+        let endpoints = directory.endpoints();
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if !std::ptr::eq(cache.snapshot.as_ptr(), Arc::as_ptr(&endpoints)) {
+            cache.config = settings::published(&endpoints, &self.name);
+            cache.snapshot = Arc::downgrade(&endpoints);
+        }
+        cache.config
+    }
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("directory", &self.inner.directory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// A builder of the cluster over `directory`.
+    pub fn builder(directory: Arc<Directory>) -> ClusterBuilder {
+        ClusterBuilder {
+            directory,
+            descriptor: None,
+            methods: Vec::new(),
+            reference: MethodConfig::new(),
+            consumer: MethodConfig::new(),
+            prefer: None,
+            failback: FailbackConfig::default(),
+            balancer: None,
+            policy: None,
+        }
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.inner.directory
+    }
+
+    /// Calls queued for a failback retry.
+    pub fn failback_queued(&self) -> usize {
+        self.inner.failback.as_ref().map_or(0, |f| f.queued())
+    }
+
+    /// The methods whose arguments the stub must hash for the balancer (a
+    /// consistent-hash balancer, or `hash_arguments` set), with the
+    /// positions to hash.
+    pub fn argument_hashing(&self) -> Vec<(String, ArgumentMask)> {
+        self.inner
+            .methods
+            .iter()
+            .filter(|plan| {
+                plan.consumer.hash_arguments.is_some()
+                    || plan.consumer.loadbalance == Some(LoadBalancer::ConsistentHash)
+            })
+            .map(|plan| {
+                (
+                    plan.name.to_string(),
+                    plan.consumer.hash_arguments.unwrap_or(ArgumentMask::FIRST),
+                )
+            })
+            .collect()
+    }
+
+    /// The settings a call of `method` would run with now.
+    pub fn settings(&self, method: &str) -> Settings {
+        let plan = self.inner.plan(method);
+        Settings::resolve(
+            &plan.consumer,
+            &plan.published(&self.inner.directory),
+            self.inner.custom_balancer,
+        )
+    }
+}
+
+impl Inner {
+    fn plan(&self, method: &str) -> &Plan {
+        self.methods
+            .iter()
+            .find(|plan| &*plan.name == method)
+            .unwrap_or(&self.other)
+    }
+}
+
+impl Service<Invocation> for Cluster {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut invocation: Invocation) -> Self::Future {
+        let inner = &self.inner;
+        let plan = inner.plan(invocation.method());
+        let settings = Settings::resolve(&plan.consumer, &plan.published(&inner.directory), inner.custom_balancer);
+        if let Some(limit) = deadline_after(settings.timeout) {
+            let deadline = invocation.deadline().map_or(limit, |d| d.min(limit));
+            invocation.set_deadline(Some(deadline));
+        }
+        let call = Call::new(invocation, settings);
+        let Some(slots) = &plan.actives else {
+            return plan.policy.call(call, &inner.select);
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let running = plan.policy.call(call, &inner.select);
+                Box::pin(async move {
+                    let result = running.await;
+                    drop(permit);
+                    result
+                })
+            }
+            Err(_) => {
+                let (slots, policy, select) = (slots.clone(), plan.policy.clone(), inner.select.clone());
+                Box::pin(async move {
+                    let permit = acquire(&slots, &call).await?;
+                    let result = policy.call(call, &select).await;
+                    drop(permit);
+                    result
+                })
+            }
+        }
+    }
+}
+
+/// Waits for an `actives` slot until the call's deadline.
+async fn acquire(slots: &Arc<Semaphore>, call: &Call) -> Result<OwnedSemaphorePermit, RpcError> {
+    let started = Instant::now();
+    let invocation = &call.invocation;
+    let refused = |why: &str| {
+        RpcError::new(
+            ErrorKind::LocalLimit,
+            format!(
+                "the actives limit of {} concurrent calls was reached and {why} after waiting {} ms",
+                call.settings.actives,
+                started.elapsed().as_millis()
+            ),
+        )
+        .with_service(invocation.service())
+        .with_method(invocation.method())
+    };
+    let waiting = slots.clone().acquire_owned();
+    let acquired = match invocation.deadline() {
+        Some(deadline) => tokio::time::timeout_at(deadline, waiting).await,
+        None => Ok(waiting.await),
+    };
+    match acquired {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(refused("the limiter closed")),
+        Err(_) => Err(refused("no slot freed before the deadline")),
+    }
+}
+
+/// Configures a [`Cluster`]: the consumer-side settings of each level, the
+/// picker's preferences, and policies or balancers of the user's own.
+pub struct ClusterBuilder {
+    directory: Arc<Directory>,
+    descriptor: Option<&'static ServiceDescriptor>,
+    methods: Vec<(String, MethodConfig)>,
+    reference: MethodConfig,
+    consumer: MethodConfig,
+    prefer: Option<String>,
+    failback: FailbackConfig,
+    balancer: Option<Arc<dyn LoadBalance>>,
+    policy: Option<Arc<dyn Policy>>,
+}
+
+impl fmt::Debug for ClusterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterBuilder")
+            .field("directory", &self.directory)
+            .field("reference", &self.reference)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterBuilder {
+    /// The service's methods and their declared settings (`#[rpc(..)]`).
+    pub fn descriptor(mut self, descriptor: &'static ServiceDescriptor) -> Self {
+        self.descriptor = Some(descriptor);
+        self
+    }
+
+    /// The consumer's settings for one method (by wire name): the strongest level.
+    pub fn method(mut self, name: impl Into<String>, config: MethodConfig) -> Self {
+        self.methods.push((name.into(), config));
+        self
+    }
+
+    /// The reference's settings, for every method.
+    pub fn reference(mut self, config: MethodConfig) -> Self {
+        self.reference = config;
+        self
+    }
+
+    /// The consumer's defaults, for every reference.
+    pub fn consumer(mut self, config: MethodConfig) -> Self {
+        self.consumer = config;
+        self
+    }
+
+    /// Prefers providers of `protocol` when a provider exports several.
+    pub fn prefer_protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.prefer = Some(protocol.into());
+        self
+    }
+
+    /// The failback policy's retry queue.
+    pub fn failback(mut self, config: FailbackConfig) -> Self {
+        self.failback = config;
+        self
+    }
+
+    /// Picks providers with `balancer` for every method whose own settings
+    /// (declaration or per-method setting) name no balancer.
+    pub fn loadbalance_with(mut self, balancer: Arc<dyn LoadBalance>) -> Self {
+        self.balancer = Some(balancer);
+        self
+    }
+
+    /// Runs calls with `policy` for every method whose own settings name no
+    /// cluster policy.
+    pub fn cluster_with(mut self, policy: Arc<dyn Policy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Builds the stack. Fails when a per-method setting names a method the
+    /// descriptor does not have.
+    pub fn build(self) -> Result<Cluster, String> {
+        let mut picker = Picker::new(self.directory.clone());
+        if let Some(protocol) = &self.prefer {
+            picker = picker.prefer_protocol(protocol.as_str());
+        }
+        let custom_balancer = self.balancer.is_some();
+        if let Some(balancer) = self.balancer.clone() {
+            picker = picker.with_balancer(balancer);
+        }
+        if let Some(descriptor) = self.descriptor {
+            for (name, _) in &self.methods {
+                if descriptor.method(name).is_none() {
+                    return Err(format!(
+                        "`{}` has no method `{name}` (methods: {})",
+                        descriptor.interface,
+                        descriptor.method_names()
+                    ));
+                }
+            }
+        }
+        let mut policies = PolicySet {
+            failback_config: self.failback,
+            ..PolicySet::default()
+        };
+        let declared: Vec<(&str, MethodConfig)> = match self.descriptor {
+            Some(descriptor) => descriptor.methods.iter().map(|m| (m.name, m.config)).collect(),
+            None => self
+                .methods
+                .iter()
+                .map(|(name, _)| (name.as_str(), MethodConfig::new()))
+                .collect(),
+        };
+        let mut methods = Vec::with_capacity(declared.len());
+        for (name, declaration) in declared {
+            let own = self.methods.iter().rev().find(|(n, _)| n == name).map(|(_, c)| *c);
+            methods.push(self.plan(name, own.as_ref(), &declaration, &mut policies));
+        }
+        let other = self.plan("", None, &MethodConfig::new(), &mut policies);
+        Ok(Cluster {
+            inner: Arc::new(Inner {
+                directory: self.directory,
+                select: Arc::new(picker),
+                custom_balancer,
+                methods,
+                other,
+                failback: policies.failback,
+            }),
+        })
+    }
+
+    fn plan(&self, name: &str, own: Option<&MethodConfig>, declared: &MethodConfig, policies: &mut PolicySet) -> Plan {
+        let mut consumer = settings::consumer_side(own, declared, &self.reference, &self.consumer);
+        // What the method itself says (declaration, per-method setting)
+        // beats a policy or balancer of the reference's own.
+        let method_level = settings::consumer_side(own, declared, &MethodConfig::new(), &MethodConfig::new());
+        let policy = match (&self.policy, method_level.cluster) {
+            (Some(custom), None) => custom.clone(),
+            _ => policies.get(settings::policy_of(&consumer)),
+        };
+        if self.balancer.is_some() && method_level.loadbalance.is_none() {
+            consumer.loadbalance = None;
+        }
+        let needs_published = consumer.timeout.is_none() || (consumer.loadbalance.is_none() && self.balancer.is_none());
+        let actives = consumer
+            .actives
+            .filter(|&n| n > 0)
+            .map(|n| Arc::new(Semaphore::new(n as usize)));
+        Plan {
+            name: name.into(),
+            consumer,
+            policy,
+            actives,
+            published: needs_published.then(|| Mutex::new(Published::default())),
+        }
+    }
+}
+
+/// One object per built-in policy a reference's methods use.
+#[derive(Default)]
+struct PolicySet {
+    failback_config: FailbackConfig,
+    failover: Option<Arc<dyn Policy>>,
+    failfast: Option<Arc<dyn Policy>>,
+    failsafe: Option<Arc<dyn Policy>>,
+    forking: Option<Arc<dyn Policy>>,
+    broadcast: Option<Arc<dyn Policy>>,
+    failback: Option<Arc<Failback>>,
+}
+
+impl PolicySet {
+    fn get(&mut self, kind: ClusterPolicy) -> Arc<dyn Policy> {
+        fn one<P: Policy>(slot: &mut Option<Arc<dyn Policy>>, make: impl FnOnce() -> P) -> Arc<dyn Policy> {
+            slot.get_or_insert_with(|| Arc::new(make())).clone()
+        }
+        match kind {
+            ClusterPolicy::Failover => one(&mut self.failover, || Failover),
+            ClusterPolicy::Failfast => one(&mut self.failfast, || Failfast),
+            ClusterPolicy::Failsafe => one(&mut self.failsafe, || Failsafe),
+            ClusterPolicy::Forking => one(&mut self.forking, || Forking),
+            ClusterPolicy::Broadcast => one(&mut self.broadcast, || Broadcast),
+            ClusterPolicy::Failback => {
+                let config = self.failback_config;
+                self.failback
+                    .get_or_insert_with(|| Arc::new(Failback::new(config)))
+                    .clone()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use rpc_core::{MethodConfig, Outcome, Serialization, ServiceKey};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::policy::test_util::*;
+
+    fn call_of(method: &'static str) -> Invocation {
+        Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            method,
+            Bytes::new(),
+            Serialization::Json,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waiting_for_an_actives_slot_is_refused_unsent_at_its_deadline() {
+        let a = Provider::new(1, Behaviour::Answer(Duration::from_secs(1)));
+        let cluster = Cluster::builder(directory(&[&a]).await)
+            .method(
+                "slow",
+                MethodConfig::new().with_actives(1).with_timeout(Duration::from_secs(5)),
+            )
+            .method(
+                "quick",
+                MethodConfig::new().with_actives(1).with_timeout(Duration::from_secs(5)),
+            )
+            .build()
+            .unwrap();
+        let holder = tokio::spawn(cluster.clone().oneshot(call_of("slow")));
+        tokio::task::yield_now().await;
+        assert_eq!(a.calls(), 1, "the first call holds the only slot of `slow`");
+        let started = Instant::now();
+        let second_slow = cluster.clone().oneshot({
+            let mut inv = call_of("slow");
+            inv.set_deadline(Some(Instant::now() + Duration::from_millis(100)));
+            inv
+        });
+        let error = second_slow.await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert_eq!(error.kind(), ErrorKind::LocalLimit, "{error}");
+        assert_eq!(error.outcome(), Outcome::NotSent);
+        assert!(error.to_string().contains("actives limit of 1"), "{error}");
+        assert_eq!(a.calls(), 1, "the refused call was never sent");
+        // `quick` has slots of its own.
+        cluster.clone().oneshot(call_of("quick")).await.unwrap();
+        assert_eq!(a.calls(), 2);
+        assert!(holder.await.unwrap().is_ok());
+    }
+
+    /// Two providers publishing different timeouts: the call's budget is the
+    /// larger, and each attempt is capped by its own provider's.
+    #[tokio::test(start_paused = true)]
+    async fn heterogeneous_providers_give_the_largest_budget_and_cap_each_attempt() {
+        let fast = Provider::at(
+            "rpc://127.0.0.1:1/a.B?timeout=200&loadbalance=roundrobin",
+            Behaviour::Hang,
+        );
+        let slow = Provider::at(
+            "rpc://127.0.0.1:2/a.B?timeout=900&loadbalance=roundrobin",
+            Behaviour::Answer(Duration::from_millis(700)),
+        );
+        let other = Provider::at("rpc://127.0.0.1:3/a.B?loadbalance=leastactive", Behaviour::Hang);
+        let cluster = Cluster::builder(directory(&[&fast, &slow, &other]).await)
+            .method("m", MethodConfig::new().with_retries(0))
+            .build()
+            .unwrap();
+        let settings = cluster.settings("m");
+        assert_eq!(
+            settings.timeout,
+            Duration::from_millis(900),
+            "the largest published timeout"
+        );
+        assert!(settings.provider_timeouts);
+        assert_eq!(
+            settings.loadbalance,
+            settings::Balance::Builtin(LoadBalancer::RoundRobin),
+            "the balancer most providers publish"
+        );
+        // An attempt on the provider publishing 200 ms ends at 200 ms, not 900.
+        let endpoints = cluster.directory().endpoints();
+        let fast_endpoint = endpoints.iter().find(|e| e.address() == "127.0.0.1:1").unwrap();
+        let mut attempt = call_of("m");
+        attempt.set_deadline(Some(Instant::now() + settings.timeout));
+        let started = Instant::now();
+        let error = fast_endpoint.call(attempt, &settings).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        // The consumer's own timeout is not capped by any provider.
+        let own = Cluster::builder(cluster.directory().clone())
+            .reference(MethodConfig::new().with_timeout(Duration::from_secs(3)))
+            .build()
+            .unwrap()
+            .settings("m");
+        assert_eq!(own.timeout, Duration::from_secs(3));
+        assert!(!own.provider_timeouts);
+        let started = Instant::now();
+        let mut attempt = call_of("m");
+        attempt.set_deadline(Some(Instant::now() + own.timeout));
+        let error = fast_endpoint.call(attempt, &own).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout);
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+    }
+
+    /// What a method declares (`#[rpc(timeout = "300ms", retries = 0)]`)
+    /// beats the reference; the consumer's per-method setting beats both.
+    #[tokio::test]
+    async fn the_declaration_beats_the_reference_and_the_method_setting_beats_both() {
+        static METHODS: [rpc_core::MethodDescriptor; 2] = [
+            rpc_core::MethodDescriptor::new("placeOrder", "place_order").with_config(
+                MethodConfig::new()
+                    .with_timeout(Duration::from_millis(300))
+                    .with_retries(0)
+                    .with_idempotent(false),
+            ),
+            rpc_core::MethodDescriptor::new("sayHello", "say_hello"),
+        ];
+        static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor::new("a.B").with_methods(&METHODS);
+        let a = Provider::new(1, Behaviour::Answer(Duration::ZERO));
+        let directory = directory(&[&a]).await;
+        let reference = MethodConfig::new().with_timeout(Duration::from_secs(5)).with_retries(4);
+        let cluster = Cluster::builder(directory.clone())
+            .descriptor(&DESCRIPTOR)
+            .reference(reference)
+            .build()
+            .unwrap();
+        let place_order = cluster.settings("placeOrder");
+        assert_eq!(place_order.timeout, Duration::from_millis(300));
+        assert_eq!((place_order.retries, place_order.idempotent), (0, false));
+        let say_hello = cluster.settings("sayHello");
+        assert_eq!((say_hello.timeout, say_hello.retries), (Duration::from_secs(5), 4));
+        let own = Cluster::builder(directory)
+            .descriptor(&DESCRIPTOR)
+            .reference(reference)
+            .method("placeOrder", MethodConfig::new().with_timeout(Duration::from_secs(2)))
+            .build()
+            .unwrap()
+            .settings("placeOrder");
+        assert_eq!((own.timeout, own.retries), (Duration::from_secs(2), 0));
+    }
+
+    #[tokio::test]
+    async fn a_per_method_setting_for_an_unknown_method_is_refused() {
+        static METHODS: [rpc_core::MethodDescriptor; 1] = [rpc_core::MethodDescriptor::new("m", "m")];
+        static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor::new("a.B").with_methods(&METHODS);
+        let a = Provider::new(1, Behaviour::Answer(Duration::ZERO));
+        let error = Cluster::builder(directory(&[&a]).await)
+            .descriptor(&DESCRIPTOR)
+            .method("nope", MethodConfig::new())
+            .build()
+            .unwrap_err();
+        assert!(error.contains("no method `nope`"), "{error}");
+    }
+}

@@ -1,0 +1,204 @@
+//! [`Stub`]: the untyped core of every generated client, and [`ServiceClient`],
+//! the trait generated clients implement.
+//!
+//! A stub does what only typed code can do: it encodes the arguments, hashes
+//! them when a balancer keys on them, and decodes the reply (a mock's JSON
+//! value, a zero value standing in for a failure). Everything else (settings,
+//! deadlines, degradation, filters, which provider) belongs to the
+//! [`Invoker`](crate::Invoker) it sends through.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
+use crate::error::{ErrorKind, RpcError};
+use crate::hash_key::ArgumentMask;
+use crate::invocation::{Invocation, ServiceKey};
+use crate::invoker::BoxInvoker;
+use crate::serialization::Serialization;
+use crate::service::DecodeFailure;
+
+/// The untyped core of every generated client: it encodes arguments, builds the
+/// [`Invocation`], sends it through the consumer's stack and decodes the reply.
+#[derive(Clone)]
+pub struct Stub {
+    service: ServiceKey,
+    serialization: Serialization,
+    /// Methods (by wire name) whose arguments are hashed for the balancer,
+    /// with the positions hashed. Few: scanned.
+    hashed: Arc<[(Box<str>, ArgumentMask)]>,
+    /// What a call's future keeps: one reference count per call.
+    shared: Arc<StubShared>,
+    /// Picks each call's serialization from the preferred one (what the providers read).
+    choose: Option<SerializationChoice>,
+}
+
+/// The part of a [`Stub`] that its calls' futures hold.
+struct StubShared {
+    service: ServiceKey,
+    invoker: BoxInvoker,
+    degraded: AtomicU64,
+}
+
+/// Picks the serialization of a call from the reference's preferred one:
+/// what the current providers read (see [`Stub::with_serialization_choice`]).
+pub type SerializationChoice = Arc<dyn Fn(Serialization) -> Serialization + Send + Sync>;
+
+impl fmt::Debug for Stub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stub")
+            .field("service", &self.service)
+            .field("serialization", &self.serialization)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stub {
+    /// A stub for `service` sending through `invoker`.
+    pub fn new(service: ServiceKey, invoker: BoxInvoker) -> Self {
+        Stub {
+            service: service.clone(),
+            serialization: Serialization::default(),
+            hashed: Arc::new([]),
+            shared: Arc::new(StubShared {
+                service,
+                invoker,
+                degraded: AtomicU64::new(0),
+            }),
+            choose: None,
+        }
+    }
+
+    /// Encodes each call in the serialization `choose` picks from the
+    /// preferred one ([`with_serialization`](Self::with_serialization)): the
+    /// consumer passes what its providers read, so a provider that does not
+    /// speak bincode (one of another language) gets JSON.
+    pub fn with_serialization_choice(mut self, choose: SerializationChoice) -> Self {
+        self.choose = Some(choose);
+        self
+    }
+
+    /// Encodes arguments and decodes replies with `serialization`.
+    pub fn with_serialization(mut self, serialization: Serialization) -> Self {
+        self.serialization = serialization;
+        self
+    }
+
+    /// Hashes the arguments at `positions` of every call of `method` (by wire
+    /// name) into the invocation's [`hash_key`](Invocation::hash_key), for a
+    /// balancer that keys on them (consistent hashing).
+    pub fn with_argument_hashing(mut self, method: &str, positions: ArgumentMask) -> Self {
+        let mut hashed: Vec<_> = self.hashed.iter().filter(|(m, _)| &**m != method).cloned().collect();
+        hashed.push((method.into(), positions));
+        self.hashed = hashed.into();
+        self
+    }
+
+    /// How many calls of this reference (all its clones) were answered by the
+    /// consumer itself instead of a provider: a mock's or fallback's value, or
+    /// a failsafe or failback zero value. Such calls return `Ok` to the caller;
+    /// this tells how many of those were not real answers.
+    pub fn degraded_answers(&self) -> u64 {
+        self.shared.degraded.load(Ordering::Relaxed)
+    }
+
+    /// The target service.
+    pub fn service(&self) -> &ServiceKey {
+        &self.service
+    }
+
+    /// The invoker calls go through.
+    pub fn invoker(&self) -> &BoxInvoker {
+        &self.shared.invoker
+    }
+
+    /// Calls `method` with the argument tuple `args`, decoding an `R`.
+    ///
+    /// Arguments are encoded before this returns, so the future borrows
+    /// nothing; nothing is sent until the future is first polled (the Rust
+    /// convention), so a future dropped unpolled calls nobody.
+    pub fn call<A, R>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+    ) -> impl Future<Output = Result<R, RpcError>> + Send + 'static + use<A, R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned + 'static,
+    {
+        let serialization = match &self.choose {
+            Some(choose) => choose(self.serialization),
+            None => self.serialization,
+        };
+        let prepared = encode_args(serialization, args)
+            .map_err(|e| {
+                RpcError::new(ErrorKind::Encode, format!("cannot encode the arguments: {e}"))
+                    .with_service(&self.service)
+                    .with_method(method.name)
+            })
+            .map(|encoded| {
+                let mut invocation = Invocation::new(self.service.clone(), method.name, encoded, serialization);
+                if let Some((_, mask)) = self.hashed.iter().find(|(m, _)| &**m == method.name) {
+                    invocation.set_hash_key(Some(crate::hash_key::hash_arguments(args, *mask)));
+                }
+                invocation
+            });
+        let shared = self.shared.clone();
+        async move {
+            let response = shared.invoker.invoke(prepared?).await?;
+            let decoded = response.decode(serialization);
+            if decoded.is_ok() && response.is_degraded() {
+                shared.degraded.fetch_add(1, Ordering::Relaxed);
+            }
+            decoded.map_err(|failure| {
+                match failure {
+                    DecodeFailure::Reply(e) => {
+                        RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}"))
+                    }
+                    DecodeFailure::Json(e) => RpcError::new(
+                        ErrorKind::Decode,
+                        format!("the mock value does not fit the return type: {e}"),
+                    ),
+                    DecodeFailure::NoZero { error, reason } => {
+                        tracing::warn!(service = %shared.service, method = method.name, %reason, "no zero value to return instead of the failure");
+                        error
+                    }
+                }
+                .with_service(&shared.service)
+                .with_method(method.name)
+            })
+        }
+    }
+}
+
+/// Encodes a method's argument tuple. With JSON, a one-argument method's
+/// argument travels bare (`"world"`, not `["world"]`), as gRPC and Dubbo
+/// peers of other languages send and expect it; the provider side accepts both.
+fn encode_args<A: Serialize + ?Sized>(serialization: Serialization, args: &A) -> Result<Bytes, crate::CodecError> {
+    if serialization == Serialization::Json
+        && let Ok(serde_json::Value::Array(mut items)) = serde_json::to_value(args)
+        && items.len() == 1
+        && let Some(only) = items.pop()
+    {
+        return serialization.encode(&only);
+    }
+    serialization.encode(args)
+}
+
+/// A typed client generated by `#[service]`.
+pub trait ServiceClient: Sized + Send + Sync + 'static {
+    /// The service's static description.
+    const DESCRIPTOR: &'static ServiceDescriptor;
+
+    /// Wraps a stub.
+    fn from_stub(stub: Stub) -> Self;
+
+    /// The stub inside.
+    fn stub(&self) -> &Stub;
+}
