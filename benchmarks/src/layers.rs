@@ -41,7 +41,7 @@ impl tower::Service<Invocation> for AtOnce {
 }
 
 fn instant_provider() -> BoxInvoker {
-    BoxInvoker::new(AtOnce)
+    BoxInvoker::always_ready(AtOnce)
 }
 
 struct Instantly;
@@ -86,7 +86,7 @@ pub async fn measure() -> Result<Vec<Layers>, String> {
             .reference(config)
             .build()
             .map_err(|e| e.to_string())?;
-        let cluster = BoxInvoker::new(cluster);
+        let cluster = BoxInvoker::always_ready(cluster);
         let direct = instant_provider();
         let call = |invoker: &BoxInvoker| {
             let mut invocation = Invocation::new(key.clone(), "small", args.clone(), Serialization::Bincode);

@@ -88,11 +88,11 @@ impl Client {
         let echo = match route {
             Route::Direct => {
                 let channel = Channel::new(first, ChannelConfig::default());
-                EchoClient::from_stub(Stub::new(key, BoxInvoker::new(deadline.layer(channel))))
+                EchoClient::from_stub(Stub::new(key, BoxInvoker::always_ready(deadline.layer(channel))))
             }
             Route::Tri => {
                 let channel = TriChannel::new(first, ChannelConfig::default());
-                EchoClient::from_stub(Stub::new(key, BoxInvoker::new(deadline.layer(channel))))
+                EchoClient::from_stub(Stub::new(key, BoxInvoker::always_ready(deadline.layer(channel))))
             }
             Route::Cluster => {
                 let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();

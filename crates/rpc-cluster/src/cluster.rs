@@ -166,9 +166,9 @@ impl Service<Invocation> for Cluster {
         let inner = &self.inner;
         let plan = inner.plan(invocation.method());
         let settings = Settings::resolve(&plan.consumer, &plan.published(&inner.directory), inner.custom_balancer);
-        if let Some(limit) = deadline_after(settings.timeout) {
-            let deadline = invocation.deadline().map_or(limit, |d| d.min(limit));
-            invocation.set_deadline(Some(deadline));
+        // A deadline set above (by a layer, or a generic caller) stands.
+        if invocation.deadline().is_none() {
+            invocation.set_deadline(deadline_after(settings.timeout));
         }
         let call = Call::new(invocation, settings);
         let Some(slots) = &plan.actives else {

@@ -65,6 +65,24 @@ impl BoxInvoker {
         BoxInvoker(Box::new(service))
     }
 
+    /// Wraps a service that is always ready (its `poll_ready` never answers
+    /// `Pending` nor fails) and whose futures are boxed already: the channels,
+    /// the cluster, the degradation layer. Its [`invoke`](Self::invoke)
+    /// calls a clone at once and returns the service's own future, where
+    /// [`new`](Self::new) waits for readiness inside a future of its own.
+    /// Which constructor a service may use is part of its documentation; a
+    /// service that may not be ready must use `new`.
+    pub fn always_ready<S>(service: S) -> Self
+    where
+        S: Service<Invocation, Response = Response, Error = RpcError, Future = BoxFuture<Result<Response, RpcError>>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        BoxInvoker(Box::new(AlwaysReady(service)))
+    }
+
     /// Wraps a service built by a tower layer, whose error may be any error
     /// (tower's `Timeout` and `LoadShed` box theirs): errors become
     /// [`RpcError`]s as [`from_layer_error`] says.
@@ -136,6 +154,35 @@ impl<S: Invoker> Erased for S {
             poll_fn(|cx| Service::poll_ready(&mut service, cx)).await?;
             Service::call(&mut service, invocation).await
         })
+    }
+
+    fn clone_box(&self) -> Box<dyn Erased> {
+        Box::new(self.clone())
+    }
+}
+
+/// A service that promises to be always ready, with boxed futures.
+#[derive(Clone)]
+struct AlwaysReady<S>(S);
+
+impl<S> Erased for AlwaysReady<S>
+where
+    S: Service<Invocation, Response = Response, Error = RpcError, Future = BoxFuture<Result<Response, RpcError>>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        self.0.call(invocation)
+    }
+
+    fn invoke(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        self.0.clone().call(invocation)
     }
 
     fn clone_box(&self) -> Box<dyn Erased> {

@@ -187,7 +187,7 @@ impl HandlerService {
         }
         let descriptor = handler.descriptor();
         let invoker =
-            crate::invoker::InvokerLayer::wrap_all(layers, crate::invoker::BoxInvoker::new(HandlerService(handler)));
+            crate::invoker::InvokerLayer::wrap_all(layers, crate::invoker::BoxInvoker::always_ready(HandlerService(handler)));
         std::sync::Arc::new(Layered { descriptor, invoker })
     }
 }

@@ -503,11 +503,11 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         let cluster = cluster.build().map_err(|e| Error::Config(format!("`{key}`: {e}")))?;
         let hashing = cluster.argument_hashing();
         // stub → mock → call layers (the consumer's, then the reference's) → cluster.
-        let layered = InvokerLayer::wrap_all(inner.layers.iter().chain(&self.layers), BoxInvoker::new(cluster));
+        let layered = InvokerLayer::wrap_all(inner.layers.iter().chain(&self.layers), BoxInvoker::always_ready(cluster));
         let invoker = if self.mocks.is_empty() {
             layered
         } else {
-            BoxInvoker::new(MockLayer::new(self.mocks).layer(layered))
+            BoxInvoker::always_ready(MockLayer::new(self.mocks).layer(layered))
         };
         let mut stub = Stub::new(key, invoker)
             .with_serialization(self.serialization)
@@ -626,7 +626,7 @@ impl Connector {
         );
         let health = channel.clone();
         let probe: Arc<dyn Probe> = Arc::new(NativeProbe(channel.clone()));
-        Endpoint::with_health(url.clone(), BoxInvoker::new(channel), move || health.health()).with_probe(probe)
+        Endpoint::with_health(url.clone(), BoxInvoker::always_ready(channel), move || health.health()).with_probe(probe)
     }
 
     fn tri_endpoint(&self, url: &Url) -> Endpoint {
@@ -638,7 +638,7 @@ impl Connector {
             TriChannel::downgrade,
         );
         let health = channel.clone();
-        Endpoint::with_health(url.clone(), BoxInvoker::new(channel), move || {
+        Endpoint::with_health(url.clone(), BoxInvoker::always_ready(channel), move || {
             if health.is_available() {
                 Health::Ready
             } else {
