@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -166,6 +167,8 @@ pub struct Invocation {
     config: MethodConfig,
     deadline: Option<Instant>,
     hash_key: Option<u64>,
+    /// Provider side: the caller's socket address.
+    remote_address: Option<SocketAddr>,
 }
 
 impl Invocation {
@@ -180,6 +183,7 @@ impl Invocation {
             config: MethodConfig::new(),
             deadline: None,
             hash_key: None,
+            remote_address: None,
         }
     }
 
@@ -264,6 +268,20 @@ impl Invocation {
     pub fn set_hash_key(&mut self, key: Option<u64>) {
         self.hash_key = key;
     }
+
+    /// On the provider, the socket address of the caller that sent this call,
+    /// as the server's connection saw it (a proxy's, if one is in between).
+    /// Every protocol's server sets it on every invocation it decodes, so
+    /// provider-side layers can see who is calling. `None` on the consumer's
+    /// side and for invocations made by hand.
+    pub fn remote_address(&self) -> Option<SocketAddr> {
+        self.remote_address
+    }
+
+    /// Sets the caller's address (servers do, for each invocation they decode).
+    pub fn set_remote_address(&mut self, address: Option<SocketAddr>) {
+        self.remote_address = address;
+    }
 }
 
 #[cfg(test)]
@@ -289,5 +307,20 @@ mod tests {
         );
         let copy = inv.clone();
         assert_eq!(copy.args().as_ptr(), inv.args().as_ptr());
+    }
+
+    #[test]
+    fn the_remote_address_is_unset_until_a_server_sets_it() {
+        let mut inv = Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            "m",
+            Bytes::new(),
+            Serialization::Json,
+        );
+        assert_eq!(inv.remote_address(), None);
+        let peer: SocketAddr = "192.0.2.7:40123".parse().unwrap();
+        inv.set_remote_address(Some(peer));
+        assert_eq!(inv.remote_address(), Some(peer));
+        assert_eq!(inv.clone().remote_address(), Some(peer));
     }
 }
