@@ -45,7 +45,7 @@ pub async fn serve(listeners: Vec<tokio::net::TcpListener>) -> Result<(), String
     let _servers: Vec<_> = listeners
         .into_iter()
         .map(|listener| {
-            rpc::protocol::rpc::Server::new(dispatcher.clone(), rpc::protocol::rpc::ServerConfig::default())
+            rpc::protocol::server::Server::new(dispatcher.clone(), rpc::protocol::server::ServerConfig::default())
                 .serve(listener)
         })
         .collect();

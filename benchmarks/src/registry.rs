@@ -18,9 +18,11 @@ impl Connect for Channels {
     fn connect(&self, url: &Url) -> Option<Endpoint> {
         let channel = Channel::new(url.address(), ChannelConfig::default());
         let health = channel.clone();
-        Some(Endpoint::new(url.clone(), BoxInvoker::always_ready(channel), move || {
-            !health.is_backing_off()
-        }))
+        Some(Endpoint::new(
+            url.clone(),
+            BoxInvoker::always_ready(channel),
+            move || !health.is_backing_off(),
+        ))
     }
 }
 

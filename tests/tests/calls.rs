@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc::protocol::rpc::{ChannelConfig, ServerConfig};
+use rpc::protocol::rpc::ChannelConfig;
+use rpc::protocol::server::ServerConfig;
 use rpc::{ErrorKind, Outcome, Serialization, Status};
 use rpc_examples::{GreeterClient, GreeterImpl, GreeterServer, Order, OrderError, OrderId};
 use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};
@@ -30,12 +31,12 @@ async fn provider(registry: &str, probe: ProbeImpl) -> rpc::RunningProvider {
 
 /// The probe service on a server of its own (no provider, no registry), on
 /// a free port: for tests that abort the server or call it through a channel.
-async fn bare_probe_server() -> rpc::protocol::rpc::ServerHandle {
+async fn bare_probe_server() -> rpc::protocol::server::ServerHandle {
     let dispatcher = rpc::Dispatcher::new([(
         rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
         Arc::new(ProbeServer::new(ProbeImpl::default())) as Arc<dyn rpc::ServiceHandler>,
     )]);
-    rpc::protocol::rpc::Server::new(dispatcher, ServerConfig::default())
+    rpc::protocol::server::Server::new(dispatcher, ServerConfig::default())
         .bind("127.0.0.1:0")
         .await
         .unwrap()
@@ -505,7 +506,7 @@ async fn bad_configuration_is_refused_clearly() {
 /// and keeps serving afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dispatch_mode_serves_waiting_calls_concurrently_and_contains_panics() {
-    use rpc::protocol::rpc::Dispatch;
+    use rpc::protocol::server::Dispatch;
     for (i, dispatch) in [Dispatch::Inline, Dispatch::Spawn, Dispatch::Auto]
         .into_iter()
         .enumerate()
@@ -551,7 +552,7 @@ async fn every_dispatch_mode_serves_waiting_calls_concurrently_and_contains_pani
 /// parallelism (one worker thread), and spawns them otherwise.
 #[test]
 fn auto_dispatch_follows_the_runtime() {
-    use rpc::protocol::rpc::{Dispatch, Server};
+    use rpc::protocol::server::{Dispatch, Server};
     let resolved = |runtime: tokio::runtime::Runtime| {
         runtime.block_on(async {
             let server = Server::new(rpc::Dispatcher::default(), ServerConfig::default())

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::{RawClient, probe_server};
-use rpc::protocol::rpc::ServerConfig;
 use rpc::protocol::rpc::frame::{Decoded, Header, OutFrame, RequestMeta};
+use rpc::protocol::server::ServerConfig;
 use rpc::{Serialization, Status};
 use rpc_examples::GreeterClient;
 use rpc_tests::ProviderProcess;

@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::{RawClient, probe_server};
-use rpc::protocol::rpc::ServerConfig;
 use rpc::protocol::rpc::frame::{OutFrame, READONLY_EVENT};
+use rpc::protocol::server::ServerConfig;
 use rpc::{Serialization, Status};
 use rpc_tests::wait_until;
 use tokio::time::Instant;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rpc::protocol::rpc::ServerConfig;
+use rpc::protocol::server::ServerConfig;
 use rpc::{ErrorKind, Serialization, Status};
 use rpc_examples::{GreeterClient, GreeterImpl, GreeterServer, Order, OrderError};
 use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};

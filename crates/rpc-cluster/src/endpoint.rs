@@ -348,8 +348,10 @@ impl Endpoint {
         let service = attempt.service().clone();
         let method = attempt.method_name().clone();
         let call = self.inner.invoker.invoke(attempt);
-        let address = self.inner.profile.address.clone();
         let timer = if self.inner.enforces_deadline { None } else { deadline };
+        // Held until the attempt ends: the provider's connection stays open
+        // for it even if the provider leaves the directory meanwhile.
+        let endpoint = self.clone();
         async move {
             let result = match timer {
                 Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
@@ -368,7 +370,7 @@ impl Endpoint {
             result.map_err(|e| {
                 e.with_service(&service)
                     .with_method(method.as_str())
-                    .with_address(&*address)
+                    .with_address(endpoint.address())
             })
         }
     }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -166,7 +167,10 @@ pub struct Invocation {
     attachments: Option<Arc<Attachments>>,
     deadline: Option<Instant>,
     hash_key: Option<u64>,
+    /// Consumer side: the provider of this attempt.
     provider: Option<Arc<Url>>,
+    /// Provider side: the caller's socket address.
+    remote_address: Option<SocketAddr>,
 }
 
 impl Invocation {
@@ -181,6 +185,7 @@ impl Invocation {
             deadline: None,
             hash_key: None,
             provider: None,
+            remote_address: None,
         }
     }
 
@@ -267,6 +272,20 @@ impl Invocation {
     pub fn set_provider(&mut self, provider: Option<Arc<Url>>) {
         self.provider = provider;
     }
+
+    /// On the provider, the socket address of the caller that sent this call,
+    /// as the server's connection saw it (a proxy's, if one is in between).
+    /// Every protocol's server sets it on every invocation it decodes, so
+    /// provider-side layers can see who is calling. `None` on the consumer's
+    /// side and for invocations made by hand.
+    pub fn remote_address(&self) -> Option<SocketAddr> {
+        self.remote_address
+    }
+
+    /// Sets the caller's address (servers do, for each invocation they decode).
+    pub fn set_remote_address(&mut self, address: Option<SocketAddr>) {
+        self.remote_address = address;
+    }
 }
 
 /// The deadline `timeout` from now; none when it lies beyond what the clock
@@ -298,5 +317,20 @@ mod tests {
         );
         let copy = inv.clone();
         assert_eq!(copy.args().as_ptr(), inv.args().as_ptr());
+    }
+
+    #[test]
+    fn the_remote_address_is_unset_until_a_server_sets_it() {
+        let mut inv = Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            "m",
+            Bytes::new(),
+            Serialization::Json,
+        );
+        assert_eq!(inv.remote_address(), None);
+        let peer: SocketAddr = "192.0.2.7:40123".parse().unwrap();
+        inv.set_remote_address(Some(peer));
+        assert_eq!(inv.remote_address(), Some(peer));
+        assert_eq!(inv.clone().remote_address(), Some(peer));
     }
 }

@@ -3,10 +3,12 @@
 //! [`Url`] names services and providers the way Apache Dubbo does;
 //! [`Invocation`] is one call as it flows through every layer; [`RpcError`]
 //! tells apart calls that were not sent, whose outcome is unknown, and that a
-//! provider rejected; [`Serialization`] encodes payloads; the [`protocol::rpc`]
-//! module implements the native binary protocol (Dubbo's 16-byte header, request
-//! multiplexing, heartbeats), its [`Server`](protocol::rpc::Server) and its
-//! client [`Channel`](protocol::rpc::Channel).
+//! provider rejected; [`Serialization`] encodes payloads; [`protocol`] holds
+//! the provider's [`Server`](protocol::server::Server), which speaks every
+//! protocol on one port, and the protocols: [`protocol::rpc`], the native
+//! binary protocol (Dubbo's 16-byte header, request multiplexing, heartbeats)
+//! with its client [`Channel`](protocol::rpc::Channel), and [`protocol::tri`],
+//! Dubbo's Triple (gRPC-compatible).
 //!
 //! Generated code (from `#[service]` in `rpc-macros`) talks to the framework
 //! through [`ServiceHandler`] on the provider side and [`ServiceClient`] /

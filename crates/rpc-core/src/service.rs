@@ -186,8 +186,10 @@ impl HandlerService {
             return handler;
         }
         let descriptor = handler.descriptor();
-        let invoker =
-            crate::invoker::InvokerLayer::wrap_all(layers, crate::invoker::BoxInvoker::always_ready(HandlerService(handler)));
+        let invoker = crate::invoker::InvokerLayer::wrap_all(
+            layers,
+            crate::invoker::BoxInvoker::always_ready(HandlerService(handler)),
+        );
         std::sync::Arc::new(Layered { descriptor, invoker })
     }
 }

@@ -503,7 +503,10 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         let cluster = cluster.build().map_err(|e| Error::Config(format!("`{key}`: {e}")))?;
         let hashing = cluster.argument_hashing();
         // stub → mock → call layers (the consumer's, then the reference's) → cluster.
-        let layered = InvokerLayer::wrap_all(inner.layers.iter().chain(&self.layers), BoxInvoker::always_ready(cluster));
+        let layered = InvokerLayer::wrap_all(
+            inner.layers.iter().chain(&self.layers),
+            BoxInvoker::always_ready(cluster),
+        );
         let invoker = if self.mocks.is_empty() {
             layered
         } else {

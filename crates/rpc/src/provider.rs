@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rpc_core::protocol::rpc::{Server, ServerConfig, ServerHandle};
+use rpc_core::protocol::server::{Server, ServerConfig, ServerHandle};
 use rpc_core::url::keys;
 use rpc_core::{
     BoxError, BoxInvoker, Dispatcher, HandlerService, Invocation, InvokerLayer, LoadBalancer, Response, Serialization,

@@ -40,8 +40,7 @@ pub const FLAG_EVENT: u8 = 0x20;
 pub const SERIALIZATION_MASK: u8 = 0x1f;
 /// Body of the read-only event.
 pub const READONLY_EVENT: &[u8] = b"R";
-/// Default payload limit: 8 MiB.
-pub const DEFAULT_MAX_PAYLOAD: usize = 8 * 1024 * 1024;
+pub use crate::protocol::DEFAULT_MAX_PAYLOAD;
 
 /// The fixed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,9 +7,10 @@
 //! relative timeout. Frames over the payload limit are refused with a clear
 //! error without tearing the connection down.
 //!
-//! * [`Server`]: accepts connections and dispatches requests to the exported
-//!   services; graceful shutdown tells clients it is going read-only, stops
-//!   accepting and drains in-flight calls.
+//! * `server`: the provider side of a native connection (frames, requests,
+//!   heartbeats, the read-only event), which the [protocol-neutral
+//!   server](crate::protocol::server::Server) hands connections starting with
+//!   Dubbo's magic.
 //! * [`Channel`]: the client side for one provider address, a tower
 //!   `Service<Invocation>`: connects lazily, reconnects with backoff, and fails
 //!   in-flight calls at once when the connection breaks, saying whether the
@@ -18,14 +19,10 @@
 mod client;
 mod conn;
 pub mod frame;
-pub(crate) mod server;
+mod server;
 
-use std::time::Duration;
-
+pub use crate::protocol::DEFAULT_HEARTBEAT;
 #[cfg(feature = "fuzzing")]
 pub(crate) use client::reply_result;
 pub use client::{Channel, ChannelConfig, WeakChannel};
-pub use server::{Dispatch, Server, ServerConfig, ServerHandle};
-
-/// Default heartbeat interval (a peer silent for 3 intervals is closed).
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+pub(crate) use server::Native;

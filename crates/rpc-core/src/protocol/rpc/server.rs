@@ -1,496 +1,96 @@
-//! The provider side: [`Server`] accepts connections and dispatches requests.
+//! The native protocol's side of a server connection: frames in, requests
+//! run, answers, heartbeats and events out. The [protocol-neutral
+//! server](crate::protocol::server) hands a connection here when its first
+//! byte is Dubbo's magic.
 //!
-//! What a server guarantees, whatever its clients do:
+//! What a native connection guarantees, on top of the server's own:
 //!
-//! * **Bounded work.** A native connection has at most
+//! * **Bounded work.** A connection has at most
 //!   [`ServerConfig::max_in_flight_per_connection`] requests in flight; while
 //!   it has that many, or while its send queue is full (a client that does not
-//!   read its replies), the server reads nothing more from it, so the client
-//!   meets TCP back-pressure instead of the server buffering without bound.
-//!   Over all connections and both protocols at most
-//!   [`ServerConfig::max_in_flight`] requests run; more are refused at once
-//!   with [`Status::ServerOverloaded`], their handlers not run. Every answer
+//!   read its replies), nothing more is read from it, so the client meets TCP
+//!   back-pressure instead of the server buffering without bound. Every answer
 //!   the reader sends (refusals, event answers) has its room in the send queue
 //!   reserved before the request is read, so none is ever dropped.
-//! * **Graceful shutdown loses nothing** ([`ServerHandle::shutdown`]): the
-//!   listener closes first, every native connection gets the read-only event,
-//!   and requests that still arrive on existing connections run. A connection
-//!   closes once nothing is in flight on it and nothing more can come: its peer
-//!   answered the (two-way) read-only event, which it sends after everything it
-//!   sent before, or, for peers that never answer it, it stayed silent for
-//!   [`ServerConfig::shutdown_quiet`]. The grace period bounds it all.
+//! * **Heartbeats.** The writer sends one when the peer has been silent for
+//!   [`ServerConfig::heartbeat`], and closes the connection after three
+//!   silent intervals, or when the peer reads nothing for three.
+//! * **Draining.** When the server is leaving, the connection sends the
+//!   two-way read-only event and keeps running what still arrives; it closes
+//!   once nothing is in flight and nothing more can come: its peer answered
+//!   the event (which it sends after everything it sent before) or, for peers
+//!   that never answer it, stayed silent for [`ServerConfig::shutdown_quiet`].
+//!
+//! [`ServerConfig::max_in_flight_per_connection`]: crate::protocol::server::ServerConfig::max_in_flight_per_connection
+//! [`ServerConfig::heartbeat`]: crate::protocol::server::ServerConfig::heartbeat
+//! [`ServerConfig::shutdown_quiet`]: crate::protocol::server::ServerConfig::shutdown_quiet
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, Permit};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::FramedRead;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::WaitForCancellationFuture;
 
-use super::DEFAULT_HEARTBEAT;
 use super::conn::{ConnShared, QUEUE, enqueue, run_writer};
 use super::frame::{
-    DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, hessian2_string, split_request_view,
+    Decoded, FrameCodec, HEADER_LEN, Header, MAGIC, OutFrame, READONLY_EVENT, hessian2_string, split_request_view,
 };
 use crate::dispatch::Dispatcher;
 use crate::error::{RpcError, Status};
 use crate::invocation::{Invocation, MethodName, ServiceKey};
+use crate::protocol::server::{Dispatch, Greeting, Handshake, ServeConnection, ServerShared};
 use crate::serialization::Serialization;
 
-/// Settings of a [`Server`].
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    /// Largest request body accepted (default 8 MiB); larger ones get
-    /// [`Status::BadRequest`] and the connection stays open.
-    pub max_payload: usize,
-    /// Heartbeat interval; a client silent for three is disconnected (default 30 s).
-    pub heartbeat: Duration,
-    /// Most connections served at once; further ones are closed at accept (default 10,000).
-    pub max_connections: usize,
-    /// Where requests run (default [`Dispatch::Auto`]).
-    pub dispatch: Dispatch,
-    /// Most requests in flight on one native connection (default 1,024, the
-    /// number of concurrent streams a `tri` connection allows). While a
-    /// connection has this many, the server reads nothing more from it: the
-    /// client meets TCP back-pressure, and nothing is refused.
-    pub max_in_flight_per_connection: usize,
-    /// Most requests in flight in the whole server, over every connection and
-    /// both protocols (default 10,000). Beyond it a request is refused at once
-    /// without running its handler: status 100 ([`Status::ServerOverloaded`])
-    /// on the native protocol, `RESOURCE_EXHAUSTED` on `tri`. Callers see a
-    /// not-sent outcome and may try another provider.
-    pub max_in_flight: usize,
-    /// Once a connection's first byte has arrived, how long the rest of its
-    /// first native frame header, HTTP/2 preface or HTTP/1 request head may
-    /// take (default 5 s); a client that stalls in the middle is disconnected.
-    /// A connection that has sent nothing is not cut by this: consumers connect
-    /// when a reference is built and may stay silent until their first call;
-    /// idle connections are governed by heartbeats.
-    pub handshake_timeout: Duration,
-    /// Graceful shutdown: how long a connection whose peer does not answer the
-    /// read-only event (Java Dubbo, older clients) must go without sending a
-    /// request, with nothing in flight, before it counts as drained and closes
-    /// (default 1 s: requests already on the wire when such a peer read the
-    /// event arrive within a round trip). Peers that answer the event, as
-    /// this crate's consumers do, are closed as soon as their calls are done.
-    /// [`ServerHandle::shutdown`]'s grace period bounds both.
-    pub shutdown_quiet: Duration,
-}
-
-/// Where a server runs the requests it reads: Dubbo's `dispatcher` setting.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Dispatch {
-    /// [`Inline`](Dispatch::Inline) on a runtime with one worker thread,
-    /// where a task per request buys no parallelism;
-    /// [`Spawn`](Dispatch::Spawn) otherwise.
-    #[default]
-    Auto,
-    /// Run each request on its connection's task until the handler first
-    /// waits, and give it a task of its own only then (Dubbo's `direct`).
-    /// Handlers that answer without waiting cost no task at all, which makes
-    /// this the fastest; but one that computes for long before it first
-    /// waits holds up the requests behind it on the same connection.
-    Inline,
-    /// Give every request a task of its own (Dubbo's default, `all`), so the
-    /// requests of one connection spread over every worker thread.
-    Spawn,
-}
-
-impl Dispatch {
-    /// `Auto` resolved for the current runtime.
-    fn resolve(self) -> Dispatch {
-        match self {
-            Dispatch::Auto => match tokio::runtime::Handle::try_current() {
-                Ok(handle) if handle.metrics().num_workers() <= 1 => Dispatch::Inline,
-                _ => Dispatch::Spawn,
-            },
-            other => other,
-        }
-    }
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            max_payload: DEFAULT_MAX_PAYLOAD,
-            heartbeat: DEFAULT_HEARTBEAT,
-            max_connections: 10_000,
-            dispatch: Dispatch::Auto,
-            max_in_flight_per_connection: 1024,
-            max_in_flight: 10_000,
-            handshake_timeout: Duration::from_secs(5),
-            shutdown_quiet: Duration::from_secs(1),
-        }
-    }
-}
-
-/// A native-protocol server for the services of a [`Dispatcher`].
+/// The native protocol as the [server](crate::protocol::server) sees it: it
+/// claims connections that start with Dubbo's magic.
 #[derive(Debug)]
-pub struct Server {
-    dispatcher: Dispatcher,
-    config: ServerConfig,
-}
+pub(crate) struct Native;
 
-/// Counts things and wakes waiters when the count reaches zero.
-#[derive(Debug, Default)]
-pub(crate) struct Gauge {
-    count: AtomicUsize,
-    zero: Notify,
-}
-
-impl Gauge {
-    pub(crate) fn enter(self: &Arc<Self>) -> GaugeGuard {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        GaugeGuard(self.clone())
+impl ServeConnection for Native {
+    fn claims(&self, first: u8) -> bool {
+        first == MAGIC.to_be_bytes()[0]
     }
 
-    /// Enters unless `limit` things are counted already.
-    pub(crate) fn try_enter(self: &Arc<Self>, limit: usize) -> Option<GaugeGuard> {
-        self.count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
-            .ok()
-            .map(|_| GaugeGuard(self.clone()))
+    fn greeting(&self) -> Box<dyn Greeting> {
+        Box::new(FrameHeader { seen: 0 })
     }
 
-    pub(crate) fn get(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
-
-    async fn wait_zero(&self) {
-        loop {
-            let notified = self.zero.notified();
-            if self.get() == 0 {
-                return;
-            }
-            notified.await;
-        }
+    fn serve(
+        &self,
+        stream: Handshake<TcpStream>,
+        peer: SocketAddr,
+        server: Arc<ServerShared>,
+    ) -> BoxFuture<'static, ()> {
+        // Owned halves: no lock per read or write.
+        let (read, write) = stream.into_split();
+        Box::pin(serve(read, write, peer, server))
     }
 }
 
+/// A native connection's first message: one frame header.
 #[derive(Debug)]
-pub(crate) struct GaugeGuard(Arc<Gauge>);
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.zero.notify_waiters();
-        }
-    }
-}
-
-/// State shared by a server's connections, whichever protocol they speak.
-#[derive(Debug)]
-pub(crate) struct ServerShared {
-    pub(crate) dispatcher: Dispatcher,
-    pub(crate) config: ServerConfig,
-    connections: Arc<Gauge>,
-    pub(crate) in_flight: Arc<Gauge>,
-    /// Stop accepting.
-    stop_accepting: CancellationToken,
-    /// Shutting down: tell clients we are read-only and drain each connection.
-    pub(crate) readonly: AtomicBool,
-    pub(crate) readonly_changed: Notify,
-    /// The grace period is over: flush and close every connection.
-    pub(crate) drain: CancellationToken,
-    /// Close every connection now.
-    pub(crate) close: CancellationToken,
-}
-
-impl ServerShared {
-    /// The refusal of a request when `max_in_flight` calls run already.
-    pub(crate) fn overloaded(&self, key: &ServiceKey, method: &str) -> RpcError {
-        RpcError::remote(
-            Status::ServerOverloaded,
-            format!(
-                "provider at capacity: {} calls in flight (ServerConfig::max_in_flight); \
-                 `{key}` method `{method}` was not run",
-                self.config.max_in_flight
-            ),
-        )
-        .with_service(key)
-        .with_method(method)
-    }
-}
-
-/// A running server: its address, its counters, and its shutdown.
-#[derive(Debug, Clone)]
-pub struct ServerHandle {
-    local_addr: SocketAddr,
-    shared: Arc<ServerShared>,
-    accept_done: Arc<Gauge>,
-}
-
-impl Server {
-    /// A server for `dispatcher`'s services.
-    pub fn new(dispatcher: Dispatcher, config: ServerConfig) -> Self {
-        Server { dispatcher, config }
-    }
-
-    /// Binds `addr` (port 0 picks a free port) and starts serving.
-    pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<ServerHandle> {
-        let listener = TcpListener::bind(addr).await?;
-        Ok(self.serve(listener))
-    }
-
-    /// Serves on an already bound listener (within a tokio runtime, which
-    /// resolves [`Dispatch::Auto`]).
-    pub fn serve(self, listener: TcpListener) -> ServerHandle {
-        let local_addr = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let mut config = self.config;
-        config.dispatch = config.dispatch.resolve();
-        let shared = Arc::new(ServerShared {
-            dispatcher: self.dispatcher,
-            config,
-            connections: Arc::default(),
-            in_flight: Arc::default(),
-            stop_accepting: CancellationToken::new(),
-            readonly: AtomicBool::new(false),
-            readonly_changed: Notify::new(),
-            drain: CancellationToken::new(),
-            close: CancellationToken::new(),
-        });
-        let accept_done = Arc::new(Gauge::default());
-        let guard = accept_done.enter();
-        tokio::spawn(accept_loop(listener, shared.clone(), guard));
-        ServerHandle {
-            local_addr,
-            shared,
-            accept_done,
-        }
-    }
-}
-
-/// Accepts until told to stop; the listener closes when this returns.
-async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>, _running: GaugeGuard) {
-    let mut failures = 0u32;
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.stop_accepting.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                failures = 0;
-                if shared.connections.get() >= shared.config.max_connections {
-                    tracing::warn!(%peer, limit = shared.config.max_connections, "connection limit reached; refusing");
-                    drop(stream);
-                    continue;
-                }
-                let guard = shared.connections.enter();
-                tokio::spawn(serve_connection(stream, peer, shared.clone(), guard));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                failures += 1;
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10 * u64::from(failures.min(100)))).await;
-            }
-        }
-    }
-    tracing::debug!("stopped accepting");
-}
-
-/// First byte of a native frame (the magic `0xdabb`).
-const NATIVE_MAGIC_HIGH: u8 = 0xda;
-
-/// Resolves once the server is shutting down (at once if it is already).
-async fn shutting_down(server: &ServerShared) {
-    let notified = server.readonly_changed.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    if !server.readonly.load(Ordering::Acquire) {
-        notified.await;
-    }
-}
-
-/// Serves one connection: the native protocol when it starts with Dubbo's
-/// magic, Triple (HTTP/2 or HTTP/1.1) otherwise, so every port speaks both.
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<ServerShared>, count: GaugeGuard) {
-    let _ = stream.set_nodelay(true);
-    let mut first = [0u8; 1];
-    let idle = server.config.heartbeat.saturating_mul(3);
-    // A connection that has sent nothing yet when the server shuts down gets
-    // the quiet period to start (its client may be about to send its first call).
-    let quiet_after_shutdown = async {
-        shutting_down(&server).await;
-        tokio::time::sleep(server.config.shutdown_quiet).await;
-    };
-    let peeked = tokio::select! {
-        peeked = tokio::time::timeout(idle, stream.peek(&mut first)) => peeked,
-        _ = server.close.cancelled() => return,
-        _ = server.drain.cancelled() => return,
-        _ = quiet_after_shutdown => {
-            tracing::debug!(%peer, "closing a connection that sent nothing before the shutdown");
-            return;
-        }
-    };
-    let handshake = server.config.handshake_timeout;
-    match peeked {
-        Ok(Ok(1..)) if first[0] == NATIVE_MAGIC_HIGH => serve_native(stream, peer, server, count).await,
-        Ok(Ok(1..)) => {
-            let stream = Handshake::new(stream, first[0], handshake);
-            crate::protocol::tri::server::serve_connection(stream, peer, server, count).await
-        }
-        Ok(Ok(_)) => tracing::debug!(%peer, "connection closed before sending anything"),
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection failed before sending anything"),
-        Err(_) => tracing::debug!(%peer, "closing a connection silent for three heartbeats"),
-    }
-}
-
-/// The HTTP/2 connection preface.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// What completes a connection's handshake.
-#[derive(Clone, Copy, Debug)]
-enum Expect {
-    /// A native frame header: this many bytes.
-    Native,
-    /// The HTTP/2 preface, or an HTTP/1 request head (up to its blank line).
-    Http {
-        /// Bytes so far that match the HTTP/2 preface, while they all do.
-        preface: usize,
-        /// Bytes of `\r\n\r\n` matched at the end of what was read so far.
-        blank_line: usize,
-    },
-}
-
-/// A connection's reads, failed with [`std::io::ErrorKind::TimedOut`] when its
-/// handshake (the first native frame header, the HTTP/2 preface or the first
-/// HTTP/1 request head) has not fully arrived by a deadline set when its first
-/// byte arrived. Once the handshake is complete it only passes reads (and
-/// writes) through.
-#[derive(Debug)]
-pub(crate) struct Handshake<S> {
-    io: S,
-    expect: Expect,
-    /// Bytes read so far, while the handshake is not complete.
+struct FrameHeader {
     seen: usize,
-    /// `None` once the handshake is complete.
-    deadline: Option<Pin<Box<Sleep>>>,
-    limit: Duration,
 }
 
-impl<S> Handshake<S> {
-    fn new(io: S, first_byte: u8, limit: Duration) -> Self {
-        let expect = if first_byte == NATIVE_MAGIC_HIGH {
-            Expect::Native
-        } else {
-            Expect::Http {
-                preface: 0,
-                blank_line: 0,
-            }
-        };
-        Handshake {
-            io,
-            expect,
-            seen: 0,
-            deadline: Some(Box::pin(tokio::time::sleep(limit))),
-            limit,
-        }
-    }
-
-    /// Takes note of `bytes` read; true once the handshake is complete.
+impl Greeting for FrameHeader {
     fn complete_after(&mut self, bytes: &[u8]) -> bool {
-        match &mut self.expect {
-            Expect::Native => {
-                self.seen += bytes.len();
-                self.seen >= super::frame::HEADER_LEN
-            }
-            Expect::Http { preface, blank_line } => {
-                for &byte in bytes {
-                    if *preface == self.seen && H2_PREFACE.get(*preface) == Some(&byte) {
-                        *preface += 1;
-                        if *preface == H2_PREFACE.len() {
-                            return true;
-                        }
-                    }
-                    self.seen += 1;
-                    *blank_line = match (byte, *blank_line) {
-                        (b'\r', 0 | 2) => *blank_line + 1,
-                        (b'\n', 1 | 3) => *blank_line + 1,
-                        (b'\r', _) => 1,
-                        _ => 0,
-                    };
-                    // The preface has a blank line of its own: only a head that
-                    // is not the preface ends at one.
-                    if *blank_line == 4 && *preface < self.seen {
-                        return true;
-                    }
-                }
-                false
-            }
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Handshake<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        if this.deadline.is_none() {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if this.complete_after(&buf.filled()[before..]) {
-                    this.deadline = None;
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "the connection's first {} did not arrive within {} ms of its first byte",
-                        match this.expect {
-                            Expect::Native => "frame header",
-                            Expect::Http { .. } => "HTTP/2 preface or HTTP/1 request head",
-                        },
-                        this.limit.as_millis()
-                    ),
-                ))),
-                _ => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Handshake<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        self.seen += bytes.len();
+        self.seen >= HEADER_LEN
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn awaited(&self) -> &'static str {
+        "frame header"
     }
 }
 
@@ -562,9 +162,16 @@ impl Watch<'_, '_> {
     }
 }
 
-async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerShared>, _count: GaugeGuard) {
-    let (read, write) = stream.into_split();
-    let read = Handshake::new(read, NATIVE_MAGIC_HIGH, server.config.handshake_timeout);
+/// Serves one native connection, reading `read` and writing `write` (the
+/// halves of any transport: TCP's owned halves, `tokio::io::split` of
+/// anything else), until it closes: the peer closes it or sends an unreadable
+/// stream, a heartbeat finds it silent, or the server's shutdown drains or
+/// closes it. `peer` is the caller's address, given to every invocation.
+pub(crate) async fn serve<R, W>(read: R, write: W, peer: SocketAddr, server: Arc<ServerShared>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let conn = Arc::new(ConnShared::new(peer.to_string()));
     let (tx, rx) = mpsc::channel(QUEUE);
     let heartbeat = server.config.heartbeat;
@@ -584,9 +191,9 @@ async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerSha
     // The signals are waited on by futures made once, not once per frame: each
     // new one would register with (and leave) its notifier under a lock.
     let closed = conn.close.cancelled();
-    let server_closed = server.close.cancelled();
-    let draining = server.drain.cancelled();
-    let readonly = server.readonly_changed.notified();
+    let server_closed = server.shutdown.closing();
+    let draining = server.shutdown.draining();
+    let readonly = server.shutdown.leaving_changed();
     tokio::pin!(closed, server_closed, draining, readonly);
     // Registered before the flag is read below, so no change is missed.
     readonly.as_mut().enable();
@@ -617,7 +224,7 @@ async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerSha
         }
     };
     'read: loop {
-        if drain == Drain::Serving && server.readonly.load(Ordering::Acquire) {
+        if drain == Drain::Serving && server.shutdown.is_leaving() {
             drain = Drain::Telling;
         }
         // Room for one answer before reading a frame: reading pauses while the
@@ -702,7 +309,7 @@ async fn serve_native(stream: TcpStream, peer: SocketAddr, server: Arc<ServerSha
                 }
             },
         };
-        start_request(&server, &tx, room, slot, header, body);
+        start_request(&server, peer, &tx, room, slot, header, body);
     }
     drop(tx);
     let _ = writer.await;
@@ -753,6 +360,7 @@ fn on_frame(server: &ServerShared, conn: &ConnShared, decoded: Decoded) -> Incom
 /// Starts a request, answering with `room` when it is refused or answered at once.
 fn start_request(
     server: &Arc<ServerShared>,
+    peer: SocketAddr,
     tx: &mpsc::Sender<OutFrame>,
     room: Permit<'_, OutFrame>,
     slot: OwnedSemaphorePermit,
@@ -788,9 +396,9 @@ fn start_request(
         Some((key, _)) => key.clone(),
         None => ServiceKey::new(&meta.service, version, group),
     };
-    let Some(guard) = server.in_flight.try_enter(server.config.max_in_flight) else {
-        let error = server.overloaded(&key, &meta.method);
-        return answer(room, refusal(&header, Status::ServerOverloaded, error.message()));
+    let guard = match server.admit(&key, &meta.method) {
+        Ok(guard) => guard,
+        Err(error) => return answer(room, refusal(&header, Status::ServerOverloaded, error.message())),
     };
     // The generated descriptor's name when the method exists: no copy per call.
     let method: MethodName = exported
@@ -801,6 +409,7 @@ fn start_request(
         invocation.set_deadline(Some(Instant::now() + Duration::from_millis(ms)));
     }
     invocation.set_attachments(meta.attachments);
+    invocation.set_remote_address(Some(peer));
     let mut running = match exported {
         Some((_, handler)) => Dispatcher::start_on(handler, invocation),
         // Not exported as asked: the dispatcher matches wildcards, or explains.
@@ -864,144 +473,316 @@ fn refusal(header: &Header, status: Status, message: &str) -> Incoming {
     Incoming::Answer(OutFrame::response(header.id, status, header.serialization_id(), body))
 }
 
-impl ServerHandle {
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Where this server runs requests ([`Dispatch::Auto`] resolved when it started).
-    pub fn dispatch(&self) -> Dispatch {
-        self.shared.config.dispatch
-    }
-
-    /// Open connections.
-    pub fn connections(&self) -> usize {
-        self.shared.connections.get()
-    }
-
-    /// Requests being handled.
-    pub fn in_flight(&self) -> usize {
-        self.shared.in_flight.get()
-    }
-
-    /// The exported services.
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.shared.dispatcher
-    }
-
-    /// Graceful shutdown, losing no call that reached the server:
-    ///
-    /// 1. stop accepting and close the listener, so new connections are refused;
-    /// 2. send every native connection the read-only event (two-way), and send
-    ///    `tri` connections HTTP/2 GOAWAY (streams already opened finish);
-    /// 3. keep running every request that still arrives on an existing
-    ///    connection, until that connection is drained: nothing is in flight on
-    ///    it and its peer answered the read-only event (so it sends nothing
-    ///    more) or, for peers that never answer it, sent no request for
-    ///    [`ServerConfig::shutdown_quiet`]; a drained connection's answers are
-    ///    flushed, then it closes;
-    /// 4. when `grace` runs out, flush and close whatever is left.
-    ///
-    /// Returns the number of calls still running when `grace` ran out.
-    pub async fn shutdown(&self, grace: Duration) -> usize {
-        let shared = &self.shared;
-        let deadline = Instant::now() + grace;
-        shared.stop_accepting.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.accept_done.wait_zero()).await;
-        shared.readonly.store(true, Ordering::Release);
-        shared.readonly_changed.notify_waiters();
-        let drained = async {
-            shared.connections.wait_zero().await;
-            shared.in_flight.wait_zero().await;
-        };
-        if tokio::time::timeout_at(deadline, drained).await.is_ok() {
-            return 0;
-        }
-        let abandoned = shared.in_flight.get();
-        if abandoned > 0 {
-            tracing::warn!(abandoned, "shutdown grace period over with calls still running");
-        }
-        shared.drain.cancel();
-        // Give writers a moment to flush, then force-close what is left.
-        let flush = Duration::from_millis(500).min(grace.max(Duration::from_millis(50)));
-        if tokio::time::timeout(flush, shared.connections.wait_zero())
-            .await
-            .is_err()
-        {
-            shared.close.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(1), shared.connections.wait_zero()).await;
-        }
-        abandoned
-    }
-
-    /// Closes every connection at once, failing in-flight calls on the clients.
-    ///
-    /// The listener is closed first, so a client reconnecting the moment its
-    /// connection drops finds nothing listening instead of a connection that is
-    /// accepted by the kernel and then reset.
-    pub async fn abort(&self) {
-        self.shared.stop_accepting.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.accept_done.wait_zero()).await;
-        self.shared.close.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.connections.wait_zero()).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use crate::protocol::DEFAULT_MAX_PAYLOAD;
+    use crate::protocol::rpc::frame::{FLAG_REQUEST, FLAG_TWO_WAY, RequestMeta};
+    use crate::protocol::server::ServerConfig;
+    use crate::protocol::server::testing::{self, SERVICE, VERSION};
+    use bytes::BytesMut;
+    use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+    use tokio::task::JoinHandle;
 
-    /// After which of `chunks` the handshake of a connection starting with `first` is complete.
-    fn completed_after(first: u8, chunks: &[&[u8]]) -> Option<usize> {
-        let (io, _) = tokio::io::duplex(1);
-        let mut handshake = Handshake::new(io, first, Duration::from_secs(1));
-        chunks.iter().position(|chunk| handshake.complete_after(chunk))
+    /// The caller's address the tests hand the connection.
+    const PEER: &str = "192.0.2.1:40000";
+    /// The bound on every wait for the server.
+    const WAIT: Duration = Duration::from_secs(5);
+    /// The flag of a two-way bincode request.
+    const FLAG_REQUEST_TWO_WAY: u8 = FLAG_REQUEST | FLAG_TWO_WAY | 30;
+
+    /// A consumer's end of a native connection served over `duplex`, writing
+    /// frames by hand.
+    struct Client {
+        frames: FramedRead<ReadHalf<DuplexStream>, FrameCodec>,
+        write: WriteHalf<DuplexStream>,
+        served: JoinHandle<()>,
+    }
+
+    fn connect(server: &Arc<ServerShared>) -> Client {
+        let (client, io) = tokio::io::duplex(64 * 1024);
+        let (read, write) = tokio::io::split(io);
+        let served = tokio::spawn(serve(read, write, PEER.parse().unwrap(), server.clone()));
+        let (read, write) = tokio::io::split(client);
+        Client {
+            frames: FramedRead::new(read, FrameCodec::new(DEFAULT_MAX_PAYLOAD)),
+            write,
+            served,
+        }
+    }
+
+    impl Client {
+        async fn send_bytes(&mut self, bytes: &[u8]) {
+            self.write.write_all(bytes).await.unwrap();
+        }
+
+        async fn send(&mut self, frame: OutFrame) {
+            let mut buf = BytesMut::new();
+            frame.write_to(&mut buf);
+            self.send_bytes(&buf).await;
+        }
+
+        /// The next frame the server sends, within [`WAIT`].
+        async fn next(&mut self) -> (Header, Bytes) {
+            match tokio::time::timeout(WAIT, self.frames.next()).await {
+                Ok(Some(Ok(Decoded::Frame(header, body)))) => (header, body),
+                other => panic!("expected a frame, got {other:?}"),
+            }
+        }
+
+        /// Sends a two-way bincode request and returns the answer's status and body.
+        async fn call(&mut self, id: u64, meta: &RequestMeta, args: Bytes) -> (Status, Bytes) {
+            self.send(OutFrame::request(id, true, Serialization::Bincode, meta, args).unwrap())
+                .await;
+            let (header, body) = self.next().await;
+            assert!(!header.is_event() && !header.is_request(), "{header:?}");
+            assert_eq!(header.id, id);
+            (Status::from_code(header.status), body)
+        }
+
+        /// Expects the server to close the connection within `within`
+        /// (sending nothing but heartbeats before), and its connection task to
+        /// end. Returns the heartbeats it sent.
+        async fn expect_closed(mut self, within: Duration) -> usize {
+            let deadline = Instant::now() + within;
+            let mut heartbeats = 0;
+            loop {
+                match tokio::time::timeout_at(deadline, self.frames.next()).await {
+                    Ok(None) => break,
+                    Ok(Some(Ok(Decoded::Frame(h, body)))) if h.is_event() && h.is_request() && body.is_empty() => {
+                        heartbeats += 1;
+                    }
+                    other => panic!("expected the connection to close, got {other:?}"),
+                }
+            }
+            tokio::time::timeout(WAIT, self.served).await.unwrap().unwrap();
+            heartbeats
+        }
+    }
+
+    fn meta(service: &str, method: &str) -> RequestMeta {
+        RequestMeta {
+            service: service.into(),
+            version: Some(VERSION.into()),
+            group: None,
+            method: method.into(),
+            timeout_ms: Some(5_000),
+            attachments: Default::default(),
+        }
+    }
+
+    fn args(value: &str) -> Bytes {
+        Serialization::Bincode.encode(&(value,)).unwrap()
+    }
+
+    #[test]
+    fn a_native_handshake_ends_with_the_frame_header() {
+        let mut greeting = Native.greeting();
+        assert!(!greeting.complete_after(&[0xda; 5]));
+        assert!(!greeting.complete_after(&[0xbb; 10]));
+        assert!(greeting.complete_after(&[0; 1]));
+        assert!(Native.claims(0xda));
+        assert!(!Native.claims(b'P'));
     }
 
     #[tokio::test]
-    async fn handshakes_end_at_the_frame_header_the_preface_or_the_blank_line() {
-        let header = [0xda_u8; 16];
-        assert_eq!(
-            completed_after(0xda, &[&header[..5], &header[5..15], &header[15..]]),
-            Some(2)
+    async fn a_request_is_answered_and_its_invocation_carries_the_callers_address() {
+        let (server, _) = testing::shared(ServerConfig::default());
+        let mut client = connect(&server);
+        let (status, body) = client.call(1, &meta(SERVICE, "echo"), args("hello")).await;
+        assert_eq!(status, Status::Ok, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(body, args("hello"));
+        let (status, body) = client.call(2, &meta(SERVICE, "peer"), args("")).await;
+        assert_eq!(status, Status::Ok);
+        let peer: Option<String> = Serialization::Bincode.decode(&body).unwrap();
+        assert_eq!(peer.as_deref(), Some(PEER));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_service_is_answered_with_its_status_and_the_connection_stays() {
+        let (server, _) = testing::shared(ServerConfig::default());
+        let mut client = connect(&server);
+        let (status, body) = client.call(1, &meta("test.Missing", "echo"), args("x")).await;
+        assert_eq!(status, Status::ServiceNotFound);
+        let message = String::from_utf8_lossy(&body);
+        assert!(
+            message.contains("test.Missing:1.0.0") && message.contains("not exported"),
+            "{message}"
         );
-        assert_eq!(completed_after(0xda, &[&header[..15]]), None);
-        // The preface's own blank line (at byte 18) does not end it; its 24th byte does.
-        let preface = &H2_PREFACE[..];
-        assert_eq!(completed_after(b'P', &[&preface[..18], &preface[18..23]]), None);
-        assert_eq!(completed_after(b'P', &[&preface[..18], &preface[18..]]), Some(1));
-        let head = b"POST /a/b HTTP/1.1\r\nHost: x\r\n\r\nbody";
-        assert_eq!(completed_after(b'P', &[&head[..28], &head[28..30]]), None);
-        assert_eq!(completed_after(b'P', &[&head[..28], &head[28..31]]), Some(1));
-        assert_eq!(completed_after(b'G', &[b"GET / HTTP/1.1\r", b"\n\r\r\n\r\n"]), Some(1));
-        // A request line that starts like the preface, then differs, is a head.
-        assert_eq!(completed_after(b'P', &[b"PRI /x HTTP/1.1\r\n\r\n"]), Some(0));
+        let (status, _) = client.call(2, &meta(SERVICE, "nope"), args("x")).await;
+        assert_eq!(status, Status::ServiceNotFound);
+        let (status, body) = client.call(3, &meta(SERVICE, "echo"), args("still")).await;
+        assert_eq!((status, body), (Status::Ok, args("still")));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_header_closes_the_connection() {
+        let (server, _) = testing::shared(ServerConfig::default());
+        let mut client = connect(&server);
+        let mut header = Header {
+            flag: FLAG_REQUEST_TWO_WAY,
+            status: 0,
+            id: 1,
+            body_len: 0,
+        }
+        .to_bytes();
+        header[0] = 0xde;
+        client.send_bytes(&header).await;
+        client.expect_closed(WAIT).await;
+    }
+
+    #[tokio::test]
+    async fn bad_frames_with_a_request_id_are_answered_and_the_connection_stays() {
+        let (server, _) = testing::shared(ServerConfig {
+            max_payload: 1024,
+            ..ServerConfig::default()
+        });
+        let mut client = connect(&server);
+        // Over the payload limit: skipped unread, answered 40.
+        let big = Bytes::from(vec![7u8; 4096]);
+        let (status, body) = client.call(1, &meta(SERVICE, "echo"), big).await;
+        assert_eq!(status, Status::BadRequest);
+        assert!(String::from_utf8_lossy(&body).contains("payload limit of 1024 bytes"));
+        // A body that is no request: answered 40.
+        let garbage = Header {
+            flag: FLAG_REQUEST_TWO_WAY,
+            status: 0,
+            id: 2,
+            body_len: 3,
+        };
+        let mut buf = BytesMut::new();
+        garbage.write(&mut buf);
+        buf.extend_from_slice(b"abc");
+        client.send_bytes(&buf).await;
+        let (header, _) = client.next().await;
+        assert_eq!((header.id, Status::from_code(header.status)), (2, Status::BadRequest));
+        // A serialization nobody speaks here (Dubbo's hessian2, id 2): its own
+        // status, the message in hessian2.
+        let hessian = Header {
+            flag: FLAG_REQUEST | FLAG_TWO_WAY | 2,
+            status: 0,
+            id: 3,
+            body_len: 1,
+        };
+        let mut buf = BytesMut::new();
+        hessian.write(&mut buf);
+        buf.extend_from_slice(b"x");
+        client.send_bytes(&buf).await;
+        let (header, body) = client.next().await;
+        assert_eq!(
+            (header.id, Status::from_code(header.status)),
+            (3, Status::SerializationError)
+        );
+        assert!(String::from_utf8_lossy(&body).contains("unsupported serialization id 2"));
+        let (status, body) = client.call(4, &meta(SERVICE, "echo"), args("still")).await;
+        assert_eq!((status, body), (Status::Ok, args("still")));
+    }
+
+    #[tokio::test]
+    async fn calls_beyond_the_servers_limit_are_refused_unrun() {
+        let (server, service) = testing::shared(ServerConfig {
+            max_in_flight: 1,
+            ..ServerConfig::default()
+        });
+        let mut client = connect(&server);
+        client
+            .send(OutFrame::request(1, true, Serialization::Bincode, &meta(SERVICE, "wait"), args("")).unwrap())
+            .await;
+        let (status, body) = client.call(2, &meta(SERVICE, "echo"), args("x")).await;
+        assert_eq!(status, Status::ServerOverloaded);
+        let message = String::from_utf8_lossy(&body);
+        assert!(
+            message.contains("1 calls in flight") && message.contains("`echo` was not run"),
+            "{message}"
+        );
+        service.release(1);
+        let (header, _) = client.next().await;
+        assert_eq!((header.id, Status::from_code(header.status)), (1, Status::Ok));
+        let (status, _) = client.call(3, &meta(SERVICE, "echo"), args("x")).await;
+        assert_eq!(status, Status::Ok);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_stalled_handshake_times_out_and_a_complete_one_never_does() {
-        let limit = Duration::from_secs(5);
-        let mut buf = [0u8; 64];
-        let (mut client, io) = tokio::io::duplex(1024);
-        let mut stalled = Handshake::new(io, b'P', limit);
-        client.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
-        assert_eq!(stalled.read(&mut buf).await.unwrap(), 16);
-        let started = Instant::now();
-        let error = stalled.read(&mut buf).await.unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
-        assert!(error.to_string().contains("HTTP/2 preface"), "{error}");
-        assert_eq!(started.elapsed(), limit);
+    async fn heartbeats_are_answered_sent_when_the_peer_is_silent_and_silence_closes() {
+        let heartbeat = Duration::from_secs(1);
+        let (server, _) = testing::shared(ServerConfig {
+            heartbeat,
+            ..ServerConfig::default()
+        });
+        let mut client = connect(&server);
+        client.send(OutFrame::event(7, true, true, b"")).await;
+        let (header, body) = client.next().await;
+        assert!(header.is_event() && !header.is_request(), "{header:?}");
+        assert_eq!((header.id, body.len()), (7, 0));
+        // Silent from now on: the server asks, and then gives up.
+        let silent_since = Instant::now();
+        let (header, _) = client.next().await;
+        assert!(
+            header.is_event() && header.is_request() && header.is_two_way(),
+            "{header:?}"
+        );
+        assert!(silent_since.elapsed() >= heartbeat);
+        // Another heartbeat, unanswered, and then the close.
+        assert_eq!(client.expect_closed(WAIT).await, 1);
+        let silent = silent_since.elapsed();
+        assert!(silent >= heartbeat * 3 && silent <= heartbeat * 4, "{silent:?}");
+    }
 
-        let (mut client, io) = tokio::io::duplex(1024);
-        let mut complete = Handshake::new(io, 0xda, limit);
-        client.write_all(&[0xda; 16]).await.unwrap();
-        assert_eq!(complete.read(&mut buf).await.unwrap(), 16);
-        // Silent for far longer than the limit: the handshake is done, no timeout.
-        let read = tokio::spawn(async move { complete.read(&mut buf).await });
-        tokio::time::sleep(limit * 10).await;
-        client.write_all(b"later").await.unwrap();
-        assert_eq!(read.await.unwrap().unwrap(), 5);
+    /// Reads the read-only event the server sends when it starts leaving.
+    async fn expect_readonly_event(client: &mut Client) -> u64 {
+        let (header, body) = client.next().await;
+        assert!(
+            header.is_event() && header.is_request() && header.is_two_way(),
+            "{header:?}"
+        );
+        assert_eq!(&body[..], READONLY_EVENT);
+        header.id
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_sends_the_readonly_event_and_closes_once_the_peer_answered_and_nothing_runs() {
+        let (server, service) = testing::shared(ServerConfig::default());
+        let mut client = connect(&server);
+        client
+            .send(OutFrame::request(1, true, Serialization::Bincode, &meta(SERVICE, "wait"), args("")).unwrap())
+            .await;
+        // Answered after the wait started: the wait is in flight.
+        assert_eq!(client.call(2, &meta(SERVICE, "echo"), args("a")).await.0, Status::Ok);
+        server.shutdown.start_leaving();
+        let event = expect_readonly_event(&mut client).await;
+        // Sent before the consumer read the event: runs as usual.
+        assert_eq!(client.call(3, &meta(SERVICE, "echo"), args("b")).await.0, Status::Ok);
+        client.send(OutFrame::event(event, false, false, b"")).await;
+        // The peer is done, but a call is in flight: the connection stays,
+        // well past the quiet period.
+        let quiet = ServerConfig::default().shutdown_quiet;
+        assert!(
+            tokio::time::timeout(quiet * 5, client.frames.next()).await.is_err(),
+            "the connection must stay open while a call runs"
+        );
+        service.release(1);
+        let (header, _) = client.next().await;
+        assert_eq!((header.id, Status::from_code(header.status)), (1, Status::Ok));
+        client.expect_closed(WAIT).await;
+        assert_eq!(server.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_answers_the_event_is_closed_after_the_quiet_period() {
+        let quiet = Duration::from_secs(1);
+        let (server, _) = testing::shared(ServerConfig {
+            shutdown_quiet: quiet,
+            ..ServerConfig::default()
+        });
+        let mut client = connect(&server);
+        server.shutdown.start_leaving();
+        expect_readonly_event(&mut client).await;
+        let told = Instant::now();
+        // A request restarts the quiet period.
+        tokio::time::sleep(quiet / 2).await;
+        assert_eq!(client.call(1, &meta(SERVICE, "echo"), args("a")).await.0, Status::Ok);
+        client.expect_closed(WAIT).await;
+        let waited = told.elapsed();
+        assert!(waited >= quiet + quiet / 2 && waited < quiet * 2, "{waited:?}");
     }
 }

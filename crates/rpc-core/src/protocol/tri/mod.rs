@@ -12,8 +12,8 @@
 //!   of a one-argument method): the JSON result, or an HTTP error status with
 //!   a JSON body `{"code", "error", "message"}`. `curl` can call any service.
 //!
-//! Every [`rpc` server](crate::protocol::rpc::Server) port speaks Triple as
-//! well as the native protocol: it looks at the first byte of each connection.
+//! Every [server](crate::protocol::server::Server) port speaks Triple as well
+//! as the native protocol: it looks at the first byte of each connection.
 //! [`TriChannel`](client::TriChannel) is the consumer side.
 
 pub mod client;
@@ -22,4 +22,5 @@ pub mod headers;
 pub(crate) mod server;
 
 pub use client::{TriChannel, WeakTriChannel};
+pub(crate) use server::Triple;
 pub use server::{BODY_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE};

@@ -2,16 +2,17 @@
 //! framing, or HTTP/1.1 with JSON) per TCP connection, dispatched to the
 //! same [`Dispatcher`](crate::Dispatcher) as the native protocol.
 //!
-//! The [`rpc` server](crate::protocol::rpc::Server) hands a connection here
-//! when its first byte is not Dubbo's magic, so every port speaks both.
+//! The [protocol-neutral server](crate::protocol::server) hands a connection
+//! here when no other protocol claims its first byte (Dubbo's magic is the
+//! native protocol's), so every port speaks both.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -19,6 +20,7 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -26,7 +28,7 @@ use super::codec::{self, code};
 use super::headers;
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::{Attachments, Invocation, ServiceKey};
-use crate::protocol::rpc::server::{GaugeGuard, Handshake, ServerShared};
+use crate::protocol::server::{Greeting, Handshake, ServeConnection, ServerShared};
 use crate::serialization::Serialization;
 
 /// Most concurrent HTTP/2 streams per connection.
@@ -38,12 +40,84 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-pub(crate) async fn serve_connection(
-    stream: Handshake<TcpStream>,
-    peer: SocketAddr,
-    server: Arc<ServerShared>,
-    _count: GaugeGuard,
-) {
+/// Triple as the [server](crate::protocol::server) sees it: it claims every
+/// connection no protocol before it claimed, and reads it as HTTP.
+#[derive(Debug)]
+pub(crate) struct Triple;
+
+impl ServeConnection for Triple {
+    fn claims(&self, _first: u8) -> bool {
+        true
+    }
+
+    fn greeting(&self) -> Box<dyn Greeting> {
+        Box::new(HttpGreeting::default())
+    }
+
+    fn serve(
+        &self,
+        stream: Handshake<TcpStream>,
+        peer: SocketAddr,
+        server: Arc<ServerShared>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(serve(stream, peer, server))
+    }
+}
+
+/// The HTTP/2 connection preface.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An HTTP connection's first message: the HTTP/2 preface, or an HTTP/1
+/// request head (up to its blank line).
+#[derive(Debug, Default)]
+struct HttpGreeting {
+    /// Bytes read so far.
+    seen: usize,
+    /// Bytes so far that match the HTTP/2 preface, while they all do.
+    preface: usize,
+    /// Bytes of `\r\n\r\n` matched at the end of what was read so far.
+    blank_line: usize,
+}
+
+impl Greeting for HttpGreeting {
+    fn complete_after(&mut self, bytes: &[u8]) -> bool {
+        for &byte in bytes {
+            if self.preface == self.seen && H2_PREFACE.get(self.preface) == Some(&byte) {
+                self.preface += 1;
+                if self.preface == H2_PREFACE.len() {
+                    return true;
+                }
+            }
+            self.seen += 1;
+            self.blank_line = match (byte, self.blank_line) {
+                (b'\r', 0 | 2) => self.blank_line + 1,
+                (b'\n', 1 | 3) => self.blank_line + 1,
+                (b'\r', _) => 1,
+                _ => 0,
+            };
+            // The preface has a blank line of its own: only a head that is
+            // not the preface ends at one.
+            if self.blank_line == 4 && self.preface < self.seen {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn awaited(&self) -> &'static str {
+        "HTTP/2 preface or HTTP/1 request head"
+    }
+}
+
+/// Serves one Triple connection over `io` (any transport, its first message
+/// tracked by [`Handshake`]) with hyper until it closes: at the peer's will,
+/// or as the server's shutdown says (GOAWAY once it is leaving, streams
+/// already opened running to their end; closed when the server closes every
+/// connection). `peer` is the caller's address, given to every invocation.
+pub(crate) async fn serve<S>(io: Handshake<S>, peer: SocketAddr, server: Arc<ServerShared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let heartbeat = server.config.heartbeat;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -64,8 +138,18 @@ pub(crate) async fn serve_connection(
         let server = handler.clone();
         async move { Ok::<_, Infallible>(handle(&server, peer, request).await) }
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
+    let greeted = io.greeted();
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    // Made once, and registered before the flag is read: a shutdown that
+    // began before this connection was handed over is not missed. GOAWAY
+    // waits for the first message: hyper, told to shut down while it reads
+    // the HTTP version, drops the connection with the request already sent
+    // (which the handshake deadline bounds).
+    let leaving = async {
+        server.shutdown.leaving().await;
+        greeted.wait().await;
+    };
+    tokio::pin!(connection, leaving);
     let mut going_away = false;
     loop {
         tokio::select! {
@@ -75,20 +159,16 @@ pub(crate) async fn serve_connection(
                 }
                 return;
             }
-            _ = server.close.cancelled() => return,
+            _ = server.shutdown.closing() => return,
             // Shutdown: GOAWAY at once (no new streams), let running ones finish.
-            _ = server.readonly_changed.notified(), if !going_away => {
+            _ = leaving.as_mut(), if !going_away => {
                 going_away = true;
                 connection.as_mut().graceful_shutdown();
             }
-            _ = server.drain.cancelled(), if !going_away => {
+            _ = server.shutdown.draining(), if !going_away => {
                 going_away = true;
                 connection.as_mut().graceful_shutdown();
             }
-        }
-        if !going_away && server.readonly.load(Ordering::Acquire) {
-            going_away = true;
-            connection.as_mut().graceful_shutdown();
         }
     }
 }
@@ -150,7 +230,7 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
     let key = resolve_key(server, interface, version, group);
     // Streams opened before the GOAWAY run during the grace period; only once
     // it is over is a request refused, unrun.
-    if server.drain.is_cancelled() {
+    if server.shutdown.is_draining() {
         let error = RpcError::remote(
             Status::ChannelInactive,
             format!("provider is shutting down; `{key}` accepts no new calls"),
@@ -158,8 +238,9 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
         .with_service(&key);
         return refused(answer(error), "shutting-down");
     }
-    let Some(guard) = server.in_flight.try_enter(server.config.max_in_flight) else {
-        return refused(answer(server.overloaded(&key, method)), "overloaded");
+    let guard = match server.admit(&key, method) {
+        Ok(guard) => guard,
+        Err(error) => return refused(answer(error), "overloaded"),
     };
     let deadline = timeout.map(|t| Instant::now() + t);
     let attachments = attachments(headers);
@@ -211,6 +292,7 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
     let mut invocation = Invocation::new(key, method.to_owned(), args, serialization);
     invocation.set_deadline(deadline);
     invocation.set_attachments(attachments);
+    invocation.set_remote_address(Some(peer));
     let result = server.dispatcher.dispatch(invocation).await;
     drop(guard);
     match (result, mode) {
@@ -363,6 +445,137 @@ fn http_error(status: StatusCode, error: &RpcError) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::server::ServerConfig;
+    use crate::protocol::server::testing::{self, SERVICE};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::task::JoinHandle;
+
+    /// The caller's address the tests hand the connection.
+    const PEER: &str = "198.51.100.2:41000";
+    /// The bound on every wait for the server.
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// After which of `chunks` an HTTP connection's first message is complete.
+    fn completed_after(chunks: &[&[u8]]) -> Option<usize> {
+        let mut greeting = Triple.greeting();
+        chunks.iter().position(|chunk| greeting.complete_after(chunk))
+    }
+
+    #[test]
+    fn http_handshakes_end_at_the_preface_or_the_blank_line() {
+        // The preface's own blank line (at byte 18) does not end it; its 24th byte does.
+        let preface = &H2_PREFACE[..];
+        assert_eq!(completed_after(&[&preface[..18], &preface[18..23]]), None);
+        assert_eq!(completed_after(&[&preface[..18], &preface[18..]]), Some(1));
+        let head = b"POST /a/b HTTP/1.1\r\nHost: x\r\n\r\nbody";
+        assert_eq!(completed_after(&[&head[..28], &head[28..30]]), None);
+        assert_eq!(completed_after(&[&head[..28], &head[28..31]]), Some(1));
+        assert_eq!(completed_after(&[b"GET / HTTP/1.1\r", b"\n\r\r\n\r\n"]), Some(1));
+        // A request line that starts like the preface, then differs, is a head.
+        assert_eq!(completed_after(&[b"PRI /x HTTP/1.1\r\n\r\n"]), Some(0));
+        // Triple takes whatever comes to it.
+        assert!(Triple.claims(b'P') && Triple.claims(0x16));
+    }
+
+    /// A Triple connection served over `duplex`, and its client end.
+    fn connect(server: &Arc<ServerShared>) -> (DuplexStream, JoinHandle<()>) {
+        let (client, io) = tokio::io::duplex(64 * 1024);
+        let io = Handshake::new(io, Triple.greeting(), server.config.handshake_timeout);
+        let served = tokio::spawn(serve(io, PEER.parse().unwrap(), server.clone()));
+        (client, served)
+    }
+
+    /// Sends an HTTP/1.1 JSON POST of `body` to `path`.
+    async fn post(client: &mut DuplexStream, path: &str, body: &str, close: bool) {
+        let connection = if close { "connection: close\r\n" } else { "" };
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n{connection}\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+    }
+
+    /// Reads one HTTP/1.1 response (with a content-length), within [`WAIT`]:
+    /// its status, its head (lowercased) and its body.
+    async fn response(client: &mut DuplexStream) -> (u16, String, String) {
+        let mut buf = Vec::new();
+        let read = async {
+            loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length: "))
+                        .map(|n| n.trim().parse().unwrap())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + length {
+                        let status = head[9..12].parse().unwrap();
+                        let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+                        return (status, head, body);
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                let n = client.read(&mut chunk).await.unwrap();
+                assert!(
+                    n > 0,
+                    "connection closed mid-response: {:?}",
+                    String::from_utf8_lossy(&buf)
+                );
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(WAIT, read)
+            .await
+            .expect("a response within the bound")
+    }
+
+    /// Expects the server to close the connection, and its task to end, within [`WAIT`].
+    async fn expect_closed(mut client: DuplexStream, served: JoinHandle<()>) {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(WAIT, client.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0))), "expected a close, got {read:?}: {rest:?}");
+        tokio::time::timeout(WAIT, served).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_http1_json_post_is_answered_and_its_invocation_carries_the_callers_address() {
+        let (server, _) = testing::shared(ServerConfig::default());
+        let (mut client, served) = connect(&server);
+        post(&mut client, &format!("/{SERVICE}/echo"), r#"["hello"]"#, false).await;
+        let (status, head, body) = response(&mut client).await;
+        assert_eq!((status, body.as_str()), (200, r#"["hello"]"#), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        post(&mut client, &format!("/{SERVICE}/peer"), "[]", true).await;
+        let (status, _, body) = response(&mut client).await;
+        assert_eq!((status, body), (200, format!("\"{PEER}\"")));
+        expect_closed(client, served).await;
+    }
+
+    #[tokio::test]
+    async fn an_unknown_service_is_answered_404_with_its_grpc_code() {
+        let (server, _) = testing::shared(ServerConfig::default());
+        let (mut client, served) = connect(&server);
+        post(&mut client, "/test.Missing/echo", r#"["x"]"#, true).await;
+        let (status, _, body) = response(&mut client).await;
+        assert_eq!(status, 404, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["code"], codec::code::UNIMPLEMENTED);
+        assert!(body["message"].as_str().unwrap().contains("test.Missing"), "{body}");
+        expect_closed(client, served).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_handed_over_after_the_shutdown_began_still_goes_away() {
+        let (server, _) = testing::shared(ServerConfig::default());
+        server.shutdown.start_leaving();
+        let (mut client, served) = connect(&server);
+        // Keep-alive asked for, but the server is leaving: answered, then closed.
+        post(&mut client, &format!("/{SERVICE}/echo"), r#"["late"]"#, false).await;
+        let (status, head, body) = response(&mut client).await;
+        assert_eq!((status, body.as_str()), (200, r#"["late"]"#), "{head}");
+        expect_closed(client, served).await;
+    }
 
     #[test]
     fn content_types_choose_the_mode_and_serialization() {
