@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use arc_swap::{ArcSwap, Guard};
 
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +25,6 @@ pub trait Connect: Send + Sync + 'static {
 struct State {
     /// The latest set from each source (registry).
     sources: Vec<Arc<Vec<Url>>>,
-    endpoints: Arc<Vec<Endpoint>>,
 }
 
 /// The serializations the current providers read: what every one reads, and
@@ -38,7 +39,10 @@ struct Readable {
 pub struct Directory {
     key: ServiceKey,
     connect: Arc<dyn Connect>,
-    state: RwLock<State>,
+    /// Written by the source readers, one at a time.
+    state: Mutex<State>,
+    /// Read by every call, without a lock.
+    endpoints: ArcSwap<Vec<Endpoint>>,
     readable: Readable,
     /// Cancelled when the directory is dropped: its source readers stop,
     /// letting go of their subscriptions (and registry sessions).
@@ -74,10 +78,10 @@ impl Directory {
         let directory = Arc::new(Directory {
             key,
             connect,
-            state: RwLock::new(State {
+            state: Mutex::new(State {
                 sources: vec![Arc::default(); sources.len()],
-                endpoints: Arc::default(),
             }),
+            endpoints: ArcSwap::default(),
             readable: Readable::default(),
             closed: CancellationToken::new(),
             guards: Mutex::default(),
@@ -128,11 +132,18 @@ impl Directory {
 
     /// The usable endpoints now.
     pub fn endpoints(&self) -> Arc<Vec<Endpoint>> {
-        self.state.read().map(|s| s.endpoints.clone()).unwrap_or_default()
+        self.endpoints.load_full()
+    }
+
+    /// The usable endpoints now, borrowed for a moment (one call's pick):
+    /// cheaper than [`endpoints`](Self::endpoints); not to be held across
+    /// an await.
+    pub fn snapshot(&self) -> Guard<Arc<Vec<Endpoint>>> {
+        self.endpoints.load()
     }
 
     fn update(&self, source: usize, urls: Arc<Vec<Url>>) {
-        let Ok(mut state) = self.state.write() else { return };
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = state.sources.get_mut(source) {
             *slot = urls;
         }
@@ -140,8 +151,8 @@ impl Directory {
         // A provider is known by protocol and address: when its URL changes
         // (weight, parameters) its endpoint is updated in place, keeping the
         // connection and the balancers' statistics.
-        let known: HashMap<(&str, String), &Endpoint> = state
-            .endpoints
+        let current = self.endpoints.load_full();
+        let known: HashMap<(&str, String), &Endpoint> = current
             .iter()
             .map(|e| ((e.url().protocol(), e.url().address()), e))
             .collect();
@@ -170,7 +181,7 @@ impl Directory {
             .all
             .store(if next.is_empty() { 0 } else { all }, Ordering::Relaxed);
         self.readable.some.store(some, Ordering::Relaxed);
-        state.endpoints = Arc::new(next);
+        self.endpoints.store(Arc::new(next));
     }
 }
 

@@ -32,6 +32,9 @@ struct Inner {
     stats: Arc<Stats>,
     /// The invoker itself ends every call by the invocation's deadline.
     enforces_deadline: bool,
+    /// The invoker has layers around the channel (attempt layers), which
+    /// are told the provider of each attempt.
+    layered: bool,
     /// What the outlier detector may do with the provider's channel.
     probe: Option<Arc<dyn Probe>>,
 }
@@ -161,6 +164,7 @@ impl Endpoint {
                 health: Arc::new(health),
                 stats: Arc::default(),
                 enforces_deadline: false,
+                layered: false,
                 probe: None,
             }),
         }
@@ -180,6 +184,7 @@ impl Endpoint {
     pub fn map_invoker(self, wrap: impl FnOnce(BoxInvoker) -> BoxInvoker) -> Self {
         let mut inner = self.sharing((*self.inner.url).clone());
         inner.invoker = wrap(inner.invoker);
+        inner.layered = true;
         Endpoint { inner: Arc::new(inner) }
     }
 
@@ -213,6 +218,7 @@ impl Endpoint {
             health: self.inner.health.clone(),
             stats: self.inner.stats.clone(),
             enforces_deadline: self.inner.enforces_deadline,
+            layered: self.inner.layered,
             probe: self.inner.probe.clone(),
         }
     }
@@ -292,12 +298,12 @@ impl Endpoint {
     }
 
     /// Sends one attempt of a call to this provider, through the layers
-    /// around each attempt: the invocation learns its provider, its deadline
+    /// around each attempt (which learn the provider from the invocation); its deadline
     /// becomes the attempt's (the call's, capped by `attempt_timeout`, and by
     /// the provider's own published timeout when the consumer set none), and a
     /// wildcard reference is addressed to the provider's version and group.
     /// The attempt is counted in the provider's statistics; an error names the
-    /// provider's address.
+    /// provider's address (the stub adds the service and method).
     ///
     /// The returned future holds this endpoint's service, and so its
     /// connection, until the attempt ends.
@@ -339,14 +345,14 @@ impl Endpoint {
             attempt.set_deadline(Some(deadline));
         }
         let deadline = attempt.deadline();
-        attempt.set_provider(Some(self.inner.url.clone()));
+        if self.inner.layered {
+            attempt.set_provider(Some(self.inner.url.clone()));
+        }
         let guard = if settings.times_attempts() {
             self.inner.stats.start()
         } else {
             self.inner.stats.start_untimed()
         };
-        let service = attempt.service().clone();
-        let method = attempt.method_name().clone();
         let call = self.inner.invoker.invoke(attempt);
         let timer = if self.inner.enforces_deadline { None } else { deadline };
         // Held until the attempt ends: the provider's connection stays open
@@ -367,11 +373,7 @@ impl Endpoint {
                 guard.note_answer();
             }
             guard.finish(result.is_ok());
-            result.map_err(|e| {
-                e.with_service(&service)
-                    .with_method(method.as_str())
-                    .with_address(endpoint.address())
-            })
+            result.map_err(|e| e.with_address(endpoint.address()))
         }
     }
 }

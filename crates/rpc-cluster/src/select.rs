@@ -202,7 +202,7 @@ impl Select for Picker {
 
     fn select(&self, call: &Call, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
         let invocation = &call.invocation;
-        let endpoints = self.directory.endpoints();
+        let endpoints = self.directory.snapshot();
         let serialization = invocation.serialization();
         match endpoints.len() {
             0 => return Err(self.no_provider(invocation)),

@@ -151,7 +151,11 @@ impl Stub {
             });
         let shared = self.shared.clone();
         async move {
-            let response = shared.invoker.invoke(prepared?).await?;
+            let response = shared
+                .invoker
+                .invoke(prepared?)
+                .await
+                .map_err(|e| e.with_service(&shared.service).with_method(method.name))?;
             let decoded = response.decode(serialization);
             if decoded.is_ok() && response.is_degraded() {
                 shared.degraded.fetch_add(1, Ordering::Relaxed);
