@@ -2,6 +2,7 @@
 //! Triple (gRPC-compatible HTTP/2, and HTTP/1.1 JSON).
 
 pub(crate) mod backoff;
+pub mod connection;
 pub mod rpc;
 pub mod tri;
 
@@ -16,4 +17,18 @@ pub enum Health {
     /// The provider said it is shutting down: send it nothing new. It is
     /// leaving the cluster, so a broadcast does not wait for it either.
     Leaving,
+}
+
+/// The settings both channels share carry over (connect timeout, backoff,
+/// heartbeat, payload limit), so one consumer setting serves both protocols.
+impl From<rpc::ChannelConfig> for tri::TriChannelConfig {
+    fn from(config: rpc::ChannelConfig) -> Self {
+        tri::TriChannelConfig {
+            max_payload: config.max_payload,
+            heartbeat: config.heartbeat,
+            connect_timeout: config.connect_timeout,
+            backoff_initial: config.backoff_initial,
+            backoff_max: config.backoff_max,
+        }
+    }
 }

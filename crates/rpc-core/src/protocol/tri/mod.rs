@@ -21,5 +21,5 @@ pub mod codec;
 pub mod headers;
 pub(crate) mod server;
 
-pub use client::{TriChannel, WeakTriChannel};
+pub use client::{TriChannel, TriChannelConfig, WeakTriChannel};
 pub use server::{BODY_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE};
