@@ -96,3 +96,57 @@ async fn a_tri_channel_whose_backoff_is_over_is_available_again() {
     // channel that stayed unavailable after its backoff would never be tried again.
     assert!(channel.is_available(), "the backoff is over: the next call may connect");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_sees_tri_providers_that_went_away_as_shutting_down() {
+    use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};
+
+    let mut providers = Vec::new();
+    for _ in 0..2 {
+        let provider = rpc::Provider::builder()
+            .protocol("tri", 0)
+            .shutdown_grace(Duration::from_secs(2))
+            .serve(ProbeServer::new(ProbeImpl::default()))
+            .start()
+            .await
+            .unwrap();
+        providers.push(provider);
+    }
+    let addresses: Vec<String> = providers
+        .iter()
+        .map(|p| p.local_addr("tri").unwrap().to_string())
+        .collect();
+    let consumer = rpc::Consumer::builder()
+        .registry(format!("tri://{}", addresses.join(",")))
+        .build()
+        .await
+        .unwrap();
+    let probe: ProbeClient = consumer
+        .reference::<ProbeClient>()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    // Both connected.
+    for _ in 0..20 {
+        assert_eq!(probe.echo("x".into()).await.unwrap(), "x");
+    }
+    // GOAWAY, then nothing listens: the providers are leaving, not failing,
+    // and the consumer's error says so.
+    for provider in &providers {
+        provider.shutdown().await;
+    }
+    let started = Instant::now();
+    loop {
+        let error = probe.echo("x".into()).await.unwrap_err();
+        assert_eq!(error.outcome(), Outcome::NotSent, "{error}");
+        if error.message().contains("every provider (2) is shutting down") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the consumer never saw the providers leave: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -9,7 +9,6 @@ use rpc_cluster::{
     Balancer, ClusterInvoker, Connect, Directory, Endpoint, FailbackConfig, Mock, MockLayer, Mocks, OutlierConfig,
     Probe,
 };
-use rpc_core::protocol::Health;
 use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
@@ -524,13 +523,7 @@ impl Connector {
             TriChannel::downgrade,
         );
         let health = channel.clone();
-        Endpoint::with_health(url.clone(), BoxInvoker::new(channel), move || {
-            if health.is_available() {
-                Health::Ready
-            } else {
-                Health::Unavailable
-            }
-        })
+        Endpoint::with_health(url.clone(), BoxInvoker::new(channel), move || health.health())
     }
 }
 

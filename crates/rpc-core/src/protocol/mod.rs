@@ -1,5 +1,8 @@
 //! Wire protocols. [`rpc`] is the native binary protocol, [`tri`] Dubbo's
-//! Triple (gRPC-compatible HTTP/2, and HTTP/1.1 JSON).
+//! Triple (gRPC-compatible HTTP/2, and HTTP/1.1 JSON). [`connection`] is what
+//! their client channels share: the transport ([`connection::Connector`]),
+//! connecting and reconnecting with one backoff, the calls in flight, and the
+//! [`Health`] the cluster reads.
 
 pub(crate) mod backoff;
 pub mod connection;

@@ -26,7 +26,11 @@
 //! * **Leaving**: once the provider said it is shutting down (the native
 //!   read-only event; a Triple connection ended by GOAWAY), new calls are
 //!   refused unsent and [`Health::Leaving`] is reported until a new
-//!   connection is made (after the provider restarted).
+//!   connection is made (after the provider restarted). A new connection
+//!   that dies young (one the provider's closing listener accepted at the
+//!   last moment) leaves it leaving: only a connection that lived a healthy
+//!   lifetime, or that ends for another reason than the provider leaving,
+//!   after one, says it is back.
 
 use std::fmt;
 use std::future::Future;
@@ -136,8 +140,11 @@ pub(crate) struct Link<P: Establish> {
     state: Mutex<State<P::Conn>>,
     /// What `state` is, for health checks that take no lock (see [`Phase`]).
     phase: AtomicU8,
-    /// The last connection ended after the provider said it was shutting
-    /// down, and none was made since: it is leaving, not failing.
+    /// The provider said it is shutting down (a connection ended after the
+    /// read-only event or GOAWAY), and no connection has lived a healthy
+    /// lifetime since: while not connected, it is leaving, not failing. A
+    /// connection that dies young (one a shutting-down provider accepted at
+    /// the last moment) does not clear it.
     left: AtomicBool,
     /// Woken by [`abandon_waiters`](Self::abandon_waiters): calls waiting for a connection give up.
     abandoned: Notify,
@@ -195,9 +202,18 @@ impl<P: Establish> Watch<P> {
     pub(crate) fn ended(&self, went_away: bool, reason: &str) {
         let Some(link) = self.link.upgrade() else { return };
         let mut state = link.lock();
-        if !matches!(&*state, State::Connected { generation, .. } if *generation == self.generation) {
-            // Not the current connection any more (disconnected, replaced).
-            return;
+        match &*state {
+            State::Connected { generation, .. } if *generation == self.generation => {}
+            // A newer connection is up: what this one says is old news.
+            State::Connected { .. } => return,
+            // Already replaced (a call found it closed first, or it was
+            // disconnected): only its news that the provider left still counts.
+            _ => {
+                if went_away {
+                    link.left.store(true, Ordering::Relaxed);
+                }
+                return;
+            }
         }
         link.end(&mut state, went_away, reason);
         drop(state);
@@ -250,7 +266,8 @@ impl<P: Establish> Link<P> {
     /// * [`Health::Unavailable`] while connecting or backing off after a
     ///   failure: a dead or unreachable host is not waited on by every call;
     /// * [`Health::Leaving`] once the provider said it is shutting down,
-    ///   until a new connection is made (after a restart).
+    ///   until a new connection is made (after a restart) and, should that
+    ///   one end, it had lived a healthy lifetime.
     ///
     /// Takes no lock when connected.
     pub(crate) fn health(&self) -> Health {
@@ -487,7 +504,6 @@ impl<P: Establish> Link<P> {
                     },
                     phase,
                 );
-                self.left.store(false, Ordering::Relaxed);
                 tracing::debug!(address = %self.address, "connected");
                 Ok(conn)
             }
@@ -520,10 +536,12 @@ impl<P: Establish> Link<P> {
             return;
         };
         let went_away = went_away || conn.is_leaving();
+        let lived = since.elapsed();
         if went_away {
             self.left.store(true, Ordering::Relaxed);
+        } else if lived >= MIN_HEALTHY_LIFETIME {
+            self.left.store(false, Ordering::Relaxed);
         }
-        let lived = since.elapsed();
         tracing::debug!(address = %self.address, %reason, went_away, lived_ms = lived.as_millis() as u64, "connection ended");
         if lived < MIN_HEALTHY_LIFETIME && !went_away {
             // A peer that accepts and closes at once (at its connection

@@ -9,7 +9,7 @@
 //! * `Link`: a channel's one connection to its provider and the state
 //!   machine around it: lazy connect, one attempt at a time shared by every
 //!   waiting call, bounded by the connect timeout and each call's deadline;
-//!   one backoff (exponential, jittered; [`backoff`](super::backoff)) after
+//!   one backoff (exponential, jittered; `protocol::backoff`) after
 //!   a failed attempt or a connection that died young; probing in the
 //!   background after a connection ends; the provider's "shutting down"
 //!   (read-only event, GOAWAY); and the [`Health`](super::Health) the

@@ -14,7 +14,7 @@
 //!
 //! Every [`rpc` server](crate::protocol::rpc::Server) port speaks Triple as
 //! well as the native protocol: it looks at the first byte of each connection.
-//! [`TriChannel`](client::TriChannel) is the consumer side.
+//! [`TriChannel`] is the consumer side.
 
 pub mod client;
 pub mod codec;

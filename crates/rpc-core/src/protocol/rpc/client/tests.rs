@@ -335,6 +335,37 @@ async fn the_read_only_event_makes_the_channel_leaving_and_refuses_new_calls_uns
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_leaving_provider_stays_leaving_until_a_new_connection_lives() {
+    let (channel, pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let mut provider = connected(&channel, &mut accepted).await;
+    provider.send(OutFrame::event(9, true, true, READONLY_EVENT)).await;
+    let _ = provider.next().await;
+    drop(provider);
+    // The probe reconnects at once; the closing provider accepted at the
+    // last moment and drops the connection at once.
+    let last_moment = accept(&mut accepted).await;
+    until("the probe to connect", || channel.is_connected()).await;
+    drop(last_moment);
+    until("the young death", || channel.is_backing_off()).await;
+    assert_eq!(
+        channel.health(),
+        Health::Leaving,
+        "a young death says nothing of a return"
+    );
+
+    // Restarted: a connection that lives a healthy lifetime, then ends, clears it.
+    let restarted = accept(&mut accepted).await;
+    until("the probe to connect", || channel.is_connected()).await;
+    assert_eq!(channel.health(), Health::Ready);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pipes.script([Attempt::Refuse]);
+    drop(restarted);
+    until("the probe's attempt", || pipes.attempts().len() == 4).await;
+    assert!(channel.is_backing_off());
+    assert_eq!(channel.health(), Health::Unavailable, "failing now, not leaving");
+}
+
+#[tokio::test(start_paused = true)]
 async fn idle_connections_send_heartbeats_and_a_silent_provider_is_disconnected() {
     let heartbeat = Duration::from_secs(1);
     let config = ChannelConfig {
