@@ -172,8 +172,10 @@ impl<P: Establish> Drop for Link<P> {
 }
 
 /// The handle a connection's tasks report through: the provider is
-/// leaving, or the connection ended. Holds the link weakly; reports about a
-/// connection that is no longer the link's current one are ignored.
+/// leaving, or the connection ended. Holds the link weakly. A report about a
+/// connection that is no longer the link's current one changes nothing,
+/// except that one saying the provider went away still marks it leaving
+/// while no newer connection is up.
 pub(crate) struct Watch<P: Establish> {
     link: Weak<Link<P>>,
     generation: u64,
