@@ -9,7 +9,6 @@ use rpc_cluster::{
     Cluster, Connect, Directory, Endpoint, FailbackConfig, LoadBalance, Mock, MockLayer, Mocks, OutlierConfig, Policy,
     Probe,
 };
-use rpc_core::protocol::Health;
 use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
@@ -641,13 +640,7 @@ impl Connector {
             TriChannel::downgrade,
         );
         let health = channel.clone();
-        Endpoint::with_health(url.clone(), BoxInvoker::always_ready(channel), move || {
-            if health.is_available() {
-                Health::Ready
-            } else {
-                Health::Unavailable
-            }
-        })
+        Endpoint::with_health(url.clone(), BoxInvoker::always_ready(channel), move || health.health())
     }
 }
 

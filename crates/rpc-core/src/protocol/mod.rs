@@ -1,19 +1,23 @@
-//! Wire protocols and the server that speaks them.
+//! Wire protocols, the server that speaks them, and what clients share.
 //!
 //! * [`server`]: the provider's [`Server`](server::Server), protocol-neutral:
 //!   listener, connection limits, first-byte sniffing, graceful shutdown. It
 //!   hands each connection to the protocol that claims it.
+//! * [`connection`]: what the client channels share: the transport
+//!   ([`connection::Connector`]), connecting and reconnecting with one
+//!   backoff, the calls in flight, and the [`Health`] the cluster reads.
 //! * [`rpc`]: the native binary protocol (Dubbo's 16-byte header): its
 //!   client [`Channel`](rpc::Channel) and its side of a server connection.
 //! * [`tri`]: Dubbo's Triple (gRPC-compatible HTTP/2, and HTTP/1.1 JSON): its
 //!   client [`TriChannel`](tri::TriChannel) and its side of a server connection.
 //!
 //! `rpc` and `tri` are leaves: neither imports the other; both serve through
-//! the seam `server` defines.
+//! the seam `server` defines and connect through `connection`.
 
 use std::time::Duration;
 
 pub(crate) mod backoff;
+pub mod connection;
 pub mod rpc;
 pub mod server;
 pub mod tri;
@@ -36,4 +40,18 @@ pub enum Health {
     /// The provider said it is shutting down: send it nothing new. It is
     /// leaving the cluster, so a broadcast does not wait for it either.
     Leaving,
+}
+
+/// The settings both channels share carry over (connect timeout, backoff,
+/// heartbeat, payload limit), so one consumer setting serves both protocols.
+impl From<rpc::ChannelConfig> for tri::TriChannelConfig {
+    fn from(config: rpc::ChannelConfig) -> Self {
+        tri::TriChannelConfig {
+            max_payload: config.max_payload,
+            heartbeat: config.heartbeat,
+            connect_timeout: config.connect_timeout,
+            backoff_initial: config.backoff_initial,
+            backoff_max: config.backoff_max,
+        }
+    }
 }

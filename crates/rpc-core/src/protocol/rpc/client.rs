@@ -1,16 +1,20 @@
 //! The client side: [`Channel`], one multiplexed connection to one provider.
+//!
+//! The connection's life (connecting, backoff, probing, the provider leaving,
+//! health) is the shared [`Link`]'s; the calls waiting for answers are an
+//! [`InFlight`] map. What is native here: the frames, the reader and writer
+//! tasks, and which outcome each call gets when its connection breaks.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
-use rustc_hash::FxHashMap;
-use tokio::net::TcpStream;
+use futures::StreamExt;
+use rustc_hash::FxHashSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -21,7 +25,9 @@ use super::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, R
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::Invocation;
 use crate::protocol::Health;
-use crate::protocol::backoff::{self, MIN_HEALTHY_LIFETIME};
+use crate::protocol::connection::in_flight::{Gate, InFlight, Registration};
+use crate::protocol::connection::link::{Connection, Establish, Link, Reconnect, Watch};
+use crate::protocol::connection::{Connector, Io, TcpConnector};
 use crate::service::{BoxFuture as ServiceFuture, Response};
 
 /// Settings of a [`Channel`].
@@ -51,6 +57,16 @@ impl Default for ChannelConfig {
     }
 }
 
+impl ChannelConfig {
+    fn reconnect(&self) -> Reconnect {
+        Reconnect {
+            connect_timeout: self.connect_timeout,
+            backoff_initial: self.backoff_initial,
+            backoff_max: self.backoff_max,
+        }
+    }
+}
+
 /// A reply frame, before it is turned into a [`Response`] or an [`RpcError`].
 #[derive(Debug)]
 struct Reply {
@@ -59,12 +75,18 @@ struct Reply {
 }
 
 type ReplyTx = oneshot::Sender<Result<Reply, RpcError>>;
+type ReplyRx = oneshot::Receiver<Result<Reply, RpcError>>;
 
-#[derive(Debug, Default)]
-struct Pending {
-    /// By request id: sequential numbers, for which SipHash is wasted work.
-    calls: FxHashMap<u64, ReplyTx>,
-    closed: bool,
+/// A call registered on a connection: its entry goes when the caller stops
+/// waiting (timeout, or the future was dropped, polled or not, e.g. by a
+/// forking cluster), so no entry outlives its caller.
+type PendingCall = Registration<Arc<Conn>, Reply>;
+
+/// The native protocol's part of a channel: its settings and request ids.
+#[derive(Debug)]
+struct Native {
+    config: ChannelConfig,
+    next_id: AtomicU64,
 }
 
 /// One live connection.
@@ -72,175 +94,154 @@ struct Pending {
 struct Conn {
     shared: Arc<ConnShared>,
     tx: mpsc::Sender<OutFrame>,
-    pending: Mutex<Pending>,
-    /// The provider said it is shutting down: send it nothing new.
+    calls: InFlight<Reply>,
+    /// The provider said it is shutting down: send it nothing new. Set under
+    /// the in-flight lock, with the gate; unlike the gate it stays set once
+    /// the connection is closed, so the link knows the provider left.
     readonly: AtomicBool,
-    /// The channel this connection belongs to, told when the provider goes read-only.
-    channel: Weak<Inner>,
-    /// When it was established, and after how many failed attempts: a
-    /// connection that dies young counts as one more (see [`backoff`]).
-    connected_at: Instant,
-    failures_before: u32,
+    /// Tells the channel's link that the provider is leaving, or that the connection ended.
+    watch: Watch<Native>,
+}
+
+impl AsRef<InFlight<Reply>> for Conn {
+    fn as_ref(&self) -> &InFlight<Reply> {
+        &self.calls
+    }
+}
+
+impl Connection for Arc<Conn> {
+    fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    fn is_leaving(&self) -> bool {
+        self.readonly.load(Ordering::Relaxed)
+    }
+
+    fn close(&self, reason: &str) {
+        self.shared.close(reason);
+    }
 }
 
 impl Conn {
-    fn usable(&self) -> bool {
-        !self.shared.is_closed() && !self.readonly.load(Ordering::Relaxed)
-    }
-
     /// Registers call `id` and queues its request, in one step under the
-    /// pending lock, which the reader also holds while it marks the
+    /// in-flight lock, which the reader also holds while it marks the
     /// connection read-only and queues its answer to that event: a request
     /// is either queued before that answer (the provider still runs it) or
     /// refused here as not sent, never queued behind it. Returns the frame
     /// back when the queue is full, for the caller to queue when room frees.
     fn send_call(&self, id: u64, tx: ReplyTx, frame: OutFrame) -> Result<Option<OutFrame>, RpcError> {
-        let mut pending = self
-            .pending
-            .lock()
-            .map_err(|_| RpcError::new(ErrorKind::Closed, "connection state lost"))?;
-        if pending.closed {
-            return Err(RpcError::new(ErrorKind::Closed, self.shared.reason()));
-        }
-        if self.readonly.load(Ordering::Relaxed) {
-            return Err(RpcError::remote(
-                Status::ChannelInactive,
-                "the provider is shutting down and accepts no new calls",
-            ));
-        }
-        match self.tx.try_send(frame) {
-            Ok(()) => {
-                pending.calls.insert(id, tx);
-                Ok(None)
-            }
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                pending.calls.insert(id, tx);
-                Ok(Some(frame))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(RpcError::new(ErrorKind::Closed, self.shared.reason())),
-        }
+        self.calls.register(
+            id,
+            tx,
+            || match self.tx.try_send(frame) {
+                Ok(()) => Ok(None),
+                Err(mpsc::error::TrySendError::Full(frame)) => Ok(Some(frame)),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    Err(RpcError::new(ErrorKind::Closed, self.shared.reason()))
+                }
+            },
+            |gate| match gate {
+                Gate::Refusing => RpcError::remote(
+                    Status::ChannelInactive,
+                    "the provider is shutting down and accepts no new calls",
+                ),
+                Gate::Open | Gate::Closed => RpcError::new(ErrorKind::Closed, self.shared.reason()),
+            },
+        )
     }
 
     /// Marks the connection read-only (the provider is shutting down) and
-    /// queues `answer` to the event, under the pending lock (see [`send_call`](Self::send_call)).
+    /// queues `answer` to the event, under the in-flight lock (see [`send_call`](Self::send_call)).
     fn mark_readonly(&self, answer: Option<OutFrame>) {
-        let _pending = self.pending.lock();
-        self.readonly.store(true, Ordering::Relaxed);
-        if let Some(answer) = answer {
-            let _ = self.tx.try_send(answer);
-        }
-    }
-
-    fn insert(&self, id: u64, tx: ReplyTx) -> bool {
-        match self.pending.lock() {
-            Ok(mut p) if !p.closed => {
-                p.calls.insert(id, tx);
-                true
+        self.calls.refuse_new(|| {
+            self.readonly.store(true, Ordering::Relaxed);
+            if let Some(answer) = answer {
+                let _ = self.tx.try_send(answer);
             }
-            _ => false,
-        }
+        });
     }
 
-    fn take(&self, id: u64) -> Option<ReplyTx> {
-        self.pending.lock().ok().and_then(|mut p| p.calls.remove(&id))
+    /// The connection's tasks are done: the calls whose requests were still
+    /// queued (`unsent`) were never written and fail as not sent
+    /// ([`ErrorKind::Closed`]); the others may have reached the provider
+    /// ([`ErrorKind::ConnectionLost`], outcome unknown).
+    fn fail_all(&self, unsent: &FxHashSet<u64>) {
+        let reason = self.shared.reason();
+        self.calls.close(|id| {
+            let kind = if unsent.contains(&id) {
+                ErrorKind::Closed
+            } else {
+                ErrorKind::ConnectionLost
+            };
+            RpcError::new(kind, reason.clone())
+        });
     }
+}
 
-    fn fail_all(&self, error: RpcError) {
-        let calls = match self.pending.lock() {
-            Ok(mut p) => {
-                p.closed = true;
-                std::mem::take(&mut p.calls)
+impl Establish for Native {
+    type Conn = Arc<Conn>;
+
+    /// Starts the connection's reader and writer tasks over `io`.
+    fn establish(
+        &self,
+        address: &str,
+        io: Io,
+        watch: Watch<Self>,
+    ) -> impl Future<Output = Result<Arc<Conn>, RpcError>> + Send {
+        let (read, write) = io.split();
+        let shared = Arc::new(ConnShared::new(address.to_string()));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let conn = Arc::new(Conn {
+            shared,
+            tx,
+            calls: InFlight::default(),
+            readonly: AtomicBool::new(false),
+            watch,
+        });
+        let heartbeat = self.config.heartbeat;
+        let writer_conn = conn.clone();
+        tokio::spawn(async move {
+            let mut rx = run_writer(write, rx, &writer_conn.shared, heartbeat).await;
+            // Frames still queued were never written: those calls were not sent.
+            let mut unsent = FxHashSet::default();
+            while let Ok(frame) = rx.try_recv() {
+                unsent.extend(frame.request_id);
             }
-            Err(_) => return,
-        };
-        for (_, tx) in calls {
-            let _ = tx.send(Err(error.clone()));
-        }
-    }
-
-    /// Fails every call waiting on this connection with `error`, leaving the
-    /// connection open: answers arriving later are dropped.
-    fn abandon_all(&self, error: &RpcError) -> usize {
-        let calls = match self.pending.lock() {
-            Ok(mut p) => std::mem::take(&mut p.calls),
-            Err(_) => return 0,
-        };
-        let count = calls.len();
-        for (_, tx) in calls {
-            let _ = tx.send(Err(error.clone()));
-        }
-        count
-    }
-
-    fn in_flight(&self) -> usize {
-        self.pending.lock().map(|p| p.calls.len()).unwrap_or(0)
-    }
-}
-
-/// A call registered as pending on a connection: removes the entry when the
-/// caller stops waiting (timeout, or the future was dropped, polled or not,
-/// e.g. by a forking cluster), so no entry outlives its caller.
-struct PendingCall {
-    conn: Arc<Conn>,
-    id: u64,
-    /// Cleared once the reader has taken the entry.
-    armed: bool,
-}
-
-impl Drop for PendingCall {
-    fn drop(&mut self) {
-        if self.armed {
-            self.conn.take(self.id);
-        }
-    }
-}
-
-type ConnectFuture = Shared<BoxFuture<'static, Result<Arc<Conn>, RpcError>>>;
-
-enum State {
-    Idle,
-    Connecting(ConnectFuture),
-    Connected(Arc<Conn>),
-    Backoff {
-        until: Instant,
-        failures: u32,
-        error: RpcError,
-    },
-}
-
-/// [`State`] as a number, readable without the lock.
-struct Phase;
-
-impl Phase {
-    const IDLE: u8 = 0;
-    const CONNECTING: u8 = 1;
-    const CONNECTED: u8 = 2;
-    const BACKOFF: u8 = 3;
-    /// Connected, and the provider said it is shutting down.
-    const LEAVING: u8 = 4;
-}
-
-struct Inner {
-    address: String,
-    config: ChannelConfig,
-    state: Mutex<State>,
-    /// What `state` is, for health checks that take no lock (see [`Phase`]).
-    phase: AtomicU8,
-    /// The last connection closed after the provider said it was shutting
-    /// down, and no new one has been made since: it is leaving, not failing.
-    left: AtomicBool,
-    /// Woken by [`Channel::abandon_in_flight`]: calls waiting for a connection give up.
-    abandoned: tokio::sync::Notify,
-    next_id: AtomicU64,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // The connection's tasks hold the connection, not the channel: close it
-        // when the last handle to the channel goes, or it would live on.
-        if let Ok(State::Connected(conn)) = self.state.get_mut().map(|s| &*s) {
-            conn.shared.close("channel dropped");
-        }
+            writer_conn.fail_all(&unsent);
+            writer_conn.watch.ended(false, &writer_conn.shared.reason());
+        });
+        let reader_conn = conn.clone();
+        let max_payload = self.config.max_payload;
+        tokio::spawn(async move {
+            let mut frames = FramedRead::new(read, FrameCodec::new(max_payload));
+            let shared = &reader_conn.shared;
+            // Made once: a new one per frame would register with the token under a lock.
+            let closed = shared.close.cancelled();
+            tokio::pin!(closed);
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    item = frames.next() => item,
+                    _ = &mut closed => break,
+                };
+                match item {
+                    Some(Ok(decoded)) => {
+                        shared.touch();
+                        on_frame(&reader_conn, decoded);
+                    }
+                    Some(Err(e)) => {
+                        shared.close(format!("cannot read from provider {}: {e}", shared.peer));
+                        break;
+                    }
+                    None => {
+                        shared.close(format!("provider {} closed the connection", shared.peer));
+                        break;
+                    }
+                }
+            }
+        });
+        std::future::ready(Ok(conn))
     }
 }
 
@@ -259,13 +260,13 @@ impl Drop for Inner {
 /// connection closes when the last handle to the channel is dropped.
 #[derive(Clone)]
 pub struct Channel {
-    inner: Arc<Inner>,
+    link: Arc<Link<Native>>,
 }
 
 impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Channel")
-            .field("address", &self.inner.address)
+            .field("address", &self.link.address())
             .finish_non_exhaustive()
     }
 }
@@ -273,21 +274,13 @@ impl fmt::Debug for Channel {
 /// A handle to a [`Channel`] that does not keep it alive.
 #[derive(Clone, Debug, Default)]
 pub struct WeakChannel {
-    inner: Weak<Inner>,
+    link: Weak<Link<Native>>,
 }
 
 impl WeakChannel {
     /// The channel, if any handle to it is still alive.
     pub fn upgrade(&self) -> Option<Channel> {
-        self.inner.upgrade().map(|inner| Channel { inner })
-    }
-}
-
-impl fmt::Debug for Inner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Inner")
-            .field("address", &self.address)
-            .finish_non_exhaustive()
+        self.link.upgrade().map(|link| Channel { link })
     }
 }
 
@@ -295,42 +288,43 @@ impl Channel {
     /// A handle that does not keep the channel (and its connection) alive.
     pub fn downgrade(&self) -> WeakChannel {
         WeakChannel {
-            inner: Arc::downgrade(&self.inner),
+            link: Arc::downgrade(&self.link),
         }
     }
 
-    /// A channel to `address` (`host:port`). Nothing is connected until the first call.
+    /// A channel to `address` (`host:port`) over TCP. Nothing is connected until the first call.
     pub fn new(address: impl Into<String>, config: ChannelConfig) -> Self {
+        Channel::with_connector(address, config, Arc::new(TcpConnector))
+    }
+
+    /// A channel to `address` whose connections `connector` opens (each
+    /// attempt bounded by [`ChannelConfig::connect_timeout`]): a custom
+    /// transport, or an in-memory one in tests. Nothing is connected until
+    /// the first call.
+    pub fn with_connector(address: impl Into<String>, config: ChannelConfig, connector: Arc<dyn Connector>) -> Self {
+        let reconnect = config.reconnect();
+        let native = Native {
+            config,
+            next_id: AtomicU64::new(1),
+        };
         Channel {
-            inner: Arc::new(Inner {
-                address: address.into(),
-                config,
-                state: Mutex::new(State::Idle),
-                phase: AtomicU8::new(Phase::IDLE),
-                left: AtomicBool::new(false),
-                abandoned: tokio::sync::Notify::new(),
-                next_id: AtomicU64::new(1),
-            }),
+            link: Arc::new(Link::new(address.into(), reconnect, connector, native)),
         }
     }
 
     /// The provider address.
     pub fn address(&self) -> &str {
-        &self.inner.address
+        self.link.address()
     }
 
     /// Whether the channel is connected and the provider accepts new calls.
     pub fn is_connected(&self) -> bool {
-        matches!(&*self.lock_state(), State::Connected(c) if c.usable())
+        self.link.current().is_some()
     }
 
     /// Whether the last connection attempt failed and the channel is waiting to retry.
     pub fn is_backing_off(&self) -> bool {
-        // Connected (the common case): no lock, no clock.
-        if self.inner.phase.load(Ordering::Acquire) != Phase::BACKOFF {
-            return false;
-        }
-        matches!(&*self.lock_state(), State::Backoff { until, .. } if *until > Instant::now())
+        self.link.is_backing_off()
     }
 
     /// Whether new calls should come here: [`Health::Ready`] when connected
@@ -340,22 +334,12 @@ impl Channel {
     /// down, until a new connection is made (after a restart). Takes no lock
     /// when connected.
     pub fn health(&self) -> Health {
-        match self.inner.phase.load(Ordering::Acquire) {
-            Phase::CONNECTED => Health::Ready,
-            _ if self.inner.left.load(Ordering::Relaxed) => Health::Leaving,
-            Phase::IDLE => Health::Ready,
-            Phase::LEAVING => Health::Leaving,
-            Phase::BACKOFF if !self.is_backing_off() => Health::Ready,
-            _ => Health::Unavailable,
-        }
+        self.link.health()
     }
 
     /// Calls waiting for a response on the current connection.
     pub fn in_flight(&self) -> usize {
-        match &*self.lock_state() {
-            State::Connected(c) => c.in_flight(),
-            _ => 0,
-        }
+        self.link.connected().map_or(0, |conn| conn.calls.len())
     }
 
     /// Fails the calls waiting for answers on the current connection now, as
@@ -367,118 +351,49 @@ impl Channel {
     pub fn abandon_in_flight(&self, reason: &str) -> usize {
         // Calls still waiting for a connection (to a host that does not
         // answer its SYNs, say) give up too, not sent.
-        self.inner.abandoned.notify_waiters();
-        let conn = match &*self.lock_state() {
-            State::Connected(conn) => conn.clone(),
-            _ => return 0,
-        };
-        let error = RpcError::new(ErrorKind::Timeout, reason.to_string()).with_address(&self.inner.address);
-        conn.abandon_all(&error)
+        self.link.abandon_waiters();
+        let Some(conn) = self.link.connected() else { return 0 };
+        let error = RpcError::new(ErrorKind::Timeout, reason.to_string()).with_address(self.link.address());
+        conn.calls.abandon(&error)
     }
 
     /// Whether the provider answers a heartbeat within `timeout` on the
     /// current connection (false when not connected): proof it is alive
     /// that risks no call.
     pub async fn ping(&self, timeout: Duration) -> bool {
-        let conn = match &*self.lock_state() {
-            State::Connected(conn) => conn.clone(),
-            _ => return false,
+        let Some(conn) = self.link.connected() else {
+            return false;
         };
         let id = conn.shared.next_event_id();
         let (tx, rx) = oneshot::channel();
-        if !conn.insert(id, tx) {
+        // An event, not a call: a provider that is leaving still answers it.
+        if !conn.calls.expect(id, tx) {
             return false;
         }
-        let mut call = PendingCall { conn, id, armed: true };
-        if call.conn.tx.try_send(OutFrame::event(id, true, true, b"")).is_err() {
+        let mut call = PendingCall::new(conn, id);
+        if call.owner().tx.try_send(OutFrame::event(id, true, true, b"")).is_err() {
             return false;
         }
         let answered = matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(Ok(_))));
-        call.armed = !answered;
+        if answered {
+            call.disarm();
+        }
         answered
     }
 
     /// Closes the current connection, failing its in-flight calls. The next call reconnects.
     pub fn disconnect(&self) {
-        let old = {
-            let mut state = self.lock_state();
-            self.inner.phase.store(Phase::IDLE, Ordering::Release);
-            std::mem::replace(&mut *state, State::Idle)
-        };
-        if let State::Connected(conn) = old {
-            conn.shared.close("closed by the client");
-        }
-    }
-
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.lock_state()
+        self.link.disconnect("closed by the client");
     }
 
     /// The live connection, connecting if needed.
     async fn connection(&self, deadline: Option<Instant>) -> Result<Arc<Conn>, RpcError> {
-        let connecting = {
-            let mut state = self.lock_state();
-            match &*state {
-                State::Connected(conn) if conn.usable() => return Ok(conn.clone()),
-                State::Connected(conn) if conn.readonly.load(Ordering::Relaxed) && !conn.shared.is_closed() => {
-                    return Err(RpcError::remote(
-                        Status::ChannelInactive,
-                        "the provider is shutting down and accepts no new calls",
-                    ));
-                }
-                State::Backoff { until, error, failures } if *until > Instant::now() => {
-                    return Err(RpcError::new(
-                        ErrorKind::Connect,
-                        format!(
-                            "not reconnecting for another {} ms after {failures} failed attempt(s); last: {}",
-                            until.saturating_duration_since(Instant::now()).as_millis(),
-                            error.message()
-                        ),
-                    ));
-                }
-                State::Connecting(fut) => fut.clone(),
-                _ => {
-                    let failures = match &*state {
-                        State::Backoff { failures, .. } => *failures,
-                        _ => 0,
-                    };
-                    let fut = connect(Arc::downgrade(&self.inner), failures).boxed().shared();
-                    *state = State::Connecting(fut.clone());
-                    self.inner.phase.store(Phase::CONNECTING, Ordering::Release);
-                    fut
-                }
-            }
-        };
-        // Calls waiting for the connection give up when the channel's calls
-        // are abandoned (the provider is stalled): they were never sent.
-        let abandoned = self.inner.abandoned.notified();
-        let waited = async {
-            tokio::select! {
-                connected = connecting => connected,
-                _ = abandoned => Err(RpcError::new(
-                    ErrorKind::Connect,
-                    format!("gave up connecting to {}: the provider does not answer", self.inner.address),
-                )),
-            }
-        };
-        match deadline {
-            // Still connecting at the deadline: the request was never written.
-            Some(deadline) => tokio::time::timeout_at(deadline, waited).await.unwrap_or_else(|_| {
-                Err(RpcError::new(
-                    ErrorKind::Connect,
-                    format!("no connection to {} before the call's deadline", self.inner.address),
-                ))
-            }),
-            None => waited.await,
-        }
+        self.link.get(deadline).await
     }
 
     /// The current connection, when it is up and takes new calls.
     fn connected(&self) -> Option<Arc<Conn>> {
-        match &*self.lock_state() {
-            State::Connected(conn) if conn.usable() => Some(conn.clone()),
-            _ => None,
-        }
+        self.link.current()
     }
 
     /// The call, when the connection is up: encoded, registered and queued
@@ -503,7 +418,7 @@ impl Channel {
         });
         let (timeout_ms, id, frame, tx, rx) = match prepared {
             Ok(prepared) => prepared,
-            Err(e) => return Some(Box::pin(std::future::ready(Err(decorate(e, &self.inner.address))))),
+            Err(e) => return Some(Box::pin(std::future::ready(Err(decorate(e, self.link.address()))))),
         };
         // Encoded now; registered and queued on the first poll: nothing is
         // sent (and no entry is left) for a future dropped unpolled.
@@ -512,9 +427,9 @@ impl Channel {
                 Ok(queued) => queued,
                 Err(e) => return Err(decorate(e, &conn.shared.peer)),
             };
-            let mut call = PendingCall { conn, id, armed: true };
+            let mut call = PendingCall::new(conn, id);
             let result = exchange(&mut call, queued, rx, deadline, timeout_ms).await;
-            result.map_err(|e| decorate(e, &call.conn.shared.peer))
+            result.map_err(|e| decorate(e, &call.owner().shared.peer))
         }))
     }
 
@@ -523,7 +438,7 @@ impl Channel {
         result.map_err(|e| {
             e.with_service(invocation.service())
                 .with_method(invocation.method())
-                .with_address(self.inner.address.clone())
+                .with_address(self.link.address())
         })
     }
 
@@ -533,7 +448,7 @@ impl Channel {
         let conn = self.connection(deadline).await?;
         let (id, frame, tx, rx) = self.prepare(invocation, timeout_ms)?;
         let frame = conn.send_call(id, tx, frame)?;
-        let mut call = PendingCall { conn, id, armed: true };
+        let mut call = PendingCall::new(conn, id);
         exchange(&mut call, frame, rx, deadline, timeout_ms).await
     }
 
@@ -543,7 +458,8 @@ impl Channel {
         invocation: &Invocation,
         timeout_ms: Option<u64>,
     ) -> Result<(u64, OutFrame, ReplyTx, ReplyRx), RpcError> {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let native = self.link.protocol();
+        let id = native.next_id.fetch_add(1, Ordering::Relaxed);
         let key = invocation.service();
         let meta = RequestMetaRef {
             service: key.interface(),
@@ -556,12 +472,12 @@ impl Channel {
         let frame = OutFrame::request(id, true, invocation.serialization(), &meta, invocation.args().clone())
             .map_err(|e| RpcError::new(ErrorKind::Encode, format!("cannot encode the request: {e}")))?;
         let body_len = frame.len() - super::frame::HEADER_LEN;
-        if body_len > self.inner.config.max_payload {
+        if body_len > native.config.max_payload {
             return Err(RpcError::new(
                 ErrorKind::PayloadTooLarge,
                 format!(
                     "request body of {body_len} bytes exceeds the payload limit of {} bytes",
-                    self.inner.config.max_payload
+                    native.config.max_payload
                 ),
             ));
         }
@@ -569,8 +485,6 @@ impl Channel {
         Ok((id, frame, tx, rx))
     }
 }
-
-type ReplyRx = oneshot::Receiver<Result<Reply, RpcError>>;
 
 /// Milliseconds left before `deadline`, for the provider (at least 1: 0
 /// would mean none); an error when it has passed.
@@ -588,7 +502,7 @@ fn time_left(deadline: Option<Instant>) -> Result<Option<u64>, RpcError> {
 }
 
 /// Queues `frame` (unless it is queued already) and waits for the reply to
-/// call `id`, until `deadline`.
+/// the call, until `deadline`.
 async fn exchange(
     call: &mut PendingCall,
     frame: Option<OutFrame>,
@@ -596,7 +510,7 @@ async fn exchange(
     deadline: Option<Instant>,
     timeout_ms: Option<u64>,
 ) -> Result<Response, RpcError> {
-    let conn = &*call.conn;
+    let conn = &**call.owner();
     if let Some(frame) = frame {
         // The queue was full (rare): wait for room, boxed so that the common
         // path's future stays small.
@@ -626,11 +540,11 @@ async fn exchange(
         })?,
         None => rx.await,
     };
-    // Answered: the reader already removed the entry.
-    call.armed = false;
+    // Answered: whoever ended the call already removed the entry.
+    call.disarm();
     let reply = match reply {
         Ok(reply) => reply?,
-        Err(_) => return Err(RpcError::new(ErrorKind::ConnectionLost, conn.shared.reason())),
+        Err(_) => return Err(RpcError::new(ErrorKind::ConnectionLost, call.owner().shared.reason())),
     };
     reply_result(reply.status, reply.body)
 }
@@ -645,198 +559,18 @@ pub(crate) fn reply_result(status: u8, body: Bytes) -> Result<Response, RpcError
     }
 }
 
-/// Opens a connection and starts its reader and writer. Holds the channel
-/// weakly: an abandoned attempt must not keep a dropped channel alive.
-async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Arc<Conn>, RpcError> {
-    let dropped = || RpcError::new(ErrorKind::Closed, "the channel was dropped");
-    let (address, config) = match channel.upgrade() {
-        Some(inner) => (inner.address.clone(), inner.config.clone()),
-        None => return Err(dropped()),
-    };
-    let attempt = tokio::time::timeout(config.connect_timeout, TcpStream::connect(&address)).await;
-    let stream = match attempt {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            let error = RpcError::new(ErrorKind::Connect, e.to_string());
-            return Err(channel
-                .upgrade()
-                .map_or_else(dropped, |inner| inner.connect_failed(failures, error)));
-        }
-        Err(_) => {
-            let error = RpcError::new(
-                ErrorKind::Connect,
-                format!("no connection within {} ms", config.connect_timeout.as_millis()),
-            );
-            return Err(channel
-                .upgrade()
-                .map_or_else(dropped, |inner| inner.connect_failed(failures, error)));
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
-    let shared = Arc::new(ConnShared::new(address.clone()));
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let conn = Arc::new(Conn {
-        shared: shared.clone(),
-        tx,
-        pending: Mutex::default(),
-        readonly: AtomicBool::new(false),
-        channel: channel.clone(),
-        connected_at: Instant::now(),
-        failures_before: failures,
-    });
-    let heartbeat = config.heartbeat;
-    let writer_conn = conn.clone();
-    let writer_channel = channel.clone();
-    tokio::spawn(async move {
-        let mut rx = run_writer(write, rx, &writer_conn.shared, heartbeat).await;
-        // Frames still queued were never written: those calls were not sent.
-        while let Ok(frame) = rx.try_recv() {
-            if let Some(tx) = frame.request_id.and_then(|id| writer_conn.take(id)) {
-                let _ = tx.send(Err(RpcError::new(ErrorKind::Closed, writer_conn.shared.reason())));
-            }
-        }
-        writer_conn.fail_all(RpcError::new(ErrorKind::ConnectionLost, writer_conn.shared.reason()));
-        on_connection_lost(&writer_channel, &writer_conn);
-    });
-    let reader_conn = conn.clone();
-    let max_payload = config.max_payload;
-    tokio::spawn(async move {
-        let mut frames = FramedRead::new(read, FrameCodec::new(max_payload));
-        let shared = &reader_conn.shared;
-        // Made once: a new one per frame would register with the token under a lock.
-        let closed = shared.close.cancelled();
-        tokio::pin!(closed);
-        loop {
-            let item = tokio::select! {
-                biased;
-                item = frames.next() => item,
-                _ = &mut closed => break,
-            };
-            match item {
-                Some(Ok(decoded)) => {
-                    shared.touch();
-                    on_frame(&reader_conn, decoded);
-                }
-                Some(Err(e)) => {
-                    shared.close(format!("cannot read from provider {}: {e}", shared.peer));
-                    break;
-                }
-                None => {
-                    shared.close(format!("provider {} closed the connection", shared.peer));
-                    break;
-                }
-            }
-        }
-    });
-    tracing::debug!(%address, "connected");
-    match channel.upgrade() {
-        Some(inner) => {
-            let mut state = inner.lock_state();
-            *state = State::Connected(conn.clone());
-            inner.phase.store(Phase::CONNECTED, Ordering::Release);
-            inner.left.store(false, Ordering::Relaxed);
-        }
-        None => conn.shared.close("the channel was dropped"),
-    }
-    Ok(conn)
-}
-
-impl Inner {
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave State inconsistent: every
-        // transition is a single assignment.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn connect_failed(&self, failures: u32, error: RpcError) -> RpcError {
-        let config = &self.config;
-        let failures = failures.saturating_add(1);
-        let backoff = backoff::delay(config.backoff_initial, config.backoff_max, failures);
-        tracing::debug!(address = %self.address, failures, backoff_ms = backoff.as_millis() as u64, %error, "connect failed");
-        let mut state = self.lock_state();
-        *state = State::Backoff {
-            until: Instant::now() + backoff,
-            failures,
-            error: error.clone(),
-        };
-        self.phase.store(Phase::BACKOFF, Ordering::Release);
-        drop(state);
-        error
-    }
-}
-
-/// After a connection breaks, probe the provider in the background (with the
-/// channel's backoff) until it answers or the channel is dropped, so that a
-/// dead provider is known to be down before any call is sent to it, and a
-/// returning one is found again.
-fn on_connection_lost(channel: &Weak<Inner>, conn: &Arc<Conn>) {
-    let Some(inner) = channel.upgrade() else { return };
-    {
-        let mut state = inner.lock_state();
-        // Only when this connection was the channel's current one (not after disconnect()).
-        if !matches!(&*state, State::Connected(current) if Arc::ptr_eq(current, conn)) {
-            return;
-        }
-        if conn.readonly.load(Ordering::Relaxed) {
-            inner.left.store(true, Ordering::Relaxed);
-        }
-        let lived = conn.connected_at.elapsed();
-        if lived < MIN_HEALTHY_LIFETIME && !conn.readonly.load(Ordering::Relaxed) {
-            // A peer that accepts and closes at once (at its connection
-            // limit, a proxy without a backend): a failed attempt, backed off.
-            let failures = conn.failures_before.saturating_add(1);
-            let wait = backoff::delay(inner.config.backoff_initial, inner.config.backoff_max, failures);
-            *state = State::Backoff {
-                until: Instant::now() + wait,
-                failures,
-                error: RpcError::new(
-                    ErrorKind::Connect,
-                    format!(
-                        "the connection closed {} ms after it was made: {}",
-                        lived.as_millis(),
-                        conn.shared.reason()
-                    ),
-                ),
-            };
-            inner.phase.store(Phase::BACKOFF, Ordering::Release);
-        } else {
-            *state = State::Idle;
-            inner.phase.store(Phase::IDLE, Ordering::Release);
-        }
-    }
-    tracing::debug!(address = %inner.address, reason = %conn.shared.reason(), "connection lost; probing the provider");
-    let channel = channel.clone();
-    tokio::spawn(async move {
-        loop {
-            let Some(inner) = channel.upgrade() else { return };
-            let handle = Channel { inner };
-            if handle.connection(None).await.is_ok() {
-                return;
-            }
-            let wait = match &*handle.lock_state() {
-                State::Backoff { until, .. } => until.saturating_duration_since(Instant::now()),
-                State::Connected(_) => return,
-                _ => handle.inner.config.backoff_initial,
-            };
-            // Hold the channel only weakly while waiting.
-            drop(handle);
-            tokio::time::sleep(wait).await;
-        }
-    });
-}
-
 fn on_frame(conn: &Conn, decoded: Decoded) {
     let (header, body) = match decoded {
         Decoded::Frame(header, body) => (header, body),
         Decoded::Oversized(header) => {
-            if !header.is_request()
-                && let Some(tx) = conn.take(header.id)
-            {
-                let _ = tx.send(Err(RpcError::new(
-                    ErrorKind::Decode,
-                    format!("response of {} bytes exceeds the payload limit", header.body_len),
-                )));
+            if !header.is_request() {
+                conn.calls.fail(
+                    header.id,
+                    RpcError::new(
+                        ErrorKind::Decode,
+                        format!("response of {} bytes exceeds the payload limit", header.body_len),
+                    ),
+                );
             }
             return;
         }
@@ -850,23 +584,26 @@ fn on_frame(conn: &Conn, decoded: Decoded) {
         tracing::debug!(peer = %conn.shared.peer, id = header.id, "ignoring a request from a provider");
         return;
     }
-    if let Some(tx) = conn.take(header.id) {
-        let _ = tx.send(Ok(Reply {
+    // An answer nobody waits for (given up, abandoned, or never asked) is dropped.
+    conn.calls.complete(
+        header.id,
+        Ok(Reply {
             status: header.status,
             body,
-        }));
-    }
+        }),
+    );
 }
 
 fn on_event(conn: &Conn, header: &Header, body: &Bytes) {
     if !header.is_request() {
         // A heartbeat answer: touch() already recorded it; a ping waits for some.
-        if let Some(tx) = conn.take(header.id) {
-            let _ = tx.send(Ok(Reply {
+        conn.calls.complete(
+            header.id,
+            Ok(Reply {
                 status: header.status,
                 body: body.clone(),
-            }));
-        }
+            }),
+        );
         return;
     }
     let answer = header
@@ -879,15 +616,10 @@ fn on_event(conn: &Conn, header: &Header, body: &Bytes) {
         return;
     }
     tracing::info!(peer = %conn.shared.peer, "provider is shutting down; no new calls go to it");
-    if let Some(inner) = conn.channel.upgrade() {
-        let state = inner.lock_state();
-        if matches!(&*state, State::Connected(current) if std::ptr::eq(&**current, conn)) {
-            inner.phase.store(Phase::LEAVING, Ordering::Release);
-        }
-    }
     // Requests queued before the answer reach the provider before it: it runs
     // them. None is queued after it.
     conn.mark_readonly(answer);
+    conn.watch.leaving();
 }
 
 impl tower::Service<Invocation> for Channel {
@@ -906,3 +638,6 @@ impl tower::Service<Invocation> for Channel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

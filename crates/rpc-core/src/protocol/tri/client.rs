@@ -1,14 +1,19 @@
 //! The consumer side of Triple: [`TriChannel`], one HTTP/2 connection per
 //! provider address carrying many concurrent calls.
 //!
-//! Connecting: the first call that finds no connection starts one attempt (a
-//! task of its own, bounded by the connect timeout); every call meanwhile
-//! waits for that same attempt, each only until its own deadline, and no lock
-//! is held while it runs. A failed attempt, or a connection that dies younger
-//! than a minimum healthy lifetime (1 s), puts the channel in backoff
-//! (exponential from `ChannelConfig::backoff_initial` to `backoff_max`,
-//! jittered): calls fail at once, not sent, until it is over. So a peer that
-//! accepts connections and closes them at once is not hammered.
+//! The connection's life is the shared connection layer's
+//! ([`connection`](crate::protocol::connection)), as for the native channel:
+//! the first call that finds no connection starts one attempt (a task of its
+//! own, bounded by the connect timeout); every call meanwhile waits for that
+//! same attempt, each only until its own deadline, and no lock is held while
+//! it runs. A failed attempt, or a connection that dies younger than a
+//! minimum healthy lifetime (1 s), puts the channel in backoff (exponential
+//! from [`TriChannelConfig::backoff_initial`] to `backoff_max`, jittered):
+//! calls fail at once, not sent, until it is over. So a peer that accepts
+//! connections and closes them at once is not hammered. After a connection
+//! ends the channel reconnects in the background, with the same backoff; one
+//! ended by the provider's GOAWAY makes the channel [`Health::Leaving`] until
+//! a new connection is made.
 //!
 //! Outcomes: a call whose request was never handed to the connection is
 //! not-sent, whatever ended it. `UNAVAILABLE`, `RESOURCE_EXHAUSTED` and HTTP
@@ -18,257 +23,294 @@
 //! run (an unknown outcome).
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::FutureExt;
-use futures::future::{BoxFuture as SharedBoxFuture, Shared};
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, TE, USER_AGENT};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, code};
 use super::headers;
 use crate::error::{ErrorKind, Outcome, RpcError};
 use crate::invocation::Invocation;
-use crate::protocol::backoff::{self, MIN_HEALTHY_LIFETIME};
-use crate::protocol::rpc::ChannelConfig;
+use crate::protocol::Health;
+use crate::protocol::connection::in_flight::{InFlight, Registration};
+use crate::protocol::connection::link::{Connection, Establish, Link, Reconnect, Watch};
+use crate::protocol::connection::{Connector, Io, TcpConnector};
 use crate::serialization::Serialization;
 use crate::service::{BoxFuture, Response};
 
 type Sender = http2::SendRequest<Full<Bytes>>;
-type Attempt = Shared<SharedBoxFuture<'static, Result<Sender, RpcError>>>;
+
+/// Settings of a [`TriChannel`].
+///
+/// A native [`ChannelConfig`](crate::protocol::rpc::ChannelConfig) converts
+/// into one (`TriChannelConfig::from`), field for field, which is how a
+/// consumer's one channel setting applies to both protocols.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriChannelConfig {
+    /// Largest message sent or accepted, without its 5-byte gRPC prefix (default 8 MiB).
+    pub max_payload: usize,
+    /// HTTP/2 PING interval while calls are open; a provider that does not
+    /// answer one within two intervals is disconnected (default 30 s).
+    pub heartbeat: Duration,
+    /// Longest a connection attempt (TCP and the HTTP/2 handshake) may take
+    /// (default 3 s; a call's deadline may cut its wait shorter).
+    pub connect_timeout: Duration,
+    /// First delay before reconnecting after a failed attempt (default 100 ms); doubles per failure.
+    pub backoff_initial: Duration,
+    /// Longest delay between reconnection attempts (default 5 s).
+    pub backoff_max: Duration,
+}
+
+impl Default for TriChannelConfig {
+    fn default() -> Self {
+        TriChannelConfig {
+            max_payload: 8 * 1024 * 1024,
+            heartbeat: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(3),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl TriChannelConfig {
+    fn reconnect(&self) -> Reconnect {
+        Reconnect {
+            connect_timeout: self.connect_timeout,
+            backoff_initial: self.backoff_initial,
+            backoff_max: self.backoff_max,
+        }
+    }
+}
 
 /// A lazily connected HTTP/2 channel to one Triple provider. Cloning shares
-/// the connection; a lost connection is re-established on the next call,
-/// after a backoff when connecting failed or the connection died young.
+/// the connection; a lost connection is re-established in the background and
+/// on the next call, after a backoff when connecting failed or the
+/// connection died young.
 #[derive(Clone)]
 pub struct TriChannel {
-    inner: Arc<Inner>,
+    link: Arc<Link<Triple>>,
 }
 
 /// A [`TriChannel`] held without keeping it open.
 #[derive(Clone, Debug)]
 pub struct WeakTriChannel {
-    inner: Weak<Inner>,
+    link: Weak<Link<Triple>>,
 }
 
 impl WeakTriChannel {
     /// The channel, if someone still holds it.
     pub fn upgrade(&self) -> Option<TriChannel> {
-        self.inner.upgrade().map(|inner| TriChannel { inner })
+        self.link.upgrade().map(|link| TriChannel { link })
     }
-}
-
-struct Inner {
-    address: String,
-    authority: String,
-    config: ChannelConfig,
-    /// Never held across an await.
-    state: Mutex<State>,
-}
-
-/// Where the channel's connection stands. `failures` counts failed attempts
-/// and young deaths since the last healthy connection.
-enum State {
-    /// No connection; the next call connects.
-    Idle {
-        failures: u32,
-        /// The last connection ended because the provider went away (GOAWAY).
-        went_away: bool,
-    },
-    /// An attempt is under way; calls wait for it.
-    Connecting { attempt: Attempt },
-    /// Connected since `since`; `id` tells this connection from later ones.
-    Connected {
-        sender: Sender,
-        since: Instant,
-        id: u64,
-        failures: u32,
-    },
-    /// Not connecting before `until`.
-    Backoff {
-        until: Instant,
-        failures: u32,
-        error: RpcError,
-    },
 }
 
 impl fmt::Debug for TriChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TriChannel")
-            .field("address", &self.inner.address)
+            .field("address", &self.link.address())
             .finish()
     }
 }
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Every transition is one assignment: a panic elsewhere cannot leave it half-made.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Triple's part of a channel: its settings, and numbers for the calls it
+/// tracks in flight.
+#[derive(Debug)]
+struct Triple {
+    config: TriChannelConfig,
+    authority: String,
+    next_id: AtomicU64,
+}
+
+/// One HTTP/2 connection.
+#[derive(Debug)]
+struct TriConn {
+    sender: Sender,
+    /// Cancelled to close the connection (its driver task drops it).
+    close: CancellationToken,
+    /// The connection ended cleanly: hyper does so only after the provider's GOAWAY.
+    went_away: AtomicBool,
+    /// The calls waiting for their answers, which
+    /// [`abandon_in_flight`](TriChannel::abandon_in_flight) can end.
+    calls: InFlight<()>,
+}
+
+impl AsRef<InFlight<()>> for TriConn {
+    fn as_ref(&self) -> &InFlight<()> {
+        &self.calls
+    }
+}
+
+impl Connection for Arc<TriConn> {
+    fn is_closed(&self) -> bool {
+        self.close.is_cancelled() || self.sender.is_closed()
     }
 
-    /// The state after a connection that lived since `since` ended: a young
-    /// death is one more failure (and a backoff), a healthy life resets the count.
-    fn after_connection(&self, since: Instant, failures: u32, went_away: bool, why: &str) -> State {
-        let lived = since.elapsed();
-        if lived >= MIN_HEALTHY_LIFETIME {
-            return State::Idle { failures: 0, went_away };
-        }
-        let failures = failures.saturating_add(1);
-        let wait = backoff::delay(self.config.backoff_initial, self.config.backoff_max, failures);
-        tracing::debug!(address = %self.address, lived_ms = lived.as_millis() as u64, failures, wait_ms = wait.as_millis() as u64, "tri connection died young; backing off");
-        State::Backoff {
-            until: Instant::now() + wait,
-            failures,
-            error: RpcError::new(
-                ErrorKind::Connect,
-                format!(
-                    "the connection to {} ended {} ms after it was made: {why}",
-                    self.address,
-                    lived.as_millis()
-                ),
-            ),
+    fn is_leaving(&self) -> bool {
+        // hyper reports a GOAWAY on a connection that still has streams open
+        // only when that connection ends.
+        self.went_away.load(Ordering::Relaxed)
+    }
+
+    fn close(&self, _reason: &str) {
+        self.close.cancel();
+    }
+}
+
+impl Establish for Triple {
+    type Conn = Arc<TriConn>;
+
+    /// The HTTP/2 handshake over `io`, then a task that drives the connection
+    /// until it ends or is closed, and reports how it ended.
+    fn establish(
+        &self,
+        address: &str,
+        io: Io,
+        watch: Watch<Self>,
+    ) -> impl Future<Output = Result<Arc<TriConn>, RpcError>> + Send {
+        let heartbeat = self.config.heartbeat;
+        let address = address.to_string();
+        async move {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(heartbeat)
+                .keep_alive_timeout(heartbeat.saturating_mul(2))
+                .keep_alive_while_idle(false)
+                .max_header_list_size(super::server::MAX_HEADER_LIST_SIZE)
+                .handshake(TokioIo::new(io))
+                .await
+                .map_err(|e| RpcError::new(ErrorKind::Connect, format!("cannot connect to {address}: {e}")))?;
+            let conn = Arc::new(TriConn {
+                sender,
+                close: CancellationToken::new(),
+                went_away: AtomicBool::new(false),
+                calls: InFlight::default(),
+            });
+            let driven = conn.clone();
+            tokio::spawn(async move {
+                let ended = tokio::select! {
+                    ended = connection => Some(ended),
+                    _ = driven.close.cancelled() => None,
+                };
+                let (went_away, why) = match ended {
+                    Some(Ok(())) => (true, "the provider went away (GOAWAY)".to_string()),
+                    Some(Err(e)) => (false, e.to_string()),
+                    None => (false, "closed by the client".to_string()),
+                };
+                driven.went_away.store(went_away, Ordering::Relaxed);
+                // The sender reports closed from now on, whatever ended the connection.
+                driven.close.cancel();
+                watch.ended(went_away, &why);
+            });
+            Ok(conn)
         }
     }
 }
 
-/// Tells apart the connections a channel makes.
-static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
 impl TriChannel {
-    /// A channel to `address` (`host:port`). Nothing is connected until the first call.
-    pub fn new(address: impl Into<String>, config: ChannelConfig) -> Self {
+    /// A channel to `address` (`host:port`) over TCP. Nothing is connected
+    /// until the first call. `config` is a [`TriChannelConfig`], or a native
+    /// [`ChannelConfig`](crate::protocol::rpc::ChannelConfig) whose settings carry over.
+    pub fn new(address: impl Into<String>, config: impl Into<TriChannelConfig>) -> Self {
+        TriChannel::with_connector(address, config, Arc::new(TcpConnector))
+    }
+
+    /// A channel to `address` whose connections `connector` opens (each
+    /// attempt, HTTP/2 handshake included, bounded by
+    /// [`TriChannelConfig::connect_timeout`]); `address` is also the
+    /// requests' authority. Nothing is connected until the first call.
+    pub fn with_connector(
+        address: impl Into<String>,
+        config: impl Into<TriChannelConfig>,
+        connector: Arc<dyn Connector>,
+    ) -> Self {
         let address = address.into();
+        let config = config.into();
+        let reconnect = config.reconnect();
+        let triple = Triple {
+            config,
+            authority: address.clone(),
+            next_id: AtomicU64::new(1),
+        };
         TriChannel {
-            inner: Arc::new(Inner {
-                authority: address.clone(),
-                address,
-                config,
-                state: Mutex::new(State::Idle {
-                    failures: 0,
-                    went_away: false,
-                }),
-            }),
+            link: Arc::new(Link::new(address, reconnect, connector, triple)),
         }
     }
 
     /// The provider address.
     pub fn address(&self) -> &str {
-        &self.inner.address
+        self.link.address()
     }
 
     /// A handle that does not keep the channel open.
     pub fn downgrade(&self) -> WeakTriChannel {
         WeakTriChannel {
-            inner: Arc::downgrade(&self.inner),
+            link: Arc::downgrade(&self.link),
         }
     }
 
     /// Whether connecting failed recently and the channel waits before trying again.
     pub fn is_backing_off(&self) -> bool {
-        matches!(&*self.inner.lock(), State::Backoff { until, .. } if *until > Instant::now())
+        self.link.is_backing_off()
     }
 
-    /// Whether a call now would go out on a working connection: true when
-    /// connected, or idle without a failure since the last healthy connection;
-    /// false while connecting, while backing off (or until an attempt succeeds
-    /// after one), and once the provider said it is going away (GOAWAY).
+    /// Whether new calls should come here, by the same rules as the native
+    /// [`Channel::health`](crate::protocol::rpc::Channel::health):
+    /// [`Health::Ready`] when connected or not yet tried (or a backoff is
+    /// over); [`Health::Unavailable`] while connecting or backing off;
+    /// [`Health::Leaving`] once a connection ended by the provider's GOAWAY,
+    /// until a new one is made.
     ///
-    /// hyper reports a GOAWAY on a connection that still has streams open only
-    /// when that connection is next used or when it ends; an idle connection
-    /// ends at once, so this turns false as soon as the provider shuts down.
-    pub fn is_available(&self) -> bool {
-        match &*self.inner.lock() {
-            State::Idle { failures, went_away } => *failures == 0 && !went_away,
-            State::Connected { sender, .. } => !sender.is_closed(),
-            State::Connecting { .. } | State::Backoff { .. } => false,
-        }
+    /// hyper reports a GOAWAY on a connection that still has streams open
+    /// only when that connection ends; an idle connection ends at once, so
+    /// this turns to `Leaving` as soon as the provider shuts down.
+    pub fn health(&self) -> Health {
+        self.link.health()
     }
 
-    /// The connection's sender, connecting (or joining the attempt under way)
-    /// if needed, waiting no longer than `deadline`.
-    async fn sender(&self, deadline: Option<Instant>) -> Result<Sender, RpcError> {
-        let attempt = {
-            let mut state = self.inner.lock();
-            if let State::Connected {
-                sender,
-                since,
-                failures,
-                ..
-            } = &*state
-            {
-                if !sender.is_closed() {
-                    return Ok(sender.clone());
-                }
-                // Closed (the provider went away, or the connection broke) and
-                // not yet seen by its watcher.
-                *state = self
-                    .inner
-                    .after_connection(*since, *failures, true, "the connection closed");
-            }
-            match &*state {
-                State::Backoff { until, failures, error } if *until > Instant::now() => {
-                    return Err(RpcError::new(
-                        ErrorKind::Connect,
-                        format!(
-                            "not reconnecting to {} for another {} ms after {failures} failed attempt(s); last: {}",
-                            self.inner.address,
-                            until.saturating_duration_since(Instant::now()).as_millis(),
-                            error.message()
-                        ),
-                    ));
-                }
-                State::Connecting { attempt } if attempt.peek().is_none() => attempt.clone(),
-                State::Idle { .. } | State::Backoff { .. } | State::Connecting { .. } => {
-                    let failures = match &*state {
-                        State::Idle { failures, .. } | State::Backoff { failures, .. } => *failures,
-                        // An attempt that ended without recording its outcome (its task panicked).
-                        _ => 1,
-                    };
-                    let task = tokio::spawn(connect(Arc::downgrade(&self.inner), failures));
-                    let address = self.inner.address.clone();
-                    let attempt = async move {
-                        task.await.unwrap_or_else(|e| {
-                            Err(RpcError::new(
-                                ErrorKind::Connect,
-                                format!("the attempt to connect to {address} failed: {e}"),
-                            ))
-                        })
-                    }
-                    .boxed()
-                    .shared();
-                    *state = State::Connecting {
-                        attempt: attempt.clone(),
-                    };
-                    attempt
-                }
-                State::Connected { sender, .. } => return Ok(sender.clone()),
-            }
-        };
-        match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, attempt).await.unwrap_or_else(|_| {
-                Err(RpcError::new(
-                    ErrorKind::Connect,
-                    format!("no connection to {} before the call's deadline", self.inner.address),
-                ))
-            }),
-            None => attempt.await,
-        }
+    /// Whether a call now would go out: [`health`](Self::health) is [`Health::Ready`].
+    pub fn is_available(&self) -> bool {
+        self.health() == Health::Ready
+    }
+
+    /// Calls waiting for their answers on the current connection.
+    pub fn in_flight(&self) -> usize {
+        self.link.connected().map_or(0, |conn| conn.calls.len())
+    }
+
+    /// Fails the calls waiting for answers on the current connection now, as
+    /// timed out (outcome unknown) with `reason`, keeping the connection (their
+    /// streams are reset); calls still waiting for a connection fail as not
+    /// sent ([`ErrorKind::Connect`]). Returns how many calls were waiting for answers.
+    pub fn abandon_in_flight(&self, reason: &str) -> usize {
+        self.link.abandon_waiters();
+        let Some(conn) = self.link.connected() else { return 0 };
+        let error = RpcError::new(ErrorKind::Timeout, reason.to_string()).with_address(self.link.address());
+        conn.calls.abandon(&error)
+    }
+
+    /// Closes the current connection, failing its calls in flight. The next call reconnects.
+    pub fn disconnect(&self) {
+        self.link.disconnect("closed by the client");
     }
 
     async fn invoke(self, invocation: Invocation) -> Result<Response, RpcError> {
-        let address = self.inner.address.clone();
         self.invoke_inner(&invocation).await.map_err(|e| {
             e.with_service(invocation.service())
                 .with_method(invocation.method())
-                .with_address(address)
+                .with_address(self.link.address())
         })
     }
 
@@ -280,14 +322,15 @@ impl TriChannel {
                 "the call's deadline passed before its request was sent",
             ));
         }
+        let triple = self.link.protocol();
         let args = invocation.args();
-        if args.len() > self.inner.config.max_payload {
+        if args.len() > triple.config.max_payload {
             return Err(RpcError::new(
                 ErrorKind::PayloadTooLarge,
                 format!(
                     "request body of {} bytes exceeds the payload limit of {} bytes",
                     args.len(),
-                    self.inner.config.max_payload
+                    triple.config.max_payload
                 ),
             ));
         }
@@ -295,9 +338,10 @@ impl TriChannel {
         // A connection that turns out to be closing (the provider went away)
         // hands the request back unsent: it goes out once more, on a new one.
         let mut attempts_left = 2;
-        let (sent_at, response) = loop {
+        loop {
             attempts_left -= 1;
-            let mut sender = self.sender(deadline).await?;
+            let conn = self.link.get(deadline).await?;
+            let mut sender = conn.sender.clone();
             let ready = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, sender.ready()).await {
                     Ok(ready) => ready,
@@ -319,38 +363,66 @@ impl TriChannel {
                     format!("the connection is not usable: {e}"),
                 ));
             }
+            // In flight from here: abandon_in_flight can end the call.
+            let id = triple.next_id.fetch_add(1, Ordering::Relaxed);
+            let (tx, mut abandoned) = oneshot::channel();
+            conn.calls.register(
+                id,
+                tx,
+                || Ok(()),
+                |_| RpcError::new(ErrorKind::Closed, "the connection is closed"),
+            )?;
+            let _registration = Registration::<_, ()>::new(conn.clone(), id);
             let sent_at = Instant::now();
             let call = sender.try_send_request(request);
-            let response = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, call).await {
-                    Ok(response) => response,
-                    Err(_) => return Err(timeout(sent_at)),
-                },
-                None => call.await,
-            };
-            match response {
-                Ok(response) => break (sent_at, response),
-                // The request never left: safe to send again.
-                Err(mut e) if e.message().is_some() => {
-                    let reason = e.error().to_string();
-                    match e.take_message() {
-                        Some(unsent) if attempts_left > 0 && sender.is_closed() => request = unsent,
-                        _ => {
-                            return Err(RpcError::new(
+            let exchange = async {
+                let response = match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, call).await {
+                        Ok(response) => response,
+                        Err(_) => return Ok(Err(timeout(sent_at))),
+                    },
+                    None => call.await,
+                };
+                match response {
+                    Ok(response) => Ok(self.read_response(response, deadline, sent_at).await),
+                    // The request never left: safe to send again.
+                    Err(mut e) if e.message().is_some() => {
+                        let reason = e.error().to_string();
+                        match e.take_message() {
+                            Some(unsent) if attempts_left > 0 && sender.is_closed() => Err(unsent),
+                            _ => Ok(Err(RpcError::new(
                                 ErrorKind::Closed,
                                 format!("the request was not sent: {reason}"),
-                            ));
+                            ))),
                         }
                     }
-                }
-                Err(e) => {
-                    return Err(RpcError::new(
+                    Err(e) => Ok(Err(RpcError::new(
                         ErrorKind::ConnectionLost,
                         format!("the stream failed after the request was sent: {}", e.error()),
-                    ));
+                    ))),
                 }
+            };
+            let outcome = tokio::select! {
+                biased;
+                Ok(Err(error)) = &mut abandoned => Ok(Err(error)),
+                outcome = exchange => outcome,
+            };
+            match outcome {
+                Ok(result) => return result,
+                Err(unsent) => request = unsent,
             }
-        };
+        }
+    }
+
+    /// The call's result from the provider's answer: its status, then its
+    /// body (within the payload limit) and trailers, by `deadline`.
+    async fn read_response(
+        &self,
+        response: http::Response<hyper::body::Incoming>,
+        deadline: Option<Instant>,
+        sent_at: Instant,
+    ) -> Result<Response, RpcError> {
+        let max_payload = self.link.protocol().config.max_payload;
         let (parts, body) = response.into_parts();
         // Set by our provider on refusals made before the handler ran.
         let refused = parts.headers.contains_key(headers::REFUSED);
@@ -360,7 +432,7 @@ impl TriChannel {
         if parts.status != StatusCode::OK {
             return Err(trusted(http_error(parts.status), refused));
         }
-        let limit = self.inner.config.max_payload.saturating_add(codec::PREFIX_LEN);
+        let limit = max_payload.saturating_add(codec::PREFIX_LEN);
         let collect = Limited::new(body, limit).collect();
         let collected = match deadline {
             Some(d) => match tokio::time::timeout_at(d, collect).await {
@@ -373,10 +445,7 @@ impl TriChannel {
             if e.is::<http_body_util::LengthLimitError>() {
                 RpcError::new(
                     ErrorKind::Decode,
-                    format!(
-                        "the response exceeds the payload limit of {} bytes",
-                        self.inner.config.max_payload
-                    ),
+                    format!("the response exceeds the payload limit of {max_payload} bytes"),
                 )
             } else {
                 RpcError::new(ErrorKind::ConnectionLost, format!("the response body failed: {e}"))
@@ -392,7 +461,7 @@ impl TriChannel {
                 "the response has no grpc-status trailer",
             ));
         }
-        let payload = codec::unframe(collected.to_bytes(), self.inner.config.max_payload)
+        let payload = codec::unframe(collected.to_bytes(), max_payload)
             .map_err(|e| RpcError::new(ErrorKind::Decode, format!("unreadable response: {e}")))?;
         Ok(Response::new(payload))
     }
@@ -401,7 +470,7 @@ impl TriChannel {
         let key = invocation.service();
         let uri = format!(
             "http://{}/{}/{}",
-            self.inner.authority,
+            self.link.protocol().authority,
             key.interface(),
             invocation.method()
         );
@@ -450,106 +519,6 @@ impl TriChannel {
         }
         Ok(request)
     }
-}
-
-/// One connection attempt, run as a task of its own so that it completes
-/// (and records its outcome in the channel's state: connected, or backing
-/// off) whether or not any call still waits for it. Holds the channel weakly.
-async fn connect(channel: Weak<Inner>, failures: u32) -> Result<Sender, RpcError> {
-    let dropped = || RpcError::new(ErrorKind::Closed, "the channel was dropped");
-    let Some((address, config)) = channel
-        .upgrade()
-        .map(|inner| (inner.address.clone(), inner.config.clone()))
-    else {
-        return Err(dropped());
-    };
-    let attempt = tokio::time::timeout(config.connect_timeout, handshake(&address, &config)).await;
-    let result = attempt.unwrap_or_else(|_| {
-        Err(RpcError::new(
-            ErrorKind::Connect,
-            format!(
-                "no connection to {address} within the connect timeout of {} ms",
-                config.connect_timeout.as_millis()
-            ),
-        ))
-    });
-    // Dropped meanwhile: the sender goes with this task, closing the connection.
-    let Some(inner) = channel.upgrade() else {
-        return Err(dropped());
-    };
-    match result {
-        Ok((sender, connection)) => {
-            let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let since = Instant::now();
-            *inner.lock() = State::Connected {
-                sender: sender.clone(),
-                since,
-                id,
-                failures,
-            };
-            tracing::debug!(%address, "tri connected");
-            tokio::spawn(async move {
-                let ended = connection.await;
-                let Some(inner) = channel.upgrade() else { return };
-                let mut state = inner.lock();
-                if let State::Connected {
-                    id: current,
-                    since,
-                    failures,
-                    ..
-                } = &*state
-                    && *current == id
-                {
-                    // hyper ends a connection cleanly only after the provider's GOAWAY.
-                    let (went_away, why) = match &ended {
-                        Ok(()) => (true, "the provider went away (GOAWAY)".to_string()),
-                        Err(e) => (false, e.to_string()),
-                    };
-                    tracing::debug!(%address, %why, "tri connection ended");
-                    *state = inner.after_connection(*since, *failures, went_away, &why);
-                }
-            });
-            Ok(sender)
-        }
-        Err(error) => {
-            let failures = failures.saturating_add(1);
-            let wait = backoff::delay(config.backoff_initial, config.backoff_max, failures);
-            tracing::debug!(%address, failures, wait_ms = wait.as_millis() as u64, %error, "tri connect failed");
-            *inner.lock() = State::Backoff {
-                until: Instant::now() + wait,
-                failures,
-                error: error.clone(),
-            };
-            Err(error)
-        }
-    }
-}
-
-/// Opens the TCP connection and the HTTP/2 session on it.
-async fn handshake(
-    address: &str,
-    config: &ChannelConfig,
-) -> Result<
-    (
-        Sender,
-        http2::Connection<TokioIo<TcpStream>, Full<Bytes>, TokioExecutor>,
-    ),
-    RpcError,
-> {
-    let connect_error =
-        |e: &dyn fmt::Display| RpcError::new(ErrorKind::Connect, format!("cannot connect to {address}: {e}"));
-    let stream = TcpStream::connect(address).await.map_err(|e| connect_error(&e))?;
-    let _ = stream.set_nodelay(true);
-    let heartbeat = config.heartbeat;
-    http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .keep_alive_interval(heartbeat)
-        .keep_alive_timeout(heartbeat.saturating_mul(2))
-        .keep_alive_while_idle(false)
-        .max_header_list_size(super::server::MAX_HEADER_LIST_SIZE)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| connect_error(&e))
 }
 
 /// `error` as the caller should see it: statuses that mean "not run" are
@@ -629,3 +598,6 @@ impl tower::Service<Invocation> for TriChannel {
         Box::pin(self.clone().invoke(invocation))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,13 +14,13 @@
 //!
 //! Every [server](crate::protocol::server::Server) port speaks Triple as well
 //! as the native protocol: it looks at the first byte of each connection.
-//! [`TriChannel`](client::TriChannel) is the consumer side.
+//! [`TriChannel`] is the consumer side.
 
 pub mod client;
 pub mod codec;
 pub mod headers;
 pub(crate) mod server;
 
-pub use client::{TriChannel, WeakTriChannel};
+pub use client::{TriChannel, TriChannelConfig, WeakTriChannel};
 pub(crate) use server::Triple;
 pub use server::{BODY_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE};
