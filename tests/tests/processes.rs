@@ -246,3 +246,26 @@ async fn the_quickstart_prints_greetings() {
         assert!(stdout.contains(expected), "missing `{expected}` in:\n{stdout}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filters_example_shows_both_sides_and_a_shed_call() {
+    let out = tokio::task::spawn_blocking(|| Command::new(example_binary("filters")).output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "filters failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "[provider] sayHello from 127.0.0.1:",
+        "[attempt] sayHello to 127.0.0.1:",
+        "[consumer] sayHello  ok",
+        "Hello, filters",
+        "slow call: Ok(200)",
+        "the second call was shed: kind LocalLimit, outcome NotSent",
+    ] {
+        assert!(stdout.contains(expected), "missing `{expected}` in:\n{stdout}");
+    }
+}
