@@ -136,8 +136,8 @@ impl Directory {
     }
 
     /// The usable endpoints now, borrowed for a moment (one call's pick):
-    /// cheaper than [`endpoints`](Self::endpoints); not to be held across
-    /// an await.
+    /// the same set as [`endpoints`](Self::endpoints), to be dropped before
+    /// the next await (a held guard delays the release of a replaced set).
     pub fn snapshot(&self) -> Guard<Arc<Vec<Endpoint>>> {
         self.endpoints.load()
     }

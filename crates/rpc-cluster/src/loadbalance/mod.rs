@@ -229,8 +229,8 @@ impl Stats {
     }
 
     /// Counts one call as in flight until the guard drops, without timing
-    /// it: for calls whose balancer reads no response times (two clock reads
-    /// and a lock fewer per call).
+    /// it: for calls whose balancer reads no response times, which then stay
+    /// as they were.
     pub fn start_untimed(self: &Arc<Self>) -> CallGuard {
         self.active.fetch_add(1, Ordering::AcqRel);
         CallGuard {
