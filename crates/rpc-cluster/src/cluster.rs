@@ -31,6 +31,9 @@ use crate::settings::{self, Settings};
 /// per policy the methods use (a failback queue lives as long as the
 /// reference), one picker with its balancers, one plan per method. Cloning
 /// shares all of it.
+///
+/// Always ready (a limit waits inside the call, until its deadline), with
+/// boxed futures: [`BoxInvoker::always_ready`](rpc_core::BoxInvoker::always_ready) may wrap it.
 #[derive(Clone)]
 pub struct Cluster {
     inner: Arc<Inner>,

@@ -183,6 +183,11 @@ impl<S> Layer<S> for MockLayer {
 
 /// The degradation layer: above the cluster policy, it answers from the
 /// call's [`Mock`] when the call fails or when the mock is forced.
+///
+/// Always ready: each call waits for the readiness of its own clone of the
+/// service below (tower's `oneshot`), so a forced mock answers without
+/// waiting on a limit below it. Its futures are boxed, so
+/// [`BoxInvoker::always_ready`](rpc_core::BoxInvoker::always_ready) may wrap it.
 #[derive(Clone, Debug)]
 pub struct MockService<S> {
     inner: S,

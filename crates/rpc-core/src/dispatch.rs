@@ -244,3 +244,138 @@ fn panicked(service: &ServiceKey, method: &MethodName, payload: Box<dyn std::any
     .with_service(service)
     .with_method(method.as_str())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::descriptor::ServiceDescriptor;
+    use crate::error::ErrorKind;
+    use crate::serialization::Serialization;
+
+    static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor::new("a.B");
+
+    /// Answers its method name after `delay`, or panics for `boom` (at once)
+    /// and `later` (when polled).
+    struct Scripted {
+        delay: Duration,
+    }
+
+    impl ServiceHandler for Scripted {
+        fn descriptor(&self) -> &'static ServiceDescriptor {
+            &DESCRIPTOR
+        }
+
+        fn call(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+            if invocation.method() == "boom" {
+                panic!("boom at once");
+            }
+            let delay = self.delay;
+            let method = invocation.method().to_string();
+            Box::pin(async move {
+                if method == "later" {
+                    panic!("boom when polled");
+                }
+                tokio::time::sleep(delay).await;
+                Ok(Response::new(Bytes::from(method)))
+            })
+        }
+    }
+
+    fn dispatcher(delay: Duration) -> Dispatcher {
+        let handler: Arc<dyn ServiceHandler> = Arc::new(Scripted { delay });
+        Dispatcher::new([
+            (ServiceKey::new("a.B", Some("1.0.0"), Some("g")), handler.clone()),
+            (ServiceKey::new("c.D", None, None), handler),
+        ])
+    }
+
+    fn invocation(interface: &str, version: Option<&str>, group: Option<&str>, method: &'static str) -> Invocation {
+        Invocation::new(
+            ServiceKey::new(interface, version, group),
+            method,
+            Bytes::new(),
+            Serialization::Json,
+        )
+    }
+
+    #[tokio::test]
+    async fn finds_exact_and_wildcard_keys() {
+        let d = dispatcher(Duration::ZERO);
+        let exact = d
+            .dispatch(invocation("a.B", Some("1.0.0"), Some("g"), "m"))
+            .await
+            .unwrap();
+        assert_eq!(exact.payload().as_ref(), b"m");
+        assert!(d.dispatch(invocation("a.B", Some("*"), Some("*"), "m")).await.is_ok());
+        assert!(d.dispatch(invocation("c.D", None, None, "m")).await.is_ok());
+        assert_eq!(
+            d.exported_key("a.B", Some("1.0.0"), Some("g")),
+            Some(ServiceKey::new("a.B", Some("1.0.0"), Some("g")))
+        );
+        assert_eq!(d.exported_key("a.B", Some(""), None), None, "empty means unset");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_service_names_what_is_exported() {
+        let d = dispatcher(Duration::ZERO);
+        let wrong_version = d
+            .dispatch(invocation("a.B", Some("2.0.0"), Some("g"), "m"))
+            .await
+            .unwrap_err();
+        assert_eq!(wrong_version.status(), Some(Status::ServiceNotFound));
+        assert!(
+            wrong_version
+                .to_string()
+                .contains("this provider exports g/a.B:1.0.0 (check version and group)"),
+            "{wrong_version}"
+        );
+        let absent = d.dispatch(invocation("x.Y", None, None, "m")).await.unwrap_err();
+        assert!(absent.to_string().contains("`x.Y` is not exported here"), "{absent}");
+        assert_eq!(absent.service(), Some("x.Y"));
+    }
+
+    #[tokio::test]
+    async fn panics_become_service_errors_whenever_they_happen() {
+        let d = dispatcher(Duration::ZERO);
+        for method in ["boom", "later"] {
+            let error = d.dispatch(invocation("c.D", None, None, method)).await.unwrap_err();
+            assert_eq!(error.status(), Some(Status::ServiceError), "{method}: {error}");
+            assert!(error.to_string().contains("panicked: boom"), "{error}");
+            assert_eq!(error.method(), Some(method));
+        }
+        // Polled once where it arrived, too.
+        let mut running = d.start(invocation("c.D", None, None, "later"));
+        let result = running.poll_once().unwrap();
+        assert_eq!(result.unwrap_err().status(), Some(Status::ServiceError));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_past_its_deadline_is_a_server_timeout() {
+        let d = dispatcher(Duration::from_secs(10));
+        let mut late = invocation("c.D", None, None, "m");
+        late.set_deadline(Some(Instant::now() + Duration::from_millis(100)));
+        let started = Instant::now();
+        let error = d.dispatch(late).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert_eq!(error.status(), Some(Status::ServerTimeout));
+        assert_eq!(error.kind().outcome(), crate::error::Outcome::Unknown);
+        assert!(matches!(error.kind(), ErrorKind::Remote(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ready_call_is_answered_by_one_poll_and_a_waiting_one_by_finish() {
+        let quick = dispatcher(Duration::ZERO);
+        let mut running = quick.start(invocation("c.D", None, None, "m"));
+        assert_eq!(running.poll_once().unwrap().unwrap().payload().as_ref(), b"m");
+        let slow = dispatcher(Duration::from_millis(5));
+        let mut running = slow.start(invocation("c.D", None, None, "m"));
+        assert!(running.poll_once().is_none(), "it waits on its timer");
+        assert_eq!(running.finish().await.unwrap().payload().as_ref(), b"m");
+    }
+}
