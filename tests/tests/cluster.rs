@@ -690,3 +690,65 @@ async fn a_host_that_never_answers_its_connections_costs_no_call() {
     drop((blackhole, fillers));
     healthy.shutdown().await;
 }
+
+/// Two providers of one service publishing different timeouts, a consumer
+/// setting none: the call's budget is the larger (900 ms), and each attempt is
+/// cut at its own provider's (200 ms on the one publishing 200 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_publishing_different_timeouts_give_the_largest_budget_and_cap_each_attempt() {
+    use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};
+    let registry = "memory://cluster-heterogeneous-timeouts";
+    let mut providers = Vec::new();
+    for millis in [200, 900] {
+        let export = rpc::Export::new(ProbeServer::new(ProbeImpl::default())).timeout(Duration::from_millis(millis));
+        let provider = rpc::Provider::builder()
+            .registry(registry)
+            .protocol("rpc", 0)
+            .export(export)
+            .start()
+            .await
+            .unwrap();
+        providers.push(provider);
+    }
+    let consumer = rpc::Consumer::builder().registry(registry).build().await.unwrap();
+    let probe: ProbeClient = consumer
+        .reference::<ProbeClient>()
+        .cluster(ClusterPolicy::Failfast)
+        .loadbalance(rpc::LoadBalancer::RoundRobin)
+        // A provider busy for 500 ms while the other answers is what outlier
+        // detection takes out of rotation; here the timeouts alone decide.
+        .outlier_detection(rpc::cluster::OutlierConfig::disabled())
+        .build()
+        .await
+        .unwrap();
+    let (mut answered, mut cut) = (0, 0);
+    for _ in 0..6 {
+        let started = Instant::now();
+        match probe.sleep(500).await {
+            Ok(500) => {
+                answered += 1;
+                assert!(started.elapsed() < Duration::from_millis(900), "within the budget");
+            }
+            Ok(other) => panic!("unexpected answer {other}"),
+            Err(error) => {
+                cut += 1;
+                // The consumer's timer or the provider's (it stops the call
+                // at the deadline it was sent), whichever fires first.
+                assert!(
+                    matches!(error.kind(), ErrorKind::Timeout | ErrorKind::Remote(rpc::Status::ServerTimeout)),
+                    "{error}"
+                );
+                assert_eq!(error.outcome(), rpc::Outcome::Unknown);
+                let elapsed = started.elapsed();
+                assert!(
+                    elapsed >= Duration::from_millis(200) && elapsed < Duration::from_millis(450),
+                    "cut at its provider's 200 ms, not the 900 ms budget: {elapsed:?}"
+                );
+            }
+        }
+    }
+    assert_eq!((answered, cut), (3, 3), "round robin over the two providers");
+    for provider in providers {
+        provider.shutdown().await;
+    }
+}
