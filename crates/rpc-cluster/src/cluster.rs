@@ -46,7 +46,6 @@ struct Inner {
     methods: Vec<Plan>,
     /// For a method the descriptor does not list (a generic call).
     other: Plan,
-    failback: Option<Arc<Failback>>,
 }
 
 /// What is fixed about the calls of one method.
@@ -109,11 +108,6 @@ impl Cluster {
     /// The directory.
     pub fn directory(&self) -> &Arc<Directory> {
         &self.inner.directory
-    }
-
-    /// Calls queued for a failback retry.
-    pub fn failback_queued(&self) -> usize {
-        self.inner.failback.as_ref().map_or(0, |f| f.queued())
     }
 
     /// The methods whose arguments the stub must hash for the balancer (a
@@ -349,7 +343,6 @@ impl ClusterBuilder {
                 custom_balancer,
                 methods,
                 other,
-                failback: policies.failback,
             }),
         })
     }

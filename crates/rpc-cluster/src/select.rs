@@ -120,11 +120,6 @@ impl Picker {
         self
     }
 
-    /// Whether a balancer of the reference's own is set.
-    pub fn has_custom_balancer(&self) -> bool {
-        self.balancers.custom.is_some()
-    }
-
     /// The directory.
     pub fn directory(&self) -> &Arc<Directory> {
         &self.directory

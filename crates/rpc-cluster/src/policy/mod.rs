@@ -4,8 +4,7 @@
 //! (routing plus load balancing). A reference builds one policy object per
 //! policy its methods use, once; the call's [`Settings`](crate::Settings)
 //! (retries, forks, budget) come with the call. Every policy ends by the
-//! call's deadline, across all its attempts. [`Bound`] makes a policy and its
-//! providers a tower `Service<Call>`. A policy of your own implements
+//! call's deadline, across all its attempts. A policy of your own implements
 //! [`Policy`] with [`send`] and [`Select`], and is plugged in with
 //! `ReferenceBuilder::cluster_with`.
 //!
@@ -38,7 +37,6 @@ pub use forking::Forking;
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use rpc_core::{BoxFuture, ErrorKind, Invocation, Outcome, Response, RpcError, Status};
 use tokio::time::Instant;
@@ -62,20 +60,24 @@ impl<P: Policy + ?Sized> Policy for Arc<P> {
     }
 }
 
-/// A policy over its providers: a tower `Service<Call>`.
+/// A policy over its providers: a tower `Service<Call>` (what the policies'
+/// unit tests drive).
+#[cfg(test)]
 #[derive(Clone)]
-pub struct Bound {
+pub(crate) struct Bound {
     policy: Arc<dyn Policy>,
     select: Arc<dyn Select>,
 }
 
+#[cfg(test)]
 impl Bound {
     /// `policy` running calls over `select`.
-    pub fn new(policy: Arc<dyn Policy>, select: Arc<dyn Select>) -> Self {
+    pub(crate) fn new(policy: Arc<dyn Policy>, select: Arc<dyn Select>) -> Self {
         Bound { policy, select }
     }
 }
 
+#[cfg(test)]
 impl fmt::Debug for Bound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bound")
@@ -84,13 +86,14 @@ impl fmt::Debug for Bound {
     }
 }
 
+#[cfg(test)]
 impl tower::Service<Call> for Bound {
     type Response = Response;
     type Error = RpcError;
     type Future = BoxFuture<Result<Response, RpcError>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), RpcError>> {
+        std::task::Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
