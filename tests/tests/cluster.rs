@@ -735,7 +735,10 @@ async fn providers_publishing_different_timeouts_give_the_largest_budget_and_cap
                 // The consumer's timer or the provider's (it stops the call
                 // at the deadline it was sent), whichever fires first.
                 assert!(
-                    matches!(error.kind(), ErrorKind::Timeout | ErrorKind::Remote(rpc::Status::ServerTimeout)),
+                    matches!(
+                        error.kind(),
+                        ErrorKind::Timeout | ErrorKind::Remote(rpc::Status::ServerTimeout)
+                    ),
                     "{error}"
                 );
                 assert_eq!(error.outcome(), rpc::Outcome::Unknown);

@@ -112,7 +112,7 @@ impl Mock {
                         .with_service(invocation.service())
                         .with_method(invocation.method())
                 });
-                Box::pin(async move { Ok(Response::zero(error)) })
+                Box::pin(async move { Ok(Response::zero_instead_of(error)) })
             }
             Answer::Fallback(handler) => {
                 let answered = handler.call(invocation);

@@ -26,7 +26,7 @@ use crate::serialization::Serialization;
 ///
 /// Consumer layers that answer on behalf of a provider say how their answer
 /// is to be read: [`Response::json`] (a mock's literal, decoded from JSON
-/// whatever the call's serialization) or [`Response::zero`] (the return
+/// whatever the call's serialization) or [`Response::zero_instead_of`] (the return
 /// type's zero value, for the failsafe and failback policies).
 #[derive(Clone, Debug, Default)]
 pub struct Response {
@@ -67,10 +67,12 @@ impl Response {
         }
     }
 
-    /// A response standing for the zero value of the method's return type
-    /// (see [`crate::zero`]), given instead of `error`. When the return type
-    /// has no zero value the stub returns `error` after all.
-    pub fn zero(error: RpcError) -> Self {
+    /// The zero value of the method's return type (see [`crate::zero`]),
+    /// answered instead of the failure `error` (failsafe, failback, an empty
+    /// `return` mock): a success to the caller, marked degraded. The stub
+    /// returns `error` after all when the return type has no zero value, so
+    /// the failure travels with it.
+    pub fn zero_instead_of(error: RpcError) -> Self {
         Response {
             payload: Bytes::new(),
             form: Form::Zero(Box::new(error)),
@@ -107,7 +109,7 @@ impl Response {
     }
 
     /// Decodes the return value: from the payload with `serialization`, from
-    /// JSON for a [`Response::json`], or the zero value for a [`Response::zero`].
+    /// JSON for a [`Response::json`], or the zero value for a [`Response::zero_instead_of`].
     pub fn decode<R: DeserializeOwned>(&self, serialization: Serialization) -> Result<R, DecodeFailure> {
         match &self.form {
             Form::Native => serialization

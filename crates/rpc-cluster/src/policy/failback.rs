@@ -155,7 +155,7 @@ impl Policy for Failback {
             } else {
                 tracing::warn!(%error, "failback: the call failed; queued for retry, answering the zero value");
             }
-            Ok(Response::zero(error))
+            Ok(Response::zero_instead_of(error))
         })
     }
 }

@@ -9,7 +9,7 @@ use crate::call::Call;
 use crate::select::Select;
 
 /// One attempt; on failure, log a warning and answer the zero value of the
-/// method's return type ([`Response::zero`]): numbers 0, strings and
+/// method's return type ([`Response::zero_instead_of`]): numbers 0, strings and
 /// collections empty, `Option` `None`, structs field by field, enums their
 /// first variant (so `Result<T, E>` gives `Ok` of T's zero). A return type
 /// whose deserializer refuses its zero (say `NonZeroU32`) has none: the call
@@ -25,7 +25,7 @@ impl Policy for Failsafe {
             let result = send(&*select, &call, &mut Vec::new()).await;
             Ok(result.unwrap_or_else(|error| {
                 tracing::warn!(%error, "failsafe: ignoring a failed call, answering the zero value");
-                Response::zero(error)
+                Response::zero_instead_of(error)
             }))
         })
     }
