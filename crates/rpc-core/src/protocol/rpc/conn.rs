@@ -247,3 +247,177 @@ where
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Context;
+
+    use bytes::Bytes;
+    use futures::StreamExt;
+    use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
+    use tokio_util::codec::FramedRead;
+
+    use super::*;
+    use crate::error::Status;
+    use crate::protocol::rpc::frame::{Decoded, FrameCodec};
+
+    const HEARTBEAT: Duration = Duration::from_secs(1);
+
+    /// The write half of a duplex pipe, counting the writes that moved bytes.
+    struct Counting {
+        io: DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+            if let Poll::Ready(Ok(n)) = polled
+                && n > 0
+            {
+                self.writes.fetch_add(1, Ordering::SeqCst);
+            }
+            polled
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    /// A writer over a pipe of `capacity` bytes, the peer's end to read from,
+    /// and the count of writes.
+    fn pipe(capacity: usize) -> (Counting, FramedRead<DuplexStream, FrameCodec>, Arc<AtomicUsize>) {
+        let (ours, theirs) = tokio::io::duplex(capacity);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let writer = Counting {
+            io: ours,
+            writes: writes.clone(),
+        };
+        (writer, FramedRead::new(theirs, FrameCodec::new(1 << 20)), writes)
+    }
+
+    fn response(id: u64) -> OutFrame {
+        OutFrame::response(id, Status::Ok, 6, Bytes::from(format!("reply {id}")))
+    }
+
+    async fn next_frame<R: AsyncRead + Unpin>(peer: &mut FramedRead<R, FrameCodec>) -> (u64, Bytes) {
+        match tokio::time::timeout(Duration::from_secs(10), peer.next()).await {
+            Ok(Some(Ok(Decoded::Frame(header, body)))) => (header.id, body),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_is_queued_together_goes_out_in_one_write_in_order() {
+        let (writer, mut peer, writes) = pipe(1 << 20);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        for id in 1..=20 {
+            enqueue(&tx, response(id)).await.unwrap();
+        }
+        let shared = Arc::new(ConnShared::new("peer".into()));
+        let task = tokio::spawn({
+            let shared = shared.clone();
+            async move { run_writer(writer, rx, &shared, HEARTBEAT).await }
+        });
+        for id in 1..=20 {
+            let (got, body) = next_frame(&mut peer).await;
+            assert_eq!(got, id);
+            assert_eq!(body, Bytes::from(format!("reply {id}")));
+        }
+        assert_eq!(writes.load(Ordering::SeqCst), 1, "twenty queued frames, one write");
+        drop(tx);
+        let rx = task.await.unwrap();
+        assert!(rx.is_closed());
+        assert!(shared.is_closed());
+        assert_eq!(shared.reason(), "connection dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_gets_heartbeats_then_is_closed_after_three() {
+        let (writer, mut peer, _) = pipe(1 << 20);
+        let (_tx, rx) = mpsc::channel(QUEUE);
+        let shared = Arc::new(ConnShared::new("peer".into()));
+        let started = Instant::now();
+        let task = tokio::spawn({
+            let shared = shared.clone();
+            async move { run_writer(writer, rx, &shared, HEARTBEAT).await }
+        });
+        let (id, body) = next_frame(&mut peer).await;
+        assert!(id >= 1 << 63, "an event id");
+        assert!(body.is_empty(), "a heartbeat has no body");
+        assert_eq!(started.elapsed(), HEARTBEAT);
+        task.await.unwrap();
+        assert_eq!(started.elapsed(), HEARTBEAT * 3);
+        assert!(
+            shared.reason().contains("silent for 3000 ms (3 heartbeats of 1000 ms)"),
+            "{}",
+            shared.reason()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_heard_from_is_neither_pinged_nor_closed() {
+        let (writer, _peer, writes) = pipe(1 << 20);
+        let (_tx, rx) = mpsc::channel(QUEUE);
+        let shared = Arc::new(ConnShared::new("peer".into()));
+        let task = tokio::spawn({
+            let shared = shared.clone();
+            async move { run_writer(writer, rx, &shared, HEARTBEAT).await }
+        });
+        for _ in 0..10 {
+            shared.touch();
+            tokio::time::sleep(HEARTBEAT / 2).await;
+        }
+        assert!(!shared.is_closed());
+        assert_eq!(writes.load(Ordering::SeqCst), 0, "no heartbeat to a peer that talks");
+        shared.close("done");
+        task.await.unwrap();
+        assert_eq!(shared.reason(), "done", "the first reason given is kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_writes_what_is_queued_then_closes() {
+        let (writer, mut peer, _) = pipe(1 << 20);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let shared = Arc::new(ConnShared::new("peer".into()));
+        enqueue(&tx, response(7)).await.unwrap();
+        shared.drain.cancel();
+        let rx = run_writer(writer, rx, &shared, HEARTBEAT).await;
+        assert_eq!(next_frame(&mut peer).await.0, 7);
+        assert!(peer.next().await.is_none(), "the write side was shut down");
+        assert_eq!(shared.reason(), "closed after draining");
+        assert!(rx.is_closed());
+        assert!(
+            enqueue(&tx, response(8)).await.is_err(),
+            "nothing is queued after the drain"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_closed_after_three_heartbeats() {
+        // A 64-byte pipe nobody reads: the first write fills it.
+        let (writer, _peer, _) = pipe(64);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let shared = Arc::new(ConnShared::new("peer".into()));
+        for id in 1..=20 {
+            enqueue(&tx, response(id)).await.unwrap();
+        }
+        let started = Instant::now();
+        run_writer(writer, rx, &shared, HEARTBEAT).await;
+        assert_eq!(started.elapsed(), HEARTBEAT * 3);
+        assert!(
+            shared.reason().contains("the peer read nothing for 3000 ms"),
+            "{}",
+            shared.reason()
+        );
+    }
+}
