@@ -258,7 +258,7 @@ mod tests {
 
     use bytes::Bytes;
     use futures::StreamExt;
-    use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
+    use tokio::io::{AsyncRead, DuplexStream};
     use tokio_util::codec::FramedRead;
 
     use super::*;
