@@ -74,7 +74,7 @@ impl Plan {
         let endpoints = directory.endpoints();
         let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
         if !std::ptr::eq(cache.snapshot.as_ptr(), Arc::as_ptr(&endpoints)) {
-            cache.config = settings::published(&endpoints, &self.name);
+            cache.config = settings::published(endpoints.iter().map(|e| e.published(&self.name)));
             cache.snapshot = Arc::downgrade(&endpoints);
         }
         cache.config

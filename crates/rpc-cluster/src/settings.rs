@@ -37,8 +37,6 @@ use std::time::Duration;
 use rpc_core::url::keys;
 use rpc_core::{ClusterPolicy, LoadBalancer, MethodConfig, Url};
 
-use crate::endpoint::Endpoint;
-
 /// Timeout of a call when no level sets one (Dubbo's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Extra attempts of the failover policy when nothing says otherwise.
@@ -127,13 +125,13 @@ pub fn consumer_side(
     }
 }
 
-/// What the current providers publish for `method` (level 5), by the rule in
-/// the module docs: the largest timeout, the most common balancer.
-pub fn published(endpoints: &[Endpoint], method: &str) -> MethodConfig {
+/// What the current providers publish (level 5), from what each publishes
+/// for the method ([`provider_defaults`]), by the rule in the module docs: the
+/// largest timeout, the most common balancer.
+pub fn published(each: impl IntoIterator<Item = MethodConfig>) -> MethodConfig {
     let mut timeout: Option<Duration> = None;
     let mut votes = [0usize; LoadBalancer::ALL.len()];
-    for endpoint in endpoints {
-        let own = endpoint.published(method);
+    for own in each {
         timeout = timeout.max(own.timeout);
         if let Some(kind) = own.loadbalance
             && let Some(slot) = LoadBalancer::ALL.iter().position(|k| *k == kind)
