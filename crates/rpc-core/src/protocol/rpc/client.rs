@@ -21,7 +21,7 @@ use tokio_util::codec::FramedRead;
 
 use super::DEFAULT_HEARTBEAT;
 use super::conn::{ConnShared, QUEUE, run_writer};
-use super::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMetaRef};
+use super::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMeta};
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::Invocation;
 use crate::protocol::Health;
@@ -460,15 +460,7 @@ impl Channel {
     ) -> Result<(u64, OutFrame, ReplyTx, ReplyRx), RpcError> {
         let native = self.link.protocol();
         let id = native.next_id.fetch_add(1, Ordering::Relaxed);
-        let key = invocation.service();
-        let meta = RequestMetaRef {
-            service: key.interface(),
-            version: key.version(),
-            group: key.group(),
-            method: invocation.method(),
-            timeout_ms,
-            attachments: invocation.attachments(),
-        };
+        let meta = RequestMeta::of_call(invocation, timeout_ms);
         let frame = OutFrame::request(id, true, invocation.serialization(), &meta, invocation.args().clone())
             .map_err(|e| RpcError::new(ErrorKind::Encode, format!("cannot encode the request: {e}")))?;
         let body_len = frame.len() - super::frame::HEADER_LEN;

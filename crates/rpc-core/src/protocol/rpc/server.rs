@@ -43,7 +43,7 @@ use tokio_util::sync::WaitForCancellationFuture;
 
 use super::conn::{ConnShared, QUEUE, enqueue, run_writer};
 use super::frame::{
-    Decoded, FrameCodec, HEADER_LEN, Header, MAGIC, OutFrame, READONLY_EVENT, hessian2_string, split_request_view,
+    Decoded, FrameCodec, HEADER_LEN, Header, MAGIC, OutFrame, READONLY_EVENT, hessian2_string, split_request,
 };
 use crate::dispatch::Dispatcher;
 use crate::error::{RpcError, Status};
@@ -383,7 +383,7 @@ fn start_request(
         tracing::debug!(id = header.id, "{message}");
         return answer(room, refusal(&header, Status::SerializationError, &message));
     };
-    let (meta, args) = match split_request_view(serialization, &body) {
+    let (meta, args) = match split_request(serialization, &body) {
         Ok(parts) => parts,
         Err(message) => {
             tracing::debug!(id = header.id, "bad request: {message}");
@@ -408,7 +408,7 @@ fn start_request(
     if let Some(ms) = meta.timeout_ms {
         invocation.set_deadline(Some(Instant::now() + Duration::from_millis(ms)));
     }
-    invocation.set_attachments(meta.attachments);
+    invocation.set_attachments(meta.attachments.into_owned());
     invocation.set_remote_address(Some(peer));
     let mut running = match exported {
         Some((_, handler)) => Dispatcher::start_on(handler, invocation),
@@ -531,7 +531,7 @@ mod tests {
         }
 
         /// Sends a two-way bincode request and returns the answer's status and body.
-        async fn call(&mut self, id: u64, meta: &RequestMeta, args: Bytes) -> (Status, Bytes) {
+        async fn call(&mut self, id: u64, meta: &RequestMeta<'_>, args: Bytes) -> (Status, Bytes) {
             self.send(OutFrame::request(id, true, Serialization::Bincode, meta, args).unwrap())
                 .await;
             let (header, body) = self.next().await;
@@ -560,7 +560,7 @@ mod tests {
         }
     }
 
-    fn meta(service: &str, method: &str) -> RequestMeta {
+    fn meta<'a>(service: &'a str, method: &'a str) -> RequestMeta<'a> {
         RequestMeta {
             service: service.into(),
             version: Some(VERSION.into()),

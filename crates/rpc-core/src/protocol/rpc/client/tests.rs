@@ -45,7 +45,7 @@ impl Provider {
         let (header, body) = self.next().await;
         assert!(header.is_request() && !header.is_event(), "not a call: {header:?}");
         let (meta, args) = split_request(Serialization::Bincode, &body).unwrap();
-        (header.id, meta.method, args)
+        (header.id, meta.method.into_owned(), args)
     }
 
     async fn send(&mut self, frame: OutFrame) {
