@@ -357,9 +357,9 @@ async fn heartbeats_keep_an_idle_channel_alive() {
         ..ServerConfig::default()
     })
     .await;
-    let channel = rpc::protocol::rpc::Channel::new(
+    let channel = rpc::protocol::rpc::RpcChannel::new(
         server.local_addr().to_string(),
-        rpc::protocol::rpc::ChannelConfig {
+        rpc::protocol::rpc::RpcChannelConfig {
             heartbeat: Duration::from_millis(100),
             ..Default::default()
         },

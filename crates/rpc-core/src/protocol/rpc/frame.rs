@@ -24,6 +24,8 @@ use tokio_util::codec::Decoder;
 
 use crate::error::Status;
 use crate::invocation::{Attachments, Invocation};
+#[cfg(test)]
+use crate::protocol::DEFAULT_MAX_PAYLOAD;
 use crate::serialization::Serialization;
 
 /// Magic number opening every frame.
@@ -31,16 +33,15 @@ pub const MAGIC: u16 = 0xdabb;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 16;
 /// Flag bit: the frame is a request.
-pub const FLAG_REQUEST: u8 = 0x80;
+pub(crate) const FLAG_REQUEST: u8 = 0x80;
 /// Flag bit: the request expects a response.
-pub const FLAG_TWO_WAY: u8 = 0x40;
+pub(crate) const FLAG_TWO_WAY: u8 = 0x40;
 /// Flag bit: the frame is an event (heartbeat, read-only).
-pub const FLAG_EVENT: u8 = 0x20;
+pub(crate) const FLAG_EVENT: u8 = 0x20;
 /// Mask of the serialization id in the flag byte.
-pub const SERIALIZATION_MASK: u8 = 0x1f;
+pub(crate) const SERIALIZATION_MASK: u8 = 0x1f;
 /// Body of the read-only event.
 pub const READONLY_EVENT: &[u8] = b"R";
-pub use crate::protocol::DEFAULT_MAX_PAYLOAD;
 
 /// The fixed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,8 +243,8 @@ impl<'a> RequestMeta<'a> {
 }
 
 /// A frame ready to write: its header, for requests the encoded meta, and a
-/// tail shared with the caller (arguments or return value). Responses and
-/// events allocate nothing of their own.
+/// tail written as the caller encoded it (arguments or return value), never
+/// re-encoded.
 #[derive(Clone, Debug)]
 pub struct OutFrame {
     /// The header.

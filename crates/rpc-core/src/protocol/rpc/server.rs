@@ -54,9 +54,9 @@ use crate::serialization::Serialization;
 /// The native protocol as the [server](crate::protocol::server) sees it: it
 /// claims connections that start with Dubbo's magic.
 #[derive(Debug)]
-pub(crate) struct Native;
+pub(crate) struct RpcServerSide;
 
-impl ServeConnection for Native {
+impl ServeConnection for RpcServerSide {
     fn claims(&self, first: u8) -> bool {
         first == MAGIC.to_be_bytes()[0]
     }
@@ -125,7 +125,7 @@ enum Signal {
 }
 
 /// The futures a native connection's reader watches besides its socket.
-struct Watch<'p, 'f> {
+struct ReaderSignals<'p, 'f> {
     closed: Pin<&'p mut WaitForCancellationFuture<'f>>,
     server_closed: Pin<&'p mut WaitForCancellationFuture<'f>>,
     draining: Pin<&'p mut WaitForCancellationFuture<'f>>,
@@ -133,7 +133,7 @@ struct Watch<'p, 'f> {
     quiet: Option<Pin<Box<Sleep>>>,
 }
 
-impl Watch<'_, '_> {
+impl ReaderSignals<'_, '_> {
     /// The next signal, given where the connection's drain stands.
     async fn next(&mut self, drain: Drain, slots: &Semaphore, limit: u32) -> Signal {
         let quiet = async {
@@ -197,7 +197,7 @@ where
     tokio::pin!(closed, server_closed, draining, readonly);
     // Registered before the flag is read below, so no change is missed.
     readonly.as_mut().enable();
-    let mut watch = Watch {
+    let mut watch = ReaderSignals {
         closed,
         server_closed,
         draining,
@@ -577,12 +577,12 @@ mod tests {
 
     #[test]
     fn a_native_handshake_ends_with_the_frame_header() {
-        let mut greeting = Native.greeting();
+        let mut greeting = RpcServerSide.greeting();
         assert!(!greeting.complete_after(&[0xda; 5]));
         assert!(!greeting.complete_after(&[0xbb; 10]));
         assert!(greeting.complete_after(&[0; 1]));
-        assert!(Native.claims(0xda));
-        assert!(!Native.claims(b'P'));
+        assert!(RpcServerSide.claims(0xda));
+        assert!(!RpcServerSide.claims(b'P'));
     }
 
     #[tokio::test]
