@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc::protocol::rpc::{Channel, ChannelConfig};
+use rpc::protocol::rpc::{RpcChannel, RpcChannelConfig};
 use rpc::protocol::tri::TriChannel;
 use rpc::{BoxInvoker, ServiceClient, ServiceKey, Stub};
 use tower::Layer as _;
@@ -87,11 +87,11 @@ impl Client {
         let first = addrs.first().ok_or("no provider address")?.to_string();
         let echo = match route {
             Route::Direct => {
-                let channel = Channel::new(first, ChannelConfig::default());
+                let channel = RpcChannel::new(first, RpcChannelConfig::default());
                 EchoClient::from_stub(Stub::new(key, BoxInvoker::always_ready(deadline.layer(channel))))
             }
             Route::Tri => {
-                let channel = TriChannel::new(first, ChannelConfig::default());
+                let channel = TriChannel::new(first, RpcChannelConfig::default());
                 EchoClient::from_stub(Stub::new(key, BoxInvoker::always_ready(deadline.layer(channel))))
             }
             Route::Cluster => {

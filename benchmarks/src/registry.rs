@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpc::cluster::{Connect, Directory, Endpoint};
-use rpc::protocol::rpc::{Channel, ChannelConfig};
+use rpc::protocol::rpc::{RpcChannel, RpcChannelConfig};
 use rpc::registry::{Registry, ZookeeperRegistry};
 use rpc::{BoxInvoker, ServiceKey, Url};
 use tokio::time::Instant;
@@ -16,7 +16,7 @@ struct Channels;
 
 impl Connect for Channels {
     fn connect(&self, url: &Url) -> Option<Endpoint> {
-        let channel = Channel::new(url.address(), ChannelConfig::default());
+        let channel = RpcChannel::new(url.address(), RpcChannelConfig::default());
         let health = channel.clone();
         Some(Endpoint::new(
             url.clone(),

@@ -5,6 +5,7 @@
 //! `cargo run --manifest-path fuzz/Cargo.toml --example seeds` (the seeds are
 //! committed; run this after changing an input format).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -24,14 +25,14 @@ fn order() -> Order {
     }
 }
 
-fn meta() -> RequestMeta {
+fn meta() -> RequestMeta<'static> {
     RequestMeta {
         service: "org.example.Greeter".into(),
         version: Some("1.0.0".into()),
         group: None,
         method: "sayHello".into(),
         timeout_ms: Some(300),
-        attachments: [("trace".to_string(), "abc".to_string())].into_iter().collect(),
+        attachments: Cow::Owned([("trace".to_string(), "abc".to_string())].into_iter().collect()),
     }
 }
 

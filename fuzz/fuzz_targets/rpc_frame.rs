@@ -14,7 +14,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use rpc_core::protocol::rpc::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, FrameError, Header};
+use rpc_core::protocol::DEFAULT_MAX_PAYLOAD;
+use rpc_core::protocol::rpc::frame::{Decoded, FrameCodec, FrameError, Header};
 use tokio_util::codec::Decoder;
 
 #[derive(Debug, PartialEq)]

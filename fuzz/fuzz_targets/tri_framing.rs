@@ -14,8 +14,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use rpc_core::protocol::rpc::frame::DEFAULT_MAX_PAYLOAD;
-use rpc_core::protocol::tri::codec::{FrameError, PREFIX_LEN, announced_len, frame, unframe};
+use rpc_core::protocol::DEFAULT_MAX_PAYLOAD;
+use rpc_core::protocol::tri::codec::{PREFIX_LEN, UnframeError, announced_len, frame, unframe};
 
 fuzz_target!(|data: &[u8]| {
     let [limit, body @ ..] = data else { return };
@@ -45,15 +45,15 @@ fuzz_target!(|data: &[u8]| {
                 "trailing data accepted"
             );
         }
-        Err(FrameError::Truncated) => {
+        Err(UnframeError::Truncated) => {
             assert!(announced.is_none_or(|len| body.len() < PREFIX_LEN + len));
         }
-        Err(FrameError::Compressed) => assert_ne!(body[0], 0),
-        Err(FrameError::TooLarge(len)) => {
+        Err(UnframeError::Compressed) => assert_ne!(body[0], 0),
+        Err(UnframeError::TooLarge(len)) => {
             assert_eq!(Some(len), announced);
             assert!(len > max_payload);
         }
-        Err(FrameError::Trailing) => {
+        Err(UnframeError::Trailing) => {
             let len = announced.expect("trailing data behind no prefix");
             let rest = &body[PREFIX_LEN + len..];
             assert!(!(rest.len() % PREFIX_LEN == 0 && rest.iter().all(|b| *b == 0)));

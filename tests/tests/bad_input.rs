@@ -62,7 +62,7 @@ impl RawClient {
         self.send(&buf).await;
     }
 
-    async fn request(&mut self, id: u64, ser: Serialization, meta: &RequestMeta, args: Bytes) -> (Header, Bytes) {
+    async fn request(&mut self, id: u64, ser: Serialization, meta: &RequestMeta<'_>, args: Bytes) -> (Header, Bytes) {
         self.send_frame(OutFrame::request(id, true, ser, meta, args).unwrap())
             .await;
         self.next_response().await
@@ -96,7 +96,7 @@ impl RawClient {
     }
 }
 
-fn meta(service: &str, version: Option<&str>, method: &str) -> RequestMeta {
+fn meta<'a>(service: &'a str, version: Option<&'a str>, method: &'a str) -> RequestMeta<'a> {
     RequestMeta {
         service: service.into(),
         version: version.map(Into::into),
@@ -107,7 +107,7 @@ fn meta(service: &str, version: Option<&str>, method: &str) -> RequestMeta {
     }
 }
 
-fn probe(method: &str) -> RequestMeta {
+fn probe(method: &str) -> RequestMeta<'_> {
     meta("org.rpc.test.Probe", Some("1.0.0"), method)
 }
 
@@ -357,9 +357,9 @@ async fn heartbeats_keep_an_idle_channel_alive() {
         ..ServerConfig::default()
     })
     .await;
-    let channel = rpc::protocol::rpc::Channel::new(
+    let channel = rpc::protocol::rpc::RpcChannel::new(
         server.local_addr().to_string(),
-        rpc::protocol::rpc::ChannelConfig {
+        rpc::protocol::rpc::RpcChannelConfig {
             heartbeat: Duration::from_millis(100),
             ..Default::default()
         },

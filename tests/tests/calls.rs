@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc::protocol::rpc::ChannelConfig;
+use rpc::protocol::rpc::RpcChannelConfig;
 use rpc::protocol::server::ServerConfig;
 use rpc::{ErrorKind, Outcome, Serialization, Status};
 use rpc_examples::{GreeterClient, GreeterImpl, GreeterServer, Order, OrderError, OrderId};
@@ -381,9 +381,9 @@ async fn payload_limits_hold_on_both_sides() {
         .unwrap();
     let small_client = rpc::Consumer::builder()
         .registry(&reg)
-        .channel_config(ChannelConfig {
+        .channel_config(RpcChannelConfig {
             max_payload: 32 * 1024,
-            ..ChannelConfig::default()
+            ..RpcChannelConfig::default()
         })
         .build()
         .await
@@ -589,7 +589,7 @@ fn auto_dispatch_follows_the_runtime() {
 async fn a_call_future_dropped_unpolled_leaves_no_pending_entry() {
     use tower::Service;
     let server = bare_probe_server().await;
-    let mut channel = rpc::protocol::rpc::Channel::new(server.local_addr().to_string(), ChannelConfig::default());
+    let mut channel = rpc::protocol::rpc::RpcChannel::new(server.local_addr().to_string(), RpcChannelConfig::default());
     let invocation = || {
         let args = Serialization::Bincode.encode(&(60_000u64,)).unwrap();
         let key = rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None);
@@ -629,7 +629,7 @@ async fn a_peer_that_accepts_and_closes_at_once_gets_no_reconnect_storm() {
             }
         }
     });
-    let channel = rpc::protocol::rpc::Channel::new(address.to_string(), ChannelConfig::default());
+    let channel = rpc::protocol::rpc::RpcChannel::new(address.to_string(), RpcChannelConfig::default());
     let invoker = rpc::BoxInvoker::new(channel.clone());
     let key = rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None);
     // Calls every 10 ms for 1.5 s: with backoff from 100 ms (doubling), a

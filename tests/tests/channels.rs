@@ -10,19 +10,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rpc::protocol::Health;
-use rpc::protocol::rpc::{Channel, ChannelConfig};
+use rpc::protocol::rpc::{RpcChannel, RpcChannelConfig};
 use rpc::protocol::tri::TriChannel;
 use rpc::{BoxInvoker, ErrorKind, Invocation, Outcome, RpcError, Serialization, ServiceKey};
 use rpc_tests::wait_until;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-fn config() -> ChannelConfig {
-    ChannelConfig {
+fn config() -> RpcChannelConfig {
+    RpcChannelConfig {
         connect_timeout: Duration::from_millis(300),
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(5),
-        ..ChannelConfig::default()
+        ..RpcChannelConfig::default()
     }
 }
 
@@ -57,7 +57,7 @@ async fn closed_port() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_attempt_every_caller_gave_up_on_still_ends_and_the_channel_recovers() {
     let (_listener, _filler, addr) = black_hole().await;
-    let channel = Channel::new(addr.to_string(), config());
+    let channel = RpcChannel::new(addr.to_string(), config());
     let error = call(BoxInvoker::new(channel.clone()), Duration::from_millis(100))
         .await
         .unwrap_err();

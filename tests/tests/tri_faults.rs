@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rpc::protocol::rpc::ChannelConfig;
+use rpc::protocol::rpc::RpcChannelConfig;
 use rpc::protocol::server::ServerConfig;
 use rpc::protocol::tri::TriChannel;
 use rpc::{ErrorKind, Invocation, Outcome, RpcError, Serialization, ServiceKey, Status};
@@ -44,12 +44,12 @@ fn encode<T: serde::Serialize>(value: &T) -> Bytes {
     Serialization::Bincode.encode(value).unwrap()
 }
 
-fn config() -> ChannelConfig {
-    ChannelConfig {
+fn config() -> RpcChannelConfig {
+    RpcChannelConfig {
         connect_timeout: Duration::from_secs(3),
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(5),
-        ..ChannelConfig::default()
+        ..RpcChannelConfig::default()
     }
 }
 

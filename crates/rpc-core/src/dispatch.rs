@@ -14,8 +14,8 @@ use crate::error::{RpcError, Status};
 use crate::invocation::{Invocation, MethodName, ServiceKey};
 use crate::service::{BoxFuture, Response, ServiceHandler};
 
-/// The services exported on a server, by [`ServiceKey`]. Immutable once built,
-/// so lookups take no lock.
+/// The services exported on a server, by [`ServiceKey`]. Immutable once
+/// built: a server's services do not change while it runs.
 #[derive(Clone, Default)]
 pub struct Dispatcher {
     services: Arc<HashMap<ServiceKey, Arc<dyn ServiceHandler>>>,
@@ -35,24 +35,8 @@ impl Dispatcher {
         }
     }
 
-    /// The exported keys.
-    pub fn keys(&self) -> impl Iterator<Item = &ServiceKey> {
-        self.services.keys()
-    }
-
-    /// The exported key equal to `interface`, `version` and `group`, shared
-    /// (no allocation): what a server puts in the invocations it decodes.
-    pub fn exported_key(&self, interface: &str, version: Option<&str>, group: Option<&str>) -> Option<ServiceKey> {
-        let version = version.filter(|s| !s.is_empty());
-        let group = group.filter(|s| !s.is_empty());
-        self.services
-            .keys()
-            .find(|k| k.interface() == interface && k.version() == version && k.group() == group)
-            .cloned()
-    }
-
     /// The handler for `key`. A version of `*` matches any version (and likewise group).
-    pub fn lookup(&self, key: &ServiceKey) -> Result<&Arc<dyn ServiceHandler>, RpcError> {
+    pub(crate) fn lookup(&self, key: &ServiceKey) -> Result<&Arc<dyn ServiceHandler>, RpcError> {
         if let Some(handler) = self.services.get(key) {
             return Ok(handler);
         }
@@ -80,10 +64,10 @@ impl Dispatcher {
         Err(RpcError::remote(Status::ServiceNotFound, message).with_service(key))
     }
 
-    /// The exported service equal to `interface`, `version` and `group`, with
-    /// its key (shared: no allocation): what a server resolves each request
-    /// to before [`run`](Dispatcher::run)ning it.
-    pub fn exported(
+    /// The exported service equal to `interface`, `version` and `group` (an
+    /// empty version or group is none), with its key: what a server resolves
+    /// each request to before [starting](Dispatcher::start_on) it.
+    pub(crate) fn exported(
         &self,
         interface: &str,
         version: Option<&str>,
@@ -98,27 +82,23 @@ impl Dispatcher {
 
     /// Runs `invocation`: finds the service, calls it, stops at the deadline
     /// ([`Status::ServerTimeout`]) and turns a panic into [`Status::ServiceError`].
-    pub async fn dispatch(&self, invocation: Invocation) -> Result<Response, RpcError> {
+    pub(crate) async fn dispatch(&self, invocation: Invocation) -> Result<Response, RpcError> {
         self.start(invocation).finish().await
     }
 
     /// Finds the service of `invocation` and hands it the call, as
     /// [`dispatch`](Dispatcher::dispatch) does, without waiting for it.
-    pub fn start(&self, invocation: Invocation) -> Running {
+    pub(crate) fn start(&self, invocation: Invocation) -> Running {
         match self.lookup(invocation.service()) {
             Ok(handler) => Self::start_on(handler, invocation),
             Err(error) => Running::done(&invocation, Err(error)),
         }
     }
 
-    /// Runs `invocation` on `handler` (found with [`exported`](Dispatcher::exported)
-    /// or [`lookup`](Dispatcher::lookup)), as [`dispatch`](Dispatcher::dispatch) does.
-    pub async fn run(handler: Arc<dyn ServiceHandler>, invocation: Invocation) -> Result<Response, RpcError> {
-        Self::start_on(&handler, invocation).finish().await
-    }
-
-    /// Hands `invocation` to `handler` without waiting for it.
-    pub fn start_on(handler: &Arc<dyn ServiceHandler>, invocation: Invocation) -> Running {
+    /// Hands `invocation` to `handler` (found with [`exported`](Dispatcher::exported)
+    /// or [`lookup`](Dispatcher::lookup)) without waiting for it, as
+    /// [`start`](Dispatcher::start) does.
+    pub(crate) fn start_on(handler: &Arc<dyn ServiceHandler>, invocation: Invocation) -> Running {
         let service = invocation.service().clone();
         let method = invocation.method_name().clone();
         let deadline = invocation.deadline();
@@ -139,7 +119,7 @@ impl Dispatcher {
 /// ([`poll_once`](Running::poll_once)), and [`finish`](Running::finish) it
 /// on a task of its own only if it waits. Panics become
 /// [`Status::ServiceError`]; `finish` stops at the call's deadline.
-pub struct Running {
+pub(crate) struct Running {
     state: State,
     service: ServiceKey,
     method: MethodName,
@@ -174,7 +154,7 @@ impl Running {
     /// Polls the call once, with a waker that does nothing: its result if it
     /// is done. If not, whatever it waits on holds the no-op waker until
     /// [`finish`](Running::finish) polls it again, which must follow.
-    pub fn poll_once(&mut self) -> Option<Result<Response, RpcError>> {
+    pub(crate) fn poll_once(&mut self) -> Option<Result<Response, RpcError>> {
         if let State::Pending(future) = &mut self.state {
             let mut cx = Context::from_waker(Waker::noop());
             match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
@@ -193,7 +173,7 @@ impl Running {
     }
 
     /// The rest of the call, until its result or its deadline.
-    pub async fn finish(self) -> Result<Response, RpcError> {
+    pub(crate) async fn finish(self) -> Result<Response, RpcError> {
         let Running {
             state,
             service,

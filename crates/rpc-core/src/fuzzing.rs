@@ -2,7 +2,7 @@
 //! by default): the private readers of outside input, reachable without a
 //! socket. Thin wrappers only; not a public API.
 //!
-//! The public decoders (`FrameCodec`, `split_request_view`, the `tri::codec`
+//! The public decoders (`FrameCodec`, `split_request`, the `tri::codec`
 //! functions, `Url`, `Response::decode`, `handler::decode_args`) are fuzzed
 //! through their own paths.
 

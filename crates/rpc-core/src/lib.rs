@@ -7,7 +7,7 @@
 //! the provider's [`Server`](protocol::server::Server), which speaks every
 //! protocol on one port, and the protocols: [`protocol::rpc`], the native
 //! binary protocol (Dubbo's 16-byte header, request multiplexing, heartbeats)
-//! with its client [`Channel`](protocol::rpc::Channel), and [`protocol::tri`],
+//! with its client [`RpcChannel`](protocol::rpc::RpcChannel), and [`protocol::tri`],
 //! Dubbo's Triple (gRPC-compatible).
 //!
 //! Generated code (from `#[service]` in `rpc-macros`) talks to the framework

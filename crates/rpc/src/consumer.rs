@@ -9,7 +9,7 @@ use rpc_cluster::{
     Cluster, Connect, Directory, Endpoint, FailbackConfig, LoadBalance, Mock, MockLayer, Mocks, OutlierConfig, Policy,
     Probe,
 };
-use rpc_core::protocol::rpc::{Channel, ChannelConfig, WeakChannel};
+use rpc_core::protocol::rpc::{RpcChannel, RpcChannelConfig, WeakRpcChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
 use rpc_core::{
@@ -49,7 +49,7 @@ pub struct ConsumerBuilder {
     registries: Vec<String>,
     defaults: MethodConfig,
     check: bool,
-    channel: ChannelConfig,
+    channel: RpcChannelConfig,
     outlier: OutlierConfig,
     layers: Vec<InvokerLayer>,
     attempt_layers: Vec<InvokerLayer>,
@@ -63,7 +63,7 @@ impl Consumer {
             registries: Vec::new(),
             defaults: MethodConfig::new(),
             check: true,
-            channel: ChannelConfig::default(),
+            channel: RpcChannelConfig::default(),
             outlier: OutlierConfig::default(),
             layers: Vec::new(),
             attempt_layers: Vec::new(),
@@ -156,7 +156,7 @@ impl ConsumerBuilder {
     }
 
     /// Settings of the native protocol's connections.
-    pub fn channel_config(mut self, config: ChannelConfig) -> Self {
+    pub fn channel_config(mut self, config: RpcChannelConfig) -> Self {
         self.channel = config;
         self
     }
@@ -600,8 +600,8 @@ impl Drop for ConsumerNode {
 /// any more, its connection closes.
 #[derive(Debug)]
 struct Connector {
-    config: ChannelConfig,
-    channels: Mutex<HashMap<String, WeakChannel>>,
+    config: RpcChannelConfig,
+    channels: Mutex<HashMap<String, WeakRpcChannel>>,
     tri_channels: Mutex<HashMap<String, WeakTriChannel>>,
 }
 
@@ -622,9 +622,9 @@ impl Connector {
         let channel = shared(
             &self.channels,
             url.address(),
-            WeakChannel::upgrade,
-            |a| Channel::new(a, self.config.clone()),
-            Channel::downgrade,
+            WeakRpcChannel::upgrade,
+            |a| RpcChannel::new(a, self.config.clone()),
+            RpcChannel::downgrade,
         );
         let health = channel.clone();
         let probe: Arc<dyn Probe> = Arc::new(NativeProbe(channel.clone()));
@@ -659,7 +659,7 @@ impl Connect for AttemptLayers {
 
 /// The outlier detector's handle on a native channel: abandon its waiting
 /// calls, ping it with a heartbeat.
-struct NativeProbe(Channel);
+struct NativeProbe(RpcChannel);
 
 impl Probe for NativeProbe {
     fn abandon_in_flight(&self, reason: &str) -> usize {

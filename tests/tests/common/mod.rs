@@ -27,7 +27,7 @@ pub(crate) async fn probe_server(config: ServerConfig) -> ServerHandle {
 }
 
 /// The request meta of a probe method, with a 5 s timeout.
-pub(crate) fn probe(method: &str) -> RequestMeta {
+pub(crate) fn probe(method: &str) -> RequestMeta<'_> {
     RequestMeta {
         service: "org.rpc.test.Probe".into(),
         version: Some("1.0.0".into()),

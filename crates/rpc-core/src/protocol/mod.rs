@@ -7,7 +7,7 @@
 //!   ([`connection::Connector`]), connecting and reconnecting with one
 //!   backoff, the calls in flight, and the [`Health`] the cluster reads.
 //! * [`rpc`]: the native binary protocol (Dubbo's 16-byte header): its
-//!   client [`Channel`](rpc::Channel) and its side of a server connection.
+//!   client [`RpcChannel`](rpc::RpcChannel) and its side of a server connection.
 //! * [`tri`]: Dubbo's Triple (gRPC-compatible HTTP/2, and HTTP/1.1 JSON): its
 //!   client [`TriChannel`](tri::TriChannel) and its side of a server connection.
 //!
@@ -44,8 +44,8 @@ pub enum Health {
 
 /// The settings both channels share carry over (connect timeout, backoff,
 /// heartbeat, payload limit), so one consumer setting serves both protocols.
-impl From<rpc::ChannelConfig> for tri::TriChannelConfig {
-    fn from(config: rpc::ChannelConfig) -> Self {
+impl From<rpc::RpcChannelConfig> for tri::TriChannelConfig {
+    fn from(config: rpc::RpcChannelConfig) -> Self {
         tri::TriChannelConfig {
             max_payload: config.max_payload,
             heartbeat: config.heartbeat,

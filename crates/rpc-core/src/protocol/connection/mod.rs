@@ -1,5 +1,5 @@
 //! The connection layer under both client channels
-//! ([`Channel`](crate::protocol::rpc::Channel) and
+//! ([`RpcChannel`](crate::protocol::rpc::RpcChannel) and
 //! [`TriChannel`](crate::protocol::tri::TriChannel)).
 //!
 //! * [`Connector`]: the transport. It opens a byte stream ([`Io`]) to an

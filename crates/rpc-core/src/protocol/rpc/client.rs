@@ -1,4 +1,4 @@
-//! The client side: [`Channel`], one multiplexed connection to one provider.
+//! The client side: [`RpcChannel`], one multiplexed connection to one provider.
 //!
 //! The connection's life (connecting, backoff, probing, the provider leaving,
 //! health) is the shared [`Link`]'s; the calls waiting for answers are an
@@ -19,20 +19,19 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use super::DEFAULT_HEARTBEAT;
 use super::conn::{ConnShared, QUEUE, run_writer};
-use super::frame::{DEFAULT_MAX_PAYLOAD, Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMetaRef};
+use super::frame::{Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMeta};
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::Invocation;
-use crate::protocol::Health;
 use crate::protocol::connection::in_flight::{Gate, InFlight, Registration};
 use crate::protocol::connection::link::{Connection, Establish, Link, Reconnect, Watch};
 use crate::protocol::connection::{Connector, Io, TcpConnector};
+use crate::protocol::{DEFAULT_HEARTBEAT, DEFAULT_MAX_PAYLOAD, Health};
 use crate::service::{BoxFuture as ServiceFuture, Response};
 
-/// Settings of a [`Channel`].
+/// Settings of an [`RpcChannel`].
 #[derive(Clone, Debug)]
-pub struct ChannelConfig {
+pub struct RpcChannelConfig {
     /// Largest frame body sent or accepted (default 8 MiB).
     pub max_payload: usize,
     /// Heartbeat interval; a provider silent for three is disconnected (default 30 s).
@@ -45,9 +44,9 @@ pub struct ChannelConfig {
     pub backoff_max: Duration,
 }
 
-impl Default for ChannelConfig {
+impl Default for RpcChannelConfig {
     fn default() -> Self {
-        ChannelConfig {
+        RpcChannelConfig {
             max_payload: DEFAULT_MAX_PAYLOAD,
             heartbeat: DEFAULT_HEARTBEAT,
             connect_timeout: Duration::from_secs(3),
@@ -57,7 +56,7 @@ impl Default for ChannelConfig {
     }
 }
 
-impl ChannelConfig {
+impl RpcChannelConfig {
     fn reconnect(&self) -> Reconnect {
         Reconnect {
             connect_timeout: self.connect_timeout,
@@ -80,18 +79,18 @@ type ReplyRx = oneshot::Receiver<Result<Reply, RpcError>>;
 /// A call registered on a connection: its entry goes when the caller stops
 /// waiting (timeout, or the future was dropped, polled or not, e.g. by a
 /// forking cluster), so no entry outlives its caller.
-type PendingCall = Registration<Arc<Conn>, Reply>;
+type PendingCall = Registration<Arc<RpcConn>, Reply>;
 
 /// The native protocol's part of a channel: its settings and request ids.
 #[derive(Debug)]
-struct Native {
-    config: ChannelConfig,
+struct RpcClientSide {
+    config: RpcChannelConfig,
     next_id: AtomicU64,
 }
 
 /// One live connection.
 #[derive(Debug)]
-struct Conn {
+struct RpcConn {
     shared: Arc<ConnShared>,
     tx: mpsc::Sender<OutFrame>,
     calls: InFlight<Reply>,
@@ -100,16 +99,16 @@ struct Conn {
     /// the connection is closed, so the link knows the provider left.
     readonly: AtomicBool,
     /// Tells the channel's link that the provider is leaving, or that the connection ended.
-    watch: Watch<Native>,
+    watch: Watch<RpcClientSide>,
 }
 
-impl AsRef<InFlight<Reply>> for Conn {
+impl AsRef<InFlight<Reply>> for RpcConn {
     fn as_ref(&self) -> &InFlight<Reply> {
         &self.calls
     }
 }
 
-impl Connection for Arc<Conn> {
+impl Connection for Arc<RpcConn> {
     fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }
@@ -123,7 +122,7 @@ impl Connection for Arc<Conn> {
     }
 }
 
-impl Conn {
+impl RpcConn {
     /// Registers call `id` and queues its request, in one step under the
     /// in-flight lock, which the reader also holds while it marks the
     /// connection read-only and queues its answer to that event: a request
@@ -179,8 +178,8 @@ impl Conn {
     }
 }
 
-impl Establish for Native {
-    type Conn = Arc<Conn>;
+impl Establish for RpcClientSide {
+    type Conn = Arc<RpcConn>;
 
     /// Starts the connection's reader and writer tasks over `io`.
     fn establish(
@@ -188,11 +187,11 @@ impl Establish for Native {
         address: &str,
         io: Io,
         watch: Watch<Self>,
-    ) -> impl Future<Output = Result<Arc<Conn>, RpcError>> + Send {
+    ) -> impl Future<Output = Result<Arc<RpcConn>, RpcError>> + Send {
         let (read, write) = io.split();
         let shared = Arc::new(ConnShared::new(address.to_string()));
         let (tx, rx) = mpsc::channel(QUEUE);
-        let conn = Arc::new(Conn {
+        let conn = Arc::new(RpcConn {
             shared,
             tx,
             calls: InFlight::default(),
@@ -248,66 +247,66 @@ impl Establish for Native {
 /// A client for one provider address over the native protocol; a tower
 /// `Service<Invocation, Response = Response, Error = RpcError>`.
 ///
-/// Cheap to clone: clones share the connection. The connection is opened by
+/// Clones share the connection. The connection is opened by
 /// the first call, multiplexes every call, and is re-opened on demand after it
 /// breaks, waiting an exponential backoff between failed attempts (calls made
 /// during the backoff fail at once with a not-sent [`ErrorKind::Connect`]).
 /// When the connection breaks, every call in flight fails at once: with
 /// [`ErrorKind::ConnectionLost`] if its request was written, with
 /// [`ErrorKind::Closed`] if not; and the channel starts probing the provider
-/// in the background, so [`is_backing_off`](Channel::is_backing_off) tells
+/// in the background, so [`is_backing_off`](RpcChannel::is_backing_off) tells
 /// callers to go elsewhere before any call is sent to a dead provider. The
 /// connection closes when the last handle to the channel is dropped.
 #[derive(Clone)]
-pub struct Channel {
-    link: Arc<Link<Native>>,
+pub struct RpcChannel {
+    link: Arc<Link<RpcClientSide>>,
 }
 
-impl fmt::Debug for Channel {
+impl fmt::Debug for RpcChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Channel")
+        f.debug_struct("RpcChannel")
             .field("address", &self.link.address())
             .finish_non_exhaustive()
     }
 }
 
-/// A handle to a [`Channel`] that does not keep it alive.
+/// A handle to an [`RpcChannel`] that does not keep it alive.
 #[derive(Clone, Debug, Default)]
-pub struct WeakChannel {
-    link: Weak<Link<Native>>,
+pub struct WeakRpcChannel {
+    link: Weak<Link<RpcClientSide>>,
 }
 
-impl WeakChannel {
+impl WeakRpcChannel {
     /// The channel, if any handle to it is still alive.
-    pub fn upgrade(&self) -> Option<Channel> {
-        self.link.upgrade().map(|link| Channel { link })
+    pub fn upgrade(&self) -> Option<RpcChannel> {
+        self.link.upgrade().map(|link| RpcChannel { link })
     }
 }
 
-impl Channel {
+impl RpcChannel {
     /// A handle that does not keep the channel (and its connection) alive.
-    pub fn downgrade(&self) -> WeakChannel {
-        WeakChannel {
+    pub fn downgrade(&self) -> WeakRpcChannel {
+        WeakRpcChannel {
             link: Arc::downgrade(&self.link),
         }
     }
 
     /// A channel to `address` (`host:port`) over TCP. Nothing is connected until the first call.
-    pub fn new(address: impl Into<String>, config: ChannelConfig) -> Self {
-        Channel::with_connector(address, config, Arc::new(TcpConnector))
+    pub fn new(address: impl Into<String>, config: RpcChannelConfig) -> Self {
+        RpcChannel::with_connector(address, config, Arc::new(TcpConnector))
     }
 
     /// A channel to `address` whose connections `connector` opens (each
-    /// attempt bounded by [`ChannelConfig::connect_timeout`]): a custom
+    /// attempt bounded by [`RpcChannelConfig::connect_timeout`]): a custom
     /// transport, or an in-memory one in tests. Nothing is connected until
     /// the first call.
-    pub fn with_connector(address: impl Into<String>, config: ChannelConfig, connector: Arc<dyn Connector>) -> Self {
+    pub fn with_connector(address: impl Into<String>, config: RpcChannelConfig, connector: Arc<dyn Connector>) -> Self {
         let reconnect = config.reconnect();
-        let native = Native {
+        let native = RpcClientSide {
             config,
             next_id: AtomicU64::new(1),
         };
-        Channel {
+        RpcChannel {
             link: Arc::new(Link::new(address.into(), reconnect, connector, native)),
         }
     }
@@ -331,8 +330,7 @@ impl Channel {
     /// or not yet tried; [`Health::Unavailable`] while connecting or backing
     /// off after a failure (a dead or unreachable host is not waited on by
     /// every call); [`Health::Leaving`] once the provider said it is shutting
-    /// down, until a new connection is made (after a restart). Takes no lock
-    /// when connected.
+    /// down, until a new connection is made (after a restart).
     pub fn health(&self) -> Health {
         self.link.health()
     }
@@ -387,12 +385,12 @@ impl Channel {
     }
 
     /// The live connection, connecting if needed.
-    async fn connection(&self, deadline: Option<Instant>) -> Result<Arc<Conn>, RpcError> {
+    async fn connection(&self, deadline: Option<Instant>) -> Result<Arc<RpcConn>, RpcError> {
         self.link.get(deadline).await
     }
 
     /// The current connection, when it is up and takes new calls.
-    fn connected(&self) -> Option<Arc<Conn>> {
+    fn connected(&self) -> Option<Arc<RpcConn>> {
         self.link.current()
     }
 
@@ -400,7 +398,7 @@ impl Channel {
     /// right away, leaving a small future that only waits for the reply.
     /// `None` when it must take the slow path (connecting, backoff, a full
     /// send queue is handled there too).
-    fn call_now(&self, invocation: &Invocation) -> Option<ServiceFuture<Result<Response, RpcError>>> {
+    fn call_if_connected(&self, invocation: &Invocation) -> Option<ServiceFuture<Result<Response, RpcError>>> {
         let conn = self.connected()?;
         let deadline = invocation.deadline();
         let decorate = {
@@ -460,15 +458,7 @@ impl Channel {
     ) -> Result<(u64, OutFrame, ReplyTx, ReplyRx), RpcError> {
         let native = self.link.protocol();
         let id = native.next_id.fetch_add(1, Ordering::Relaxed);
-        let key = invocation.service();
-        let meta = RequestMetaRef {
-            service: key.interface(),
-            version: key.version(),
-            group: key.group(),
-            method: invocation.method(),
-            timeout_ms,
-            attachments: invocation.attachments(),
-        };
+        let meta = RequestMeta::of_call(invocation, timeout_ms);
         let frame = OutFrame::request(id, true, invocation.serialization(), &meta, invocation.args().clone())
             .map_err(|e| RpcError::new(ErrorKind::Encode, format!("cannot encode the request: {e}")))?;
         let body_len = frame.len() - super::frame::HEADER_LEN;
@@ -559,7 +549,7 @@ pub(crate) fn reply_result(status: u8, body: Bytes) -> Result<Response, RpcError
     }
 }
 
-fn on_frame(conn: &Conn, decoded: Decoded) {
+fn on_frame(conn: &RpcConn, decoded: Decoded) {
     let (header, body) = match decoded {
         Decoded::Frame(header, body) => (header, body),
         Decoded::Oversized(header) => {
@@ -594,7 +584,7 @@ fn on_frame(conn: &Conn, decoded: Decoded) {
     );
 }
 
-fn on_event(conn: &Conn, header: &Header, body: &Bytes) {
+fn on_event(conn: &RpcConn, header: &Header, body: &Bytes) {
     if !header.is_request() {
         // A heartbeat answer: touch() already recorded it; a ping waits for some.
         conn.calls.complete(
@@ -622,7 +612,7 @@ fn on_event(conn: &Conn, header: &Header, body: &Bytes) {
     conn.watch.leaving();
 }
 
-impl tower::Service<Invocation> for Channel {
+impl tower::Service<Invocation> for RpcChannel {
     type Response = Response;
     type Error = RpcError;
     type Future = ServiceFuture<Result<Response, RpcError>>;
@@ -632,7 +622,7 @@ impl tower::Service<Invocation> for Channel {
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
-        match self.call_now(&invocation) {
+        match self.call_if_connected(&invocation) {
             Some(future) => future,
             None => Box::pin(self.clone().invoke(invocation)),
         }

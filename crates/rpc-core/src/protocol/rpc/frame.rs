@@ -19,11 +19,13 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use tokio_util::codec::Decoder;
 
 use crate::error::Status;
-use crate::invocation::Attachments;
+use crate::invocation::{Attachments, Invocation};
+#[cfg(test)]
+use crate::protocol::DEFAULT_MAX_PAYLOAD;
 use crate::serialization::Serialization;
 
 /// Magic number opening every frame.
@@ -31,16 +33,15 @@ pub const MAGIC: u16 = 0xdabb;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 16;
 /// Flag bit: the frame is a request.
-pub const FLAG_REQUEST: u8 = 0x80;
+pub(crate) const FLAG_REQUEST: u8 = 0x80;
 /// Flag bit: the request expects a response.
-pub const FLAG_TWO_WAY: u8 = 0x40;
+pub(crate) const FLAG_TWO_WAY: u8 = 0x40;
 /// Flag bit: the frame is an event (heartbeat, read-only).
-pub const FLAG_EVENT: u8 = 0x20;
+pub(crate) const FLAG_EVENT: u8 = 0x20;
 /// Mask of the serialization id in the flag byte.
-pub const SERIALIZATION_MASK: u8 = 0x1f;
+pub(crate) const SERIALIZATION_MASK: u8 = 0x1f;
 /// Body of the read-only event.
 pub const READONLY_EVENT: &[u8] = b"R";
-pub use crate::protocol::DEFAULT_MAX_PAYLOAD;
 
 /// The fixed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,66 +178,73 @@ impl Decoder for FrameCodec {
     }
 }
 
-/// Metadata of a request, encoded with the frame's serialization before the arguments.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RequestMeta {
-    /// Interface name.
-    pub service: String,
-    /// Version, if any.
-    pub version: Option<String>,
-    /// Group, if any.
-    pub group: Option<String>,
-    /// Wire method name.
-    pub method: String,
-    /// Time left for the call, in milliseconds: relative, never wall-clock.
-    pub timeout_ms: Option<u64>,
-    /// Attachments.
-    pub attachments: Attachments,
-}
-
-/// [`RequestMeta`] borrowed from the call, encoded exactly like it: what a
-/// client writes, without copying names and attachments per call.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct RequestMetaRef<'a> {
-    /// Interface name.
-    pub service: &'a str,
-    /// Version, if any.
-    pub version: Option<&'a str>,
-    /// Group, if any.
-    pub group: Option<&'a str>,
-    /// Wire method name.
-    pub method: &'a str,
-    /// Time left for the call, in milliseconds.
-    pub timeout_ms: Option<u64>,
-    /// Attachments.
-    pub attachments: &'a Attachments,
-}
-
-/// [`RequestMeta`] as a server reads it: names borrowed from the frame when
-/// the serialization allows, so reading a request copies no names.
-#[derive(Debug, Deserialize)]
-pub struct RequestMetaView<'a> {
+/// Metadata of a request, written before the arguments with the frame's
+/// serialization: the one form the client encodes and the server decodes.
+///
+/// The fields are [`Cow`]s, so a client encodes the names and attachments of
+/// its [`Invocation`] as they are ([`RequestMeta::of_call`] borrows them all),
+/// and [`split_request`] borrows the names from the received frame whenever
+/// the serialization allows (bincode always; JSON when a string holds no
+/// escapes). The encoding does not depend on whether a field is borrowed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestMeta<'a> {
     /// Interface name.
     #[serde(borrow)]
     pub service: Cow<'a, str>,
     /// Version, if any.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "borrowed_if_any")]
     pub version: Option<Cow<'a, str>>,
     /// Group, if any.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "borrowed_if_any")]
     pub group: Option<Cow<'a, str>>,
     /// Wire method name.
     #[serde(borrow)]
     pub method: Cow<'a, str>,
-    /// Time left for the call, in milliseconds.
+    /// Time left for the call, in milliseconds: relative, never wall-clock.
     pub timeout_ms: Option<u64>,
-    /// Attachments.
-    pub attachments: Attachments,
+    /// Attachments (always owned once decoded).
+    pub attachments: Cow<'a, Attachments>,
+}
+
+/// An optional string, borrowed from the input when the serialization allows:
+/// serde borrows a `Cow<str>` field, but not one inside an `Option`.
+fn borrowed_if_any<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(deserializer)?.map(|b| b.0))
+}
+
+impl<'a> RequestMeta<'a> {
+    /// The meta of `invocation`, borrowing its names and attachments, with
+    /// `timeout_ms` left for the call: what a native channel sends.
+    pub fn of_call(invocation: &'a Invocation, timeout_ms: Option<u64>) -> Self {
+        let key = invocation.service();
+        RequestMeta {
+            service: Cow::Borrowed(key.interface()),
+            version: key.version().map(Cow::Borrowed),
+            group: key.group().map(Cow::Borrowed),
+            method: Cow::Borrowed(invocation.method()),
+            timeout_ms,
+            attachments: Cow::Borrowed(invocation.attachments()),
+        }
+    }
+
+    /// The same meta, owning every field.
+    pub fn into_owned(self) -> RequestMeta<'static> {
+        RequestMeta {
+            service: Cow::Owned(self.service.into_owned()),
+            version: self.version.map(|v| Cow::Owned(v.into_owned())),
+            group: self.group.map(|g| Cow::Owned(g.into_owned())),
+            method: Cow::Owned(self.method.into_owned()),
+            timeout_ms: self.timeout_ms,
+            attachments: Cow::Owned(self.attachments.into_owned()),
+        }
+    }
 }
 
 /// A frame ready to write: its header, for requests the encoded meta, and a
-/// tail shared with the caller (arguments or return value). Responses and
-/// events allocate nothing of their own.
+/// tail written as the caller encoded it (arguments or return value), never
+/// re-encoded.
 #[derive(Clone, Debug)]
 pub struct OutFrame {
     /// The header.
@@ -268,12 +276,13 @@ impl OutFrame {
         self.len() == 0
     }
 
-    /// A request frame. Fails when the meta cannot be encoded.
-    pub fn request<M: Serialize + ?Sized>(
+    /// A request frame: `meta`, then `args` (already encoded with
+    /// `serialization`) shared as they are. Fails when the meta cannot be encoded.
+    pub fn request(
         id: u64,
         two_way: bool,
         serialization: Serialization,
-        meta: &M,
+        meta: &RequestMeta<'_>,
         args: Bytes,
     ) -> Result<OutFrame, crate::serialization::CodecError> {
         let encoded = crate::scratch::encode(4 + 128, |encoded| {
@@ -340,21 +349,13 @@ impl OutFrame {
     }
 }
 
-/// Splits a request body into its meta and its arguments (sharing the buffer).
-pub fn split_request(serialization: Serialization, body: &Bytes) -> Result<(RequestMeta, Bytes), String> {
+/// Splits a request body into its meta, its names borrowed from `body` where
+/// the serialization allows, and its encoded arguments (sharing `body`'s
+/// buffer). Fails, saying why, when the meta length or the meta is malformed.
+pub fn split_request(serialization: Serialization, body: &Bytes) -> Result<(RequestMeta<'_>, Bytes), String> {
     let (meta, args) = meta_and_args(body)?;
     let meta = serialization
-        .decode::<RequestMeta>(meta)
-        .map_err(|e| format!("cannot decode the request meta: {e}"))?;
-    Ok((meta, args))
-}
-
-/// Splits a request body into its meta, borrowed from `body` where the
-/// serialization allows, and its encoded arguments (shared, not copied).
-pub fn split_request_view(serialization: Serialization, body: &Bytes) -> Result<(RequestMetaView<'_>, Bytes), String> {
-    let (meta, args) = meta_and_args(body)?;
-    let meta = serialization
-        .decode_borrowed::<RequestMetaView<'_>>(meta)
+        .decode_borrowed::<RequestMeta<'_>>(meta)
         .map_err(|e| format!("cannot decode the request meta: {e}"))?;
     Ok((meta, args))
 }
@@ -404,6 +405,8 @@ pub fn hessian2_string(message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invocation::ServiceKey;
+    use proptest::prelude::*;
 
     fn encode(frame: &OutFrame) -> BytesMut {
         let mut buf = BytesMut::new();
@@ -411,34 +414,90 @@ mod tests {
         buf
     }
 
-    fn meta() -> RequestMeta {
-        RequestMeta {
-            service: "org.example.Greeter".into(),
-            version: Some("1.0.0".into()),
-            group: None,
-            method: "sayHello".into(),
-            timeout_ms: Some(300),
-            attachments: [("trace".to_string(), "abc".to_string())].into_iter().collect(),
-        }
+    fn call(ser: Serialization, version: Option<&str>, group: Option<&str>, method: &str) -> Invocation {
+        let key = ServiceKey::new("org.example.Greeter", version, group);
+        let args = ser.encode(&("world",)).unwrap();
+        let mut invocation = Invocation::new(key, method.to_string(), args, ser);
+        invocation.set_attachments([("trace".to_string(), "abc".to_string())].into_iter().collect());
+        invocation
+    }
+
+    /// What a native channel writes for `invocation` and what a provider
+    /// reads back: the frame's header, the meta and the arguments.
+    fn send_and_read(invocation: &Invocation, timeout_ms: Option<u64>) -> (Header, Bytes) {
+        let ser = invocation.serialization();
+        let meta = RequestMeta::of_call(invocation, timeout_ms);
+        let frame = OutFrame::request(42, true, ser, &meta, invocation.args().clone()).unwrap();
+        let mut buf = encode(&frame);
+        assert_eq!(&buf[..2], &[0xda, 0xbb]);
+        let mut codec = FrameCodec::new(DEFAULT_MAX_PAYLOAD);
+        let Some(Decoded::Frame(header, body)) = codec.decode(&mut buf).unwrap() else {
+            panic!("expected a frame")
+        };
+        assert!(buf.is_empty());
+        (header, body)
     }
 
     #[test]
     fn request_round_trips_in_both_serializations() {
         for ser in Serialization::ALL {
-            let args = ser.encode(&("world",)).unwrap();
-            let frame = OutFrame::request(42, true, ser, &meta(), args.clone()).unwrap();
-            let mut buf = encode(&frame);
-            assert_eq!(&buf[..2], &[0xda, 0xbb]);
-            let mut codec = FrameCodec::new(DEFAULT_MAX_PAYLOAD);
-            let Some(Decoded::Frame(header, body)) = codec.decode(&mut buf).unwrap() else {
-                panic!("expected a frame")
-            };
+            let invocation = call(ser, Some("1.0.0"), None, "sayHello");
+            let (header, body) = send_and_read(&invocation, Some(300));
             assert!(header.is_request() && header.is_two_way() && !header.is_event());
             assert_eq!((header.id, header.serialization_id()), (42, ser.id()));
-            let (m, a) = split_request(ser, &body).unwrap();
-            assert_eq!(m, meta());
-            assert_eq!(a, args);
-            assert!(buf.is_empty());
+            let (meta, args) = split_request(ser, &body).unwrap();
+            assert_eq!(meta, RequestMeta::of_call(&invocation, Some(300)));
+            assert_eq!(meta.service, "org.example.Greeter");
+            assert_eq!((meta.version.as_deref(), meta.group.as_deref()), (Some("1.0.0"), None));
+            assert_eq!((&*meta.method, meta.timeout_ms), ("sayHello", Some(300)));
+            assert_eq!(meta.attachments.get("trace").map(String::as_str), Some("abc"));
+            assert_eq!(args, invocation.args().clone());
+            // The names are read in place, not copied.
+            for name in [&meta.service, &meta.method, meta.version.as_ref().unwrap()] {
+                assert!(matches!(name, Cow::Borrowed(_)), "{ser:?} copied {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_decoded_meta_outlives_its_frame_once_owned() {
+        let invocation = call(Serialization::Json, None, Some("blue"), "say\"Hello\"");
+        let (_, body) = send_and_read(&invocation, None);
+        let meta = split_request(Serialization::Json, &body).unwrap().0.into_owned();
+        drop(body);
+        assert_eq!(meta, RequestMeta::of_call(&invocation, None));
+    }
+
+    fn arb_call() -> impl Strategy<Value = (Invocation, Option<u64>)> {
+        (
+            proptest::sample::select(Serialization::ALL.to_vec()),
+            "\\PC{1,20}",
+            proptest::option::of("\\PC{0,8}"),
+            proptest::option::of("\\PC{0,8}"),
+            "\\PC{1,12}",
+            proptest::option::of(any::<u64>()),
+            proptest::collection::btree_map("\\PC{1,8}", "\\PC{0,16}", 0..4),
+            proptest::collection::vec(any::<u8>(), 0..32),
+        )
+            .prop_map(
+                |(ser, service, version, group, method, timeout_ms, attachments, args)| {
+                    let key = ServiceKey::new(&service, version.as_deref(), group.as_deref());
+                    let mut invocation = Invocation::new(key, method, Bytes::from(args), ser);
+                    invocation.set_attachments(attachments);
+                    (invocation, timeout_ms)
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn whatever_a_channel_sends_a_provider_reads((invocation, timeout_ms) in arb_call()) {
+            let (header, body) = send_and_read(&invocation, timeout_ms);
+            let ser = Serialization::from_id(header.serialization_id()).unwrap();
+            prop_assert_eq!(ser, invocation.serialization());
+            let (meta, args) = split_request(ser, &body).unwrap();
+            prop_assert_eq!(meta, RequestMeta::of_call(&invocation, timeout_ms));
+            prop_assert_eq!(args, invocation.args().clone());
         }
     }
 

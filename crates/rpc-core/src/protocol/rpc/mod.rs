@@ -11,7 +11,7 @@
 //!   heartbeats, the read-only event), which the [protocol-neutral
 //!   server](crate::protocol::server::Server) hands connections starting with
 //!   Dubbo's magic.
-//! * [`Channel`]: the client side for one provider address, a tower
+//! * [`RpcChannel`]: the client side for one provider address, a tower
 //!   `Service<Invocation>`: connects lazily, reconnects with backoff, and fails
 //!   in-flight calls at once when the connection breaks, saying whether the
 //!   request had been sent.
@@ -21,8 +21,7 @@ mod conn;
 pub mod frame;
 mod server;
 
-pub use crate::protocol::DEFAULT_HEARTBEAT;
 #[cfg(feature = "fuzzing")]
 pub(crate) use client::reply_result;
-pub use client::{Channel, ChannelConfig, WeakChannel};
-pub(crate) use server::Native;
+pub use client::{RpcChannel, RpcChannelConfig, WeakRpcChannel};
+pub(crate) use server::RpcServerSide;

@@ -43,7 +43,7 @@ use tokio_util::sync::WaitForCancellationFuture;
 
 use super::conn::{ConnShared, QUEUE, enqueue, run_writer};
 use super::frame::{
-    Decoded, FrameCodec, HEADER_LEN, Header, MAGIC, OutFrame, READONLY_EVENT, hessian2_string, split_request_view,
+    Decoded, FrameCodec, HEADER_LEN, Header, MAGIC, OutFrame, READONLY_EVENT, hessian2_string, split_request,
 };
 use crate::dispatch::Dispatcher;
 use crate::error::{RpcError, Status};
@@ -54,9 +54,9 @@ use crate::serialization::Serialization;
 /// The native protocol as the [server](crate::protocol::server) sees it: it
 /// claims connections that start with Dubbo's magic.
 #[derive(Debug)]
-pub(crate) struct Native;
+pub(crate) struct RpcServerSide;
 
-impl ServeConnection for Native {
+impl ServeConnection for RpcServerSide {
     fn claims(&self, first: u8) -> bool {
         first == MAGIC.to_be_bytes()[0]
     }
@@ -125,7 +125,7 @@ enum Signal {
 }
 
 /// The futures a native connection's reader watches besides its socket.
-struct Watch<'p, 'f> {
+struct ReaderSignals<'p, 'f> {
     closed: Pin<&'p mut WaitForCancellationFuture<'f>>,
     server_closed: Pin<&'p mut WaitForCancellationFuture<'f>>,
     draining: Pin<&'p mut WaitForCancellationFuture<'f>>,
@@ -133,7 +133,7 @@ struct Watch<'p, 'f> {
     quiet: Option<Pin<Box<Sleep>>>,
 }
 
-impl Watch<'_, '_> {
+impl ReaderSignals<'_, '_> {
     /// The next signal, given where the connection's drain stands.
     async fn next(&mut self, drain: Drain, slots: &Semaphore, limit: u32) -> Signal {
         let quiet = async {
@@ -197,7 +197,7 @@ where
     tokio::pin!(closed, server_closed, draining, readonly);
     // Registered before the flag is read below, so no change is missed.
     readonly.as_mut().enable();
-    let mut watch = Watch {
+    let mut watch = ReaderSignals {
         closed,
         server_closed,
         draining,
@@ -383,7 +383,7 @@ fn start_request(
         tracing::debug!(id = header.id, "{message}");
         return answer(room, refusal(&header, Status::SerializationError, &message));
     };
-    let (meta, args) = match split_request_view(serialization, &body) {
+    let (meta, args) = match split_request(serialization, &body) {
         Ok(parts) => parts,
         Err(message) => {
             tracing::debug!(id = header.id, "bad request: {message}");
@@ -408,7 +408,7 @@ fn start_request(
     if let Some(ms) = meta.timeout_ms {
         invocation.set_deadline(Some(Instant::now() + Duration::from_millis(ms)));
     }
-    invocation.set_attachments(meta.attachments);
+    invocation.set_attachments(meta.attachments.into_owned());
     invocation.set_remote_address(Some(peer));
     let mut running = match exported {
         Some((_, handler)) => Dispatcher::start_on(handler, invocation),
@@ -531,7 +531,7 @@ mod tests {
         }
 
         /// Sends a two-way bincode request and returns the answer's status and body.
-        async fn call(&mut self, id: u64, meta: &RequestMeta, args: Bytes) -> (Status, Bytes) {
+        async fn call(&mut self, id: u64, meta: &RequestMeta<'_>, args: Bytes) -> (Status, Bytes) {
             self.send(OutFrame::request(id, true, Serialization::Bincode, meta, args).unwrap())
                 .await;
             let (header, body) = self.next().await;
@@ -560,7 +560,7 @@ mod tests {
         }
     }
 
-    fn meta(service: &str, method: &str) -> RequestMeta {
+    fn meta<'a>(service: &'a str, method: &'a str) -> RequestMeta<'a> {
         RequestMeta {
             service: service.into(),
             version: Some(VERSION.into()),
@@ -577,12 +577,12 @@ mod tests {
 
     #[test]
     fn a_native_handshake_ends_with_the_frame_header() {
-        let mut greeting = Native.greeting();
+        let mut greeting = RpcServerSide.greeting();
         assert!(!greeting.complete_after(&[0xda; 5]));
         assert!(!greeting.complete_after(&[0xbb; 10]));
         assert!(greeting.complete_after(&[0; 1]));
-        assert!(Native.claims(0xda));
-        assert!(!Native.claims(b'P'));
+        assert!(RpcServerSide.claims(0xda));
+        assert!(!RpcServerSide.claims(b'P'));
     }
 
     #[tokio::test]

@@ -92,7 +92,10 @@ pub(crate) trait ServeConnection: Send + Sync + 'static {
 /// The protocols every port speaks, asked in this order whether they claim a
 /// connection: the native protocol takes Dubbo's magic, and `tri`, last,
 /// takes everything else.
-static PROTOCOLS: [&dyn ServeConnection; 2] = [&crate::protocol::rpc::Native, &crate::protocol::tri::Triple];
+static PROTOCOLS: [&dyn ServeConnection; 2] = [
+    &crate::protocol::rpc::RpcServerSide,
+    &crate::protocol::tri::TriServerSide,
+];
 
 /// A server for the services of a [`Dispatcher`], speaking every protocol on
 /// one port.

@@ -27,7 +27,7 @@ async fn start(config: ServerConfig) -> (ServerHandle, testing::TestService) {
     (server, service)
 }
 
-fn meta(method: &str) -> RequestMeta {
+fn meta(method: &str) -> RequestMeta<'_> {
     RequestMeta {
         service: SERVICE.into(),
         version: Some(VERSION.into()),

@@ -54,7 +54,7 @@ type Sender = http2::SendRequest<Full<Bytes>>;
 
 /// Settings of a [`TriChannel`].
 ///
-/// A native [`ChannelConfig`](crate::protocol::rpc::ChannelConfig) converts
+/// A native [`RpcChannelConfig`](crate::protocol::rpc::RpcChannelConfig) converts
 /// into one (`TriChannelConfig::from`), field for field, which is how a
 /// consumer's one channel setting applies to both protocols.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,13 +101,13 @@ impl TriChannelConfig {
 /// connection died young.
 #[derive(Clone)]
 pub struct TriChannel {
-    link: Arc<Link<Triple>>,
+    link: Arc<Link<TriClientSide>>,
 }
 
 /// A [`TriChannel`] held without keeping it open.
 #[derive(Clone, Debug)]
 pub struct WeakTriChannel {
-    link: Weak<Link<Triple>>,
+    link: Weak<Link<TriClientSide>>,
 }
 
 impl WeakTriChannel {
@@ -128,7 +128,7 @@ impl fmt::Debug for TriChannel {
 /// Triple's part of a channel: its settings, and numbers for the calls it
 /// tracks in flight.
 #[derive(Debug)]
-struct Triple {
+struct TriClientSide {
     config: TriChannelConfig,
     authority: String,
     next_id: AtomicU64,
@@ -169,7 +169,7 @@ impl Connection for Arc<TriConn> {
     }
 }
 
-impl Establish for Triple {
+impl Establish for TriClientSide {
     type Conn = Arc<TriConn>;
 
     /// The HTTP/2 handshake over `io`, then a task that drives the connection
@@ -222,7 +222,7 @@ impl Establish for Triple {
 impl TriChannel {
     /// A channel to `address` (`host:port`) over TCP. Nothing is connected
     /// until the first call. `config` is a [`TriChannelConfig`], or a native
-    /// [`ChannelConfig`](crate::protocol::rpc::ChannelConfig) whose settings carry over.
+    /// [`RpcChannelConfig`](crate::protocol::rpc::RpcChannelConfig) whose settings carry over.
     pub fn new(address: impl Into<String>, config: impl Into<TriChannelConfig>) -> Self {
         TriChannel::with_connector(address, config, Arc::new(TcpConnector))
     }
@@ -239,7 +239,7 @@ impl TriChannel {
         let address = address.into();
         let config = config.into();
         let reconnect = config.reconnect();
-        let triple = Triple {
+        let triple = TriClientSide {
             config,
             authority: address.clone(),
             next_id: AtomicU64::new(1),
@@ -267,7 +267,7 @@ impl TriChannel {
     }
 
     /// Whether new calls should come here, by the same rules as the native
-    /// [`Channel::health`](crate::protocol::rpc::Channel::health):
+    /// [`RpcChannel::health`](crate::protocol::rpc::RpcChannel::health):
     /// [`Health::Ready`] when connected or not yet tried (or a backoff is
     /// over); [`Health::Unavailable`] while connecting or backing off;
     /// [`Health::Leaving`] once a connection ended by the provider's GOAWAY,
@@ -299,11 +299,6 @@ impl TriChannel {
         let Some(conn) = self.link.connected() else { return 0 };
         let error = RpcError::new(ErrorKind::Timeout, reason.to_string()).with_address(self.link.address());
         conn.calls.abandon(&error)
-    }
-
-    /// Closes the current connection, failing its calls in flight. The next call reconnects.
-    pub fn disconnect(&self) {
-        self.link.disconnect("closed by the client");
     }
 
     async fn invoke(self, invocation: Invocation) -> Result<Response, RpcError> {

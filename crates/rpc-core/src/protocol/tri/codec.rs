@@ -22,7 +22,7 @@ pub fn frame(message: &[u8]) -> Bytes {
 
 /// Why a gRPC body could not be read as one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrameError {
+pub enum UnframeError {
     /// Fewer bytes than the prefix or its length announce.
     Truncated,
     /// The compressed flag is set; no compression is negotiated here.
@@ -33,39 +33,39 @@ pub enum FrameError {
     Trailing,
 }
 
-impl std::fmt::Display for FrameError {
+impl std::fmt::Display for UnframeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::Truncated => f.write_str("the gRPC message is truncated"),
-            FrameError::Compressed => f.write_str("compressed gRPC messages are not supported (no grpc-encoding)"),
-            FrameError::TooLarge(len) => write!(f, "the gRPC message of {len} bytes exceeds the payload limit"),
-            FrameError::Trailing => f.write_str("a unary call carries exactly one gRPC message"),
+            UnframeError::Truncated => f.write_str("the gRPC message is truncated"),
+            UnframeError::Compressed => f.write_str("compressed gRPC messages are not supported (no grpc-encoding)"),
+            UnframeError::TooLarge(len) => write!(f, "the gRPC message of {len} bytes exceeds the payload limit"),
+            UnframeError::Trailing => f.write_str("a unary call carries exactly one gRPC message"),
         }
     }
 }
 
 /// Reads the single message of a unary call's body. An empty body is
-/// refused ([`FrameError::Truncated`]).
-pub fn unframe(mut body: Bytes, max_payload: usize) -> Result<Bytes, FrameError> {
+/// refused ([`UnframeError::Truncated`]).
+pub fn unframe(mut body: Bytes, max_payload: usize) -> Result<Bytes, UnframeError> {
     if body.len() < PREFIX_LEN {
-        return Err(FrameError::Truncated);
+        return Err(UnframeError::Truncated);
     }
     let compressed = body.get_u8();
     let len = body.get_u32() as usize;
     if compressed != 0 {
-        return Err(FrameError::Compressed);
+        return Err(UnframeError::Compressed);
     }
     if len > max_payload {
-        return Err(FrameError::TooLarge(len));
+        return Err(UnframeError::TooLarge(len));
     }
     if body.len() < len {
-        return Err(FrameError::Truncated);
+        return Err(UnframeError::Truncated);
     }
     let rest = body.split_off(len);
     // Empty messages after the one that counts are tolerated: the Python
     // Dubbo client ends every call with one (`done_writing` sends `b""`).
     if rest.chunks(PREFIX_LEN).any(|empty| empty != [0, 0, 0, 0, 0]) {
-        return Err(FrameError::Trailing);
+        return Err(UnframeError::Trailing);
     }
     Ok(body)
 }
@@ -145,7 +145,7 @@ pub mod code {
 }
 
 /// The gRPC code for one of our errors.
-pub fn code_of(error: &RpcError) -> u32 {
+pub(crate) fn code_of(error: &RpcError) -> u32 {
     match error.kind() {
         ErrorKind::Timeout | ErrorKind::Remote(Status::ServerTimeout) | ErrorKind::Remote(Status::ClientTimeout) => {
             code::DEADLINE_EXCEEDED
@@ -176,10 +176,10 @@ pub fn code_of(error: &RpcError) -> u32 {
 
 /// The status our native code uses for gRPC's UNAUTHENTICATED, which Dubbo's
 /// status byte has no code for.
-pub const OTHER_UNAUTHENTICATED: u8 = 116;
+pub(crate) const OTHER_UNAUTHENTICATED: u8 = 116;
 
 /// Our error for a gRPC status a peer answered.
-pub fn error_of(grpc_code: u32, message: &str) -> RpcError {
+pub(crate) fn error_of(grpc_code: u32, message: &str) -> RpcError {
     let status = match grpc_code {
         code::DEADLINE_EXCEEDED => Status::ServerTimeout,
         code::UNAVAILABLE => Status::ChannelInactive,
@@ -216,15 +216,15 @@ mod tests {
         let framed = frame(b"hello");
         assert_eq!(&framed[..5], &[0, 0, 0, 0, 5]);
         assert_eq!(unframe(framed.clone(), 1024).unwrap(), Bytes::from_static(b"hello"));
-        assert_eq!(unframe(framed.slice(..7), 1024), Err(FrameError::Truncated));
-        assert_eq!(unframe(Bytes::new(), 1024), Err(FrameError::Truncated));
-        assert_eq!(unframe(framed.clone(), 4), Err(FrameError::TooLarge(5)));
+        assert_eq!(unframe(framed.slice(..7), 1024), Err(UnframeError::Truncated));
+        assert_eq!(unframe(Bytes::new(), 1024), Err(UnframeError::Truncated));
+        assert_eq!(unframe(framed.clone(), 4), Err(UnframeError::TooLarge(5)));
         let mut two = BytesMut::from(&framed[..]);
         two.extend_from_slice(&framed);
-        assert_eq!(unframe(two.freeze(), 1024), Err(FrameError::Trailing));
+        assert_eq!(unframe(two.freeze(), 1024), Err(UnframeError::Trailing));
         let mut compressed = BytesMut::from(&framed[..]);
         compressed[0] = 1;
-        assert_eq!(unframe(compressed.freeze(), 1024), Err(FrameError::Compressed));
+        assert_eq!(unframe(compressed.freeze(), 1024), Err(UnframeError::Compressed));
         assert_eq!(unframe(frame(b""), 1024).unwrap(), Bytes::new());
         // The Python client's trailing empty message is tolerated.
         let mut python = BytesMut::from(&framed[..]);
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(unframe(python.freeze(), 1024).unwrap(), Bytes::from_static(b"hello"));
         let mut ragged = BytesMut::from(&framed[..]);
         ragged.extend_from_slice(&[0, 0, 0]);
-        assert_eq!(unframe(ragged.freeze(), 1024), Err(FrameError::Trailing));
+        assert_eq!(unframe(ragged.freeze(), 1024), Err(UnframeError::Trailing));
     }
 
     #[test]

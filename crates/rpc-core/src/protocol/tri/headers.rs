@@ -1,17 +1,15 @@
 //! Header names of the Triple protocol.
 
 /// The service version (omitted by the Python client for 1.0.0).
-pub const SERVICE_VERSION: &str = "tri-service-version";
+pub(crate) const SERVICE_VERSION: &str = "tri-service-version";
 /// The service group.
-pub const SERVICE_GROUP: &str = "tri-service-group";
-/// The consumer's application name.
-pub const CONSUMER_APP: &str = "tri-consumer-appname";
+pub(crate) const SERVICE_GROUP: &str = "tri-service-group";
 /// The call's timeout (`grpc-timeout` syntax).
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+pub(crate) const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// The gRPC status code (trailer, or header of a trailers-only response).
-pub const GRPC_STATUS: &str = "grpc-status";
+pub(crate) const GRPC_STATUS: &str = "grpc-status";
 /// The gRPC status message, percent-encoded.
-pub const GRPC_MESSAGE: &str = "grpc-message";
+pub(crate) const GRPC_MESSAGE: &str = "grpc-message";
 /// Set by our provider on answers refusing a call before its handler ran
 /// (shutting down, overloaded, payload too large): only with it does a
 /// consumer take `UNAVAILABLE`, `RESOURCE_EXHAUSTED` or HTTP 429/502/503/504
@@ -23,7 +21,7 @@ pub const DEFAULT_VERSION: &str = "1.0.0";
 
 /// Whether a request header belongs to HTTP, gRPC or Triple rather than to
 /// the call's attachments.
-pub fn is_reserved(name: &str) -> bool {
+pub(crate) fn is_reserved(name: &str) -> bool {
     name.starts_with(':')
         || name.starts_with("grpc-")
         || name.starts_with("tri-")

@@ -22,5 +22,4 @@ pub mod headers;
 pub(crate) mod server;
 
 pub use client::{TriChannel, TriChannelConfig, WeakTriChannel};
-pub(crate) use server::Triple;
-pub use server::{BODY_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE};
+pub(crate) use server::TriServerSide;

@@ -32,20 +32,20 @@ use crate::protocol::server::{Greeting, Handshake, ServeConnection, ServerShared
 use crate::serialization::Serialization;
 
 /// Most concurrent HTTP/2 streams per connection.
-pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+pub(crate) const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// Largest header block accepted (HTTP/2 header list, HTTP/1.1 head).
-pub const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+pub(crate) const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 /// How long a request body may take to arrive when the call sets no deadline.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Triple as the [server](crate::protocol::server) sees it: it claims every
 /// connection no protocol before it claimed, and reads it as HTTP.
 #[derive(Debug)]
-pub(crate) struct Triple;
+pub(crate) struct TriServerSide;
 
-impl ServeConnection for Triple {
+impl ServeConnection for TriServerSide {
     fn claims(&self, _first: u8) -> bool {
         true
     }
@@ -281,7 +281,7 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
             Ok(message) => message,
             Err(e) => {
                 let kind = match e {
-                    codec::FrameError::TooLarge(_) => ErrorKind::PayloadTooLarge,
+                    codec::UnframeError::TooLarge(_) => ErrorKind::PayloadTooLarge,
                     _ => ErrorKind::Remote(Status::BadRequest),
                 };
                 return grpc_error(&RpcError::new(kind, e.to_string()));
@@ -457,7 +457,7 @@ mod tests {
 
     /// After which of `chunks` an HTTP connection's first message is complete.
     fn completed_after(chunks: &[&[u8]]) -> Option<usize> {
-        let mut greeting = Triple.greeting();
+        let mut greeting = TriServerSide.greeting();
         chunks.iter().position(|chunk| greeting.complete_after(chunk))
     }
 
@@ -474,13 +474,13 @@ mod tests {
         // A request line that starts like the preface, then differs, is a head.
         assert_eq!(completed_after(&[b"PRI /x HTTP/1.1\r\n\r\n"]), Some(0));
         // Triple takes whatever comes to it.
-        assert!(Triple.claims(b'P') && Triple.claims(0x16));
+        assert!(TriServerSide.claims(b'P') && TriServerSide.claims(0x16));
     }
 
     /// A Triple connection served over `duplex`, and its client end.
     fn connect(server: &Arc<ServerShared>) -> (DuplexStream, JoinHandle<()>) {
         let (client, io) = tokio::io::duplex(64 * 1024);
-        let io = Handshake::new(io, Triple.greeting(), server.config.handshake_timeout);
+        let io = Handshake::new(io, TriServerSide.greeting(), server.config.handshake_timeout);
         let served = tokio::spawn(serve(io, PEER.parse().unwrap(), server.clone()));
         (client, served)
     }

@@ -45,7 +45,7 @@ impl Provider {
         let (header, body) = self.next().await;
         assert!(header.is_request() && !header.is_event(), "not a call: {header:?}");
         let (meta, args) = split_request(Serialization::Bincode, &body).unwrap();
-        (header.id, meta.method, args)
+        (header.id, meta.method.into_owned(), args)
     }
 
     async fn send(&mut self, frame: OutFrame) {
@@ -65,9 +65,13 @@ impl Provider {
     }
 }
 
-fn channel(config: ChannelConfig, pipe: usize) -> (Channel, Arc<Pipes>, mpsc::UnboundedReceiver<DuplexStream>) {
+fn channel(config: RpcChannelConfig, pipe: usize) -> (RpcChannel, Arc<Pipes>, mpsc::UnboundedReceiver<DuplexStream>) {
     let (pipes, accepted) = Pipes::new(pipe);
-    (Channel::with_connector(ADDRESS, config, pipes.clone()), pipes, accepted)
+    (
+        RpcChannel::with_connector(ADDRESS, config, pipes.clone()),
+        pipes,
+        accepted,
+    )
 }
 
 fn invocation(args: impl Into<Bytes>, deadline: Instant) -> Invocation {
@@ -79,20 +83,24 @@ fn invocation(args: impl Into<Bytes>, deadline: Instant) -> Invocation {
 
 /// A call with a 5 s deadline, made as the channel's `Service` impls make
 /// it: at once when connected, else waiting for a connection.
-fn call(channel: &Channel, args: impl Into<Bytes>) -> ServiceFuture<Result<Response, RpcError>> {
+fn call(channel: &RpcChannel, args: impl Into<Bytes>) -> ServiceFuture<Result<Response, RpcError>> {
     call_by(channel, args, Instant::now() + Duration::from_secs(5))
 }
 
-fn call_by(channel: &Channel, args: impl Into<Bytes>, deadline: Instant) -> ServiceFuture<Result<Response, RpcError>> {
+fn call_by(
+    channel: &RpcChannel,
+    args: impl Into<Bytes>,
+    deadline: Instant,
+) -> ServiceFuture<Result<Response, RpcError>> {
     let invocation = invocation(args, deadline);
-    match channel.call_now(&invocation) {
+    match channel.call_if_connected(&invocation) {
         Some(future) => future,
         None => Box::pin(channel.clone().invoke(invocation)),
     }
 }
 
 /// Connects `channel` with one answered call; the provider end of the connection.
-async fn connected(channel: &Channel, accepted: &mut mpsc::UnboundedReceiver<DuplexStream>) -> Provider {
+async fn connected(channel: &RpcChannel, accepted: &mut mpsc::UnboundedReceiver<DuplexStream>) -> Provider {
     let first = tokio::spawn(call(channel, "hello"));
     let mut provider = Provider::accept(accepted).await;
     let (id, _, _) = provider.request().await;
@@ -112,7 +120,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_is_answered_and_the_next_reuses_the_connection() {
-    let (channel, pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let (channel, pipes, mut accepted) = channel(RpcChannelConfig::default(), PIPE);
     assert_eq!(channel.health(), Health::Ready, "not tried yet");
     assert!(pipes.attempts().is_empty(), "nothing connects before the first call");
 
@@ -142,7 +150,7 @@ async fn a_call_is_answered_and_the_next_reuses_the_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn many_calls_share_the_connection_and_are_matched_when_answered_out_of_order() {
-    let (channel, pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let (channel, pipes, mut accepted) = channel(RpcChannelConfig::default(), PIPE);
     let calls: Vec<_> = (0..32u8)
         .map(|i| tokio::spawn(call(&channel, vec![i; usize::from(i) + 1])))
         .collect();
@@ -174,7 +182,7 @@ async fn many_calls_share_the_connection_and_are_matched_when_answered_out_of_or
 #[tokio::test(start_paused = true)]
 async fn a_broken_connection_fails_every_call_at_once_with_the_outcome_it_had() {
     // A small pipe: a large request fills it, and the writer waits with it.
-    let (channel, _pipes, mut accepted) = channel(ChannelConfig::default(), 256);
+    let (channel, _pipes, mut accepted) = channel(RpcChannelConfig::default(), 256);
     let answered_never = tokio::spawn(call(&channel, "sent"));
     let mut provider = accept(&mut accepted).await;
     // Read the first request raw: its bytes reached the provider.
@@ -220,7 +228,7 @@ async fn a_broken_connection_fails_every_call_at_once_with_the_outcome_it_had() 
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_connect_is_retried_after_a_growing_jittered_backoff() {
-    let (channel, pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let (channel, pipes, mut accepted) = channel(RpcChannelConfig::default(), PIPE);
     pipes.script([Attempt::Refuse, Attempt::Refuse, Attempt::Refuse]);
     for failures in 1..=3u32 {
         let error = call(&channel, "x").await.unwrap_err();
@@ -262,7 +270,7 @@ async fn a_failed_connect_is_retried_after_a_growing_jittered_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lost_connection_is_probed_again_in_the_background_backed_off_only_when_it_died_young() {
-    let (channel, pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let (channel, pipes, mut accepted) = channel(RpcChannelConfig::default(), PIPE);
     let provider = connected(&channel, &mut accepted).await;
     let mut deaths = Vec::new();
     // Twice dead at once: backoffs of the first and second failure.
@@ -298,7 +306,7 @@ async fn a_lost_connection_is_probed_again_in_the_background_backed_off_only_whe
 
 #[tokio::test(start_paused = true)]
 async fn the_read_only_event_makes_the_channel_leaving_and_refuses_new_calls_unsent() {
-    let (channel, pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let (channel, pipes, mut accepted) = channel(RpcChannelConfig::default(), PIPE);
     let mut provider = connected(&channel, &mut accepted).await;
     let before = tokio::spawn(call(&channel, "before"));
     let (before_id, _, _) = provider.request().await;
@@ -336,7 +344,7 @@ async fn the_read_only_event_makes_the_channel_leaving_and_refuses_new_calls_uns
 
 #[tokio::test(start_paused = true)]
 async fn a_leaving_provider_stays_leaving_until_a_new_connection_lives() {
-    let (channel, pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let (channel, pipes, mut accepted) = channel(RpcChannelConfig::default(), PIPE);
     let mut provider = connected(&channel, &mut accepted).await;
     provider.send(OutFrame::event(9, true, true, READONLY_EVENT)).await;
     let _ = provider.next().await;
@@ -368,9 +376,9 @@ async fn a_leaving_provider_stays_leaving_until_a_new_connection_lives() {
 #[tokio::test(start_paused = true)]
 async fn idle_connections_send_heartbeats_and_a_silent_provider_is_disconnected() {
     let heartbeat = Duration::from_secs(1);
-    let config = ChannelConfig {
+    let config = RpcChannelConfig {
         heartbeat,
-        ..ChannelConfig::default()
+        ..RpcChannelConfig::default()
     };
     let (channel, _pipes, mut accepted) = channel(config, PIPE);
     let mut provider = connected(&channel, &mut accepted).await;
@@ -406,7 +414,7 @@ async fn idle_connections_send_heartbeats_and_a_silent_provider_is_disconnected(
 
 #[tokio::test(start_paused = true)]
 async fn an_answer_to_no_waiting_call_is_dropped_without_harm() {
-    let (channel, pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let (channel, pipes, mut accepted) = channel(RpcChannelConfig::default(), PIPE);
     let mut provider = connected(&channel, &mut accepted).await;
     let waiting = tokio::spawn(call(&channel, "mine"));
     let (id, _, _) = provider.request().await;
@@ -429,9 +437,9 @@ async fn an_answer_to_no_waiting_call_is_dropped_without_harm() {
 
 #[tokio::test(start_paused = true)]
 async fn an_oversized_answer_fails_its_call_clearly_and_keeps_the_connection() {
-    let config = ChannelConfig {
+    let config = RpcChannelConfig {
         max_payload: 1024,
-        ..ChannelConfig::default()
+        ..RpcChannelConfig::default()
     };
     let (channel, pipes, mut accepted) = channel(config, PIPE);
     let mut provider = connected(&channel, &mut accepted).await;
@@ -454,9 +462,9 @@ async fn an_oversized_answer_fails_its_call_clearly_and_keeps_the_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn calls_that_cannot_be_sent_fail_unsent_and_say_why() {
-    let config = ChannelConfig {
+    let config = RpcChannelConfig {
         max_payload: 1024,
-        ..ChannelConfig::default()
+        ..RpcChannelConfig::default()
     };
     let (channel, pipes, _accepted) = channel(config, PIPE);
     let error = call_by(&channel, "late", Instant::now()).await.unwrap_err();
@@ -490,7 +498,7 @@ async fn calls_that_cannot_be_sent_fail_unsent_and_say_why() {
 
 #[tokio::test(start_paused = true)]
 async fn abandoning_fails_waiting_calls_at_once_and_keeps_the_connection() {
-    let (channel, pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let (channel, pipes, mut accepted) = channel(RpcChannelConfig::default(), PIPE);
     let mut provider = connected(&channel, &mut accepted).await;
     let stalled = tokio::spawn(call(&channel, "stalled"));
     let (id, _, _) = provider.request().await;
@@ -535,7 +543,7 @@ async fn abandoning_fails_waiting_calls_at_once_and_keeps_the_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_last_handle_closes_the_connection() {
-    let (channel, _pipes, mut accepted) = channel(ChannelConfig::default(), PIPE);
+    let (channel, _pipes, mut accepted) = channel(RpcChannelConfig::default(), PIPE);
     let mut provider = connected(&channel, &mut accepted).await;
     let weak = channel.downgrade();
     drop(channel);

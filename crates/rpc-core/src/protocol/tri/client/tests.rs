@@ -122,7 +122,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn a_native_config_carries_over() {
-    let native = crate::protocol::rpc::ChannelConfig {
+    let native = crate::protocol::rpc::RpcChannelConfig {
         max_payload: 1,
         heartbeat: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(3),
