@@ -294,11 +294,9 @@ mod tests {
         assert_eq!(exact.payload().as_ref(), b"m");
         assert!(d.dispatch(invocation("a.B", Some("*"), Some("*"), "m")).await.is_ok());
         assert!(d.dispatch(invocation("c.D", None, None, "m")).await.is_ok());
-        assert_eq!(
-            d.exported_key("a.B", Some("1.0.0"), Some("g")),
-            Some(ServiceKey::new("a.B", Some("1.0.0"), Some("g")))
-        );
-        assert_eq!(d.exported_key("a.B", Some(""), None), None, "empty means unset");
+        let (key, _) = d.exported("a.B", Some("1.0.0"), Some("g")).unwrap();
+        assert_eq!(key, &ServiceKey::new("a.B", Some("1.0.0"), Some("g")));
+        assert!(d.exported("a.B", Some(""), None).is_none(), "empty means unset");
     }
 
     #[tokio::test]
