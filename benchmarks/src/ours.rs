@@ -40,7 +40,7 @@ impl Echo for EchoImpl {
 pub async fn serve(listeners: Vec<tokio::net::TcpListener>) -> Result<(), String> {
     let dispatcher = rpc::Dispatcher::new([(
         ServiceKey::new("bench.Echo", Some("1.0.0"), None),
-        Arc::new(EchoServer::new(EchoImpl)) as Arc<dyn rpc::ServiceHandler>,
+        rpc::Exported::new(EchoServer::new(EchoImpl)),
     )]);
     let _servers: Vec<_> = listeners
         .into_iter()

@@ -4,14 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use rpc::protocol::rpc::frame::{Decoded, FrameCodec, Header, OutFrame, RequestMeta, hessian2_string};
 use rpc::protocol::server::{Server, ServerConfig, ServerHandle};
-use rpc::{Dispatcher, Serialization, ServiceHandler, ServiceKey, Status};
+use rpc::{Dispatcher, Serialization, ServiceKey, Status};
 use rpc_tests::probe::{ProbeImpl, ProbeServer};
 use rpc_tests::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,7 +23,7 @@ const LIMIT: usize = 64 * 1024;
 async fn server(config: ServerConfig) -> ServerHandle {
     let dispatcher = Dispatcher::new([(
         ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
-        Arc::new(ProbeServer::new(ProbeImpl::default())) as Arc<dyn ServiceHandler>,
+        rpc::Exported::new(ProbeServer::new(ProbeImpl::default())),
     )]);
     Server::new(dispatcher, config).bind("127.0.0.1:0").await.unwrap()
 }

@@ -34,7 +34,7 @@ async fn provider(registry: &str, probe: ProbeImpl) -> rpc::RunningProvider {
 async fn bare_probe_server() -> rpc::protocol::server::ServerHandle {
     let dispatcher = rpc::Dispatcher::new([(
         rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
-        Arc::new(ProbeServer::new(ProbeImpl::default())) as Arc<dyn rpc::ServiceHandler>,
+        rpc::Exported::new(ProbeServer::new(ProbeImpl::default())),
     )]);
     rpc::protocol::server::Server::new(dispatcher, ServerConfig::default())
         .bind("127.0.0.1:0")

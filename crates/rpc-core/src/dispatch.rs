@@ -1,5 +1,8 @@
 //! [`Dispatcher`]: routes a decoded [`Invocation`] to the exported service,
 //! enforcing its deadline and containing panics. Shared by every protocol.
+//!
+//! Each service is an [`Exported`]: its descriptor and the [`BoxInvoker`]
+//! requests go to, the generated adapter behind the provider's layers.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,15 +13,97 @@ use std::task::{Context, Poll, Waker};
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use crate::error::{RpcError, Status};
+use crate::descriptor::ServiceDescriptor;
+use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::{Invocation, MethodName, ServiceKey};
-use crate::service::{BoxFuture, Response, ServiceHandler};
+use crate::invoker::{BoxInvoker, InvokerLayer};
+use crate::service::{BoxFuture, HandlerService, Response, ServiceHandler};
+
+/// One service as a server runs it: what it is ([`ServiceDescriptor`]) and
+/// the invoker its requests go to.
+#[derive(Clone)]
+pub struct Exported {
+    descriptor: &'static ServiceDescriptor,
+    invoker: BoxInvoker,
+}
+
+impl fmt::Debug for Exported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Exported").field(&self.descriptor.interface).finish()
+    }
+}
+
+impl Exported {
+    /// `handler` (a generated `XxxServer`), called directly.
+    pub fn new(handler: impl ServiceHandler) -> Self {
+        Self::layered(Arc::new(handler), &[])
+    }
+
+    /// `handler` with its requests going through `layers` first (the first
+    /// outermost). Errors the layers make without a provider status get one:
+    /// a local limit is [`Status::ServerOverloaded`] (the consumer may send
+    /// the call elsewhere), a timeout [`Status::ServerTimeout`], anything
+    /// else [`Status::ServiceError`].
+    pub fn layered(handler: Arc<dyn ServiceHandler>, layers: &[InvokerLayer]) -> Self {
+        let descriptor = handler.descriptor();
+        let adapter = BoxInvoker::always_ready(HandlerService::new(handler));
+        let invoker = if layers.is_empty() {
+            adapter
+        } else {
+            BoxInvoker::new(WithStatus(InvokerLayer::wrap_all(layers, adapter)))
+        };
+        Exported { descriptor, invoker }
+    }
+
+    /// What the service is.
+    pub fn descriptor(&self) -> &'static ServiceDescriptor {
+        self.descriptor
+    }
+}
+
+/// Provider layers' errors given a provider status.
+#[derive(Clone)]
+struct WithStatus(BoxInvoker);
+
+impl tower::Service<Invocation> for WithStatus {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxFuture<Result<Response, RpcError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        self.0.poll_ready(cx).map_err(with_status)
+    }
+
+    fn call(&mut self, invocation: Invocation) -> Self::Future {
+        let service = invocation.service().clone();
+        let method = invocation.method_name().clone();
+        let running = self.0.call(invocation);
+        Box::pin(async move {
+            running
+                .await
+                .map_err(|error| with_status(error).with_service(&service).with_method(method.as_str()))
+        })
+    }
+}
+
+/// `error`, or a remote error with the status a consumer should see for it.
+fn with_status(error: RpcError) -> RpcError {
+    if error.status().is_some() {
+        return error;
+    }
+    let status = match error.kind() {
+        ErrorKind::LocalLimit => Status::ServerOverloaded,
+        ErrorKind::Timeout | ErrorKind::Expired => Status::ServerTimeout,
+        _ => Status::ServiceError,
+    };
+    RpcError::remote(status, error.to_string())
+}
 
 /// The services exported on a server, by [`ServiceKey`]. Immutable once
 /// built: a server's services do not change while it runs.
 #[derive(Clone, Default)]
 pub struct Dispatcher {
-    services: Arc<HashMap<ServiceKey, Arc<dyn ServiceHandler>>>,
+    services: Arc<HashMap<ServiceKey, Exported>>,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -29,14 +114,14 @@ impl fmt::Debug for Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher over `services`. A later entry with the same key replaces an earlier one.
-    pub fn new(services: impl IntoIterator<Item = (ServiceKey, Arc<dyn ServiceHandler>)>) -> Self {
+    pub fn new(services: impl IntoIterator<Item = (ServiceKey, Exported)>) -> Self {
         Dispatcher {
             services: Arc::new(services.into_iter().collect()),
         }
     }
 
     /// The handler for `key`. A version of `*` matches any version (and likewise group).
-    pub(crate) fn lookup(&self, key: &ServiceKey) -> Result<&Arc<dyn ServiceHandler>, RpcError> {
+    pub(crate) fn lookup(&self, key: &ServiceKey) -> Result<&Exported, RpcError> {
         if let Some(handler) = self.services.get(key) {
             return Ok(handler);
         }
@@ -72,7 +157,7 @@ impl Dispatcher {
         interface: &str,
         version: Option<&str>,
         group: Option<&str>,
-    ) -> Option<(&ServiceKey, &Arc<dyn ServiceHandler>)> {
+    ) -> Option<(&ServiceKey, &Exported)> {
         let version = version.filter(|s| !s.is_empty());
         let group = group.filter(|s| !s.is_empty());
         self.services
@@ -95,20 +180,20 @@ impl Dispatcher {
         }
     }
 
-    /// Hands `invocation` to `handler` (found with [`exported`](Dispatcher::exported)
+    /// Hands `invocation` to `service` (found with [`exported`](Dispatcher::exported)
     /// or [`lookup`](Dispatcher::lookup)) without waiting for it, as
     /// [`start`](Dispatcher::start) does.
-    pub(crate) fn start_on(handler: &Arc<dyn ServiceHandler>, invocation: Invocation) -> Running {
-        let service = invocation.service().clone();
+    pub(crate) fn start_on(service: &Exported, invocation: Invocation) -> Running {
+        let key = invocation.service().clone();
         let method = invocation.method_name().clone();
         let deadline = invocation.deadline();
-        let state = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(invocation))) {
+        let state = match std::panic::catch_unwind(AssertUnwindSafe(|| service.invoker.invoke(invocation))) {
             Ok(future) => State::Pending(future),
-            Err(payload) => State::Done(Err(panicked(&service, &method, payload))),
+            Err(payload) => State::Done(Err(panicked(&key, &method, payload))),
         };
         Running {
             state,
-            service,
+            service: key,
             method,
             deadline,
         }
@@ -268,10 +353,10 @@ mod tests {
     }
 
     fn dispatcher(delay: Duration) -> Dispatcher {
-        let handler: Arc<dyn ServiceHandler> = Arc::new(Scripted { delay });
+        let exported = Exported::new(Scripted { delay });
         Dispatcher::new([
-            (ServiceKey::new("a.B", Some("1.0.0"), Some("g")), handler.clone()),
-            (ServiceKey::new("c.D", None, None), handler),
+            (ServiceKey::new("a.B", Some("1.0.0"), Some("g")), exported.clone()),
+            (ServiceKey::new("c.D", None, None), exported),
         ])
     }
 

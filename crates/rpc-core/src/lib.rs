@@ -32,7 +32,7 @@ pub mod url;
 pub mod zero;
 
 pub use descriptor::{ClusterPolicy, LoadBalancer, MethodConfig, MethodDescriptor, ServiceDescriptor};
-pub use dispatch::Dispatcher;
+pub use dispatch::{Dispatcher, Exported};
 pub use error::{ErrorKind, Outcome, RpcError, Status};
 pub use invocation::{Attachments, Invocation, MethodName, ServiceKey};
 pub use invoker::{BoxError, BoxFuture, BoxInvoker, Invoker, InvokerLayer, from_layer_error};

@@ -165,7 +165,8 @@ impl<H: ServiceHandler + ?Sized> ServiceHandler for std::sync::Arc<H> {
 }
 
 /// A [`ServiceHandler`] as an [`Invoker`](crate::Invoker): what the
-/// provider's layers (filters) wrap.
+/// provider's layers (filters) wrap, and what a server's
+/// [`Exported`](crate::dispatch::Exported) calls. Always ready, with boxed futures.
 #[derive(Clone)]
 pub struct HandlerService(std::sync::Arc<dyn ServiceHandler>);
 
@@ -173,26 +174,6 @@ impl HandlerService {
     /// The service of `handler`.
     pub fn new(handler: std::sync::Arc<dyn ServiceHandler>) -> Self {
         HandlerService(handler)
-    }
-
-    /// `handler` with its requests going through `layers` first (the first
-    /// outermost): a handler again, for a server to dispatch to. Errors the
-    /// layers make without a provider status get one: a local limit is
-    /// [`Status::ServerOverloaded`] (the consumer may send it elsewhere), a
-    /// timeout [`Status::ServerTimeout`], anything else [`Status::ServiceError`].
-    pub fn layered(
-        handler: std::sync::Arc<dyn ServiceHandler>,
-        layers: &[crate::invoker::InvokerLayer],
-    ) -> std::sync::Arc<dyn ServiceHandler> {
-        if layers.is_empty() {
-            return handler;
-        }
-        let descriptor = handler.descriptor();
-        let invoker = crate::invoker::InvokerLayer::wrap_all(
-            layers,
-            crate::invoker::BoxInvoker::always_ready(HandlerService(handler)),
-        );
-        std::sync::Arc::new(Layered { descriptor, invoker })
     }
 }
 
@@ -215,39 +196,6 @@ impl tower::Service<Invocation> for HandlerService {
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
         self.0.call(invocation)
-    }
-}
-
-/// A handler behind provider layers.
-struct Layered {
-    descriptor: &'static ServiceDescriptor,
-    invoker: crate::invoker::BoxInvoker,
-}
-
-impl ServiceHandler for Layered {
-    fn descriptor(&self) -> &'static ServiceDescriptor {
-        self.descriptor
-    }
-
-    fn call(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
-        let service = invocation.service().clone();
-        let method = invocation.method_name().clone();
-        let running = self.invoker.invoke(invocation);
-        Box::pin(async move {
-            running.await.map_err(|error| {
-                if error.status().is_some() {
-                    return error;
-                }
-                let status = match error.kind() {
-                    crate::error::ErrorKind::LocalLimit => Status::ServerOverloaded,
-                    crate::error::ErrorKind::Timeout | crate::error::ErrorKind::Expired => Status::ServerTimeout,
-                    _ => Status::ServiceError,
-                };
-                RpcError::remote(status, error.to_string())
-                    .with_service(&service)
-                    .with_method(method.as_str())
-            })
-        })
     }
 }
 

@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rpc_core::dispatch::Exported;
 use rpc_core::protocol::server::{Server, ServerConfig, ServerHandle};
 use rpc_core::url::keys;
 use rpc_core::{
-    BoxError, BoxInvoker, Dispatcher, HandlerService, Invocation, InvokerLayer, LoadBalancer, Response, Serialization,
-    ServiceHandler, ServiceKey, Url,
+    BoxError, BoxInvoker, Dispatcher, Invocation, InvokerLayer, LoadBalancer, Response, Serialization, ServiceHandler,
+    ServiceKey, Url,
 };
 use rpc_registry::Registry;
 use tower::{Layer, Service};
@@ -274,7 +275,7 @@ impl ProviderBuilder {
         // request → provider layers → the export's layers → the service adapter.
         let dispatcher = Dispatcher::new(self.exports.iter().map(|e| {
             let layers: Vec<InvokerLayer> = self.layers.iter().chain(&e.layers).cloned().collect();
-            (e.key(), HandlerService::layered(e.handler.clone(), &layers))
+            (e.key(), Exported::layered(e.handler.clone(), &layers))
         }));
         let protocols = if self.protocols.is_empty() {
             vec![("rpc".to_string(), DEFAULT_RPC_PORT)]

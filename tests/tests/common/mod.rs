@@ -3,14 +3,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use rpc::protocol::rpc::frame::{Decoded, FrameCodec, Header, OutFrame, RequestMeta};
 use rpc::protocol::server::{Server, ServerConfig, ServerHandle};
-use rpc::{Dispatcher, Serialization, ServiceHandler, ServiceKey};
+use rpc::{Dispatcher, Serialization, ServiceKey};
 use rpc_tests::probe::{ProbeImpl, ProbeServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,7 +20,7 @@ use tokio_util::codec::FramedRead;
 pub(crate) async fn probe_server(config: ServerConfig) -> ServerHandle {
     let dispatcher = Dispatcher::new([(
         ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
-        Arc::new(ProbeServer::new(ProbeImpl::default())) as Arc<dyn ServiceHandler>,
+        rpc::Exported::new(ProbeServer::new(ProbeImpl::default())),
     )]);
     Server::new(dispatcher, config).bind("127.0.0.1:0").await.unwrap()
 }

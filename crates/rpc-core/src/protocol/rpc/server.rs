@@ -402,7 +402,7 @@ fn start_request(
     };
     // The generated descriptor's name when the method exists: no copy per call.
     let method: MethodName = exported
-        .and_then(|(_, handler)| handler.descriptor().methods.iter().find(|m| m.name == meta.method))
+        .and_then(|(_, service)| service.descriptor().methods.iter().find(|m| m.name == meta.method))
         .map_or_else(|| MethodName::from(meta.method.clone().into_owned()), |m| m.name.into());
     let mut invocation = Invocation::new(key, method, args, serialization);
     if let Some(ms) = meta.timeout_ms {
@@ -411,7 +411,7 @@ fn start_request(
     invocation.set_attachments(meta.attachments.into_owned());
     invocation.set_remote_address(Some(peer));
     let mut running = match exported {
-        Some((_, handler)) => Dispatcher::start_on(handler, invocation),
+        Some((_, service)) => Dispatcher::start_on(service, invocation),
         // Not exported as asked: the dispatcher matches wildcards, or explains.
         None => server.dispatcher.start(invocation),
     };

@@ -87,7 +87,7 @@ pub(crate) fn shared(config: ServerConfig) -> (Arc<ServerShared>, TestService) {
     let service = TestService::default();
     let dispatcher = Dispatcher::new([(
         ServiceKey::new(SERVICE, Some(VERSION), None),
-        Arc::new(service.clone()) as Arc<dyn ServiceHandler>,
+        crate::dispatch::Exported::new(service.clone()),
     )]);
     (Arc::new(ServerShared::new(dispatcher, config)), service)
 }
