@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
+use rpc::protocol::Dispatcher;
 use rpc::protocol::rpc::frame::{Decoded, FrameCodec, Header, OutFrame, RequestMeta, hessian2_string};
 use rpc::protocol::server::{Server, ServerConfig, ServerHandle};
-use rpc::{Dispatcher, Serialization, ServiceHandler, ServiceKey, Status};
+use rpc::{Serialization, ServiceHandler, ServiceKey, Status};
 use rpc_tests::probe::{ProbeImpl, ProbeServer};
 use rpc_tests::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

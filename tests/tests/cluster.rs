@@ -501,7 +501,7 @@ async fn consistent_hashing_keys_on_the_first_argument() {
     let consumer = rpc::Consumer::builder().registry(registry).build().await.unwrap();
     let counter: CounterClient = consumer
         .reference::<CounterClient>()
-        .loadbalance(rpc::LoadBalancer::ConsistentHash)
+        .loadbalance(rpc::Balancer::ConsistentHash)
         .build()
         .await
         .unwrap();

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use rpc::protocol::Dispatcher;
 use rpc::protocol::rpc::frame::{Decoded, FrameCodec, Header, OutFrame, RequestMeta};
 use rpc::protocol::server::{Server, ServerConfig, ServerHandle};
-use rpc::{Dispatcher, Serialization, ServiceHandler, ServiceKey};
+use rpc::{Serialization, ServiceHandler, ServiceKey};
 use rpc_tests::probe::{ProbeImpl, ProbeServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
