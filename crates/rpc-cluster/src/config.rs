@@ -204,13 +204,9 @@ impl MethodConfig {
         MethodConfig::from_params(method.params).map_err(|why| format!("method `{}` declares {why}", method.name))
     }
 
-    /// The settings `params` (`(key, value)` pairs, keys in [`keys`]) name.
-    ///
-    /// # Errors
-    ///
-    /// As [`declared`](Self::declared), without the method's name:
-    /// ``"`forks` = `0`: ..."``.
-    pub fn from_params(params: &[(&str, &str)]) -> Result<MethodConfig, String> {
+    /// The settings `params` (`(key, value)` pairs, keys in [`keys`]) name;
+    /// errors as [`declared`](Self::declared)'s, without the method's name.
+    fn from_params(params: &[(&str, &str)]) -> Result<MethodConfig, String> {
         let mut config = MethodConfig::new();
         for &(key, value) in params {
             read_param(&mut config, key, value.trim())
