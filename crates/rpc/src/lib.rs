@@ -7,6 +7,14 @@
 //! them in registries; a [`Consumer`] subscribes to the providers of a service
 //! and sends each call through the cluster layer to one of them.
 //!
+//! The root holds what a user of the framework names daily: the macro, the
+//! provider and consumer builders, the settings of calls ([`MethodConfig`],
+//! [`ClusterPolicy`], [`Balancer`]), the errors, and what a call is
+//! ([`Invocation`], [`Response`], [`Invoker`]) for filters written as tower
+//! layers. The rest is grouped by concern: [`cluster`] (directory, routing,
+//! balancers, policies, degradation), [`registry`], and [`protocol`] (the
+//! server and the protocols' channels).
+//!
 //! ```
 //! use std::time::Duration;
 //!
@@ -57,13 +65,14 @@ pub use provider::{
 pub use consumer::{Consumer, ConsumerBuilder, ReferenceBuilder};
 pub use rpc_cluster::{Balancer, ClusterPolicy, FailbackConfig, MethodConfig, OutlierConfig};
 
-// Errors: of calls, and of setting up.
-pub use rpc_core::{ErrorKind, Outcome, RpcError, Status};
+// Errors: of calls, of setting up, and of the values a user parses or encodes.
+pub use rpc_core::{CodecError, ErrorKind, Outcome, RpcError, Status, UrlError};
 pub use setup_error::Error;
 
 // What a call is, for filters (tower layers) and hand-made invocations.
 pub use rpc_core::{
-    BoxError, BoxFuture, BoxInvoker, Invocation, Invoker, InvokerLayer, Response, Serialization, ServiceKey, Url,
+    Attachments, BoxError, BoxFuture, BoxInvoker, Invocation, Invoker, InvokerLayer, MethodName, Response,
+    Serialization, ServiceKey, Url,
 };
 
 /// Registries: the [`Registry`](registry::Registry) trait and its implementations.
