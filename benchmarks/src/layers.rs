@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use rpc::cluster::{Cluster, Connect, Directory, Endpoint};
 use rpc::{
-    BoxFuture, BoxInvoker, ClusterPolicy, Invocation, LoadBalancer, MethodConfig, Response, RpcError, Serialization,
+    Balancer, BoxFuture, BoxInvoker, ClusterPolicy, Invocation, MethodConfig, Response, RpcError, Serialization,
     ServiceKey, Url,
 };
 
@@ -70,7 +70,7 @@ pub async fn measure() -> Result<Vec<Layers>, String> {
     let config = MethodConfig::new()
         .with_timeout(Duration::from_secs(30))
         .with_cluster(ClusterPolicy::Failover)
-        .with_loadbalance(LoadBalancer::RoundRobin);
+        .with_loadbalance(Balancer::RoundRobin);
     let args = Serialization::Bincode
         .encode(&("x".repeat(64),))
         .map_err(|e| e.to_string())?;

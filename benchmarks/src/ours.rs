@@ -38,9 +38,9 @@ impl Echo for EchoImpl {
 /// Serves the echo service on each of `listeners` (both protocols speak on
 /// each; several make several providers) until the process ends.
 pub async fn serve(listeners: Vec<tokio::net::TcpListener>) -> Result<(), String> {
-    let dispatcher = rpc::Dispatcher::new([(
+    let dispatcher = rpc::protocol::Dispatcher::new([(
         ServiceKey::new("bench.Echo", Some("1.0.0"), None),
-        rpc::Exported::new(EchoServer::new(EchoImpl)),
+        rpc::protocol::Exported::new(EchoServer::new(EchoImpl)),
     )]);
     let _servers: Vec<_> = listeners
         .into_iter()
@@ -81,7 +81,7 @@ impl Client {
         let key = ServiceKey::new("bench.Echo", Some("1.0.0"), None);
         // Straight to a channel: each call's deadline set as the cluster would.
         let deadline = tower::util::MapRequestLayer::new(|mut invocation: rpc::Invocation| {
-            invocation.set_deadline(rpc::invocation::deadline_after(TIMEOUT));
+            invocation.set_deadline(tokio::time::Instant::now().checked_add(TIMEOUT));
             invocation
         });
         let first = addrs.first().ok_or("no provider address")?.to_string();
@@ -105,7 +105,7 @@ impl Client {
                     .reference::<EchoClient>()
                     .timeout(TIMEOUT)
                     .cluster(rpc::ClusterPolicy::Failover)
-                    .loadbalance(rpc::LoadBalancer::RoundRobin)
+                    .loadbalance(rpc::Balancer::RoundRobin)
                     .build()
                     .await
                     .map_err(|e| e.to_string())?

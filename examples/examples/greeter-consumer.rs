@@ -55,7 +55,7 @@ struct Args {
     /// Load balancer: random, roundrobin, leastactive, shortestresponse, consistenthash, p2c
     /// (default: the provider's, else random).
     #[arg(long)]
-    loadbalance: Option<rpc::LoadBalancer>,
+    loadbalance: Option<rpc::Balancer>,
     /// Extra attempts of the failover policy.
     #[arg(long, default_value_t = 2)]
     retries: u32,

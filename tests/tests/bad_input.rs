@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
+use rpc::protocol::Dispatcher;
 use rpc::protocol::rpc::frame::{Decoded, FrameCodec, Header, OutFrame, RequestMeta, hessian2_string};
 use rpc::protocol::server::{Server, ServerConfig, ServerHandle};
-use rpc::{Dispatcher, Serialization, ServiceKey, Status};
+use rpc::{Serialization, ServiceKey, Status};
 use rpc_tests::probe::{ProbeImpl, ProbeServer};
 use rpc_tests::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +24,7 @@ const LIMIT: usize = 64 * 1024;
 async fn server(config: ServerConfig) -> ServerHandle {
     let dispatcher = Dispatcher::new([(
         ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
-        rpc::Exported::new(ProbeServer::new(ProbeImpl::default())),
+        rpc::protocol::Exported::new(ProbeServer::new(ProbeImpl::default())),
     )]);
     Server::new(dispatcher, config).bind("127.0.0.1:0").await.unwrap()
 }

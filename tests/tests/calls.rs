@@ -32,9 +32,9 @@ async fn provider(registry: &str, probe: ProbeImpl) -> rpc::RunningProvider {
 /// The probe service on a server of its own (no provider, no registry), on
 /// a free port: for tests that abort the server or call it through a channel.
 async fn bare_probe_server() -> rpc::protocol::server::ServerHandle {
-    let dispatcher = rpc::Dispatcher::new([(
+    let dispatcher = rpc::protocol::Dispatcher::new([(
         rpc::ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
-        rpc::Exported::new(ProbeServer::new(ProbeImpl::default())),
+        rpc::protocol::Exported::new(ProbeServer::new(ProbeImpl::default())),
     )]);
     rpc::protocol::server::Server::new(dispatcher, ServerConfig::default())
         .bind("127.0.0.1:0")
@@ -250,7 +250,7 @@ async fn versions_and_groups_select_providers_exactly() {
     let any: GreeterClient = consumer
         .reference::<GreeterClient>()
         .version("*")
-        .loadbalance(rpc::LoadBalancer::RoundRobin)
+        .loadbalance(rpc::Balancer::RoundRobin)
         .build()
         .await
         .unwrap();
@@ -300,7 +300,7 @@ async fn providers_of_several_registries_are_merged() {
         .unwrap();
     let greeter: GreeterClient = consumer
         .reference::<GreeterClient>()
-        .loadbalance(rpc::LoadBalancer::RoundRobin)
+        .loadbalance(rpc::Balancer::RoundRobin)
         .build()
         .await
         .unwrap();
@@ -555,7 +555,7 @@ fn auto_dispatch_follows_the_runtime() {
     use rpc::protocol::server::{Dispatch, Server};
     let resolved = |runtime: tokio::runtime::Runtime| {
         runtime.block_on(async {
-            let server = Server::new(rpc::Dispatcher::default(), ServerConfig::default())
+            let server = Server::new(rpc::protocol::Dispatcher::default(), ServerConfig::default())
                 .bind("127.0.0.1:0")
                 .await
                 .unwrap();

@@ -501,7 +501,7 @@ async fn consistent_hashing_keys_on_the_first_argument() {
     let consumer = rpc::Consumer::builder().registry(registry).build().await.unwrap();
     let counter: CounterClient = consumer
         .reference::<CounterClient>()
-        .loadbalance(rpc::LoadBalancer::ConsistentHash)
+        .loadbalance(rpc::Balancer::ConsistentHash)
         .build()
         .await
         .unwrap();
@@ -714,7 +714,7 @@ async fn providers_publishing_different_timeouts_give_the_largest_budget_and_cap
     let probe: ProbeClient = consumer
         .reference::<ProbeClient>()
         .cluster(ClusterPolicy::Failfast)
-        .loadbalance(rpc::LoadBalancer::RoundRobin)
+        .loadbalance(rpc::Balancer::RoundRobin)
         // A provider busy for 500 ms while the other answers is what outlier
         // detection takes out of rotation; here the timeouts alone decide.
         .outlier_detection(rpc::cluster::OutlierConfig::disabled())

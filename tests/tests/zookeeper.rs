@@ -76,7 +76,7 @@ async fn greeter(registry: &str) -> GreeterClient {
         .unwrap()
         .reference::<GreeterClient>()
         .timeout(Duration::from_secs(2))
-        .loadbalance(rpc::LoadBalancer::RoundRobin)
+        .loadbalance(rpc::Balancer::RoundRobin)
         .build()
         .await
         .expect("reference builds")
@@ -744,7 +744,7 @@ async fn several_registries_are_registered_and_merged() {
         .unwrap();
     let greeter: GreeterClient = consumer
         .reference::<GreeterClient>()
-        .loadbalance(rpc::LoadBalancer::RoundRobin)
+        .loadbalance(rpc::Balancer::RoundRobin)
         .build()
         .await
         .unwrap();

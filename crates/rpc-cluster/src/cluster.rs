@@ -4,16 +4,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 
-use rpc_core::hash_key::ArgumentMask;
 use rpc_core::invocation::deadline_after;
-use rpc_core::{
-    BoxFuture, ClusterPolicy, ErrorKind, Invocation, LoadBalancer, MethodConfig, Response, RpcError, ServiceDescriptor,
-};
+use rpc_core::{ArgumentMask, BoxFuture, ErrorKind, Invocation, Response, RpcError, ServiceDescriptor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::Service;
 
 use crate::call::Call;
+use crate::config::{Balancer, ClusterPolicy, MethodConfig};
 use crate::directory::Directory;
 use crate::endpoint::Endpoint;
 use crate::loadbalance::LoadBalance;
@@ -118,8 +116,7 @@ impl Cluster {
             .methods
             .iter()
             .filter(|plan| {
-                plan.consumer.hash_arguments.is_some()
-                    || plan.consumer.loadbalance == Some(LoadBalancer::ConsistentHash)
+                plan.consumer.hash_arguments.is_some() || plan.consumer.loadbalance == Some(Balancer::ConsistentHash)
             })
             .map(|plan| {
                 (
@@ -296,8 +293,15 @@ impl ClusterBuilder {
         self
     }
 
-    /// Builds the stack. Fails when a per-method setting names a method the
-    /// descriptor does not have.
+    /// Builds the stack, reading each method's declared settings from the
+    /// descriptor once.
+    ///
+    /// # Errors
+    ///
+    /// When a per-method setting names a method the descriptor does not
+    /// have, or a declared parameter cannot be read (the message names the
+    /// interface, the method, the key and the value; see
+    /// [`MethodConfig::declared`]).
     pub fn build(self) -> Result<Cluster, String> {
         let mut picker = Picker::new(self.directory.clone());
         if let Some(protocol) = &self.prefer {
@@ -323,7 +327,15 @@ impl ClusterBuilder {
             ..PolicySet::default()
         };
         let declared: Vec<(&str, MethodConfig)> = match self.descriptor {
-            Some(descriptor) => descriptor.methods.iter().map(|m| (m.name, m.config)).collect(),
+            Some(descriptor) => descriptor
+                .methods
+                .iter()
+                .map(|m| {
+                    MethodConfig::declared(m)
+                        .map(|config| (m.name, config))
+                        .map_err(|why| format!("`{}`: {why}", descriptor.interface))
+                })
+                .collect::<Result<_, _>>()?,
             None => self
                 .methods
                 .iter()
@@ -414,7 +426,7 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use rpc_core::{MethodConfig, Outcome, Serialization, ServiceKey};
+    use rpc_core::{Outcome, Serialization, ServiceKey};
     use tower::ServiceExt;
 
     use super::*;
@@ -490,7 +502,7 @@ mod tests {
         assert!(settings.provider_timeouts);
         assert_eq!(
             settings.loadbalance,
-            settings::Balance::Builtin(LoadBalancer::RoundRobin),
+            settings::Balance::Builtin(Balancer::RoundRobin),
             "the balancer most providers publish"
         );
         // An attempt on the provider publishing 200 ms ends at 200 ms, not 900.
@@ -523,12 +535,11 @@ mod tests {
     #[tokio::test]
     async fn the_declaration_beats_the_reference_and_the_method_setting_beats_both() {
         static METHODS: [rpc_core::MethodDescriptor; 2] = [
-            rpc_core::MethodDescriptor::new("placeOrder", "place_order").with_config(
-                MethodConfig::new()
-                    .with_timeout(Duration::from_millis(300))
-                    .with_retries(0)
-                    .with_idempotent(false),
-            ),
+            rpc_core::MethodDescriptor::new("placeOrder", "place_order").with_params(&[
+                ("timeout", "300"),
+                ("retries", "0"),
+                ("idempotent", "false"),
+            ]),
             rpc_core::MethodDescriptor::new("sayHello", "say_hello"),
         ];
         static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor::new("a.B").with_methods(&METHODS);
@@ -566,5 +577,29 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(error.contains("no method `nope`"), "{error}");
+    }
+
+    /// A declared parameter that does not parse (a descriptor written by
+    /// hand, not by the macro) fails the build, naming where and what.
+    #[tokio::test]
+    async fn a_declared_param_that_does_not_parse_fails_the_build() {
+        static METHODS: [rpc_core::MethodDescriptor; 2] = [
+            rpc_core::MethodDescriptor::new("m", "m").with_params(&[("timeout", "300")]),
+            rpc_core::MethodDescriptor::new("placeOrder", "place_order")
+                .with_params(&[("retries", "0"), ("loadbalance", "fastest")]),
+        ];
+        static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor::new("a.B").with_methods(&METHODS);
+        let a = Provider::new(1, Behaviour::Answer(Duration::ZERO));
+        let error = Cluster::builder(directory(&[&a]).await)
+            .descriptor(&DESCRIPTOR)
+            .build()
+            .unwrap_err();
+        assert!(
+            error.starts_with(
+                "`a.B`: method `placeOrder` declares `loadbalance` = `fastest`, which cannot be used: unknown load \
+                 balancer `fastest`"
+            ),
+            "{error}"
+        );
     }
 }

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use rpc_core::invocation::deadline_after;
 use rpc_core::protocol::Health;
 use rpc_core::url::keys;
-use rpc_core::{
-    BoxInvoker, ErrorKind, Invocation, MethodConfig, Outcome, Response, RpcError, Serialization, ServiceKey, Url,
-};
+use rpc_core::{BoxInvoker, ErrorKind, Invocation, Outcome, Response, RpcError, Serialization, ServiceKey, Url};
 
+use crate::config::MethodConfig;
 use crate::loadbalance::{Candidate, Stats, Weighting};
 use crate::settings::Settings;
 

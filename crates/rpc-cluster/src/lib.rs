@@ -14,6 +14,9 @@
 //! * [`Directory`] keeps the live providers of one reference, built from one
 //!   or more streams of provider URL sets (one per registry; this crate does
 //!   not know registries, only URL streams), filtered by the [`router`].
+//! * [`config`] holds what a consumer or a method declaration may set
+//!   ([`MethodConfig`], naming a [`ClusterPolicy`] and a [`Balancer`]) and
+//!   reads a method descriptor's declared parameters.
 //! * [`settings`] is the one place where the settings of a call are merged
 //!   (method > declaration > reference > consumer > provider URLs > defaults).
 //! * [`policy`] holds the six fault-tolerance policies, [`loadbalance`] the
@@ -21,6 +24,7 @@
 
 mod call;
 mod cluster;
+pub mod config;
 mod directory;
 mod endpoint;
 pub mod loadbalance;
@@ -33,6 +37,7 @@ pub mod settings;
 
 pub use call::Call;
 pub use cluster::{Cluster, ClusterBuilder};
+pub use config::{Balancer, ClusterPolicy, MethodConfig};
 pub use directory::{Connect, Directory};
 pub use endpoint::{Endpoint, INSTANCE, Probe};
 pub use loadbalance::{Candidate, LoadBalance, Stats};

@@ -321,7 +321,7 @@ mod tests {
 
     use std::sync::Mutex;
 
-    use rpc_core::MethodConfig;
+    use crate::config::MethodConfig;
 
     use super::*;
     use crate::endpoint::Probe;

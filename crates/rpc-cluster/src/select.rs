@@ -5,10 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use rpc_core::protocol::Health;
-use rpc_core::{ErrorKind, Invocation, LoadBalancer, RpcError, ServiceKey};
+use rpc_core::{ErrorKind, Invocation, RpcError, ServiceKey};
 use smallvec::SmallVec;
 
 use crate::call::Call;
+use crate::config::Balancer;
 use crate::directory::Directory;
 use crate::endpoint::Endpoint;
 use crate::loadbalance::{
@@ -50,12 +51,12 @@ struct BalancerSet {
 impl BalancerSet {
     fn get(&self, balance: Balance) -> &dyn LoadBalance {
         match balance {
-            Balance::Builtin(LoadBalancer::Random) => &self.random,
-            Balance::Builtin(LoadBalancer::RoundRobin) => &self.round_robin,
-            Balance::Builtin(LoadBalancer::LeastActive) => &self.least_active,
-            Balance::Builtin(LoadBalancer::ShortestResponse) => &self.shortest_response,
-            Balance::Builtin(LoadBalancer::ConsistentHash) => &self.consistent_hash,
-            Balance::Builtin(LoadBalancer::P2c) => &self.p2c,
+            Balance::Builtin(Balancer::Random) => &self.random,
+            Balance::Builtin(Balancer::RoundRobin) => &self.round_robin,
+            Balance::Builtin(Balancer::LeastActive) => &self.least_active,
+            Balance::Builtin(Balancer::ShortestResponse) => &self.shortest_response,
+            Balance::Builtin(Balancer::ConsistentHash) => &self.consistent_hash,
+            Balance::Builtin(Balancer::P2c) => &self.p2c,
             Balance::Custom => match &self.custom {
                 Some(custom) => &**custom,
                 None => &self.random,

@@ -12,7 +12,7 @@
 //!    failover, random, [`DEFAULT_FORKS`] forks, no concurrency limit).
 //!
 //! Levels 1 to 4 are static: [`consumer_side`] merges them once per method
-//! when a reference is built. Levels 5 and 6 are added by [`resolve`], once
+//! when a reference is built. Levels 5 and 6 are added by [`Settings::resolve`], once
 //! per call, before the first provider is picked; the result, a [`Settings`],
 //! travels with the call through the policy, the picker and each attempt.
 //!
@@ -34,8 +34,9 @@
 
 use std::time::Duration;
 
-use rpc_core::url::keys;
-use rpc_core::{ClusterPolicy, LoadBalancer, MethodConfig, Url};
+use rpc_core::Url;
+
+use crate::config::{Balancer, ClusterPolicy, MethodConfig, keys};
 
 /// Timeout of a call when no level sets one (Dubbo's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -43,8 +44,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const DEFAULT_RETRIES: u32 = 2;
 /// Parallel calls of the forking policy when nothing says otherwise.
 pub const DEFAULT_FORKS: u32 = 2;
-/// URL parameter: the provider's default load balancer.
-pub const LOADBALANCE: &str = "loadbalance";
 
 /// The settings one call runs with, every level merged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +72,7 @@ pub struct Settings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Balance {
     /// One of the built-in balancers.
-    Builtin(LoadBalancer),
+    Builtin(Balancer),
     /// The reference's own (`loadbalance_with`).
     Custom,
 }
@@ -85,7 +84,7 @@ impl Settings {
         let loadbalance = match consumer.loadbalance {
             Some(kind) => Balance::Builtin(kind),
             None if custom_balancer => Balance::Custom,
-            None => Balance::Builtin(published.loadbalance.unwrap_or(LoadBalancer::Random)),
+            None => Balance::Builtin(published.loadbalance.unwrap_or(Balancer::Random)),
         };
         Settings {
             timeout: consumer.timeout.or(published.timeout).unwrap_or(DEFAULT_TIMEOUT),
@@ -104,7 +103,7 @@ impl Settings {
     pub fn times_attempts(&self) -> bool {
         matches!(
             self.loadbalance,
-            Balance::Builtin(LoadBalancer::ShortestResponse | LoadBalancer::P2c) | Balance::Custom
+            Balance::Builtin(Balancer::ShortestResponse | Balancer::P2c) | Balance::Custom
         )
     }
 }
@@ -130,18 +129,18 @@ pub fn consumer_side(
 /// largest timeout, the most common balancer.
 pub fn published(each: impl IntoIterator<Item = MethodConfig>) -> MethodConfig {
     let mut timeout: Option<Duration> = None;
-    let mut votes = [0usize; LoadBalancer::ALL.len()];
+    let mut votes = [0usize; Balancer::ALL.len()];
     for own in each {
         timeout = timeout.max(own.timeout);
         if let Some(kind) = own.loadbalance
-            && let Some(slot) = LoadBalancer::ALL.iter().position(|k| *k == kind)
+            && let Some(slot) = Balancer::ALL.iter().position(|k| *k == kind)
         {
             votes[slot] += 1;
         }
     }
     let most = votes.iter().copied().max().unwrap_or(0);
     let loadbalance = (most > 0)
-        .then(|| votes.iter().position(|v| *v == most).map(|i| LoadBalancer::ALL[i]))
+        .then(|| votes.iter().position(|v| *v == most).map(|i| Balancer::ALL[i]))
         .flatten();
     MethodConfig {
         timeout,
@@ -166,7 +165,7 @@ pub fn provider_defaults(url: &Url, method: &str) -> MethodConfig {
         .and_then(|ms| ms.trim().parse::<u64>().ok())
         .filter(|&ms| ms > 0)
         .map(Duration::from_millis);
-    let loadbalance = param(LOADBALANCE).and_then(|name| name.parse().ok());
+    let loadbalance = param(keys::LOADBALANCE).and_then(|name| name.parse().ok());
     MethodConfig {
         timeout,
         loadbalance,
@@ -200,7 +199,7 @@ mod tests {
         assert_eq!(e.timeout, DEFAULT_TIMEOUT);
         assert_eq!(e.retries, 2);
         assert!(e.idempotent);
-        assert_eq!(e.loadbalance, Balance::Builtin(LoadBalancer::Random));
+        assert_eq!(e.loadbalance, Balance::Builtin(Balancer::Random));
         assert_eq!(e.forks, 2);
         assert_eq!(e.actives, 0);
         assert_eq!(e.attempt_timeout, None);
@@ -215,7 +214,7 @@ mod tests {
         );
         let e = resolve_one(&MethodConfig::new(), Some(&p), "sayHello");
         assert_eq!(e.timeout, Duration::from_millis(300));
-        assert_eq!(e.loadbalance, Balance::Builtin(LoadBalancer::LeastActive));
+        assert_eq!(e.loadbalance, Balance::Builtin(Balancer::LeastActive));
         // Retries, forks and the policy are the consumer's only.
         assert_eq!(e.retries, 2);
         assert_eq!(e.forks, 2);
@@ -229,10 +228,10 @@ mod tests {
         let p = url("rpc://h:1/a.B?timeout=700&loadbalance=leastactive");
         let consumer = MethodConfig::new()
             .with_timeout(Duration::from_millis(50))
-            .with_loadbalance(LoadBalancer::RoundRobin);
+            .with_loadbalance(Balancer::RoundRobin);
         let e = resolve_one(&consumer, Some(&p), "m");
         assert_eq!(e.timeout, Duration::from_millis(50));
-        assert_eq!(e.loadbalance, Balance::Builtin(LoadBalancer::RoundRobin));
+        assert_eq!(e.loadbalance, Balance::Builtin(Balancer::RoundRobin));
         assert!(
             !e.provider_timeouts,
             "the consumer's own timeout is not capped by providers"
@@ -241,15 +240,15 @@ mod tests {
 
     #[test]
     fn a_custom_balancer_stands_unless_a_level_names_a_builtin() {
-        let published = MethodConfig::new().with_loadbalance(LoadBalancer::LeastActive);
+        let published = MethodConfig::new().with_loadbalance(Balancer::LeastActive);
         assert_eq!(
             Settings::resolve(&MethodConfig::new(), &published, true).loadbalance,
             Balance::Custom
         );
-        let named = MethodConfig::new().with_loadbalance(LoadBalancer::P2c);
+        let named = MethodConfig::new().with_loadbalance(Balancer::P2c);
         assert_eq!(
             Settings::resolve(&named, &published, true).loadbalance,
-            Balance::Builtin(LoadBalancer::P2c)
+            Balance::Builtin(Balancer::P2c)
         );
     }
 
@@ -258,7 +257,7 @@ mod tests {
         let p = url("rpc://h:1/a.B?timeout=soon&loadbalance=fastest");
         let e = resolve_one(&MethodConfig::new(), Some(&p), "m");
         assert_eq!(e.timeout, DEFAULT_TIMEOUT);
-        assert_eq!(e.loadbalance, Balance::Builtin(LoadBalancer::Random));
+        assert_eq!(e.loadbalance, Balance::Builtin(Balancer::Random));
     }
 
     #[test]

@@ -251,7 +251,7 @@ impl Invocation {
     }
 
     /// The hash of the arguments consistent hashing keys on, when the stub
-    /// computed one (see [`crate::hash_key`]).
+    /// computed one (see [`Stub::with_argument_hashing`](crate::Stub::with_argument_hashing)).
     pub fn hash_key(&self) -> Option<u64> {
         self.hash_key
     }

@@ -3,8 +3,8 @@
 //! `#[service]` emits, for a trait `Greeter`:
 //! * `GreeterServer<T>`, which implements [`ServiceHandler`]: it decodes the
 //!   arguments, calls the user's implementation, encodes the return value;
-//! * `GreeterClient`, which implements [`ServiceClient`]: a typed stub whose
-//!   methods encode the arguments and send an [`Invocation`] through a [`Stub`].
+//! * `GreeterClient`, which implements [`ServiceClient`](crate::ServiceClient): a typed stub whose
+//!   methods encode the arguments and send an [`Invocation`] through a [`Stub`](crate::Stub).
 //!
 //! Everything between the stub and the handler works on [`Invocation`] and
 //! [`Response`] only, as a tower `Service`, so layers can be stacked freely.
@@ -67,11 +67,11 @@ impl Response {
         }
     }
 
-    /// The zero value of the method's return type (see [`crate::zero`]),
-    /// answered instead of the failure `error` (failsafe, failback, an empty
-    /// `return` mock): a success to the caller, marked degraded. The stub
-    /// returns `error` after all when the return type has no zero value, so
-    /// the failure travels with it.
+    /// The zero value of the method's return type (built by the stub, which
+    /// knows the type), answered instead of the failure `error` (failsafe,
+    /// failback, an empty `return` mock): a success to the caller, marked
+    /// degraded. The stub returns `error` after all when the return type has
+    /// no zero value, so the failure travels with it.
     pub fn zero_instead_of(error: RpcError) -> Self {
         Response {
             payload: Bytes::new(),
@@ -118,7 +118,7 @@ impl Response {
             Form::Json => Serialization::Json
                 .decode(&self.payload)
                 .map_err(|e| DecodeFailure::Json(e.to_string())),
-            Form::Zero(error) => crate::zero::zero_value().map_err(|zero| DecodeFailure::NoZero {
+            Form::Zero(error) => crate::stub::zero::zero_value().map_err(|zero| DecodeFailure::NoZero {
                 error: (**error).clone(),
                 reason: zero.to_string(),
             }),

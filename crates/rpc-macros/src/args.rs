@@ -102,10 +102,10 @@ pub(crate) struct MethodArgs {
     pub(crate) idempotent: Option<bool>,
     /// `attempt_timeout = ...`, in milliseconds.
     pub(crate) attempt_timeout_ms: Option<u64>,
-    /// `cluster = "..."`: the `ClusterPolicy` variant, spanned at the literal.
-    pub(crate) cluster: Option<Ident>,
-    /// `loadbalance = "..."`: the `LoadBalancer` variant, spanned at the literal.
-    pub(crate) loadbalance: Option<Ident>,
+    /// `cluster = "..."`: the policy's canonical name.
+    pub(crate) cluster: Option<&'static str>,
+    /// `loadbalance = "..."`: the balancer's canonical name.
+    pub(crate) loadbalance: Option<&'static str>,
     /// `forks = N` (at least 1).
     pub(crate) forks: Option<u32>,
     /// `actives = N` (0: no limit).
@@ -277,16 +277,16 @@ fn expect_duration(pair: &Pair) -> syn::Result<u64> {
 
 /// `cluster = "failfast"`, `loadbalance = "leastactive"`: the variant of
 /// `named`. A name of the `other` key's enum gets a pointer to that key.
-fn expect_named(pair: &Pair, named: &NamedEnum, (other_key, other): (&str, &NamedEnum)) -> syn::Result<Ident> {
+fn expect_named(pair: &Pair, named: &NamedEnum, (other_key, other): (&str, &NamedEnum)) -> syn::Result<&'static str> {
     let lit = expect_str(pair)?;
     let text = lit.value();
-    let Some(variant) = named.variant(&text) else {
+    let Some(canonical) = named.canonical(&text) else {
         let elsewhere = other
-            .variant(&text)
+            .canonical(&text)
             .map(|_| format!("that is a {}, set with `{other_key} = \"{text}\"`", other.what));
         return Err(syn::Error::new(lit.span(), named.unknown_message(&text, elsewhere)));
     };
-    Ok(Ident::new(variant, lit.span()))
+    Ok(canonical)
 }
 
 /// `forks = N`, N ≥ 1.

@@ -21,9 +21,11 @@
 //! let id: OrderId = client.place_order(order, 3).await??; // business error inside
 //! ```
 //!
-//! The generated code names the framework only through absolute paths rooted
-//! at `::rpc` (the facade crate), or at the path given with
-//! `#[service(crate = "::path")]`, so it compiles under `#![no_implicit_prelude]`.
+//! The generated code names the framework only through absolute paths into
+//! `::rpc::__private` (the facade crate's hidden module for generated code),
+//! or `<path>::__private` with `#[service(crate = "::path")]` (`rpc_core` has
+//! the same module), so it compiles under `#![no_implicit_prelude]` and does
+//! not depend on how the facade arranges its public exports.
 //! Misuse is reported as compile errors at the offending tokens.
 
 mod args;
@@ -66,10 +68,14 @@ use proc_macro::TokenStream;
 ///   counting `&self`; at most 31) the consistent-hash balancer keys on.
 ///
 /// Policy and balancer names are Dubbo's, matched ignoring case, `-` and `_`
-/// (`"fail_fast"`, `"LeastActive"`). Each key may appear once per method; they
-/// become the method's `MethodConfig` in the descriptor: they take precedence
-/// over reference-wide and consumer-wide defaults, and yield only to settings
-/// made for that method on the consumer.
+/// (`"fail_fast"`, `"LeastActive"`). Each key may appear once per method. Every
+/// value is checked here, at compile time; the settings then travel in the
+/// method's descriptor as Dubbo-style parameters (`timeout` and
+/// `attempt.timeout` in milliseconds, `retries`, `idempotent`, `cluster`,
+/// `loadbalance` with canonical names, `forks`, `actives`, `hash.arguments` as
+/// `0,2`), which the cluster reads when a reference is built: they take
+/// precedence over reference-wide and consumer-wide defaults, and yield only
+/// to settings made for that method on the consumer.
 ///
 /// # Requirements
 ///

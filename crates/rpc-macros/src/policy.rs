@@ -1,61 +1,53 @@
 //! The named choices of `#[rpc(cluster = "...", loadbalance = "...")]`.
 //!
-//! A proc-macro crate cannot depend on `rpc_core`, so the names (Dubbo's) and
-//! the variants they map to are listed here; they mirror `rpc_core::ClusterPolicy`
-//! and `rpc_core::LoadBalancer`, which the expansion tests compare against.
+//! The macro checks the names at compile time and writes the canonical one
+//! into the method's descriptor parameters, where `rpc-cluster` parses it into
+//! its `ClusterPolicy` or `Balancer`. A proc-macro crate cannot depend on
+//! `rpc-cluster`, so Dubbo's names are listed here; the expansion tests check
+//! that every one of them parses there.
 
 use crate::naming::suggest;
 
-/// An enum of `rpc_core` whose values are chosen by name (the generated code
-/// names the enum itself, in `expand::descriptor`).
+/// A setting whose values are chosen by name.
 pub(crate) struct NamedEnum {
     /// What a value is called in messages, e.g. "cluster policy".
     pub(crate) what: &'static str,
-    /// Each value's name and variant, in declaration order.
-    values: &'static [(&'static str, &'static str)],
+    /// Each value's canonical name, in `rpc-cluster`'s declaration order.
+    values: &'static [&'static str],
 }
 
-/// `rpc_core::ClusterPolicy`.
+/// `rpc_cluster::ClusterPolicy`.
 pub(crate) const CLUSTER_POLICY: NamedEnum = NamedEnum {
     what: "cluster policy",
-    values: &[
-        ("failover", "Failover"),
-        ("failfast", "Failfast"),
-        ("failsafe", "Failsafe"),
-        ("failback", "Failback"),
-        ("forking", "Forking"),
-        ("broadcast", "Broadcast"),
-    ],
+    values: &["failover", "failfast", "failsafe", "failback", "forking", "broadcast"],
 };
 
-/// `rpc_core::LoadBalancer`.
+/// `rpc_cluster::Balancer`.
 pub(crate) const LOAD_BALANCER: NamedEnum = NamedEnum {
     what: "load balancer",
     values: &[
-        ("random", "Random"),
-        ("roundrobin", "RoundRobin"),
-        ("leastactive", "LeastActive"),
-        ("shortestresponse", "ShortestResponse"),
-        ("consistenthash", "ConsistentHash"),
-        ("p2c", "P2c"),
+        "random",
+        "roundrobin",
+        "leastactive",
+        "shortestresponse",
+        "consistenthash",
+        "p2c",
     ],
 };
 
 impl NamedEnum {
-    /// The variant named `text`, compared as `rpc_core` does when parsing:
-    /// ignoring case, surrounding spaces, `-` and `_` (`"Fail_Fast"` is `failfast`).
-    pub(crate) fn variant(&self, text: &str) -> Option<&'static str> {
+    /// The canonical name `text` stands for, compared as `rpc-cluster` does
+    /// when parsing: ignoring case, surrounding spaces, `-` and `_`
+    /// (`"Fail_Fast"` is `failfast`).
+    pub(crate) fn canonical(&self, text: &str) -> Option<&'static str> {
         let wanted = normalize(text);
-        self.values
-            .iter()
-            .find(|(name, _)| *name == wanted)
-            .map(|(_, variant)| *variant)
+        self.values.iter().copied().find(|name| *name == wanted)
     }
 
     /// What to say when `text` names no variant: the valid names, after a
     /// suggestion for a typo, or instead `hint` when given.
     pub(crate) fn unknown_message(&self, text: &str, hint: Option<String>) -> String {
-        let names: Vec<&str> = self.values.iter().map(|(name, _)| *name).collect();
+        let names: Vec<&str> = self.values.to_vec();
         let hint = match hint {
             Some(hint) => format!("{hint}; "),
             None => suggest(&normalize(text), &names)
@@ -81,15 +73,15 @@ mod tests {
 
     #[test]
     fn names_match_loosely() {
-        assert_eq!(CLUSTER_POLICY.variant("failfast"), Some("Failfast"));
-        assert_eq!(CLUSTER_POLICY.variant("Fail_Fast"), Some("Failfast"));
-        assert_eq!(CLUSTER_POLICY.variant("FAIL-OVER"), Some("Failover"));
-        assert_eq!(LOAD_BALANCER.variant("least_active"), Some("LeastActive"));
-        assert_eq!(LOAD_BALANCER.variant("RoundRobin"), Some("RoundRobin"));
-        assert_eq!(LOAD_BALANCER.variant("consistent-hash"), Some("ConsistentHash"));
-        assert_eq!(LOAD_BALANCER.variant("P2C"), Some("P2c"));
-        assert_eq!(LOAD_BALANCER.variant(""), None);
-        assert_eq!(CLUSTER_POLICY.variant("random"), None);
+        assert_eq!(CLUSTER_POLICY.canonical("failfast"), Some("failfast"));
+        assert_eq!(CLUSTER_POLICY.canonical("Fail_Fast"), Some("failfast"));
+        assert_eq!(CLUSTER_POLICY.canonical("FAIL-OVER"), Some("failover"));
+        assert_eq!(LOAD_BALANCER.canonical("least_active"), Some("leastactive"));
+        assert_eq!(LOAD_BALANCER.canonical("RoundRobin"), Some("roundrobin"));
+        assert_eq!(LOAD_BALANCER.canonical("consistent-hash"), Some("consistenthash"));
+        assert_eq!(LOAD_BALANCER.canonical("P2C"), Some("p2c"));
+        assert_eq!(LOAD_BALANCER.canonical(""), None);
+        assert_eq!(CLUSTER_POLICY.canonical("random"), None);
     }
 
     #[test]

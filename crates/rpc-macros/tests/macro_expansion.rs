@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rpc_cluster::{Balancer, ClusterPolicy, MethodConfig};
 use rpc_core::{
-    BoxInvoker, ClusterPolicy, Invocation, LoadBalancer, MethodConfig, Response, RpcError, Serialization,
-    ServiceClient, ServiceHandler, ServiceKey, Status, Stub,
+    BoxInvoker, Invocation, MethodDescriptor, Response, RpcError, Serialization, ServiceClient, ServiceHandler,
+    ServiceKey, Status, Stub,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -277,9 +278,48 @@ fn descriptor_lists_wire_names_rust_names_and_settings() {
     );
 }
 
+/// What the cluster reads from a method's declared parameters.
+fn declared(method: &MethodDescriptor) -> MethodConfig {
+    MethodConfig::declared(method).unwrap()
+}
+
+/// The descriptor holds the declared settings as Dubbo-style parameters, in
+/// the forms the cluster parses: milliseconds, canonical names, `0,2`.
+#[test]
+fn descriptor_carries_settings_as_params() {
+    let params = |name| GreeterClient::DESCRIPTOR.method(name).unwrap().params;
+    assert_eq!(params("sayHello"), &[] as &[(&str, &str)]);
+    assert_eq!(
+        params("placeOrder2"),
+        [("timeout", "300"), ("retries", "0"), ("idempotent", "false")]
+    );
+    assert_eq!(params("calls"), [("timeout", "60000"), ("idempotent", "true")]);
+    let tuned = |name| TunedClient::DESCRIPTOR.method(name).unwrap().params;
+    assert_eq!(
+        tuned("sticky"),
+        [("loadbalance", "consistenthash"), ("hash.arguments", "0,2")]
+    );
+    assert_eq!(
+        tuned("limited"),
+        [
+            ("attempt.timeout", "250"),
+            ("retries", "1"),
+            ("idempotent", "false"),
+            ("cluster", "failback"),
+            ("loadbalance", "roundrobin"),
+            ("actives", "10"),
+            ("hash.arguments", "1"),
+        ]
+    );
+    let shadow = TunedClient::DESCRIPTOR.method("fanOut").unwrap();
+    assert_eq!(shadow.param("forks"), Some("3"));
+    assert_eq!(shadow.param("cluster"), Some("forking"));
+    assert_eq!(shadow.param("loadbalance"), None);
+}
+
 #[test]
 fn descriptor_carries_method_settings() {
-    let config = |name| GreeterClient::DESCRIPTOR.method(name).unwrap().config;
+    let config = |name| declared(GreeterClient::DESCRIPTOR.method(name).unwrap());
     assert_eq!(config("sayHello"), MethodConfig::new());
     assert_eq!(
         config("placeOrder2"),
@@ -306,12 +346,12 @@ fn descriptor_carries_method_settings() {
 
 #[test]
 fn descriptor_carries_cluster_settings() {
-    let config = |name| TunedClient::DESCRIPTOR.method(name).unwrap().config;
+    let config = |name| declared(TunedClient::DESCRIPTOR.method(name).unwrap());
     assert_eq!(
         config("fast"),
         MethodConfig::new()
             .with_cluster(ClusterPolicy::Failfast)
-            .with_loadbalance(LoadBalancer::LeastActive)
+            .with_loadbalance(Balancer::LeastActive)
     );
     assert_eq!(
         config("fanOut"),
@@ -324,7 +364,7 @@ fn descriptor_carries_cluster_settings() {
     assert_eq!(
         config("sticky"),
         MethodConfig::new()
-            .with_loadbalance(LoadBalancer::ConsistentHash)
+            .with_loadbalance(Balancer::ConsistentHash)
             .with_hash_arguments(&[0, 2])
     );
     assert_eq!(
@@ -334,7 +374,7 @@ fn descriptor_carries_cluster_settings() {
             .with_retries(1)
             .with_idempotent(false)
             .with_cluster(ClusterPolicy::Failback)
-            .with_loadbalance(LoadBalancer::RoundRobin)
+            .with_loadbalance(Balancer::RoundRobin)
             .with_actives(10)
             .with_hash_arguments(&[1])
     );
@@ -342,7 +382,7 @@ fn descriptor_carries_cluster_settings() {
         config("everyone"),
         MethodConfig::new()
             .with_cluster(ClusterPolicy::Broadcast)
-            .with_loadbalance(LoadBalancer::P2c)
+            .with_loadbalance(Balancer::P2c)
             .with_forks(1)
             .with_actives(0)
     );
@@ -350,26 +390,26 @@ fn descriptor_carries_cluster_settings() {
         config("quiet"),
         MethodConfig::new()
             .with_cluster(ClusterPolicy::Failsafe)
-            .with_loadbalance(LoadBalancer::ShortestResponse)
+            .with_loadbalance(Balancer::ShortestResponse)
     );
     assert_eq!(
         config("defaultsSpelledOut"),
         MethodConfig::new()
             .with_attempt_timeout(Duration::from_secs(60))
             .with_cluster(ClusterPolicy::Failover)
-            .with_loadbalance(LoadBalancer::Random)
+            .with_loadbalance(Balancer::Random)
     );
 }
 
 #[test]
 fn every_policy_and_balancer_can_be_named() {
     let methods = TunedClient::DESCRIPTOR.methods;
-    let mut clusters: Vec<_> = methods.iter().filter_map(|m| m.config.cluster).collect();
-    let mut balancers: Vec<_> = methods.iter().filter_map(|m| m.config.loadbalance).collect();
+    let mut clusters: Vec<_> = methods.iter().filter_map(|m| declared(m).cluster).collect();
+    let mut balancers: Vec<_> = methods.iter().filter_map(|m| declared(m).loadbalance).collect();
     clusters.sort_by_key(|c| c.name());
     balancers.sort_by_key(|b| b.name());
     let mut all_clusters = ClusterPolicy::ALL.to_vec();
-    let mut all_balancers = LoadBalancer::ALL.to_vec();
+    let mut all_balancers = Balancer::ALL.to_vec();
     all_clusters.sort_by_key(|c| c.name());
     all_balancers.sort_by_key(|b| b.name());
     assert_eq!(clusters, all_clusters);
@@ -379,10 +419,7 @@ fn every_policy_and_balancer_can_be_named() {
 #[tokio::test]
 async fn the_stub_hashes_the_arguments_its_reference_asks_for() {
     let seen = Seen::default();
-    let mask = TunedClient::DESCRIPTOR
-        .method("sticky")
-        .unwrap()
-        .config
+    let mask = declared(TunedClient::DESCRIPTOR.method("sticky").unwrap())
         .hash_arguments
         .unwrap();
     assert_eq!(
@@ -593,7 +630,7 @@ async fn client_sends_wire_names_json_arrays_and_declared_settings() {
             ("ping", "[]".into()),
         ]
     );
-    let order_config = GreeterClient::DESCRIPTOR.method("placeOrder2").unwrap().config;
+    let order_config = declared(GreeterClient::DESCRIPTOR.method("placeOrder2").unwrap());
     assert_eq!(order_config.timeout, Some(Duration::from_millis(300)));
     assert_eq!((order_config.retries, order_config.is_idempotent()), (Some(0), false));
     assert!(

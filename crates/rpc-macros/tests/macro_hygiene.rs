@@ -28,7 +28,8 @@ mod api {
     struct MethodDescriptor;
     struct MethodConfig;
     struct ClusterPolicy;
-    struct LoadBalancer;
+    struct Balancer;
+    mod __private {}
     mod core {}
     struct handler;
     mod service {}
@@ -110,13 +111,13 @@ async fn the_hygienic_service_round_trips() {
 
 #[test]
 fn cluster_settings_survive_the_decoys() {
-    use rpc_core::{ClusterPolicy, LoadBalancer, MethodConfig};
+    use rpc_cluster::{Balancer, ClusterPolicy, MethodConfig};
     assert_eq!(
-        HygieneClient::DESCRIPTOR.method("shadow").unwrap().config,
+        MethodConfig::declared(HygieneClient::DESCRIPTOR.method("shadow").unwrap()).unwrap(),
         MethodConfig::new()
             .with_attempt_timeout(std::time::Duration::from_millis(100))
             .with_cluster(ClusterPolicy::Failfast)
-            .with_loadbalance(LoadBalancer::ConsistentHash)
+            .with_loadbalance(Balancer::ConsistentHash)
             .with_forks(2)
             .with_actives(4)
             .with_hash_arguments(&[0, 5])

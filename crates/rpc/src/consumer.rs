@@ -6,15 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rpc_cluster::{
-    Cluster, Connect, Directory, Endpoint, FailbackConfig, LoadBalance, Mock, MockLayer, Mocks, OutlierConfig, Policy,
-    Probe,
+    Balancer, Cluster, ClusterPolicy, Connect, Directory, Endpoint, FailbackConfig, LoadBalance, MethodConfig, Mock,
+    MockLayer, Mocks, OutlierConfig, Policy, Probe,
 };
 use rpc_core::protocol::rpc::{RpcChannel, RpcChannelConfig, WeakRpcChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
 use rpc_core::{
-    BoxError, BoxInvoker, ClusterPolicy, ErrorKind, Invocation, InvokerLayer, LoadBalancer, MethodConfig, Response,
-    RpcError, Serialization, ServiceClient, ServiceHandler, ServiceKey, Stub, Url,
+    BoxError, BoxInvoker, ErrorKind, Invocation, InvokerLayer, Response, RpcError, Serialization, ServiceClient,
+    ServiceHandler, ServiceKey, Stub, Url,
 };
 use rpc_registry::Registry;
 use tower::{Layer, Service};
@@ -130,7 +130,7 @@ impl ConsumerBuilder {
     }
 
     /// Default load balancer (default: the provider's, else random).
-    pub fn loadbalance(mut self, loadbalance: LoadBalancer) -> Self {
+    pub fn loadbalance(mut self, loadbalance: Balancer) -> Self {
         self.defaults.loadbalance = Some(loadbalance);
         self
     }
@@ -288,7 +288,7 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
     }
 
     /// The load balancer (default: the provider's, else random).
-    pub fn loadbalance(mut self, loadbalance: LoadBalancer) -> Self {
+    pub fn loadbalance(mut self, loadbalance: Balancer) -> Self {
         self.config.loadbalance = Some(loadbalance);
         self
     }

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rpc_cluster::Balancer;
 use rpc_core::dispatch::Exported;
 use rpc_core::protocol::server::{Server, ServerConfig, ServerHandle};
 use rpc_core::url::keys;
 use rpc_core::{
-    BoxError, BoxInvoker, Dispatcher, Invocation, InvokerLayer, LoadBalancer, Response, Serialization, ServiceHandler,
-    ServiceKey, Url,
+    BoxError, BoxInvoker, Dispatcher, Invocation, InvokerLayer, Response, Serialization, ServiceHandler, ServiceKey,
+    Url,
 };
 use rpc_registry::Registry;
 use tower::{Layer, Service};
@@ -42,7 +43,7 @@ pub struct Export {
     group: Option<String>,
     weight: Option<u32>,
     timeout: Option<Duration>,
-    loadbalance: Option<LoadBalancer>,
+    loadbalance: Option<Balancer>,
     warmup: Option<Duration>,
     layers: Vec<InvokerLayer>,
 }
@@ -111,7 +112,7 @@ impl Export {
 
     /// Default load balancer published to consumers (`loadbalance` in the
     /// provider URL); a consumer's own setting wins over it.
-    pub fn loadbalance(mut self, loadbalance: LoadBalancer) -> Self {
+    pub fn loadbalance(mut self, loadbalance: Balancer) -> Self {
         self.loadbalance = Some(loadbalance);
         self
     }
@@ -383,7 +384,7 @@ impl ProviderBuilder {
             url.set_param(keys::GROUP, group);
         }
         if let Some(loadbalance) = export.loadbalance {
-            url.set_param(rpc_cluster::settings::LOADBALANCE, loadbalance.name());
+            url.set_param(rpc_cluster::config::keys::LOADBALANCE, loadbalance.name());
         }
         if let Some(warmup) = export.warmup {
             url.set_param(rpc_cluster::loadbalance::WARMUP, warmup.as_millis().to_string());

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use rpc::protocol::Dispatcher;
 use rpc::protocol::rpc::frame::{Decoded, FrameCodec, Header, OutFrame, RequestMeta};
 use rpc::protocol::server::{Server, ServerConfig, ServerHandle};
-use rpc::{Dispatcher, Serialization, ServiceKey};
+use rpc::{Serialization, ServiceKey};
 use rpc_tests::probe::{ProbeImpl, ProbeServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -20,7 +21,7 @@ use tokio_util::codec::FramedRead;
 pub(crate) async fn probe_server(config: ServerConfig) -> ServerHandle {
     let dispatcher = Dispatcher::new([(
         ServiceKey::new("org.rpc.test.Probe", Some("1.0.0"), None),
-        rpc::Exported::new(ProbeServer::new(ProbeImpl::default())),
+        rpc::protocol::Exported::new(ProbeServer::new(ProbeImpl::default())),
     )]);
     Server::new(dispatcher, config).bind("127.0.0.1:0").await.unwrap()
 }

@@ -88,7 +88,7 @@ impl Policy for Broadcast {
 mod tests {
     use std::time::Duration;
 
-    use rpc_core::MethodConfig;
+    use crate::config::MethodConfig;
     use tower::ServiceExt;
 
     use super::*;

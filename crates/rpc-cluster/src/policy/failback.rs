@@ -265,7 +265,7 @@ async fn retry_once(select: &dyn Select, mut entry: Entry) -> Option<Entry> {
 
 #[cfg(test)]
 mod tests {
-    use rpc_core::MethodConfig;
+    use crate::config::MethodConfig;
     use tower::ServiceExt;
 
     use super::*;

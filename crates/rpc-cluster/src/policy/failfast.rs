@@ -26,7 +26,9 @@ impl Policy for Failfast {
 mod tests {
     use std::time::Duration;
 
-    use rpc_core::{MethodConfig, Outcome};
+    use rpc_core::Outcome;
+
+    use crate::config::MethodConfig;
     use tower::ServiceExt;
 
     use super::*;

@@ -35,7 +35,7 @@ impl Policy for Failsafe {
 mod tests {
     use std::time::Duration;
 
-    use rpc_core::MethodConfig;
+    use crate::config::MethodConfig;
     use tower::ServiceExt;
 
     use super::*;

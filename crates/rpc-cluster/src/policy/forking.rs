@@ -68,7 +68,9 @@ impl Policy for Forking {
 mod tests {
     use std::time::Duration;
 
-    use rpc_core::{ErrorKind, MethodConfig};
+    use rpc_core::ErrorKind;
+
+    use crate::config::MethodConfig;
     use tower::ServiceExt;
 
     use super::*;

@@ -187,7 +187,9 @@ pub(crate) mod test_util {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use rpc_core::{BoxInvoker, Invocation, MethodConfig, Response, RpcError, Serialization, ServiceKey, Url};
+    use rpc_core::{BoxInvoker, Invocation, Response, RpcError, Serialization, ServiceKey, Url};
+
+    use crate::config::MethodConfig;
 
     use super::{Bound, Policy};
     use crate::call::Call;

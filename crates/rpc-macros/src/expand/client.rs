@@ -36,27 +36,27 @@ pub(super) fn generate(service: &Service) -> TokenStream {
         #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         #[allow(dead_code)]
         #vis struct #client {
-            stub: #krate::Stub,
+            stub: #krate::__private::Stub,
         }
 
         #[allow(dead_code)]
         impl #client {
             #[doc = #descriptor_doc]
-            #vis const DESCRIPTOR: &'static #krate::ServiceDescriptor = &#descriptor;
+            #vis const DESCRIPTOR: &'static #krate::__private::ServiceDescriptor = &#descriptor;
 
-            const __RPC_METHODS: &'static [#krate::MethodDescriptor] = &[#(#method_descriptors),*];
+            const __RPC_METHODS: &'static [#krate::__private::MethodDescriptor] = &[#(#method_descriptors),*];
 
             #(#methods)*
         }
 
-        impl #krate::ServiceClient for #client {
-            const DESCRIPTOR: &'static #krate::ServiceDescriptor = #client::DESCRIPTOR;
+        impl #krate::__private::ServiceClient for #client {
+            const DESCRIPTOR: &'static #krate::__private::ServiceDescriptor = #client::DESCRIPTOR;
 
-            fn from_stub(stub: #krate::Stub) -> Self {
+            fn from_stub(stub: #krate::__private::Stub) -> Self {
                 #client { stub }
             }
 
-            fn stub(&self) -> &#krate::Stub {
+            fn stub(&self) -> &#krate::__private::Stub {
                 &self.stub
             }
         }
@@ -77,7 +77,7 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
     quote! {
         #docs
         #vis fn #ident(&self, #(#params),*)
-            -> impl ::core::future::Future<Output = ::core::result::Result<#output, #krate::RpcError>>
+            -> impl ::core::future::Future<Output = ::core::result::Result<#output, #krate::__private::RpcError>>
                 + ::core::marker::Send + 'static + use<>
         {
             self.stub.call(&Self::__RPC_METHODS[#index], &#args)

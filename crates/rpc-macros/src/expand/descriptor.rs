@@ -14,7 +14,7 @@ pub(super) fn service_descriptor(service: &Service, methods: &TokenStream) -> To
     let version = service.version.iter();
     let group = service.group.iter();
     quote! {
-        #krate::ServiceDescriptor::new(#interface)
+        #krate::__private::ServiceDescriptor::new(#interface)
             #(.with_version(#version))*
             #(.with_group(#group))*
             .with_methods(#methods)
@@ -30,40 +30,39 @@ pub(super) fn method_descriptors(service: &Service) -> Vec<TokenStream> {
         .collect()
 }
 
+/// A method's descriptor; its declared settings become Dubbo-style
+/// `(key, value)` parameters, each value already checked and written in the
+/// form `rpc-cluster` parses (milliseconds, canonical names, `0,2`).
 fn method_descriptor(service: &Service, method: &Method) -> TokenStream {
     let krate = &service.krate;
     let wire_name = &method.wire_name;
     let rust_name = method.ident.unraw().to_string();
     let config = &method.config;
-    let settings: Vec<TokenStream> = [
-        config
-            .timeout_ms
-            .map(|ms| quote!(.with_timeout(::core::time::Duration::from_millis(#ms)))),
-        config
-            .attempt_timeout_ms
-            .map(|ms| quote!(.with_attempt_timeout(::core::time::Duration::from_millis(#ms)))),
-        config.retries.map(|retries| quote!(.with_retries(#retries))),
+    let params: Vec<(&str, String)> = [
+        config.timeout_ms.map(|ms| ("timeout", ms.to_string())),
+        config.attempt_timeout_ms.map(|ms| ("attempt.timeout", ms.to_string())),
+        config.retries.map(|retries| ("retries", retries.to_string())),
         config
             .idempotent
-            .map(|idempotent| quote!(.with_idempotent(#idempotent))),
-        config
-            .cluster
-            .as_ref()
-            .map(|variant| quote!(.with_cluster(#krate::ClusterPolicy::#variant))),
-        config
-            .loadbalance
-            .as_ref()
-            .map(|variant| quote!(.with_loadbalance(#krate::LoadBalancer::#variant))),
-        config.forks.map(|forks| quote!(.with_forks(#forks))),
-        config.actives.map(|actives| quote!(.with_actives(#actives))),
+            .map(|idempotent| ("idempotent", idempotent.to_string())),
+        config.cluster.map(|name| ("cluster", name.to_string())),
+        config.loadbalance.map(|name| ("loadbalance", name.to_string())),
+        config.forks.map(|forks| ("forks", forks.to_string())),
+        config.actives.map(|actives| ("actives", actives.to_string())),
         config.hash_arguments.as_ref().map(|positions| {
-            let positions = positions.iter().map(|position| position.index);
-            quote!(.with_hash_arguments(&[#(#positions),*]))
+            // A set: written in ascending order, whatever the declaration's.
+            let mut positions: Vec<u8> = positions.iter().map(|position| position.index).collect();
+            positions.sort_unstable();
+            let positions: Vec<String> = positions.iter().map(u8::to_string).collect();
+            ("hash.arguments", positions.join(","))
         }),
     ]
     .into_iter()
     .flatten()
     .collect();
-    let with_config = (!settings.is_empty()).then(|| quote!(.with_config(#krate::MethodConfig::new() #(#settings)*)));
-    quote!(#krate::MethodDescriptor::new(#wire_name, #rust_name) #with_config)
+    let with_params = (!params.is_empty()).then(|| {
+        let params = params.iter().map(|(key, value)| quote!((#key, #value)));
+        quote!(.with_params(&[#(#params),*]))
+    });
+    quote!(#krate::__private::MethodDescriptor::new(#wire_name, #rust_name) #with_params)
 }

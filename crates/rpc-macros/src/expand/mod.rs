@@ -151,9 +151,9 @@ mod tests {
             output.contains(r#"MethodDescriptor :: new ("hello" , "say_hello")"#),
             "{output}"
         );
-        assert!(output.contains("from_millis (2000u64)"), "{output}");
-        assert!(output.contains("with_retries (0u32)"), "{output}");
-        assert!(output.contains("with_idempotent (false)"), "{output}");
+        assert!(output.contains(r#"("timeout" , "2000")"#), "{output}");
+        assert!(output.contains(r#"("retries" , "0")"#), "{output}");
+        assert!(output.contains(r#"("idempotent" , "false")"#), "{output}");
         assert!(
             output.contains(r#"MethodDescriptor :: new ("getHttpUrl" , "get_http_url")"#),
             "{output}"
@@ -161,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn cluster_settings_name_the_enums_through_the_crate_path() {
+    fn cluster_settings_become_canonical_params_through_the_crate_path() {
         let output = expand(
             quote!(crate = "::my::rpc"),
             quote! {
@@ -173,12 +173,8 @@ mod tests {
             },
         );
         for expected in [
-            ". with_attempt_timeout (:: core :: time :: Duration :: from_millis (2000u64))",
-            ". with_cluster (:: my :: rpc :: ClusterPolicy :: Failfast)",
-            ". with_loadbalance (:: my :: rpc :: LoadBalancer :: ConsistentHash)",
-            ". with_forks (3u32)",
-            ". with_actives (10u32)",
-            ". with_hash_arguments (& [1u8 , 0u8])",
+            r#":: my :: rpc :: __private :: MethodDescriptor :: new ("sayHello" , "say_hello")"#,
+            r#". with_params (& [("attempt.timeout" , "2000") , ("cluster" , "failfast") , ("loadbalance" , "consistenthash") , ("forks" , "3") , ("actives" , "10") , ("hash.arguments" , "0,1")])"#,
         ] {
             assert!(output.contains(expected), "{expected} in {output}");
         }
@@ -213,7 +209,7 @@ mod tests {
                 }
             ),
         );
-        assert!(output.contains(":: rpc :: ServiceDescriptor"), "{output}");
+        assert!(output.contains(":: rpc :: __private :: ServiceDescriptor"), "{output}");
         assert!(!output.contains("rpc_core"), "{output}");
     }
 
@@ -246,7 +242,7 @@ mod tests {
             ),
         );
         assert!(
-            output.contains("impl < __RpcImpl > :: rpc :: ServiceHandler for TServer < __RpcImpl >"),
+            output.contains("impl < __RpcImpl > :: rpc :: __private :: ServiceHandler for TServer < __RpcImpl >"),
             "{output}"
         );
     }

@@ -54,23 +54,23 @@ pub(super) fn generate(service: &Service) -> TokenStream {
             }
         }
 
-        impl<#param> #krate::ServiceHandler for #server<#param>
+        impl<#param> #krate::__private::ServiceHandler for #server<#param>
         where
             #param: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
         {
-            fn descriptor(&self) -> &'static #krate::ServiceDescriptor {
+            fn descriptor(&self) -> &'static #krate::__private::ServiceDescriptor {
                 #client::DESCRIPTOR
             }
 
             #[allow(deprecated)]
             fn call(
                 &self,
-                invocation: #krate::Invocation,
-            ) -> #krate::BoxFuture<::core::result::Result<#krate::Response, #krate::RpcError>> {
+                invocation: #krate::__private::Invocation,
+            ) -> #krate::__private::BoxFuture<::core::result::Result<#krate::__private::Response, #krate::__private::RpcError>> {
                 match invocation.method() {
                     #(#arms)*
                     _ => ::std::boxed::Box::pin(::core::future::ready(::core::result::Result::Err(
-                        #krate::service::handler::unknown_method(#client::DESCRIPTOR, &invocation),
+                        #krate::__private::handler::unknown_method(#client::DESCRIPTOR, &invocation),
                     ))),
                 }
             }
@@ -85,7 +85,7 @@ fn call_arm(service: &Service, param: &Ident, method: &Method) -> TokenStream {
     let ident = &method.ident;
     let wire_name = &method.wire_name;
     let args_type = args_type(method);
-    let decode = quote!(#krate::service::handler::decode_args::<#args_type>(&invocation)?);
+    let decode = quote!(#krate::__private::handler::decode_args::<#args_type>(&invocation)?);
     let decode = if method.params.is_empty() {
         quote!(#decode;)
     } else {
@@ -98,7 +98,7 @@ fn call_arm(service: &Service, param: &Ident, method: &Method) -> TokenStream {
             ::std::boxed::Box::pin(async move {
                 #decode
                 let reply = <#param as #trait_ident>::#ident(&*inner, #(args.#args),*).await;
-                #krate::service::handler::encode_reply(&invocation, &reply)
+                #krate::__private::handler::encode_reply(&invocation, &reply)
             })
         }
     }

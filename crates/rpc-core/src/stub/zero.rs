@@ -1,5 +1,10 @@
 //! The "zero value" of any deserializable type, without `T: Default`.
 //!
+//! It lives with the stub because only typed code can build it: the failsafe
+//! and failback policies (in `rpc-cluster`) answer with an untyped
+//! [`Response::zero`](crate::Response::zero), and the stub, which knows the
+//! method's return type, turns that into a value when it decodes the reply.
+//!
 //! The failsafe cluster policy answers a failed call with the empty value of the
 //! method's return type. [`zero_value`] builds it by running `T`'s own
 //! [`Deserialize`](serde::Deserialize) impl against a deserializer that answers
@@ -49,19 +54,20 @@ const TOO_DEEP: &str = "type nests deeper than 64 levels";
 /// [`ZeroError`] if `T`'s `Deserialize` impl rejects the zero input (as
 /// `NonZeroU32` does), if `T` is an enum with no variants, or if `T` nests
 /// deeper than 64 levels (a recursive type).
-pub fn zero_value<T: de::DeserializeOwned>() -> Result<T, ZeroError> {
+pub(crate) fn zero_value<T: de::DeserializeOwned>() -> Result<T, ZeroError> {
     T::deserialize(Zero(0))
 }
 
 /// Why a type has no zero value (its Deserialize impl rejected the zero input).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZeroError {
+pub(crate) struct ZeroError {
     reason: String,
 }
 
+#[cfg(test)]
 impl ZeroError {
     /// Why the zero input was rejected.
-    pub fn reason(&self) -> &str {
+    pub(crate) fn reason(&self) -> &str {
         &self.reason
     }
 }

@@ -16,9 +16,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod hash;
+pub(crate) mod zero;
+
+pub use hash::ArgumentMask;
+
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::error::{ErrorKind, RpcError};
-use crate::hash_key::ArgumentMask;
 use crate::invocation::{Invocation, ServiceKey};
 use crate::invoker::BoxInvoker;
 use crate::serialization::Serialization;
@@ -145,7 +149,7 @@ impl Stub {
             .map(|encoded| {
                 let mut invocation = Invocation::new(self.service.clone(), method.name, encoded, serialization);
                 if let Some((_, mask)) = self.hashed.iter().find(|(m, _)| &**m == method.name) {
-                    invocation.set_hash_key(Some(crate::hash_key::hash_arguments(args, *mask)));
+                    invocation.set_hash_key(Some(hash::hash_arguments(args, *mask)));
                 }
                 invocation
             });

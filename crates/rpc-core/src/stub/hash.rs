@@ -6,6 +6,12 @@
 //! provider whatever the other arguments are. [`hash_arguments`] gives that
 //! key: it walks the argument tuple with a serializer that encodes only the
 //! chosen elements, each with bincode, into a stable 64-bit FNV-1a hash.
+//!
+//! It lives with the stub because only typed code can walk the arguments:
+//! past the stub a call's arguments are bytes. The cluster decides which
+//! methods are hashed and on which positions (an [`ArgumentMask`]); the stub
+//! computes the key and the consistent-hash balancer reads it from the
+//! [`Invocation`](crate::Invocation).
 
 use std::fmt;
 
@@ -42,7 +48,7 @@ impl ArgumentMask {
 /// The hash of the arguments of `args` (the method's argument tuple) chosen
 /// by `mask`. Stable across processes and platforms. Arguments that cannot be
 /// encoded hash as nothing.
-pub fn hash_arguments<A: Serialize + ?Sized>(args: &A, mask: ArgumentMask) -> u64 {
+pub(crate) fn hash_arguments<A: Serialize + ?Sized>(args: &A, mask: ArgumentMask) -> u64 {
     let mut walker = Walker {
         mask,
         hash: Fnv::new(),
