@@ -205,7 +205,7 @@ fn temp_dir(name: &str) -> PathBuf {
 /// Most ZooKeeper servers (JVMs) running at once in one test process: a test
 /// binary runs its tests in parallel, and a dozen JVMs on two cores make
 /// session handling time out. A test starting a server waits for a slot.
-const MAX_SERVERS: usize = 4;
+const MAX_SERVERS: usize = 2;
 
 static RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
 
