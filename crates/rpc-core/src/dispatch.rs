@@ -16,8 +16,10 @@ use tokio::time::Instant;
 use crate::descriptor::ServiceDescriptor;
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::{Invocation, MethodName, ServiceKey};
+use crate::invoker::BoxFuture;
 use crate::invoker::{BoxInvoker, InvokerLayer};
-use crate::service::{BoxFuture, HandlerService, Response, ServiceHandler};
+use crate::response::Response;
+use crate::service::{HandlerService, ServiceHandler};
 
 /// One service as a server runs it: what it is ([`ServiceDescriptor`]) and
 /// the invoker its requests go to.

@@ -26,7 +26,7 @@ use tower::Service;
 
 use crate::error::{ErrorKind, RpcError};
 use crate::invocation::Invocation;
-use crate::service::Response;
+use crate::response::Response;
 
 /// A boxed, `Send` future: what handlers and layers return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod invocation;
 pub mod invoker;
 pub mod protocol;
+pub mod response;
 mod scratch;
 pub mod serialization;
 pub mod service;
@@ -34,8 +35,9 @@ pub use dispatch::{Dispatcher, Exported};
 pub use error::{ErrorKind, Outcome, RpcError, Status};
 pub use invocation::{Attachments, Invocation, MethodName, ServiceKey};
 pub use invoker::{BoxError, BoxFuture, BoxInvoker, Invoker, InvokerLayer, from_layer_error};
+pub use response::Response;
 pub use serialization::{CodecError, Serialization};
-pub use service::{HandlerService, Response, ServiceHandler};
+pub use service::{HandlerService, ServiceHandler};
 pub use stub::{ArgumentMask, ServiceClient, Stub};
 pub use url::{Url, UrlError};
 
@@ -48,6 +50,7 @@ pub mod __private {
     pub use crate::error::RpcError;
     pub use crate::invocation::Invocation;
     pub use crate::invoker::BoxFuture;
-    pub use crate::service::{Response, ServiceHandler, handler};
+    pub use crate::response::Response;
+    pub use crate::service::{ServiceHandler, handler};
     pub use crate::stub::{ServiceClient, Stub};
 }

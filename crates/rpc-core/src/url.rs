@@ -16,8 +16,6 @@ use std::str::FromStr;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::invocation::ServiceKey;
-
 /// Characters escaped inside a parameter key or value (so the query still splits).
 const QUERY_COMPONENT: &AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
@@ -287,12 +285,6 @@ impl Url {
     pub fn group(&self) -> Option<&str> {
         self.param(keys::GROUP).filter(|s| !s.is_empty())
     }
-
-    /// The service this URL is about, if it names an interface.
-    pub fn service_key(&self) -> Option<ServiceKey> {
-        self.interface()
-            .map(|i| ServiceKey::new(i, self.version(), self.group()))
-    }
 }
 
 fn split_host_port(address: &str) -> Result<(String, u16), String> {
@@ -412,7 +404,7 @@ mod tests {
         assert_eq!(url.interface(), Some("org.example.Greeter"));
         assert_eq!(url.param("methods"), Some("sayHello,placeOrder"));
         assert_eq!(url.param_parsed::<u32>("weight"), Some(100));
-        assert_eq!(url.service_key().unwrap().to_string(), "org.example.Greeter:1.0.0");
+        assert_eq!((url.version(), url.group()), (Some("1.0.0"), None));
     }
 
     #[test]

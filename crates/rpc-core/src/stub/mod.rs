@@ -25,8 +25,8 @@ use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::error::{ErrorKind, RpcError};
 use crate::invocation::{Invocation, ServiceKey};
 use crate::invoker::BoxInvoker;
+use crate::response::DecodeFailure;
 use crate::serialization::Serialization;
-use crate::service::DecodeFailure;
 
 /// The untyped core of every generated client: it encodes arguments, builds the
 /// [`Invocation`], sends it through the consumer's stack and decodes the reply.

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::service::BoxFuture;
+use crate::invoker::BoxFuture;
 
 /// Opens the byte streams a client channel runs its protocol over.
 ///

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Connector, Io};
-use crate::service::BoxFuture;
+use crate::invoker::BoxFuture;
 
 /// How long a test waits for something it expects (of paused time, when the
 /// clock is paused: it only runs out when nothing else can happen).

@@ -23,11 +23,12 @@ use super::conn::{ConnShared, QUEUE, run_writer};
 use super::frame::{Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMeta};
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::Invocation;
+use crate::invoker::BoxFuture as ServiceFuture;
 use crate::protocol::connection::in_flight::{Gate, InFlight, Registration};
 use crate::protocol::connection::link::{Connection, Establish, Link, Reconnect, Watch};
 use crate::protocol::connection::{Connector, Io, TcpConnector};
 use crate::protocol::{DEFAULT_HEARTBEAT, DEFAULT_MAX_PAYLOAD, Health};
-use crate::service::{BoxFuture as ServiceFuture, Response};
+use crate::response::Response;
 
 /// Settings of an [`RpcChannel`].
 #[derive(Clone, Debug)]

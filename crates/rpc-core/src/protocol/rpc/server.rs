@@ -437,7 +437,7 @@ fn start_request(
 }
 
 /// The answer to send for `result`, if the request wants one.
-fn response_frame(header: &Header, result: Result<crate::service::Response, RpcError>) -> Option<OutFrame> {
+fn response_frame(header: &Header, result: Result<crate::response::Response, RpcError>) -> Option<OutFrame> {
     if !header.is_two_way() {
         return None;
     }

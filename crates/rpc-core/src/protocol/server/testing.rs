@@ -11,7 +11,9 @@ use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::dispatch::Dispatcher;
 use crate::error::{RpcError, Status};
 use crate::invocation::{Invocation, ServiceKey};
-use crate::service::{BoxFuture, Response, ServiceHandler};
+use crate::invoker::BoxFuture;
+use crate::response::Response;
+use crate::service::ServiceHandler;
 
 /// The test service's interface.
 pub(crate) const SERVICE: &str = "test.Echo";

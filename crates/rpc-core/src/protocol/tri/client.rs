@@ -43,12 +43,13 @@ use super::codec::{self, code};
 use super::headers;
 use crate::error::{ErrorKind, Outcome, RpcError};
 use crate::invocation::Invocation;
+use crate::invoker::BoxFuture;
 use crate::protocol::Health;
 use crate::protocol::connection::in_flight::{InFlight, Registration};
 use crate::protocol::connection::link::{Connection, Establish, Link, Reconnect, Watch};
 use crate::protocol::connection::{Connector, Io, TcpConnector};
+use crate::response::Response;
 use crate::serialization::Serialization;
-use crate::service::{BoxFuture, Response};
 
 type Sender = http2::SendRequest<Full<Bytes>>;
 
