@@ -31,6 +31,9 @@ use crate::response::Response;
 /// A boxed, `Send` future: what handlers and layers return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// What an invoker's call answers, boxed.
+pub type ResponseFuture = BoxFuture<Result<Response, RpcError>>;
+
 /// A boxed error, as tower's generic layers return them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -74,11 +77,7 @@ impl BoxInvoker {
     /// service that may not be ready must use `new`.
     pub fn always_ready<S>(service: S) -> Self
     where
-        S: Service<Invocation, Response = Response, Error = RpcError, Future = BoxFuture<Result<Response, RpcError>>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        S: Invoker + Service<Invocation, Future = ResponseFuture>,
     {
         BoxInvoker(Box::new(AlwaysReady(service)))
     }
@@ -167,11 +166,7 @@ struct AlwaysReady<S>(S);
 
 impl<S> Erased for AlwaysReady<S>
 where
-    S: Service<Invocation, Response = Response, Error = RpcError, Future = BoxFuture<Result<Response, RpcError>>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: Invoker + Service<Invocation, Future = ResponseFuture>,
 {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
         self.0.poll_ready(cx)
@@ -244,18 +239,9 @@ pub fn from_layer_error(error: BoxError) -> RpcError {
 pub struct InvokerLayer(std::sync::Arc<dyn Fn(BoxInvoker) -> BoxInvoker + Send + Sync>);
 
 impl InvokerLayer {
-    /// Erases `layer`, any tower layer whose service takes [`Invocation`]s
-    /// and answers [`Response`]s; its errors become [`RpcError`]s as
-    /// [`from_layer_error`] says.
-    pub fn new<L>(layer: L) -> Self
-    where
-        L: tower::Layer<BoxInvoker> + Send + Sync + 'static,
-        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
-    {
-        InvokerLayer(std::sync::Arc::new(move |inner| {
-            BoxInvoker::from_layer(layer.layer(inner))
-        }))
+    /// Erases `layer`: see [`IntoInvokerLayer`].
+    pub fn new(layer: impl IntoInvokerLayer) -> Self {
+        layer.into_invoker_layer()
     }
 
     /// Wraps `inner` in this layer.
@@ -275,5 +261,28 @@ impl InvokerLayer {
 impl fmt::Debug for InvokerLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("InvokerLayer")
+    }
+}
+
+/// A tower layer the builders take as a filter: any `Layer<BoxInvoker>`
+/// whose service takes [`Invocation`]s and answers [`Response`]s, failing
+/// with any error (made an [`RpcError`] as [`from_layer_error`] says).
+/// Implemented for every such layer; tower's `ConcurrencyLimitLayer`,
+/// `TimeoutLayer`, `LoadShedLayer` and `ServiceBuilder` stacks of them are.
+pub trait IntoInvokerLayer: Send + Sync + 'static {
+    /// The layer, its type erased.
+    fn into_invoker_layer(self) -> InvokerLayer;
+}
+
+impl<L> IntoInvokerLayer for L
+where
+    L: tower::Layer<BoxInvoker> + Send + Sync + 'static,
+    L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Invocation>>::Error: Into<BoxError>,
+{
+    fn into_invoker_layer(self) -> InvokerLayer {
+        InvokerLayer(std::sync::Arc::new(move |inner| {
+            BoxInvoker::from_layer(self.layer(inner))
+        }))
     }
 }

@@ -34,7 +34,9 @@ pub use descriptor::{MethodDescriptor, ServiceDescriptor};
 pub use dispatch::{Dispatcher, Exported};
 pub use error::{ErrorKind, Outcome, RpcError, Status};
 pub use invocation::{Attachments, Invocation, MethodName, ServiceKey};
-pub use invoker::{BoxError, BoxFuture, BoxInvoker, Invoker, InvokerLayer, from_layer_error};
+pub use invoker::{
+    BoxError, BoxFuture, BoxInvoker, IntoInvokerLayer, Invoker, InvokerLayer, ResponseFuture, from_layer_error,
+};
 pub use response::Response;
 pub use serialization::{CodecError, Serialization};
 pub use service::{HandlerService, ServiceHandler};

@@ -13,11 +13,11 @@ use rpc_core::protocol::rpc::{RpcChannel, RpcChannelConfig, WeakRpcChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
 use rpc_core::{
-    BoxError, BoxInvoker, ErrorKind, Invocation, InvokerLayer, Response, RpcError, Serialization, ServiceClient,
-    ServiceHandler, ServiceKey, Stub, Url,
+    BoxInvoker, ErrorKind, IntoInvokerLayer, InvokerLayer, RpcError, Serialization, ServiceClient, ServiceHandler,
+    ServiceKey, Stub, Url,
 };
 use rpc_registry::Registry;
-use tower::{Layer, Service};
+use tower::Layer;
 
 use crate::Error;
 
@@ -168,12 +168,7 @@ impl ConsumerBuilder {
     /// cluster policy; layers added first are outermost, and the consumer's
     /// run outside each reference's own ([`ReferenceBuilder::layer`]). Its
     /// errors become [`RpcError`]s as [`rpc_core::from_layer_error`] says.
-    pub fn layer<L>(mut self, layer: L) -> Self
-    where
-        L: Layer<BoxInvoker> + Send + Sync + 'static,
-        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
-    {
+    pub fn layer(mut self, layer: impl IntoInvokerLayer) -> Self {
         self.layers.push(InvokerLayer::new(layer));
         self
     }
@@ -182,12 +177,7 @@ impl ConsumerBuilder {
     /// each call sent to a provider, after the policy and the balancer chose
     /// it ([`Invocation::provider`] names it), so a failover call passes it
     /// once per attempt. Layers added first are outermost.
-    pub fn attempt_layer<L>(mut self, layer: L) -> Self
-    where
-        L: Layer<BoxInvoker> + Send + Sync + 'static,
-        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
-    {
+    pub fn attempt_layer(mut self, layer: impl IntoInvokerLayer) -> Self {
         self.attempt_layers.push(InvokerLayer::new(layer));
         self
     }
@@ -390,24 +380,14 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
 
     /// Wraps every call of this reference in `layer`, inside the consumer's
     /// layers ([`ConsumerBuilder::layer`], which says where they run).
-    pub fn layer<L>(mut self, layer: L) -> Self
-    where
-        L: Layer<BoxInvoker> + Send + Sync + 'static,
-        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
-    {
+    pub fn layer(mut self, layer: impl IntoInvokerLayer) -> Self {
         self.layers.push(InvokerLayer::new(layer));
         self
     }
 
     /// Wraps every attempt of this reference in `layer`, inside the
     /// consumer's attempt layers ([`ConsumerBuilder::attempt_layer`]).
-    pub fn attempt_layer<L>(mut self, layer: L) -> Self
-    where
-        L: Layer<BoxInvoker> + Send + Sync + 'static,
-        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
-    {
+    pub fn attempt_layer(mut self, layer: impl IntoInvokerLayer) -> Self {
         self.attempt_layers.push(InvokerLayer::new(layer));
         self
     }

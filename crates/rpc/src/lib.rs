@@ -71,8 +71,8 @@ pub use setup_error::Error;
 
 // What a call is, for filters (tower layers) and hand-made invocations.
 pub use rpc_core::{
-    Attachments, BoxError, BoxFuture, BoxInvoker, Invocation, Invoker, InvokerLayer, MethodName, Response,
-    Serialization, ServiceKey, Url,
+    Attachments, BoxError, BoxFuture, BoxInvoker, IntoInvokerLayer, Invocation, Invoker, InvokerLayer, MethodName,
+    Response, Serialization, ServiceKey, Url,
 };
 
 /// Registries: the [`Registry`](registry::Registry) trait and its implementations.

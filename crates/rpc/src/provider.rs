@@ -8,12 +8,8 @@ use rpc_cluster::Balancer;
 use rpc_core::dispatch::Exported;
 use rpc_core::protocol::server::{Server, ServerConfig, ServerHandle};
 use rpc_core::url::keys;
-use rpc_core::{
-    BoxError, BoxInvoker, Dispatcher, Invocation, InvokerLayer, Response, Serialization, ServiceHandler, ServiceKey,
-    Url,
-};
+use rpc_core::{Dispatcher, IntoInvokerLayer, InvokerLayer, Serialization, ServiceHandler, ServiceKey, Url};
 use rpc_registry::Registry;
-use tower::{Layer, Service};
 
 use crate::Error;
 
@@ -75,12 +71,7 @@ impl Export {
     /// Wraps every request to this service in `layer` (a provider filter, in
     /// Dubbo's words), inside the provider's layers
     /// ([`ProviderBuilder::layer`], which says where they run).
-    pub fn layer<L>(mut self, layer: L) -> Self
-    where
-        L: Layer<BoxInvoker> + Send + Sync + 'static,
-        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
-    {
+    pub fn layer(mut self, layer: impl IntoInvokerLayer) -> Self {
         self.layers.push(InvokerLayer::new(layer));
         self
     }
@@ -233,12 +224,7 @@ impl ProviderBuilder {
     /// An error without a provider status is answered as one: a local limit
     /// as "overloaded" (the consumer may send the call elsewhere), a timeout
     /// as a server timeout, anything else as a service error.
-    pub fn layer<L>(mut self, layer: L) -> Self
-    where
-        L: Layer<BoxInvoker> + Send + Sync + 'static,
-        L::Service: Service<Invocation, Response = Response, Future: Send + 'static> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Invocation>>::Error: Into<BoxError>,
-    {
+    pub fn layer(mut self, layer: impl IntoInvokerLayer) -> Self {
         self.layers.push(InvokerLayer::new(layer));
         self
     }
