@@ -7,6 +7,8 @@
 //!   (SIGKILL), freeze (SIGSTOP) and thaw (SIGCONT) it;
 //! * [`ConsumerProcess`] runs `greeter-consumer` and reads its output as it
 //!   is printed;
+//! * [`zk`] runs real ZooKeeper servers, and [`proxy::Proxy`] sits between
+//!   a client and its server to cut the network between them on demand;
 //! * [`free_port`] and [`wait_until`] for the rest.
 
 use std::io::{BufRead, BufReader};
@@ -15,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod proxy;
 pub mod python;
 pub mod zk;
 

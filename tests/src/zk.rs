@@ -24,7 +24,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ticks of 200 ms: sessions may last from 0.4 s to 60 s.
 const TICK_MS: u64 = 200;
 
-/// Sends a four-letter command (`ruok`, `srvr`, `mntr`) and returns the answer
+/// Sends a four-letter command (`ruok`, `srvr`, `mntr`, `stat`, `dump`) and returns the answer
 /// (empty when the server does not answer within a second).
 pub fn four_letter(address: &str, command: &str) -> String {
     let Ok(addr) = address.parse() else {
@@ -40,6 +40,30 @@ pub fn four_letter(address: &str, command: &str) -> String {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer
+}
+
+/// The session ids a server's `dump` names, or `None` when it does not answer.
+///
+/// A standalone server's `dump` lists the sessions its SessionTracker holds
+/// (one `0x<hex id>` line each, under their expiry bucket), the sessions that
+/// still own ephemeral nodes (`0x<hex id>:` followed by the paths) and the
+/// open connections (`ip: /127.0.0.1:port sessionId: 0x<hex id>`; `0x0` for
+/// one without a session yet): a session missing from all three is expired or
+/// closed, and its ephemeral nodes are deleted. (An ensemble member's `dump`
+/// is only complete on the leader.)
+pub fn dump_sessions(address: &str) -> Option<Vec<i64>> {
+    let dump = four_letter(address, "dump");
+    if !dump.contains("SessionTracker dump") {
+        return None;
+    }
+    let ids = dump
+        .split_whitespace()
+        .filter_map(|word| word.trim_end_matches(':').strip_prefix("0x"))
+        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        // Session ids are signed 64-bit in the protocol, printed unsigned in hex.
+        .map(|id| id as i64)
+        .collect();
+    Some(ids)
 }
 
 /// One ZooKeeper server process.
@@ -61,7 +85,7 @@ impl Server {
         std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", data.display()));
         let mut cfg = format!(
             "tickTime={TICK_MS}\ninitLimit=50\nsyncLimit=10\ndataDir={}\nclientPort={client_port}\n\
-             clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,mntr,stat\n\
+             clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,mntr,stat,dump\n\
              minSessionTimeout={}\nmaxSessionTimeout=60000\n",
             data.display(),
             TICK_MS * 2

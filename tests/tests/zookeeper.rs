@@ -13,7 +13,8 @@ use futures::StreamExt;
 use rpc::registry::{Registry, ZookeeperRegistry};
 use rpc::{ErrorKind, Url};
 use rpc_examples::{GreeterClient, GreeterImpl, GreeterServer};
-use rpc_tests::zk::{Ensemble, ZooKeeper};
+use rpc_tests::proxy::Proxy;
+use rpc_tests::zk::{Ensemble, ZooKeeper, dump_sessions};
 use rpc_tests::{ProviderProcess, wait_until};
 use tokio::time::Instant;
 
@@ -111,30 +112,37 @@ async fn connected(url: &Url) -> ZookeeperRegistry {
     registry
 }
 
-/// Expires `registry`'s session for real: attaches a second client to it and
-/// closes that client, which ends the session for everyone holding it (its
-/// ephemeral nodes go at once).
-async fn expire_session(connect: &str, registry: &ZookeeperRegistry) {
-    let session = registry.session().expect("connected");
-    // Attaching to a live session can time out while the server is busy with
-    // its owner; the fault injection retries. Twelve ZooKeeper servers share
-    // two cores in this binary: be patient.
-    for attempt in 1..=8 {
-        let connecting = zookeeper_client::Client::connector()
-            .with_session(session.clone())
-            .with_session_timeout(Duration::from_secs(4))
-            .with_connection_timeout(Duration::from_secs(5))
-            .connect(connect)
-            .await;
-        match connecting {
-            Ok(hijacker) => {
-                drop(hijacker);
-                return;
-            }
-            Err(e) if attempt < 8 => eprintln!("attaching to the session failed ({e}); retrying"),
-            Err(e) => panic!("cannot attach to the session to expire it: {e}"),
+/// Expires `registry`'s session for real, the way a network partition does:
+/// cuts `proxy` (the registry's only way to the server at `zk_address`), waits
+/// until the server has expired the session (its id gone from `dump`, so its
+/// ephemeral nodes are deleted), then restores the proxy, so the registry
+/// reconnects, is told its session expired, and makes a new one.
+async fn expire_session(zk_address: &str, proxy: &Proxy, registry: &ZookeeperRegistry) {
+    let session = registry.session().expect("connected").id().0;
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let address = zk_address.to_owned();
+        let sessions = tokio::task::spawn_blocking(move || dump_sessions(&address))
+            .await
+            .unwrap();
+        if sessions.is_some_and(|ids| !ids.contains(&session)) {
+            break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "ZooKeeper at {zk_address} did not expire session 0x{session:x} within 30 s of the cut              (or does not answer `dump`)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    proxy.restore();
+}
+
+/// A proxy to `zk` and a registry URL through it (sessions of `session_ms`).
+fn proxied(zk: &ZooKeeper, session_ms: u64) -> (Proxy, Url) {
+    let proxy = Proxy::start(&zk.connect_string());
+    let url = Url::parse(&registry_url(&format!("zookeeper://{}", proxy.address()), session_ms)).unwrap();
+    (proxy, url)
 }
 
 /// Waits (up to 20 s) until `node` exists and belongs to `registry`'s current session.
@@ -323,17 +331,19 @@ async fn a_zookeeper_restart_is_survived_without_restarting_us() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expiry_recreates_nodes_and_rearms_watches() {
     let zk = ZooKeeper::start();
-    let url = Url::parse(&registry_url(&zk.url(), 4_000)).unwrap();
-    let providers = ZookeeperRegistry::new(&url).unwrap();
-    let consumer = ZookeeperRegistry::new(&url).unwrap();
+    // One proxy each: the two sessions expire one at a time.
+    let (providers_proxy, providers_url) = proxied(&zk, 4_000);
+    let (consumer_proxy, consumers_url) = proxied(&zk, 4_000);
+    let providers = ZookeeperRegistry::new(&providers_url).unwrap();
+    let consumer = ZookeeperRegistry::new(&consumers_url).unwrap();
     let a = provider_url(3001, "a");
     providers.register(&a).await.unwrap();
     let mut sub = consumer.subscribe(&consumer_url()).await.unwrap();
     next_matching(&mut sub, "a", |s| s == [a.clone()]).await;
 
-    // Expire the provider side's session: attach a second client to it and close it.
+    // Expire the provider side's session: cut it off from ZooKeeper until it expires.
     let before = providers.session().unwrap().id();
-    expire_session(&zk.connect_string(), &providers).await;
+    expire_session(&zk.connect_string(), &providers_proxy, &providers).await;
     // Its ephemeral node goes with the session and comes back with the new one
     // (so fast that the consumer may never see the empty set: it sees full sets).
     wait_until("the provider side's new session", Duration::from_secs(20), || {
@@ -347,7 +357,7 @@ async fn session_expiry_recreates_nodes_and_rearms_watches() {
 
     // Expire the consumer side: its watch must be re-armed on the new session.
     let before = consumer.session().unwrap().id();
-    expire_session(&zk.connect_string(), &consumer).await;
+    expire_session(&zk.connect_string(), &consumer_proxy, &consumer).await;
     wait_until("the consumer's new session", Duration::from_secs(20), || {
         consumer.session().is_some_and(|s| s.id() != before)
     })
@@ -360,7 +370,7 @@ async fn session_expiry_recreates_nodes_and_rearms_watches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_refused_after_expiry_is_retried_until_it_holds() {
     let zk = ZooKeeper::start();
-    let url = Url::parse(&registry_url(&zk.url(), 4_000)).unwrap();
+    let (proxy, url) = proxied(&zk, 4_000);
     let providers = connected(&url).await;
     let (a, gone) = (provider_url(4001, "a"), provider_url(4002, "gone"));
     providers.register(&a).await.unwrap();
@@ -373,7 +383,7 @@ async fn a_registration_refused_after_expiry_is_retried_until_it_holds() {
     // taking both nodes with it, and re-creating them is refused.
     client.set_acl(&dir, &acl_without_create(), None).await.unwrap();
     let before = providers.session().unwrap().id();
-    expire_session(&zk.connect_string(), &providers).await;
+    expire_session(&zk.connect_string(), &proxy, &providers).await;
     wait_until("the provider side's new session", Duration::from_secs(20), || {
         providers.session().is_some_and(|s| s.id() != before)
     })
@@ -468,7 +478,7 @@ async fn registry_calls_while_zookeeper_is_down_end_in_time_and_complete_later()
 async fn a_session_lost_while_registrations_are_restored_is_replaced() {
     let mut zk = ZooKeeper::start();
     // A short session: the freeze below outlives it.
-    let url = Url::parse(&registry_url(&zk.url(), 2_000)).unwrap();
+    let (proxy, url) = proxied(&zk, 2_000);
     let providers = connected(&url).await;
     let n = 1000;
     for i in 0..n {
@@ -481,7 +491,7 @@ async fn a_session_lost_while_registrations_are_restored_is_replaced() {
     // Expire the session, and freeze ZooKeeper while the new session is
     // putting the nodes back: that session ends (the client gives up on it)
     // in the middle of the restoration.
-    expire_session(&zk.connect_string(), &providers).await;
+    expire_session(&zk.connect_string(), &proxy, &providers).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut emptied = false;
     loop {
