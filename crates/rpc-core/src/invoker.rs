@@ -40,6 +40,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// A service every layer of this framework can wrap and be wrapped by: a
 /// cloneable, shareable tower `Service<Invocation>` answering [`Response`]s
 /// and failing with [`RpcError`]s. Implemented for every such service.
+///
+/// One contract beyond tower's: `call` sends nothing before its future is
+/// first polled (it may prepare, say encode, at once). The stub hands each
+/// invocation over when the method is called, so the call's budget starts
+/// then, and a call future dropped unpolled still calls nobody.
 pub trait Invoker:
     Service<Invocation, Response = Response, Error = RpcError, Future: Send + 'static> + Clone + Send + Sync + 'static
 {
@@ -94,8 +99,9 @@ impl BoxInvoker {
     }
 
     /// Calls the service once it is ready, from a shared reference: the
-    /// returned future clones it, waits for its readiness and calls it.
-    /// Nothing happens before the future is first polled.
+    /// returned future clones it, waits for its readiness and calls it (an
+    /// [`always_ready`](Self::always_ready) service is called at once; by the
+    /// [`Invoker`] contract it sends nothing before the future is polled).
     pub fn invoke(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
         self.0.invoke(invocation)
     }

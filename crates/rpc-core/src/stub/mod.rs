@@ -151,13 +151,14 @@ impl Stub {
                 if let Some((_, mask)) = self.hashed.iter().find(|(m, _)| &**m == method.name) {
                     invocation.set_hash_key(Some(hash::hash_arguments(args, *mask)));
                 }
-                invocation
+                // Handed over now, so the call's future holds a future, not
+                // the invocation; nothing is sent before it is polled (every
+                // invoker's contract), and the call's budget starts now.
+                self.shared.invoker.invoke(invocation)
             });
         let shared = self.shared.clone();
         async move {
-            let response = shared
-                .invoker
-                .invoke(prepared?)
+            let response = prepared?
                 .await
                 .map_err(|e| e.with_service(&shared.service).with_method(method.name))?;
             let decoded = response.decode(serialization);
