@@ -1,7 +1,9 @@
 //! [`Cluster`]: the consumer's cluster stack for one reference, built once.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
+
+use arc_swap::ArcSwap;
 use std::task::{Context, Poll};
 
 use rpc_core::invocation::deadline_after;
@@ -55,9 +57,11 @@ struct Plan {
     actives: Option<Arc<Semaphore>>,
     /// What the providers publish, worked out once per directory snapshot;
     /// only when the consumer leaves the timeout or the balancer unset.
-    published: Option<Mutex<Published>>,
+    published: Option<ArcSwap<Published>>,
 }
 
+/// What the providers published for a method, and the provider set it was
+/// worked out from.
 #[derive(Default)]
 struct Published {
     snapshot: Weak<Vec<Endpoint>>,
@@ -69,13 +73,19 @@ impl Plan {
         let Some(cache) = &self.published else {
             return MethodConfig::new();
         };
-        let endpoints = directory.endpoints();
-        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if !std::ptr::eq(cache.snapshot.as_ptr(), Arc::as_ptr(&endpoints)) {
-            cache.config = settings::published(endpoints.iter().map(|e| e.published(&self.name)));
-            cache.snapshot = Arc::downgrade(&endpoints);
+        let endpoints = directory.snapshot();
+        let cached = cache.load();
+        if std::ptr::eq(cached.snapshot.as_ptr(), Arc::as_ptr(&endpoints)) {
+            return cached.config;
         }
-        cache.config
+        // The provider set changed: work it out again (calls racing here
+        // compute the same value; the last store wins).
+        let config = settings::published(endpoints.iter().map(|e| e.published(&self.name)));
+        cache.store(Arc::new(Published {
+            snapshot: Arc::downgrade(&endpoints),
+            config,
+        }));
+        config
     }
 }
 
@@ -381,7 +391,7 @@ impl ClusterBuilder {
             consumer,
             policy,
             actives,
-            published: needs_published.then(|| Mutex::new(Published::default())),
+            published: needs_published.then(|| ArcSwap::from_pointee(Published::default())),
         }
     }
 }
