@@ -26,6 +26,17 @@ done
 if [ ! -f /usr/share/java/zookeeper.jar ] || ! need java; then
     apt_install zookeeper "the registry tests start real ZooKeeper servers"
 fi
+# The Curator interop tests (tests/tests/curator.rs) compile a Java peer with javac against
+# Debian's Apache Curator 5.4 (libcurator-recipes-java: curator-recipes, -framework, -client).
+if ! need javac; then
+    apt_install default-jdk-headless "the Curator interop tests compile a Java peer with javac"
+fi
+if [ ! -f /usr/share/java/curator-recipes.jar ]; then
+    apt_install libcurator-recipes-java "the Curator interop tests run Apache Curator's lock and leader latch"
+fi
+if [ ! -f /usr/share/java/slf4j-simple.jar ]; then
+    apt_install libslf4j-java "the Curator interop peer logs to stderr with slf4j-simple"
+fi
 if ! need curl; then
     apt_install curl "the tri tests call providers with curl"
 fi

@@ -9,6 +9,8 @@
 //!   is printed;
 //! * [`zk`] runs real ZooKeeper servers, and [`proxy::Proxy`] sits between
 //!   a client and its server to cut the network between them on demand;
+//! * [`curator`] compiles and runs an Apache Curator peer (Java) and the
+//!   Rust examples that share its lock and leader-election contract;
 //! * [`free_port`] and [`wait_until`] for the rest.
 
 use std::io::{BufRead, BufReader};
@@ -17,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod curator;
 pub mod proxy;
 pub mod python;
 pub mod zk;
