@@ -284,3 +284,101 @@ fn what_has_no_java_form_is_refused_on_write() {
     let e = from_slice::<Data>(&[0x06, b'C', b'i', b'r', b'c', b'l', b'e']).unwrap_err();
     assert!(e.to_string().contains("enum Data: variant Circle carries data"), "{e}");
 }
+
+mod random_input {
+    use proptest::prelude::*;
+    use rpc_hessian::{Decoder, Encoder, Error, Value};
+    use serde::de::IgnoredAny;
+    use std::collections::BTreeMap;
+
+    /// Reads up to 4 values of several Rust types; any outcome but a panic is fine,
+    /// and every error names an offset inside the input (or its end).
+    fn read_all(input: &[u8]) {
+        for which in 0..4 {
+            let mut d = Decoder::new(input);
+            for _ in 0..4 {
+                let result = match which {
+                    0 => d.read::<Value>().map(drop),
+                    1 => d.read::<IgnoredAny>().map(drop),
+                    2 => d.read::<Vec<Option<String>>>().map(drop),
+                    _ => d.read::<BTreeMap<String, (i64, f64, Vec<u8>)>>().map(drop),
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(
+                        Error::Truncated { offset, .. }
+                        | Error::Invalid { offset, .. }
+                        | Error::Mismatch { offset, .. },
+                    ) => {
+                        assert!(offset <= input.len(), "offset {offset} beyond {}", input.len());
+                        break;
+                    }
+                    Err(other) => panic!("unexpected error kind: {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut message = Vec::new();
+        let mut e = Encoder::with_package(&mut message, "org.example");
+        let order = Value::Object {
+            class: "org.example.Order".into(),
+            fields: vec![
+                ("item".into(), Value::String("tea 😀".into())),
+                (
+                    "tags".into(),
+                    Value::List {
+                        r#type: Some("java.util.List".into()),
+                        items: vec![Value::Int(1), Value::Long(1 << 40), Value::Double(1.5)],
+                    },
+                ),
+                (
+                    "attrs".into(),
+                    Value::Map {
+                        r#type: None,
+                        entries: vec![(Value::String("k".into()), Value::Date(60_000))],
+                    },
+                ),
+            ],
+        };
+        e.write(&order).unwrap();
+        e.write(&order).unwrap();
+        e.write(&Value::Binary(vec![1; 40])).unwrap();
+        // Back-references: Java writes them, we do not; add one by hand (to object #0).
+        message.extend_from_slice(&[b'Q', 0x90]);
+        message
+    }
+
+    #[test]
+    fn the_sample_to_mutate_is_valid() {
+        let input = sample();
+        let mut d = Decoder::new(&input);
+        let values: Vec<Value> = (0..4).map(|_| d.read().unwrap()).collect();
+        assert!(d.is_at_end());
+        assert_eq!(values[3], values[0], "the back-reference reads the first object again");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..200)) {
+            read_all(&input);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut input = sample();
+            for (at, byte) in edits {
+                let i = at.index(input.len());
+                input[i] = byte;
+            }
+            read_all(&input);
+            read_all(&input[..cut.index(input.len())]);
+        }
+    }
+}
