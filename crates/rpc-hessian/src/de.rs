@@ -509,6 +509,84 @@ impl<'de> Decoder<'de> {
 
     fn any_at<V: Visitor<'de>>(&mut self, tag: u8, start: usize, visitor: V, rich: bool) -> Result<V::Value, Error> {
         match tag {
+            0x55..=0x58 | 0x70..=0x7f => self.list(tag, start, visitor, rich),
+            b'H' | b'M' => self.map(tag, start, visitor, rich),
+            b'O' | 0x60..=0x6f => self.object(tag, start, visitor, rich),
+            b'Q' => match self.read_ref()? {
+                None => visitor.visit_unit(),
+                Some(slot) => self.replay(slot, |d| {
+                    let (tag, start) = d.begin_value()?;
+                    d.any_at(tag, start, visitor, rich)
+                }),
+            },
+            _ => self.scalar(tag, start, visitor, rich),
+        }
+    }
+
+    // The compound readers are apart from `any_at` (and not inlined into it) so that
+    // the frames on the recursive path stay small: nesting depth costs stack.
+    #[inline(never)]
+    fn list<V: Visitor<'de>>(&mut self, tag: u8, start: usize, visitor: V, rich: bool) -> Result<V::Value, Error> {
+        let slot = self.open(start)?;
+        let (list_type, len) = self.list_header(tag)?;
+        let marker = rich.then(|| match &list_type {
+            Some(t) => format!("{}:{t}", magic::LIST),
+            None => magic::LIST.to_owned(),
+        });
+        let mut access = ListAccess {
+            de: self,
+            remaining: len,
+            marker,
+            done: false,
+        };
+        let value = visitor.visit_seq(&mut access)?;
+        access.finish()?;
+        self.close(slot);
+        Ok(value)
+    }
+
+    #[inline(never)]
+    fn map<V: Visitor<'de>>(&mut self, tag: u8, start: usize, visitor: V, rich: bool) -> Result<V::Value, Error> {
+        let slot = self.open(start)?;
+        self.pos += 1;
+        let map_type = if tag == b'M' { Some(self.read_type()?) } else { None };
+        let mut access = MapAccess {
+            de: self,
+            marker: if rich { Marker::Key(map_type) } else { Marker::Done },
+            value_pending: false,
+            done: false,
+        };
+        let value = visitor.visit_map(&mut access)?;
+        access.finish()?;
+        self.close(slot);
+        Ok(value)
+    }
+
+    #[inline(never)]
+    fn object<V: Visitor<'de>>(&mut self, tag: u8, start: usize, visitor: V, rich: bool) -> Result<V::Value, Error> {
+        let slot = self.open(start)?;
+        let (class, fields) = self.object_header(tag, start)?;
+        let mut access = ObjectAccess {
+            de: self,
+            marker: if rich {
+                Marker::Key(Some(class.to_string()))
+            } else {
+                Marker::Done
+            },
+            fields,
+            index: 0,
+            value_pending: false,
+        };
+        let value = visitor.visit_map(&mut access)?;
+        access.finish()?;
+        self.close(slot);
+        Ok(value)
+    }
+
+    /// Reads a scalar (anything but a list, map, object or reference).
+    #[inline(never)]
+    fn scalar<V: Visitor<'de>>(&mut self, tag: u8, start: usize, visitor: V, rich: bool) -> Result<V::Value, Error> {
+        match tag {
             b'N' => {
                 self.pos += 1;
                 visitor.visit_unit()
@@ -559,65 +637,6 @@ impl<'de> Decoder<'de> {
             }
             0x00..=0x1f | 0x30..=0x33 | b'S' | b'R' => visitor.visit_string(self.read_string()?),
             0x20..=0x2f | 0x34..=0x37 | b'B' | b'A' => visitor.visit_byte_buf(self.read_binary()?),
-            0x55..=0x58 | 0x70..=0x7f => {
-                let slot = self.open(start)?;
-                let (list_type, len) = self.list_header(tag)?;
-                let marker = rich.then(|| match &list_type {
-                    Some(t) => format!("{}:{t}", magic::LIST),
-                    None => magic::LIST.to_owned(),
-                });
-                let mut access = ListAccess {
-                    de: self,
-                    remaining: len,
-                    marker,
-                    done: false,
-                };
-                let value = visitor.visit_seq(&mut access)?;
-                access.finish()?;
-                self.close(slot);
-                Ok(value)
-            }
-            b'H' | b'M' => {
-                let slot = self.open(start)?;
-                self.pos += 1;
-                let map_type = if tag == b'M' { Some(self.read_type()?) } else { None };
-                let mut access = MapAccess {
-                    de: self,
-                    marker: if rich { Marker::Key(map_type) } else { Marker::Done },
-                    value_pending: false,
-                    done: false,
-                };
-                let value = visitor.visit_map(&mut access)?;
-                access.finish()?;
-                self.close(slot);
-                Ok(value)
-            }
-            b'O' | 0x60..=0x6f => {
-                let slot = self.open(start)?;
-                let (class, fields) = self.object_header(tag, start)?;
-                let mut access = ObjectAccess {
-                    de: self,
-                    marker: if rich {
-                        Marker::Key(Some(class.to_string()))
-                    } else {
-                        Marker::Done
-                    },
-                    fields,
-                    index: 0,
-                    value_pending: false,
-                };
-                let value = visitor.visit_map(&mut access)?;
-                access.finish()?;
-                self.close(slot);
-                Ok(value)
-            }
-            b'Q' => match self.read_ref()? {
-                None => visitor.visit_unit(),
-                Some(slot) => self.replay(slot, |d| {
-                    let (tag, start) = d.begin_value()?;
-                    d.any_at(tag, start, visitor, rich)
-                }),
-            },
             b'Z' => Err(Error::invalid(
                 start,
                 "unexpected end marker 'Z' where a value should start",

@@ -144,6 +144,17 @@ fn nested(open: &[u8], depth: usize, close: &[u8]) -> Vec<u8> {
 
 #[test]
 fn deep_nesting_is_refused_not_a_stack_overflow() {
+    // On a thread with half the stack of a tokio worker (2 MiB), in a debug build: the
+    // limit leaves room for the caller's own frames.
+    std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(deep_nesting)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn deep_nesting() {
     let depth = rpc_hessian::MAX_DEPTH;
     // Lists of one element, maps of one entry, objects of one field: at the limit they
     // read; one level deeper (or a million) is an error.
@@ -167,12 +178,24 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
     }
     // Writing refuses too deep a value instead of overflowing the stack.
     let mut v = Value::Null;
-    for _ in 0..depth + 1 {
-        v = Value::List {
-            r#type: None,
-            items: vec![v],
+    for _ in 0..depth / 2 {
+        // Two levels each: an object holding a typed list.
+        v = Value::Object {
+            class: "A".into(),
+            fields: vec![(
+                "x".into(),
+                Value::List {
+                    r#type: Some("[object".into()),
+                    items: vec![v],
+                },
+            )],
         };
     }
+    assert_eq!(from_slice::<Value>(&to_vec(&v).unwrap()).unwrap(), v);
+    let v = Value::List {
+        r#type: None,
+        items: vec![v],
+    };
     assert!(matches!(to_vec(&v), Err(Error::Unsupported(m)) if m.contains("nesting deeper")));
 }
 
