@@ -292,3 +292,60 @@ fn struct_names_take_the_default_package_unless_dotted() {
     Encoder::with_package(&mut out, "com.other").write(&item).unwrap();
     assert_eq!(class(out), "org.example.Item");
 }
+
+#[test]
+fn more_than_sixteen_classes_use_the_long_object_form() {
+    let objects: Vec<Value> = (0..40)
+        .map(|i| Value::Object {
+            class: format!("org.example.C{i}"),
+            fields: vec![("n".into(), Value::Int(i))],
+        })
+        .collect();
+    let mut message = Vec::new();
+    let mut encoder = Encoder::new(&mut message);
+    for o in objects.iter().chain(&objects) {
+        encoder.write(o).unwrap();
+    }
+    // The second round refers to the definitions: `O` + index from the 17th class on.
+    assert!(message.windows(2).any(|w| w == [b'O', 0x90 + 16]), "{message:02x?}");
+    let mut decoder = Decoder::new(&message);
+    for o in objects.iter().chain(&objects) {
+        assert_eq!(&decoder.read::<Value>().unwrap(), o);
+    }
+}
+
+#[test]
+fn a_replayed_reference_defines_no_class_or_type_twice() {
+    // [list ["[int" list [1]]], a reference to that list, a typed list defining type #1
+    // ("x"), and a typed list naming type #1: it must be "x".
+    let mut types = vec![0x79, 0x71, 0x04, b'[', b'i', b'n', b't', 0x91];
+    types.extend_from_slice(&[b'Q', 0x90, 0x70, 0x01, b'x', 0x70, 0x91]);
+    let mut d = Decoder::new(&types);
+    let first: Value = d.read().unwrap();
+    assert_eq!(d.read::<Value>().unwrap(), first);
+    d.read::<Value>().unwrap();
+    let last: Value = d.read().unwrap();
+    assert_eq!(
+        last,
+        Value::List {
+            r#type: Some("x".into()),
+            items: vec![]
+        }
+    );
+    // The same for class definitions: [list [A{f: null}]], a reference to it, class B
+    // (definition #1) and an object of class #1.
+    let classes = [
+        0x79, b'C', 0x01, b'A', 0x91, 0x01, b'f', 0x60, b'N', b'Q', 0x90, b'C', 0x01, b'B', 0x90, 0x61,
+    ];
+    let mut d = Decoder::new(&classes);
+    let first: Value = d.read().unwrap();
+    assert_eq!(d.read::<Value>().unwrap(), first);
+    assert_eq!(
+        d.read::<Value>().unwrap(),
+        Value::Object {
+            class: "B".into(),
+            fields: vec![]
+        }
+    );
+    assert!(d.is_at_end());
+}
