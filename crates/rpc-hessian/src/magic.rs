@@ -35,9 +35,14 @@ pub(crate) enum Captured {
 
 /// A serializer that only records an `i64`, a string, a sequence of strings, or the
 /// field names of a struct (without serializing the fields); anything else is refused
-/// with an empty message (cheap: the probe sees every value).
+/// with an empty message. As the probe (`probe: true`, run on every value written) it
+/// records only struct field names and stops at anything else at once.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Capture;
+pub(crate) struct Capture {
+    probe: bool,
+}
+
+pub(crate) const CAPTURE: Capture = Capture { probe: false };
 
 fn stop() -> Error {
     Error::Message(String::new())
@@ -111,12 +116,21 @@ impl ser::Serializer for Capture {
     type SerializeStructVariant = Impossible<Captured, Error>;
 
     fn serialize_i64(self, v: i64) -> Result<Captured, Error> {
+        if self.probe {
+            return Err(stop());
+        }
         Ok(Captured::Long(v))
     }
     fn serialize_str(self, v: &str) -> Result<Captured, Error> {
+        if self.probe {
+            return Err(stop());
+        }
         Ok(Captured::Str(v.to_owned()))
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<CaptureSeq, Error> {
+        if self.probe {
+            return Err(stop());
+        }
         Ok(CaptureSeq(Vec::with_capacity(len.unwrap_or(0).min(64))))
     }
     fn serialize_tuple(self, _: usize) -> Result<Impossible<Captured, Error>, Error> {
@@ -135,7 +149,7 @@ impl ser::SerializeSeq for CaptureSeq {
     type Ok = Captured;
     type Error = Error;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        match value.serialize(Capture)? {
+        match value.serialize(CAPTURE)? {
             Captured::Str(s) => {
                 self.0.push(s);
                 Ok(())
@@ -168,7 +182,7 @@ pub(crate) struct Probe;
 
 impl Probe {
     pub(crate) fn fields<T: ?Sized + Serialize>(value: &T) -> Option<Vec<&'static str>> {
-        match value.serialize(Capture) {
+        match value.serialize(Capture { probe: true }) {
             Ok(Captured::Struct(fields)) => Some(fields),
             _ => None,
         }
@@ -235,7 +249,7 @@ impl<W: io::Write> ser::SerializeTuple for HeaderTuple<'_, W> {
             self.enc.expect_typed(self.kind, name, &self.fields)?;
             self.enc.encode_value(value)?;
         } else {
-            match (self.index, value.serialize(Capture)) {
+            match (self.index, value.serialize(CAPTURE)) {
                 (0, Ok(Captured::Str(name))) => self.name = name,
                 (1, Ok(Captured::Strs(fields))) => self.fields = fields,
                 _ => return Err(Error::Unsupported("a malformed typed list, map or object".into())),

@@ -616,7 +616,7 @@ impl<'a, W: io::Write> ser::Serializer for &'a mut Encoder<W> {
     }
     fn serialize_newtype_struct<T: ?Sized + Serialize>(self, name: &'static str, value: &T) -> Result<(), Error> {
         match name {
-            magic::DATE => match value.serialize(magic::Capture)? {
+            magic::DATE => match value.serialize(magic::CAPTURE)? {
                 magic::Captured::Long(millis) => self.write_date(millis),
                 _ => Err(Error::Unsupported("a date that is not an i64".into())),
             },

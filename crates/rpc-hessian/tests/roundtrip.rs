@@ -349,3 +349,22 @@ fn a_replayed_reference_defines_no_class_or_type_twice() {
     );
     assert!(d.is_at_end());
 }
+
+#[test]
+fn finding_a_struct_s_fields_does_not_walk_sequences() {
+    // Before writing a value the encoder asks it (one level deep) whether it is a
+    // struct, for its field names; a sequence's elements must not be visited for that.
+    struct Counted<'a>(&'a std::cell::Cell<usize>);
+    impl Serialize for Counted<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            self.0.set(self.0.get() + 1);
+            s.serialize_str("x")
+        }
+    }
+    let calls = std::cell::Cell::new(0);
+    let items: Vec<Counted<'_>> = (0..100).map(|_| Counted(&calls)).collect();
+    let bytes = to_vec(&items).unwrap();
+    assert_eq!(from_slice::<Vec<String>>(&bytes).unwrap(), vec!["x"; 100]);
+    // Each element: once asked whether it is a struct, once written.
+    assert_eq!(calls.get(), 200);
+}
