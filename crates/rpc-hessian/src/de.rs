@@ -323,6 +323,66 @@ impl<'de> Decoder<'de> {
         }
     }
 
+    /// A one-chunk string that is standard UTF-8 as it stands (no surrogates written
+    /// as two 3-byte sequences, no overlong forms): borrowed from the input, for
+    /// `&str` fields and to skip decoding character by character. `None` (position
+    /// unchanged) sends everything else, errors included, to [`read_string`](Self::read_string).
+    fn borrow_str(&mut self) -> Option<&'de str> {
+        let input = self.input;
+        let tag = *input.get(self.pos)?;
+        let (len, data) = match tag {
+            0x00..=0x1f => (usize::from(tag), self.pos + 1),
+            0x30..=0x33 => (
+                (usize::from(tag - 0x30) << 8) | usize::from(*input.get(self.pos + 1)?),
+                self.pos + 2,
+            ),
+            b'S' => (
+                usize::from(u16::from_be_bytes([
+                    *input.get(self.pos + 1)?,
+                    *input.get(self.pos + 2)?,
+                ])),
+                self.pos + 3,
+            ),
+            _ => return None,
+        };
+        let mut end = data;
+        for _ in 0..len {
+            end += match *input.get(end)? {
+                0x00..=0x7f => 1,
+                0xc2..=0xdf => 2,
+                0xe0..=0xef => 3,
+                _ => return None,
+            };
+        }
+        let s = std::str::from_utf8(input.get(data..end)?).ok()?;
+        self.pos = end;
+        Some(s)
+    }
+
+    /// Binary data in one chunk, borrowed from the input (`None`: chunked or truncated).
+    fn borrow_binary(&mut self) -> Option<&'de [u8]> {
+        let input = self.input;
+        let tag = *input.get(self.pos)?;
+        let (len, data) = match tag {
+            0x20..=0x2f => (usize::from(tag - 0x20), self.pos + 1),
+            0x34..=0x37 => (
+                (usize::from(tag - 0x34) << 8) | usize::from(*input.get(self.pos + 1)?),
+                self.pos + 2,
+            ),
+            b'B' => (
+                usize::from(u16::from_be_bytes([
+                    *input.get(self.pos + 1)?,
+                    *input.get(self.pos + 2)?,
+                ])),
+                self.pos + 3,
+            ),
+            _ => return None,
+        };
+        let bytes = input.get(data..data.checked_add(len)?)?;
+        self.pos = data + len;
+        Some(bytes)
+    }
+
     fn continuation(&mut self, at: usize) -> Result<u32, Error> {
         let b = self.byte("a string character")?;
         if b & 0xc0 != 0x80 {
@@ -635,8 +695,14 @@ impl<'de> Decoder<'de> {
                     visitor.visit_i64(millis)
                 }
             }
-            0x00..=0x1f | 0x30..=0x33 | b'S' | b'R' => visitor.visit_string(self.read_string()?),
-            0x20..=0x2f | 0x34..=0x37 | b'B' | b'A' => visitor.visit_byte_buf(self.read_binary()?),
+            0x00..=0x1f | 0x30..=0x33 | b'S' | b'R' => match self.borrow_str() {
+                Some(s) => visitor.visit_borrowed_str(s),
+                None => visitor.visit_string(self.read_string()?),
+            },
+            0x20..=0x2f | 0x34..=0x37 | b'B' | b'A' => match self.borrow_binary() {
+                Some(b) => visitor.visit_borrowed_bytes(b),
+                None => visitor.visit_byte_buf(self.read_binary()?),
+            },
             b'Z' => Err(Error::invalid(
                 start,
                 "unexpected end marker 'Z' where a value should start",

@@ -79,6 +79,22 @@
 //!
 //! The encoder writes no back-references: Rust values are trees, so a value that
 //! appears twice is written twice (Java reads two equal objects).
+//!
+//! # Also not supported
+//!
+//! - Object graphs with cycles or sharing, as Rust values (cycles read as null).
+//! - Borrowed `&str`/`&[u8]` fields when the string or binary is chunked (over 32 KiB)
+//!   or, for strings, holds characters outside the BMP (Java writes them as two
+//!   surrogates, which a `&str` cannot borrow): read `String`/`Vec<u8>` instead.
+//! - Java types with custom Hessian serializers (`BigDecimal`, `java.time`, ...) have
+//!   no dedicated Rust type: they read as the objects their serializers write (e.g.
+//!   `java.math.BigDecimal` with a `value` string field), which a struct or [`Value`]
+//!   can hold.
+//! - Hessian 1 and the Hessian call/reply envelope (`c`/`r`/`H` headers): this crate
+//!   is the value serialization the `dubbo` protocol embeds.
+//!
+//! After an error the [`Encoder`]'s message is incomplete and the [`Decoder`]'s
+//! position unspecified: discard them.
 
 mod de;
 mod error;

@@ -36,8 +36,9 @@ impl<'de> Deserialize<'de> for Date {
 /// object that is still being read (a cycle, as in a `Throwable` whose `cause` is
 /// itself) reads as [`Value::Null`]: a `Value` is a tree.
 ///
-/// With other serde formats (e.g. JSON for logging) a `Value` serializes as the
-/// nearest plain form.
+/// With other serde formats (e.g. JSON for logging) scalars, untyped lists and maps
+/// serialize plainly; a date is its millis, and a typed list or map or an object is a
+/// tuple of its type (class and field names) and contents.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
     /// `null`.

@@ -368,3 +368,33 @@ fn finding_a_struct_s_fields_does_not_walk_sequences() {
     // Each element: once asked whether it is a struct, once written.
     assert_eq!(calls.get(), 200);
 }
+
+#[test]
+fn strings_and_binary_in_one_chunk_can_be_borrowed() {
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Borrowed<'a> {
+        name: &'a str,
+        data: &'a [u8],
+    }
+    let message = to_vec(&Value::Object {
+        class: "B".into(),
+        fields: vec![
+            ("name".into(), Value::String("héllo 中".into())),
+            ("data".into(), Value::Binary(vec![1, 2, 3])),
+        ],
+    })
+    .unwrap();
+    let b: Borrowed<'_> = from_slice(&message).unwrap();
+    assert_eq!(
+        b,
+        Borrowed {
+            name: "héllo 中",
+            data: &[1, 2, 3]
+        }
+    );
+    // A non-BMP character is two 3-byte surrogates on the wire: not borrowable, but a
+    // String reads it.
+    let message = to_vec("😀").unwrap();
+    assert!(from_slice::<&str>(&message).is_err());
+    assert_eq!(from_slice::<String>(&message).unwrap(), "😀");
+}
