@@ -663,7 +663,7 @@ impl<'a, W: io::Write> ser::Serializer for &'a mut Encoder<W> {
         }
         Ok(Compound::new(self, Kind::Map, None))
     }
-    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Compound<'a, W>, Error> {
+    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Compound<'a, W>, Error> {
         self.take_pending();
         let fields = self.next_fields.take().ok_or_else(|| {
             Error::Unsupported(format!("struct {name}: its fields could not be listed before writing"))
@@ -671,7 +671,6 @@ impl<'a, W: io::Write> ser::Serializer for &'a mut Encoder<W> {
         self.enter(name)?;
         let class = self.java_name(name);
         self.write_object_header(&class, &fields)?;
-        let _ = len;
         let expected = Some(fields.len());
         let mut compound = Compound::new(self, Kind::Object, expected);
         compound.fields = fields;
