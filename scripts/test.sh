@@ -26,6 +26,14 @@ done
 if [ ! -f /usr/share/java/zookeeper.jar ] || ! need java; then
     apt_install zookeeper "the registry tests start real ZooKeeper servers"
 fi
+# The rpc-hessian golden-bytes tests compile and run a Java program against Caucho's
+# Hessian (Debian's `libhessian-java`), which needs a JDK (`javac`), not only a JRE.
+if [ ! -f /usr/share/java/hessian.jar ]; then
+    apt_install libhessian-java "the rpc-hessian golden-bytes tests run Caucho's Hessian"
+fi
+if ! need javac; then
+    apt_install default-jdk-headless "the rpc-hessian golden-bytes tests compile tests/java/Golden.java"
+fi
 if ! need curl; then
     apt_install curl "the tri tests call providers with curl"
 fi
