@@ -26,11 +26,16 @@ done
 if [ ! -f /usr/share/java/zookeeper.jar ] || ! need java; then
     apt_install zookeeper "the registry tests start real ZooKeeper servers"
 fi
+# The rpc-hessian golden-bytes tests compile and run a Java program against Caucho's
+# Hessian (Debian's `libhessian-java`), which needs a JDK (`javac`), not only a JRE.
+if [ ! -f /usr/share/java/hessian.jar ]; then
+    apt_install libhessian-java "the rpc-hessian golden-bytes tests run Caucho's Hessian"
+fi
+if ! need javac; then
+    apt_install default-jdk-headless "the rpc-hessian golden-bytes and Curator interop tests compile Java programs"
+fi
 # The Curator interop tests (tests/tests/curator.rs) compile a Java peer with javac against
 # Debian's Apache Curator 5.4 (libcurator-recipes-java: curator-recipes, -framework, -client).
-if ! need javac; then
-    apt_install default-jdk-headless "the Curator interop tests compile a Java peer with javac"
-fi
 if [ ! -f /usr/share/java/curator-recipes.jar ]; then
     apt_install libcurator-recipes-java "the Curator interop tests run Apache Curator's lock and leader latch"
 fi

@@ -5,7 +5,8 @@
 //! * [`ProviderProcess`] runs `greeter-provider` as a child process, waits for
 //!   its `listening on` line, and can stop it gently (SIGTERM), kill it
 //!   (SIGKILL), freeze (SIGSTOP) and thaw (SIGCONT) it;
-//! * [`ConsumerProcess`] runs `greeter-consumer` and reads its output as it
+//! * [`ExampleProcess`] runs an example program (such as `greeter-consumer`,
+//!   [`ConsumerProcess`]) and reads its output as it
 //!   is printed;
 //! * [`zk`] runs real ZooKeeper servers, and [`proxy::Proxy`] sits between
 //!   a client and its server to cut the network between them on demand;
@@ -156,18 +157,22 @@ impl Drop for ProviderProcess {
     }
 }
 
-/// The `greeter-consumer` example running as a child process, its stdout
-/// lines (replies with `-v`, then `ok=<n> failed=<m>`) arriving as they are
-/// printed.
+/// An example program running as a child process, its stdout lines
+/// arriving as they are printed (for `greeter-consumer`: replies with `-v`,
+/// then `ok=<n> failed=<m>`). Killed on drop.
 #[derive(Debug)]
-pub struct ConsumerProcess {
+pub struct ExampleProcess {
+    name: String,
     child: Child,
     lines: mpsc::Receiver<String>,
     stderr: std::thread::JoinHandle<String>,
     seen: Vec<String>,
 }
 
-/// What a finished [`ConsumerProcess`] printed.
+/// The `greeter-consumer` example as a child process.
+pub type ConsumerProcess = ExampleProcess;
+
+/// What a finished [`ExampleProcess`] printed.
 #[derive(Debug)]
 pub struct ConsumerOutput {
     /// Exit code (None when killed by a signal).
@@ -217,29 +222,26 @@ impl ConsumerOutput {
     }
 }
 
-impl ConsumerProcess {
+impl ExampleProcess {
     /// Starts `greeter-consumer` with `args`.
-    pub fn spawn(args: &[&str]) -> ConsumerProcess {
-        let binary = example_binary("greeter-consumer");
+    pub fn spawn(args: &[&str]) -> ExampleProcess {
+        let log = std::env::var("RPC_CONSUMER_LOG").unwrap_or_else(|_| "error".into());
+        ExampleProcess::start("greeter-consumer", args, &log)
+    }
+
+    /// Starts the example program `name` with `args`, logging at `log` (`RUST_LOG`) on stderr.
+    pub fn start(name: &str, args: &[&str], log: &str) -> ExampleProcess {
+        let binary = example_binary(name);
         let mut child = Command::new(&binary)
             .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RPC_CONSUMER_LOG").unwrap_or_else(|_| "error".into()),
-            )
+            .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let stdout = child
-            .stdout
-            .take()
-            .unwrap_or_else(|| panic!("no stdout from greeter-consumer"));
-        let stderr = child
-            .stderr
-            .take()
-            .unwrap_or_else(|| panic!("no stderr from greeter-consumer"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout from {name}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr from {name}"));
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -253,11 +255,57 @@ impl ConsumerProcess {
             let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
             text
         });
-        ConsumerProcess {
+        ExampleProcess {
+            name: name.to_owned(),
             child,
             lines,
             stderr,
             seen: Vec::new(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The lines read so far.
+    pub fn lines(&self) -> &[String] {
+        &self.seen
+    }
+
+    /// Reads stdout until a line at index `from` or later (of [`lines`](Self::lines))
+    /// contains `needle`; returns its index and text. Panics after `timeout`.
+    pub fn wait_for_line_from(&mut self, from: usize, needle: &str, timeout: Duration) -> (usize, String) {
+        let deadline = Instant::now() + timeout;
+        let mut index = from;
+        loop {
+            while index < self.seen.len() {
+                if self.seen[index].contains(needle) {
+                    return (index, self.seen[index].clone());
+                }
+                index += 1;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(e) => {
+                    let status = self.child.try_wait();
+                    // Killed, so its stderr ends and can be shown.
+                    let _ = self.child.kill();
+                    let stderr = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new))
+                        .join()
+                        .unwrap_or_default();
+                    let tail = &stderr[stderr.len().saturating_sub(4000)..];
+                    panic!(
+                        "{} (pid {}, {status:?}): no line with `{needle}` within {timeout:?} ({e}); \
+                         lines: {:?}\nstderr (end): {tail}",
+                        self.name,
+                        self.child.id(),
+                        self.seen.iter().rev().take(10).collect::<Vec<_>>()
+                    )
+                }
+            }
         }
     }
 
@@ -285,7 +333,7 @@ impl ConsumerProcess {
     /// Sends `signal` to the process (SIGINT: stop calling and print the summary).
     pub fn signal(&self, signal: Signal) {
         let pid = Pid::from_raw(self.child.id() as i32);
-        kill(pid, signal).unwrap_or_else(|e| panic!("cannot send {signal} to consumer {}: {e}", self.child.id()));
+        kill(pid, signal).unwrap_or_else(|e| panic!("cannot send {signal} to {} {}: {e}", self.name, self.child.id()));
     }
 
     /// Lines printed so far (as read by [`wait_for_lines`](Self::wait_for_lines)).
@@ -302,7 +350,7 @@ impl ConsumerProcess {
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
                 _ => {
                     let _ = self.child.kill();
-                    panic!("greeter-consumer did not exit within {timeout:?}");
+                    panic!("{} did not exit within {timeout:?}; lines: {:?}", self.name, self.seen);
                 }
             }
         };
@@ -321,7 +369,7 @@ impl ConsumerProcess {
     }
 }
 
-impl Drop for ConsumerProcess {
+impl Drop for ExampleProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

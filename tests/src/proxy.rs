@@ -20,6 +20,7 @@ use tokio::task::{JoinHandle, JoinSet};
 pub struct Proxy {
     address: SocketAddr,
     cut: watch::Sender<bool>,
+    stall: watch::Sender<bool>,
     accept: JoinHandle<()>,
 }
 
@@ -39,8 +40,14 @@ impl Proxy {
         let listener = TcpListener::from_std(listener)
             .unwrap_or_else(|e| panic!("the proxy to {target} cannot register its listener: {e}"));
         let (cut, _) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(listener, target.to_owned(), cut.clone()));
-        Proxy { address, cut, accept }
+        let (stall, _) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(listener, target.to_owned(), cut.clone(), stall.clone()));
+        Proxy {
+            address,
+            cut,
+            stall,
+            accept,
+        }
     }
 
     /// `127.0.0.1:port`, the address clients connect to instead of the target's.
@@ -54,9 +61,19 @@ impl Proxy {
         self.cut.send_replace(true);
     }
 
-    /// Lets new connections through again (those closed stay closed).
+    /// Lets new connections through again (those closed stay closed), and
+    /// ends a [`stall`](Proxy::stall).
     pub fn restore(&self) {
         self.cut.send_replace(false);
+        self.stall.send_replace(false);
+    }
+
+    /// Stops passing the server's bytes to the client (held, not dropped),
+    /// while the client's still reach the server: requests are applied, their
+    /// replies lost in transit. Until [`restore`](Proxy::restore) (which passes
+    /// the held bytes on) or [`cut`](Proxy::cut).
+    pub fn stall(&self) {
+        self.stall.send_replace(true);
     }
 }
 
@@ -67,7 +84,7 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: String, cut: watch::Sender<bool>) {
+async fn accept_loop(listener: TcpListener, target: String, cut: watch::Sender<bool>, stall: watch::Sender<bool>) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -86,9 +103,10 @@ async fn accept_loop(listener: TcpListener, target: String, cut: watch::Sender<b
             continue;
         }
         let target = target.clone();
+        let stall = stall.subscribe();
         connections.spawn(async move {
             tokio::select! {
-                () = forward(client, &target) => {}
+                () = forward(client, &target, stall) => {}
                 _ = cut.wait_for(|cut| *cut) => {}
             }
         });
@@ -96,9 +114,36 @@ async fn accept_loop(listener: TcpListener, target: String, cut: watch::Sender<b
 }
 
 /// Copies both ways until either side closes or fails; both sockets are closed on return.
-async fn forward(mut client: TcpStream, target: &str) {
-    let Ok(mut server) = TcpStream::connect(target).await else {
+/// While `stall` is set, the server's bytes wait.
+async fn forward(client: TcpStream, target: &str, mut stall: watch::Receiver<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(server) = TcpStream::connect(target).await else {
         return;
     };
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upstream = tokio::io::copy(&mut client_read, &mut server_write);
+    let downstream = async {
+        let mut buffer = vec![0; 16 * 1024];
+        loop {
+            if stall.wait_for(|stalled| !*stalled).await.is_err() {
+                return;
+            }
+            let n = match server_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Read while not stalled, but a stall may have begun since: hold these bytes too.
+            if stall.wait_for(|stalled| !*stalled).await.is_err() {
+                return;
+            }
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = upstream => {}
+        () = downstream => {}
+    }
 }

@@ -24,7 +24,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ticks of 200 ms: sessions may last from 0.4 s to 60 s.
 const TICK_MS: u64 = 200;
 
-/// Sends a four-letter command (`ruok`, `srvr`, `mntr`, `stat`, `dump`) and returns the answer
+/// Sends a four-letter command (`ruok`, `srvr`, `mntr`, `stat`, `dump`, `wchp`) and returns the answer
 /// (empty when the server does not answer within a second).
 pub fn four_letter(address: &str, command: &str) -> String {
     let Ok(addr) = address.parse() else {
@@ -66,6 +66,33 @@ pub fn dump_sessions(address: &str) -> Option<Vec<i64>> {
     Some(ids)
 }
 
+/// The watches a server holds, by path (`wchp`): each watched path and the
+/// session ids watching it. Data and exists watches count; child watches too.
+///
+/// # Panics
+/// When the server does not answer `wchp`.
+pub fn watches_by_path(address: &str) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let answer = four_letter(address, "wchp");
+    assert!(
+        !answer.is_empty() && !answer.contains("not executed"),
+        "ZooKeeper at {address} did not answer `wchp`: {answer:?}"
+    );
+    let mut watches = std::collections::BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in answer.lines() {
+        let line = line.trim();
+        if line.starts_with('/') {
+            current = Some(line.to_owned());
+            watches.entry(line.to_owned()).or_insert_with(Vec::new);
+        } else if let (Some(path), Some(hex)) = (&current, line.strip_prefix("0x")) {
+            if let Ok(id) = u64::from_str_radix(hex, 16) {
+                watches.entry(path.clone()).or_insert_with(Vec::new).push(id as i64);
+            }
+        }
+    }
+    watches
+}
+
 /// One ZooKeeper server process.
 #[derive(Debug)]
 pub struct Server {
@@ -85,7 +112,7 @@ impl Server {
         std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", data.display()));
         let mut cfg = format!(
             "tickTime={TICK_MS}\ninitLimit=50\nsyncLimit=10\ndataDir={}\nclientPort={client_port}\n\
-             clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,mntr,stat,dump\n\
+             clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,mntr,stat,dump,wchp\n\
              minSessionTimeout={}\nmaxSessionTimeout=60000\n",
             data.display(),
             TICK_MS * 2

@@ -44,6 +44,7 @@
 //!   Dubbo's `tri://host:port?service=...`) are understood.
 
 mod cache;
+pub mod coordination;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -63,6 +64,12 @@ use zookeeper_client::SessionInfo;
 
 use crate::{ProviderSet, Registry, RegistryError, RegistryFuture, Subscription};
 use cache::CacheFile;
+pub use coordination::{
+    CoordinationError, LeaderElection, LeaderState, Lock, LockGuard, LockState, LostReason, Participant,
+};
+/// The ZooKeeper client crate the registry and the coordination recipes use
+/// ([`LockGuard::client`] hands out its `Client`), for its types.
+pub use zookeeper_client;
 
 /// Default session timeout (Dubbo's).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -258,6 +265,20 @@ impl ZookeeperRegistry {
         self.shared.client.borrow().as_ref().map(|c| c.session().clone())
     }
 
+    /// A distributed lock at `path` (absolute, under the registry's chroot),
+    /// compatible with Curator's `InterProcessMutex`: see [`coordination`].
+    /// Nothing is sent until it is acquired.
+    pub fn lock(&self, path: &str) -> Lock {
+        Lock::new(self.clone(), path)
+    }
+
+    /// A leader election at `path` (absolute, under the registry's chroot),
+    /// compatible with Curator's `LeaderLatch`, where this process stands as
+    /// `id`: see [`coordination`]. Nothing is sent until it is joined.
+    pub fn leader_election(&self, path: &str, id: &str) -> LeaderElection {
+        LeaderElection::new(self.clone(), path, id)
+    }
+
     fn node_path(&self, url: &Url) -> Result<String, RegistryError> {
         self.shared
             .config
@@ -286,7 +307,9 @@ impl ZookeeperRegistry {
 
 async fn wait_for_client(shared: &Shared) -> Result<zookeeper_client::Client, RegistryError> {
     let mut rx = shared.client.subscribe();
-    let wait = rx.wait_for(Option::is_some);
+    // A client whose session just ended stays published until the supervisor
+    // replaces it: wait for a live one, or requests would fail as expired.
+    let wait = rx.wait_for(|client| client.as_ref().is_some_and(|c| !c.state().is_terminated()));
     match tokio::time::timeout(shared.config.timeout, wait).await {
         Ok(Ok(client)) => client
             .clone()
