@@ -420,3 +420,20 @@ fn curator_lock_peers_exclude_each_other() {
 fn curator_latch_peers_hand_over() {
     leader_handover([Side::Java, Side::Java, Side::Java]);
 }
+
+/// Issue 16: a Curator `InterProcessMutex` (Java) and our `Lock` (the
+/// `lock-counter` example) on the same path never hold at once over 100
+/// alternating rounds, and ours names its nodes as Curator does.
+#[test]
+fn a_curator_mutex_and_our_lock_exclude_each_other() {
+    lock_rounds(Side::Java, Side::Rust);
+}
+
+/// Issue 16: a Curator `LeaderLatch` (Java) and our `LeaderElection` (the
+/// `leader-job` example) agree on one leader: Curator's `getLeader()` names
+/// ours while ours leads, ours names Curator's, and leadership passes both
+/// ways on SIGTERM within 2 s without two jobs running at once.
+#[test]
+fn a_curator_leader_latch_and_our_election_agree_on_one_leader() {
+    leader_handover([Side::Rust, Side::Java, Side::Rust]);
+}
