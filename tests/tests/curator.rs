@@ -400,7 +400,8 @@ fn leader_handover(sides: [Side; 3]) {
         ["A", "B", "C"],
         "the job's log interleaves leaders (runs of {names:?}){all}"
     );
-    assert_eq!(created.len(), 3, "one participant node each: {created:?}");
+    // One participant node each (more only if a participant lost its session and joined again).
+    assert!(created.len() >= 3, "a participant node each: {created:?}");
     let strange: Vec<&String> = created.iter().filter(|n| !is_curator_latch_node(n)).collect();
     assert!(
         strange.is_empty(),
