@@ -26,6 +26,15 @@ done
 if [ ! -f /usr/share/java/zookeeper.jar ] || ! need java; then
     apt_install zookeeper "the registry tests start real ZooKeeper servers"
 fi
+# The Java interop tests run real Apache Dubbo 3.3 peers (tests/java), built with Maven into
+# target/java-peers (dependencies cached in target/m2; skipped when up to date).
+if ! need javac; then
+    apt_install default-jdk-headless "the Java interop peers are compiled with javac"
+fi
+if ! need mvn; then
+    apt_install maven "the Java interop peers are built with Maven"
+fi
+tests/java/build.sh
 if ! need curl; then
     apt_install curl "the tri tests call providers with curl"
 fi
