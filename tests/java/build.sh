@@ -32,8 +32,9 @@ echo "building the Java Dubbo peers into target/java-peers (Maven; dependencies 
 mkdir -p "$out"
 rm -f "$stamp"
 start=$(date +%s)
-# -B: no colours or progress; -q: errors only. dependency:build-classpath writes classpath.txt.
-if ! mvn -B -q -Dstyle.color=never -f "$project/pom.xml" -Dmaven.repo.local="$root/target/m2" \
+# -B: no colours or progress; -q: errors only; jansi.noreset: no stray reset codes on stdout.
+# dependency:build-classpath writes classpath.txt.
+if ! MAVEN_OPTS="${MAVEN_OPTS:-} -Djansi.noreset=true" mvn -B -q -Dstyle.color=never -f "$project/pom.xml" -Dmaven.repo.local="$root/target/m2" \
     package dependency:build-classpath; then
     echo "error: the Maven build of tests/java/dubbo-greeter failed (see above); the Java interop tests need it" >&2
     exit 1

@@ -82,7 +82,11 @@ fn newest(path: &Path) -> Option<SystemTime> {
 /// When they are not built, or are older than their sources, with
 /// [`BUILD_INSTRUCTION`].
 pub fn classpath() -> String {
-    let dir = peers_dir();
+    classpath_in(&peers_dir())
+}
+
+/// [`classpath`] of peers built into `dir`.
+fn classpath_in(dir: &Path) -> String {
     let jar = dir.join("build").join("dubbo-greeter.jar");
     let stamp = dir.join("stamp");
     let listing = dir.join("classpath.txt");
@@ -198,7 +202,8 @@ impl JavaPeer {
     /// `tri` on `tri_port`, and waits (up to [`READY_TIMEOUT`]) for `ready`.
     /// `extra` goes to `GreeterProvider` as is: `--name N` (answers
     /// `Hello, X from N`), `--version V`, `--timeout MS` (published),
-    /// `--application NAME`.
+    /// `--application NAME`, `--session-timeout MS` (its ZooKeeper session;
+    /// Dubbo's default of 60 s is how long a killed provider stays listed).
     ///
     /// # Panics
     /// When it does not get ready in time, with everything it printed.
@@ -429,5 +434,18 @@ impl Drop for JavaPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a build, the error says so and names the script that builds the peers.
+    #[test]
+    #[should_panic(expected = "is missing): run tests/java/build.sh")]
+    fn missing_peers_fail_with_the_build_instruction() {
+        let dir = std::env::temp_dir().join(format!("rpc-no-java-peers-{}", std::process::id()));
+        classpath_in(&dir);
     }
 }

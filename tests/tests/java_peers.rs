@@ -152,6 +152,20 @@ async fn our_registry_reads_java_provider_urls_and_sees_them_leave() {
     next_matching(&mut sub, "no Java URL left", |s| s.is_empty()).await;
 }
 
+/// A Java provider killed with SIGKILL cannot unregister: its URLs leave
+/// when its ZooKeeper session expires (`--session-timeout`; Dubbo's default
+/// is 60 s), and our subscription sees that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_java_provider_leaves_when_its_session_expires() {
+    let zk = ZooKeeper::start();
+    let registry = ZookeeperRegistry::new(&Url::parse(&zk.url()).unwrap()).unwrap();
+    let mut sub = registry.subscribe(&consumer_url()).await.unwrap();
+    let provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &["--session-timeout", "2000"]);
+    next_matching(&mut sub, "both Java URLs", |s| s.len() == 2).await;
+    provider.kill();
+    next_matching(&mut sub, "no Java URL left", |s| s.is_empty()).await;
+}
+
 /// Where the captures go: `target/java-captures/`, and `tests/java/captures/`
 /// (checked in) when `RPC_UPDATE_CAPTURES=1`.
 fn capture_dirs() -> Vec<PathBuf> {

@@ -27,6 +27,7 @@ public final class GreeterProvider {
     private static final String USAGE = "GreeterProvider --registry zookeeper://HOST:PORT"
             + " [--dubbo-port 20880] [--tri-port 50051] [--version 1.0.0]"
             + " [--name java] [--timeout MS] [--application NAME]"
+            + " [--session-timeout MS]"
             + " (--registry defaults to -Ddubbo.registry.address)";
 
     private GreeterProvider() {}
@@ -50,6 +51,10 @@ public final class GreeterProvider {
         RegistryConfig registryConfig = new RegistryConfig(registry);
         registryConfig.setUseAsConfigCenter(false);
         registryConfig.setUseAsMetadataCenter(false);
+        if (options.has("session-timeout")) {
+            // Dubbo's default ZooKeeper session is 60 s: a killed provider's nodes stay that long.
+            registryConfig.setSession(options.intValue("session-timeout", 60000, USAGE));
+        }
 
         ProtocolConfig dubbo = new ProtocolConfig("dubbo", options.intValue("dubbo-port", 20880, USAGE));
         ProtocolConfig tri = new ProtocolConfig("tri", options.intValue("tri-port", 50051, USAGE));
