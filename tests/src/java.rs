@@ -203,7 +203,8 @@ impl JavaPeer {
     /// `extra` goes to `GreeterProvider` as is: `--name N` (answers
     /// `Hello, X from N`), `--version V`, `--timeout MS` (published),
     /// `--application NAME`, `--session-timeout MS` (its ZooKeeper session;
-    /// Dubbo's default of 60 s is how long a killed provider stays listed).
+    /// Dubbo's default of 60 s is how long a killed provider stays listed),
+    /// `--stop-timeout MS` (see [`terminate`](Self::terminate)).
     ///
     /// # Panics
     /// When it does not get ready in time, with everything it printed.
@@ -358,8 +359,9 @@ impl JavaPeer {
         kill(pid, signal).unwrap_or_else(|e| panic!("cannot send {signal} to {} ({pid}): {e}", self.command));
     }
 
-    /// SIGTERM (a provider unregisters, prints `stopped` and exits 0), then
-    /// [`wait`](Self::wait).
+    /// SIGTERM (a provider unregisters, prints `stopped` and exits 0; or,
+    /// when ZooKeeper does not answer within its `--stop-timeout`, default
+    /// 15 s, prints `stop timed out` and exits 1), then [`wait`](Self::wait).
     pub fn terminate(self, timeout: Duration) -> (Option<i32>, Vec<String>, String) {
         self.signal(Signal::SIGTERM);
         self.wait(timeout)

@@ -168,6 +168,18 @@ async fn killed_java_provider_leaves_when_its_session_expires() {
     next_matching(&mut sub, "no Java URL left", |s| s.is_empty()).await;
 }
 
+/// SIGTERM while ZooKeeper is gone: Dubbo would retry unregistering for
+/// minutes; the provider gives up after `--stop-timeout`, says so, exits 1.
+#[test]
+fn java_provider_stops_in_bounded_time_without_zookeeper() {
+    let mut zk = ZooKeeper::start();
+    let provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &["--stop-timeout", "2000"]);
+    zk.kill();
+    let (code, stdout, stderr) = provider.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(1), "stdout: {stdout:?}\nstderr: {stderr}");
+    assert_eq!(stdout.last().map(String::as_str), Some("stop timed out"), "{stdout:?}");
+}
+
 /// Where the captures go: `target/java-captures/`, and `tests/java/captures/`
 /// (checked in) when `RPC_UPDATE_CAPTURES=1`.
 fn capture_dirs() -> Vec<PathBuf> {

@@ -21,13 +21,15 @@ import sun.misc.Signal;
  * (it refuses a loopback host, even from DUBBO_IP_TO_BIND), so the URLs carry that address.
  *
  * <p>Prints one `exported URL` line per protocol, then `ready`. On SIGTERM it stops Dubbo
- * (unregistering both URLs and closing its ZooKeeper session), prints `stopped` and exits 0.
+ * (unregistering both URLs and closing its ZooKeeper session), prints `stopped` and exits 0;
+ * when that takes longer than --stop-timeout (ZooKeeper unreachable), it prints
+ * `stop timed out` and exits 1.
  */
 public final class GreeterProvider {
     private static final String USAGE = "GreeterProvider --registry zookeeper://HOST:PORT"
             + " [--dubbo-port 20880] [--tri-port 50051] [--version 1.0.0]"
             + " [--name java] [--timeout MS] [--application NAME]"
-            + " [--session-timeout MS]"
+            + " [--session-timeout MS] [--stop-timeout 15000]"
             + " (--registry defaults to -Ddubbo.registry.address)";
 
     private GreeterProvider() {}
@@ -75,7 +77,22 @@ public final class GreeterProvider {
                 .service(service);
         // Stopping happens here, not in Dubbo's shutdown hook, so that `stopped` means the
         // URLs are unregistered and the exit status is 0.
+        int stopTimeout = options.intValue("stop-timeout", 15000, USAGE);
         Signal.handle(new Signal("TERM"), signal -> {
+            // Unregistering retries for minutes while ZooKeeper is unreachable: give up after
+            // --stop-timeout, say so, and exit 1 (the nodes then go with the session).
+            Thread watchdog = new Thread(() -> {
+                try {
+                    Thread.sleep(stopTimeout);
+                } catch (InterruptedException e) {
+                    return;
+                }
+                System.out.println("stop timed out");
+                System.out.flush();
+                Runtime.getRuntime().halt(1);
+            }, "stop-watchdog");
+            watchdog.setDaemon(true);
+            watchdog.start();
             bootstrap.stop();
             System.out.println("stopped");
             System.out.flush();
