@@ -231,9 +231,11 @@ impl JavaPeer {
     }
 
     /// Starts an interactive Java consumer with `args` (`--registry URL` or
-    /// `--url PROTOCOL://HOST:PORT`, `--protocol dubbo|tri`, `--timeout MS`,
-    /// `--retries N`, `--version V`) and waits (up to [`READY_TIMEOUT`]) for
-    /// its reference to exist; then [`call`](Self::call) runs calls.
+    /// `--url PROTOCOL://HOST:PORT/org.example.Greeter`, `--protocol dubbo|tri`,
+    /// `--timeout MS`, `--retries N` (default 0), `--version V`, `--check false`
+    /// to start without a provider, `--stop-timeout MS`) and waits (up to
+    /// [`READY_TIMEOUT`]) for its reference to exist; then [`call`](Self::call)
+    /// runs calls. A consumer exits when its stdin closes (on drop).
     ///
     /// # Panics
     /// When it does not get ready in time (for instance when it finds no

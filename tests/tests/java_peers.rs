@@ -103,6 +103,56 @@ fn check_results(protocol: &str, results: &[String]) {
     assert!(timeout.contains(&format!("{protocol}://")), "{protocol}: {timeout}");
 }
 
+/// How the Java consumer reports a version no provider serves: at start
+/// (`failed`, exit 1) by default; per call with `--check false`; and at a
+/// direct URL, as the Java provider decides (see below: the two protocols differ).
+#[test]
+fn java_consumer_reports_a_wrong_version() {
+    let zk = ZooKeeper::start();
+    let provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &[]);
+    let registry = zk.url();
+
+    let (code, stdout, stderr) = JavaPeer::spawn("GreeterConsumer", &["--registry", &registry, "--version", "2.0.0"])
+        .wait(Duration::from_secs(90));
+    assert_eq!(code, Some(1), "stdout: {stdout:?}\nstderr: {stderr}");
+    let failed = stdout
+        .iter()
+        .find(|l| l.starts_with("failed "))
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(
+        failed.starts_with("failed java.lang.IllegalStateException: ") && failed.contains("No provider available"),
+        "{stdout:?}"
+    );
+
+    let lazy = JavaPeer::run_consumer(
+        &["--registry", &registry, "--version", "2.0.0", "--check", "false"],
+        &["hello world"],
+        CALLS_TIMEOUT,
+    );
+    assert!(
+        lazy[0].starts_with("err org.apache.dubbo.rpc.RpcException: ") && lazy[0].contains("No provider available"),
+        "{lazy:?}"
+    );
+
+    // At a direct URL, the provider decides. Java's dubbo provider refuses the
+    // request (it cannot find the service to decode the arguments for) ...
+    let direct = |protocol: &str| {
+        let url = Url::parse(provider.exported_url(protocol)).unwrap();
+        let direct = format!("{protocol}://{}/{GREETER}", url.address());
+        let args = ["--url", direct.as_str(), "--protocol", protocol, "--version", "2.0.0"];
+        JavaPeer::run_consumer(&args, &["hello world"], CALLS_TIMEOUT).remove(0)
+    };
+    let dubbo = direct("dubbo");
+    assert!(
+        dubbo.starts_with("err org.apache.dubbo.rpc.RpcException: ")
+            && dubbo.contains("Fail to decode request due to: RpcInvocation [methodName=sayHello"),
+        "{dubbo}"
+    );
+    // ... while Java's Triple provider (3.3.6) serves its only version anyway.
+    assert_eq!(direct("tri"), "ok Hello, world from java");
+}
+
 /// Our ZooKeeper registry reads both URLs a real Java provider registers
 /// (address, interface, version, methods, timeout, serialization, ...) and
 /// sees them vanish when the provider stops on SIGTERM.

@@ -34,11 +34,13 @@ import org.apache.dubbo.config.bootstrap.DubboBootstrap;
  * </ul>
  * Answers are checked against the declared element types (a list of non-strings or a map of
  * non-Integers is an `err java.lang.ClassCastException`). Exits 0 after the script (even
- * when calls failed), 2 on bad usage, 1 when the reference cannot be created.
+ * when calls failed), 2 on bad usage, 1 when the reference cannot be created (`failed ...`:
+ * no provider, unless --check false) or stopping Dubbo outlasts --stop-timeout.
  */
 public final class GreeterConsumer {
     private static final String USAGE = "GreeterConsumer (--registry zookeeper://HOST:PORT | --url PROTOCOL://HOST:PORT)"
-            + " [--protocol dubbo|tri] [--timeout 3000] [--retries 0] [--version 1.0.0] [CALL ...]"
+            + " [--protocol dubbo|tri] [--timeout 3000] [--retries 0] [--version 1.0.0] [--check true]"
+            + " [--stop-timeout 15000] [CALL ...]"
             + " (CALL: 'hello NAME', 'order ITEM QTY [TAGS]', 'sleep MS', 'list a,b', 'map k=1,j=2', 'nullable -';"
             + " without CALLs, one per stdin line)";
 
@@ -69,6 +71,8 @@ public final class GreeterConsumer {
         reference.setProtocol(protocol);
         reference.setTimeout(timeout);
         reference.setRetries(retries);
+        // --check false: start without a provider (calls fail until one appears).
+        reference.setCheck(Boolean.parseBoolean(options.get("check", "true")));
         if (url != null) {
             reference.setUrl(url);
         }
@@ -108,8 +112,7 @@ public final class GreeterConsumer {
                 System.out.flush();
             }
         }
-        bootstrap.stop();
-        System.exit(0);
+        Options.stopAndExit(bootstrap, options.intValue("stop-timeout", 15000, USAGE), null);
     }
 
     /** Runs one call line and answers its result line. */

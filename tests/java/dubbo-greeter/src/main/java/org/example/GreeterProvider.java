@@ -78,26 +78,9 @@ public final class GreeterProvider {
         // Stopping happens here, not in Dubbo's shutdown hook, so that `stopped` means the
         // URLs are unregistered and the exit status is 0.
         int stopTimeout = options.intValue("stop-timeout", 15000, USAGE);
-        Signal.handle(new Signal("TERM"), signal -> {
-            // Unregistering retries for minutes while ZooKeeper is unreachable: give up after
-            // --stop-timeout, say so, and exit 1 (the nodes then go with the session).
-            Thread watchdog = new Thread(() -> {
-                try {
-                    Thread.sleep(stopTimeout);
-                } catch (InterruptedException e) {
-                    return;
-                }
-                System.out.println("stop timed out");
-                System.out.flush();
-                Runtime.getRuntime().halt(1);
-            }, "stop-watchdog");
-            watchdog.setDaemon(true);
-            watchdog.start();
-            bootstrap.stop();
-            System.out.println("stopped");
-            System.out.flush();
-            System.exit(0);
-        });
+        // Unregistering retries for minutes while ZooKeeper is unreachable: give up after
+        // --stop-timeout, say so, and exit 1 (the nodes then go with the session).
+        Signal.handle(new Signal("TERM"), signal -> Options.stopAndExit(bootstrap, stopTimeout, "stopped"));
         bootstrap.start();
         for (URL url : service.getExportedUrls()) {
             System.out.println("exported " + url.toFullString());

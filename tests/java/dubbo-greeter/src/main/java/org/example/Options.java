@@ -7,6 +7,8 @@ import java.util.Map;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
+import org.apache.dubbo.config.bootstrap.DubboBootstrap;
+
 /** Command-line options of the peers: "--key value" pairs, then positional arguments. */
 final class Options {
     private final Map<String, String> values = new HashMap<>();
@@ -68,5 +70,31 @@ final class Options {
         for (var handler : root.getHandlers()) {
             handler.setLevel(Level.WARNING);
         }
+    }
+
+    /**
+     * Stops Dubbo (unregistering from ZooKeeper), prints `done` when given, and exits 0; or,
+     * when stopping takes longer than timeoutMillis (Curator retries a delete for minutes while
+     * ZooKeeper is unreachable), prints `stop timed out` and exits 1.
+     */
+    static void stopAndExit(DubboBootstrap bootstrap, int timeoutMillis, String done) {
+        Thread watchdog = new Thread(() -> {
+            try {
+                Thread.sleep(timeoutMillis);
+            } catch (InterruptedException e) {
+                return;
+            }
+            System.out.println("stop timed out");
+            System.out.flush();
+            Runtime.getRuntime().halt(1);
+        }, "stop-watchdog");
+        watchdog.setDaemon(true);
+        watchdog.start();
+        bootstrap.stop();
+        if (done != null) {
+            System.out.println(done);
+        }
+        System.out.flush();
+        System.exit(0);
     }
 }
