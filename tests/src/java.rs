@@ -235,7 +235,7 @@ impl JavaPeer {
     /// `--timeout MS`, `--retries N` (default 0), `--version V`, `--check false`
     /// to start without a provider, `--stop-timeout MS`) and waits (up to
     /// [`READY_TIMEOUT`]) for its reference to exist; then [`call`](Self::call)
-    /// runs calls. A consumer exits when its stdin closes (on drop).
+    /// runs calls. It exits by itself when its stdin closes; drop kills it.
     ///
     /// # Panics
     /// When it does not get ready in time (for instance when it finds no
