@@ -27,13 +27,19 @@ if [ ! -f /usr/share/java/zookeeper.jar ] || ! need java; then
     apt_install zookeeper "the registry tests start real ZooKeeper servers"
 fi
 # The rpc-hessian golden-bytes tests compile and run a Java program against Caucho's
-# Hessian (Debian's `libhessian-java`), which needs a JDK (`javac`), not only a JRE.
+# Hessian (Debian's `libhessian-java`); the Java interop tests run real Apache Dubbo 3.3
+# peers (tests/java), built with Maven into target/java-peers (dependencies cached in
+# target/m2; skipped when up to date). Both need a JDK (`javac`), not only a JRE.
+if ! need javac; then
+    apt_install default-jdk-headless "the Java test programs are compiled with javac"
+fi
 if [ ! -f /usr/share/java/hessian.jar ]; then
     apt_install libhessian-java "the rpc-hessian golden-bytes tests run Caucho's Hessian"
 fi
-if ! need javac; then
-    apt_install default-jdk-headless "the rpc-hessian golden-bytes tests compile tests/java/Golden.java"
+if ! need mvn; then
+    apt_install maven "the Java interop peers are built with Maven"
 fi
+tests/java/build.sh
 if ! need curl; then
     apt_install curl "the tri tests call providers with curl"
 fi

@@ -10,6 +10,8 @@
 //!   is printed;
 //! * [`zk`] runs real ZooKeeper servers, and [`proxy::Proxy`] sits between
 //!   a client and its server to cut the network between them on demand;
+//! * [`java`] runs the Java Apache Dubbo peers of `tests/java/`, and
+//!   [`capture::RecordingProxy`] records the bytes between a client and its server;
 //! * [`free_port`] and [`wait_until`] for the rest.
 
 use std::io::{BufRead, BufReader};
@@ -18,6 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod capture;
+pub mod java;
 pub mod proxy;
 pub mod python;
 pub mod zk;
