@@ -27,12 +27,17 @@ if [ ! -f /usr/share/java/zookeeper.jar ] || ! need java; then
     apt_install zookeeper "the registry tests start real ZooKeeper servers"
 fi
 # The rpc-hessian golden-bytes tests compile and run a Java program against Caucho's
-# Hessian (Debian's `libhessian-java`), which needs a JDK (`javac`), not only a JRE.
+# Hessian (Debian's `libhessian-java`); the Java interop tests run real Apache Dubbo 3.3
+# peers (tests/java), built with Maven into target/java-peers (dependencies cached in
+# target/m2; skipped when up to date). Both need a JDK (`javac`), not only a JRE.
+if ! need javac; then
+    apt_install default-jdk-headless "the Java test programs are compiled with javac"
+fi
 if [ ! -f /usr/share/java/hessian.jar ]; then
     apt_install libhessian-java "the rpc-hessian golden-bytes tests run Caucho's Hessian"
 fi
-if ! need javac; then
-    apt_install default-jdk-headless "the rpc-hessian golden-bytes and Curator interop tests compile Java programs"
+if ! need mvn; then
+    apt_install maven "the Java interop peers are built with Maven"
 fi
 # The Curator interop tests (tests/tests/curator.rs) compile a Java peer with javac against
 # Debian's Apache Curator 5.4 (libcurator-recipes-java: curator-recipes, -framework, -client).
@@ -42,6 +47,7 @@ fi
 if [ ! -f /usr/share/java/slf4j-simple.jar ]; then
     apt_install libslf4j-java "the Curator interop peer logs to stderr with slf4j-simple"
 fi
+tests/java/build.sh
 if ! need curl; then
     apt_install curl "the tri tests call providers with curl"
 fi

@@ -10,6 +10,8 @@
 //!   is printed;
 //! * [`zk`] runs real ZooKeeper servers, and [`proxy::Proxy`] sits between
 //!   a client and its server to cut the network between them on demand;
+//! * [`java`] runs the Java Apache Dubbo peers of `tests/java/`, and
+//!   [`capture::RecordingProxy`] records the bytes between a client and its server;
 //! * [`curator`] compiles and runs an Apache Curator peer (Java) and the
 //!   Rust examples that share its lock and leader-election contract;
 //! * [`free_port`] and [`wait_until`] for the rest.
@@ -20,7 +22,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod capture;
 pub mod curator;
+pub mod java;
 pub mod proxy;
 pub mod python;
 pub mod zk;
