@@ -6,6 +6,7 @@
 
 pub mod layers;
 pub mod loadgen;
+pub mod locks;
 pub mod ours;
 pub mod payload;
 pub mod peers;

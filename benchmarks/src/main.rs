@@ -38,6 +38,10 @@ struct Args {
     /// Only the registry-scale figures.
     #[arg(long, conflicts_with_all = ["quick", "no_registry"])]
     registry_only: bool,
+    /// Only the ZooKeeper lock figures (acquire/release latency and
+    /// throughput with 1, 5 and 20 contenders).
+    #[arg(long, conflicts_with_all = ["quick", "registry_only"])]
+    locks_only: bool,
     /// Only these concurrencies (comma-separated), instead of the run's.
     #[arg(long, value_delimiter = ',')]
     concurrency: Vec<usize>,
@@ -362,6 +366,19 @@ fn bench(args: &Args) -> i32 {
     };
     let warmup = Duration::from_secs_f64(args.warmup.unwrap_or(1.0));
     let window = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 3.0 } else { 5.0 }));
+    if args.locks_only {
+        eprintln!("ZooKeeper lock (1, 5, 20 contenders) ...");
+        return match rt.block_on(benchmarks::locks::measure(&[1, 5, 20], window)) {
+            Ok(figures) => {
+                print_locks(&figures);
+                0
+            }
+            Err(e) => {
+                eprintln!("locks: {e}");
+                1
+            }
+        };
+    }
     let mut rows = Vec::new();
     // Registry scale first, in a process that has not run any load yet, so
     // its memory figure is not blurred by memory the load runs freed.
@@ -583,6 +600,22 @@ fn print_targets(rows: &[Row], cluster_providers: usize) {
                 (1.0 - cluster.qps / spread.qps.max(f64::EPSILON)) * 100.0
             );
         }
+    }
+}
+
+fn print_locks(figures: &[benchmarks::locks::Figures]) {
+    println!();
+    println!("| contenders (one session each) | acquisitions/s | acquire p50 | acquire p99 | release p50 |");
+    println!("|---:|---:|---:|---:|---:|");
+    for f in figures {
+        println!(
+            "| {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms |",
+            f.contenders,
+            f.per_second,
+            f.acquire_p50.as_secs_f64() * 1000.0,
+            f.acquire_p99.as_secs_f64() * 1000.0,
+            f.release_p50.as_secs_f64() * 1000.0
+        );
     }
 }
 

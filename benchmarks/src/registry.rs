@@ -76,7 +76,7 @@ fn rss_mib() -> f64 {
 
 /// Installs Debian's `zookeeper` package when it is missing (as root), as
 /// `./scripts/test.sh` does, so the benchmark runs on a fresh machine.
-fn ensure_zookeeper() -> Result<(), String> {
+pub(crate) fn ensure_zookeeper() -> Result<(), String> {
     let java = std::process::Command::new("java")
         .arg("-version")
         .stdout(std::process::Stdio::null())

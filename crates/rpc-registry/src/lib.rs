@@ -15,6 +15,9 @@
 //!   expiry.
 //!
 //! [`from_url`] builds the right one from a registry URL.
+//!
+//! On the ZooKeeper registry's session, [`zookeeper::coordination`] adds a
+//! distributed lock and a leader election, compatible with Apache Curator's.
 
 mod direct;
 mod memory;
