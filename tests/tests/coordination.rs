@@ -555,3 +555,34 @@ async fn three_jobs_never_run_at_once_and_hand_over_on_kill_and_sigterm() {
     eprintln!("figures: leader handover after kill -9: {after_kill:?}; after SIGTERM: {after_term:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_elections_live_under_the_registry_chroot() {
+    let zk = ZooKeeper::start();
+    let registry = connected(&url(&format!("{}/tenant-a", zk.connect_string()), 10_000)).await;
+    let client = zk_client(&zk.connect_string()).await;
+    let guard = registry.lock("/locks/chrooted").acquire(STEP).await.unwrap();
+    // The guard speaks in chroot-relative paths; ZooKeeper holds the node under the chroot.
+    assert!(
+        guard.node_path().starts_with("/locks/chrooted/_c_"),
+        "{}",
+        guard.node_path()
+    );
+    assert_eq!(children(&client, "/tenant-a/locks/chrooted").await.len(), 1);
+    assert!(children(&client, "/locks/chrooted").await.is_empty());
+    guard.create("/fenced-in-chroot", b"x", false).await.unwrap();
+    assert!(client.get_data("/tenant-a/fenced-in-chroot").await.is_ok());
+    guard.release().await.unwrap();
+    let participant = registry
+        .leader_election("/election/chrooted", "solo")
+        .join()
+        .await
+        .unwrap();
+    tokio::time::timeout(STEP, participant.watch().wait_for(|s| s.is_leading()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(children(&client, "/tenant-a/election/chrooted").await.len(), 1);
+    participant.relinquish().await.unwrap();
+    assert!(children(&client, "/tenant-a/election/chrooted").await.is_empty());
+}
