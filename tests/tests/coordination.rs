@@ -364,7 +364,7 @@ async fn a_fenced_write_fails_once_the_lock_node_is_gone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_contender_whose_create_reply_was_lost_finds_its_node_again() {
+async fn a_contender_whose_create_reply_was_lost_leaves_no_orphan() {
     let zk = ZooKeeper::start();
     let proxy = Proxy::start(&zk.connect_string());
     let registry = connected(&url(&proxy.address(), 20_000)).await;
@@ -388,6 +388,36 @@ async fn a_contender_whose_create_reply_was_lost_finds_its_node_again() {
     proxy.cut();
     proxy.restore();
     let guard = acquire.await.unwrap().unwrap();
+    // The contender's first node never blocks anyone: the lock is ours, and
+    // (soon: the recipe withdraws a node it found but could not use) it is the only one.
+    wait_until("one contender node", STEP, || {
+        futures::executor::block_on(children(&client, "/locks/orphan")).len() == 1
+    })
+    .await;
+    let nodes = children(&client, "/locks/orphan").await;
+    assert!(
+        guard.node_path().ends_with(&nodes[0]),
+        "{nodes:?} vs {}",
+        guard.node_path()
+    );
+    guard.release().await.unwrap();
+    assert!(children(&client, "/locks/orphan").await.is_empty());
+
+    // try_acquire creates its node itself and finds it again by its unique prefix.
+    proxy.stall();
+    let lock = registry.lock("/locks/orphan");
+    let trying = tokio::spawn(async move { lock.try_acquire().await });
+    wait_until("the try's node", STEP, || {
+        futures::executor::block_on(children(&client, "/locks/orphan")).len() == 1
+    })
+    .await;
+    proxy.cut();
+    proxy.restore();
+    let guard = trying
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the only contender takes the lock");
     let nodes = children(&client, "/locks/orphan").await;
     assert_eq!(nodes.len(), 1, "an orphan was left: {nodes:?}");
     assert!(guard.node_path().ends_with(&nodes[0]));
@@ -530,6 +560,11 @@ async fn three_jobs_never_run_at_once_and_hand_over_on_kill_and_sigterm() {
         "b led {after_kill:?} after the kill"
     );
     let (seen, _) = c.wait_for_line_from(0, "leader=b", STEP);
+    // b's job runs while it leads.
+    wait_until("b's job to write", STEP, || {
+        std::fs::read_to_string(&log).unwrap().lines().any(|l| l == "b")
+    })
+    .await;
     // SIGTERM: the leader relinquishes, the next leads within a second.
     b.signal(Signal::SIGTERM);
     let termed = Instant::now();
