@@ -205,8 +205,13 @@ async fn a_zookeeper_restart_suspends_the_lock_and_the_holder_keeps_it() {
     let client = zk_client(&zk.connect_string()).await;
     let mut a = lock_counter(&zk_url, "/locks/restart", "/counters/restart", "a", 1, 6000);
     wait_for_marker(&client, "/counters/restart-holder", "a").await;
-    drop(client);
     let b = lock_counter(&zk_url, "/locks/restart", "/counters/restart", "b", 1, 0);
+    // B queues behind A before ZooKeeper goes.
+    wait_until("b to queue up", STEP, || {
+        futures::executor::block_on(children(&client, "/locks/restart")).len() == 2
+    })
+    .await;
+    drop(client);
     zk.stop();
     a.wait_for_line_from(0, "lock suspended", STEP);
     zk.start_again();

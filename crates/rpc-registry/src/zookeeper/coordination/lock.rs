@@ -70,10 +70,7 @@ impl Lock {
     pub async fn acquire(&self, wait: Duration) -> Result<LockGuard, CoordinationError> {
         node::validate_dir(&self.path)?;
         let deadline = tokio::time::Instant::now() + wait;
-        let client = match tokio::time::timeout_at(deadline, self.registry.client()).await {
-            Ok(client) => client?,
-            Err(_) => return Err(self.timeout(wait)),
-        };
+        let client = self.registry.client_within(wait).await?;
         // Taken before the node exists, so no state change is missed.
         let states = client.state_watcher();
         loop {
