@@ -446,7 +446,9 @@ async fn a_partitioned_holder_suspends_before_anyone_else_can_hold() {
             (guard, at)
         }
     });
-    // A silent network: nothing passes, nothing is closed.
+    // A silent network: the server's replies stop coming back, nothing is closed
+    // (the client's reconnection attempts still reach the server and keep the
+    // session alive until the client itself gives it up, at 7/5 of its timeout).
     proxy.stall();
     let stalled = Instant::now();
     tokio::time::timeout(STEP, states.wait_for(|s| *s == LockState::Suspended))
