@@ -99,6 +99,13 @@ impl Response {
     /// JSON for a [`Response::json`], or the zero value for a [`Response::zero_instead_of`].
     pub fn decode<R: DeserializeOwned>(&self, serialization: Serialization) -> Result<R, DecodeFailure> {
         match &self.form {
+            Form::Native if serialization == Serialization::Hessian2 => crate::hessian2::decode_reply(&self.payload)
+                .map_err(|e| match e {
+                    crate::hessian2::ReplyError::Exception(e) => {
+                        DecodeFailure::Exception(format!("the provider threw {e}"))
+                    }
+                    crate::hessian2::ReplyError::Codec(e) => DecodeFailure::Reply(format!("hessian2: {e}")),
+                }),
             Form::Native => serialization
                 .decode(&self.payload)
                 .map_err(|e| DecodeFailure::Reply(e.to_string())),
@@ -118,6 +125,9 @@ impl Response {
 pub enum DecodeFailure {
     /// The reply does not decode as the return type.
     Reply(String),
+    /// The provider answered with an exception (Java's, over `dubbo`) that the
+    /// return type has no place for: its class and message.
+    Exception(String),
     /// A JSON literal (a mock's) does not decode as the return type.
     Json(String),
     /// The return type has no zero value; `error` is what the zero stood for.

@@ -140,7 +140,7 @@ impl Stub {
             Some(choose) => choose(self.serialization),
             None => self.serialization,
         };
-        let prepared = encode_args(serialization, args)
+        let prepared = encode_args(serialization, args, self.service.interface())
             .map_err(|e| {
                 RpcError::new(ErrorKind::Encode, format!("cannot encode the arguments: {e}"))
                     .with_service(&self.service)
@@ -170,6 +170,7 @@ impl Stub {
                     DecodeFailure::Reply(e) => {
                         RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}"))
                     }
+                    DecodeFailure::Exception(e) => RpcError::remote(crate::Status::ServiceError, e),
                     DecodeFailure::Json(e) => RpcError::new(
                         ErrorKind::Decode,
                         format!("the mock value does not fit the return type: {e}"),
@@ -189,7 +190,20 @@ impl Stub {
 /// Encodes a method's argument tuple. With JSON, a one-argument method's
 /// argument travels bare (`"world"`, not `["world"]`), as gRPC and Dubbo
 /// peers of other languages send and expect it; the provider side accepts both.
-fn encode_args<A: Serialize + ?Sized>(serialization: Serialization, args: &A) -> Result<Bytes, crate::CodecError> {
+///
+/// With Hessian2 the arguments are consecutive values, structs named in the
+/// interface's package.
+fn encode_args<A: Serialize + ?Sized>(
+    serialization: Serialization,
+    args: &A,
+    interface: &str,
+) -> Result<Bytes, crate::CodecError> {
+    if serialization == Serialization::Hessian2 {
+        let package = crate::hessian2::package_of(interface);
+        return crate::scratch::encode(256, |buf| {
+            crate::hessian2::encode_args(args, package, buf).map_err(|e| crate::CodecError::new(serialization, e))
+        });
+    }
     if serialization == Serialization::Json
         && let Ok(serde_json::Value::Array(mut items)) = serde_json::to_value(args)
         && items.len() == 1
