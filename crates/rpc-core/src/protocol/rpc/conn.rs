@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use super::frame::OutFrame;
+use super::frame::{OutFrame, READONLY_EVENT};
 
 /// How many queued frames the writer coalesces into one write at most.
 const BATCH: usize = 256;
@@ -37,6 +37,9 @@ pub(crate) struct ConnShared {
     /// Set by every read; the writer's heartbeat ticker clears it and keeps the time.
     heard: AtomicBool,
     next_event_id: AtomicU64,
+    /// Whether the peer speaks `dubbo` (Hessian2, Java): then events carry
+    /// Hessian bodies and serialization id 2, which Java reads.
+    dubbo: AtomicBool,
 }
 
 impl ConnShared {
@@ -48,6 +51,34 @@ impl ConnShared {
             reason: Mutex::new(None),
             heard: AtomicBool::new(false),
             next_event_id: AtomicU64::new(1 << 63),
+            dubbo: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the peer as a `dubbo` one (it sent a Hessian2 frame, or the
+    /// channel was made for `dubbo://`).
+    pub(crate) fn set_dubbo(&self) {
+        self.dubbo.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the peer speaks `dubbo`.
+    pub(crate) fn is_dubbo(&self) -> bool {
+        self.dubbo.load(Ordering::Relaxed)
+    }
+
+    /// A two-way event request in the peer's protocol: a heartbeat, or the
+    /// read-only event (`readonly`).
+    pub(crate) fn event_request(&self, readonly: bool) -> OutFrame {
+        let id = self.next_event_id();
+        if self.is_dubbo() {
+            let body = if readonly {
+                crate::protocol::dubbo::READONLY_BODY
+            } else {
+                crate::protocol::dubbo::NULL_BODY
+            };
+            crate::protocol::dubbo::event_frame(id, true, true, body)
+        } else {
+            OutFrame::event(id, true, true, if readonly { READONLY_EVENT } else { b"" })
         }
     }
 
@@ -179,7 +210,7 @@ where
                     break;
                 }
                 if silent >= heartbeat {
-                    batch.push(OutFrame::event(shared.next_event_id(), true, true, b""));
+                    batch.push(shared.event_request(false));
                     if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut(), stall).await {
                         shared.close(format!("heartbeat to {} failed: {e}", shared.peer));
                         break;
