@@ -123,7 +123,12 @@ impl Directory {
             return preferred;
         }
         let some = self.readable.some.load(Ordering::Relaxed);
-        let first_in = |mask: u8| Serialization::ALL.into_iter().find(|s| mask & s.bit() != 0);
+        // Ours first, then JSON, then Hessian2 (what `dubbo://` providers read).
+        let first_in = |mask: u8| {
+            [Serialization::Bincode, Serialization::Json, Serialization::Hessian2]
+                .into_iter()
+                .find(|s| mask & s.bit() != 0)
+        };
         first_in(all)
             .or_else(|| (some & preferred.bit() != 0).then_some(preferred))
             .or_else(|| first_in(some))
@@ -351,6 +356,47 @@ mod tests {
             .cloned()
             .unwrap();
         assert_eq!(hessian.accepted_serializations(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_java_provider_is_called_with_hessian2_over_dubbo_only() {
+        use rpc_core::Serialization::{Bincode, Hessian2};
+        // What a Java Dubbo 3.3 provider registers: dubbo:// and tri://, both
+        // listing hessian2 (Triple's Hessian wrapper is not spoken here).
+        let java = [
+            "dubbo://h:1/a.B?serialization=hessian2&prefer.serialization=hessian2,fastjson2&pid=7",
+            "tri://h:2/a.B?serialization=hessian2&prefer.serialization=hessian2,fastjson2&pid=7",
+        ];
+        let (_tx, rx) = watch::channel(Arc::new(java.iter().map(|u| url(u)).collect::<Vec<_>>()));
+        let key = ServiceKey::new("a.B", None, None);
+        let directory = Directory::new(key, Arc::new(AnyProtocol), vec![WatchStream::new(rx)]).await;
+        assert_eq!(directory.serialization_for(Bincode), Hessian2);
+        let accepts: Vec<(String, bool, bool)> = directory
+            .endpoints()
+            .iter()
+            .map(|e| (e.url().protocol().to_string(), e.accepts(Hessian2), e.accepts(Bincode)))
+            .collect();
+        assert!(accepts.contains(&("dubbo".into(), true, false)), "{accepts:?}");
+        assert!(accepts.contains(&("tri".into(), false, false)), "{accepts:?}");
+        // A dubbo:// URL listing no serialization reads Hessian2; one of ours never does.
+        let (_tx, rx) = watch::channel(Arc::new(vec![
+            url("dubbo://h:3/a.B"),
+            url("rpc://h:4/a.B?serialization=hessian2,bincode"),
+        ]));
+        let directory = Directory::new(
+            ServiceKey::new("a.B", None, None),
+            Arc::new(AnyProtocol),
+            vec![WatchStream::new(rx)],
+        )
+        .await;
+        for endpoint in directory.endpoints().iter() {
+            assert_eq!(
+                endpoint.accepts(Hessian2),
+                endpoint.url().protocol() == "dubbo",
+                "{}",
+                endpoint.url()
+            );
+        }
     }
 
     /// Makes endpoints for any protocol.
