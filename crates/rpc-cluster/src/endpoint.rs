@@ -336,7 +336,9 @@ impl Endpoint {
             );
             attempt.set_service(resolved);
         }
-        let published = if settings.provider_timeouts {
+        // A `dubbo://` provider's `timeout` is per attempt (Java Dubbo's
+        // meaning): it caps attempts there within whatever budget the call has.
+        let published = if settings.provider_timeouts || self.inner.url.protocol() == "dubbo" {
             self.published(attempt.method()).timeout
         } else {
             None

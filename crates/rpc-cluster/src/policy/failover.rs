@@ -197,6 +197,22 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(210));
     }
 
+    /// A `dubbo://` provider's published `timeout` is per attempt (Java
+    /// Dubbo's meaning), so it caps attempts there even when the consumer set
+    /// the whole call's budget; then the call moves on within that budget.
+    #[tokio::test(start_paused = true)]
+    async fn a_dubbo_providers_published_timeout_caps_its_attempts_within_the_consumers_budget() {
+        let a = Provider::at("dubbo://127.0.0.1:1/a.B?timeout=200", Behaviour::Hang);
+        let b = Provider::new(2, Behaviour::Answer(Duration::from_millis(10)));
+        let started = tokio::time::Instant::now();
+        let response = bind(Failover, InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 2);
+        assert_eq!(started.elapsed(), Duration::from_millis(210));
+    }
+
     /// Defect: the deadline path returned the last error even when an earlier
     /// attempt's outcome was unknown.
     #[tokio::test(start_paused = true)]
