@@ -107,8 +107,9 @@ impl Picker {
     }
 
     /// Prefers providers of `protocol` (say `rpc` over `tri` when a provider
-    /// exports both): the others are picked only when no usable provider of
-    /// `protocol` is left.
+    /// exports both), within each provider process: a process's other
+    /// endpoints are picked only when it has no usable one of `protocol`,
+    /// and processes without one (a Java provider's `dubbo://`) are kept.
     pub fn prefer_protocol(mut self, protocol: impl Into<Arc<str>>) -> Self {
         self.prefer = Some(protocol.into());
         self
@@ -220,7 +221,13 @@ impl Select for Picker {
             return Err(self.all_leaving(invocation, pool.len()));
         }
         if let Some(prefer) = &self.prefer {
-            keep_if_any(&mut pool, |e| e.url().protocol() == &**prefer);
+            // Within each process only: a process with no usable endpoint of
+            // the preferred protocol (a Java provider beside ours) keeps its own.
+            let preferred = |e: &Endpoint| e.url().protocol() == &**prefer;
+            if pool.iter().any(|e| !preferred(e)) {
+                let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
+                pool.retain(|e| preferred(e) || !snapshot.iter().any(|o| preferred(o) && o.same_process(e)));
+            }
         }
         if pool.len() == 1 {
             return Ok(pool[0].clone());

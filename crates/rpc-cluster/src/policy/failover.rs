@@ -79,7 +79,7 @@ mod tests {
     use rpc_core::ErrorKind;
 
     use crate::config::MethodConfig;
-    use tower::ServiceExt;
+    use tower::{Service, ServiceExt};
 
     use super::*;
     use crate::policy::test_util::*;
@@ -211,6 +211,34 @@ mod tests {
             .unwrap();
         assert_eq!(port(&response), 2);
         assert_eq!(started.elapsed(), Duration::from_millis(210));
+    }
+
+    /// The protocol preference chooses among one process's endpoints only:
+    /// a process without an endpoint of the preferred protocol (a Java
+    /// provider, `dubbo` and `tri`, beside ours on `rpc`) still gets calls.
+    #[tokio::test(start_paused = true)]
+    async fn the_preferred_protocol_is_chosen_within_a_process_not_across_the_pool() {
+        let rpc = Provider::at("rpc://127.0.0.1:1/a.B?pid=7", Behaviour::Answer(Duration::ZERO));
+        let tri = Provider::at("tri://127.0.0.1:2/a.B?pid=7", Behaviour::Answer(Duration::ZERO));
+        let other = Provider::at("tri://127.0.0.1:3/a.B?pid=8", Behaviour::Answer(Duration::ZERO));
+        let select = crate::Picker::new(directory(&[&rpc, &tri, &other]).await).prefer_protocol("rpc");
+        let mut service = bind(Failover, select);
+        for _ in 0..200 {
+            service
+                .ready()
+                .await
+                .unwrap()
+                .call(invocation(MethodConfig::new(), LONG))
+                .await
+                .unwrap();
+        }
+        assert_eq!(tri.calls(), 0, "process 7 is called on its preferred protocol");
+        assert!(
+            rpc.calls() > 0 && other.calls() > 0,
+            "rpc {} other {}",
+            rpc.calls(),
+            other.calls()
+        );
     }
 
     /// Defect: the deadline path returned the last error even when an earlier
