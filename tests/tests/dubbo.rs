@@ -293,3 +293,111 @@ async fn a_rust_consumer_calls_a_java_provider_over_dubbo() {
     assert_eq!(error.kind(), ErrorKind::NoProvider, "{error}");
     drop(java);
 }
+
+/// One Rust reference over a mixed provider set (two Java providers over
+/// `dubbo`, two Rust ones over `rpc`), with failover and round robin: calls
+/// go out in bincode with Hessian2 alongside, every provider gets calls; then
+/// one of each kind is killed with SIGKILL under load, and no idempotent call
+/// fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reference_balances_over_java_and_rust_providers_and_survives_kill_9() {
+    use rpc::{Balancer, ClusterPolicy, MethodConfig};
+    use rpc_tests::ProviderProcess;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let zk = ZooKeeper::start();
+    let registry = zk.url();
+    let (java1, java2) = {
+        let registry = registry.clone();
+        tokio::task::spawn_blocking(move || {
+            let other = registry.clone();
+            let second =
+                std::thread::spawn(move || JavaPeer::provider(&other, free_port(), free_port(), &["--name", "java2"]));
+            let first = JavaPeer::provider(&registry, free_port(), free_port(), &["--name", "java1"]);
+            (first, second.join().unwrap())
+        })
+        .await
+        .unwrap()
+    };
+    let rust1 = ProviderProcess::spawn(&["--registry", &registry, "--port", "0", "--tag", "rust1"]);
+    let rust2 = ProviderProcess::spawn(&["--registry", &registry, "--port", "0", "--tag", "rust2"]);
+
+    let consumer = Consumer::builder().registry(zk.url()).build().await.unwrap();
+    let greeter: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .cluster(ClusterPolicy::Failover)
+        .loadbalance(Balancer::RoundRobin)
+        .retries(3)
+        .timeout(Duration::from_secs(10))
+        .config(MethodConfig::new().with_idempotent(true))
+        .build()
+        .await
+        .unwrap();
+
+    // Every provider answers within a bounded number of round-robin calls.
+    let everyone: BTreeSet<String> = ["java1", "java2", "rust1", "rust2"].map(String::from).into();
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen != everyone {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {seen:?} answered within 30 s"
+        );
+        let reply = greeter.say_hello("world".into()).await.unwrap();
+        let from = reply.rsplit(' ').next().unwrap_or_default().to_string();
+        seen.insert(from);
+    }
+
+    // Load from 8 tasks; kill -9 one Java and one Rust provider meanwhile.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let answered: Arc<std::sync::Mutex<BTreeSet<String>>> = Arc::default();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (greeter, stop, ok, failed, answered) = (
+                greeter.clone(),
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                answered.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match greeter.say_hello("world".into()).await {
+                        Ok(reply) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            let from = reply.rsplit(' ').next().unwrap_or_default().to_string();
+                            answered.lock().unwrap().insert(from);
+                        }
+                        Err(error) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("failed: {error}");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    java1.kill();
+    rust1.kill();
+    let after_kill = ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    answered.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(failed, 0, "{failed} failed calls of {}", ok + failed);
+    assert!(
+        ok > after_kill + 100,
+        "calls went on after the kills: {after_kill} then {ok}"
+    );
+    let survivors: BTreeSet<String> = ["java2", "rust2"].map(String::from).into();
+    assert_eq!(*answered.lock().unwrap(), survivors, "the survivors share the load");
+    drop((java2, rust2));
+}

@@ -135,6 +135,24 @@ impl Directory {
             .unwrap_or(preferred)
     }
 
+    /// A second serialization to encode a call in `chosen` with, when some
+    /// providers cannot read `chosen` but read it: Hessian2 for `dubbo://`
+    /// providers beside ours, or ours (then JSON) for ours beside them. `None`
+    /// when every provider reads `chosen`.
+    pub fn alternate_for(&self, chosen: Serialization) -> Option<Serialization> {
+        if self.readable.all.load(Ordering::Relaxed) & chosen.bit() != 0 {
+            return None;
+        }
+        let some = self.readable.some.load(Ordering::Relaxed);
+        let hessian2 = Serialization::Hessian2;
+        if chosen != hessian2 {
+            return (some & hessian2.bit() != 0).then_some(hessian2);
+        }
+        [Serialization::Bincode, Serialization::Json]
+            .into_iter()
+            .find(|s| some & s.bit() != 0)
+    }
+
     /// The usable endpoints now.
     pub fn endpoints(&self) -> Arc<Vec<Endpoint>> {
         self.endpoints.load_full()
@@ -378,10 +396,12 @@ mod tests {
             .collect();
         assert!(accepts.contains(&("dubbo".into(), true, false)), "{accepts:?}");
         assert!(accepts.contains(&("tri".into(), false, false)), "{accepts:?}");
+        // Java's set alone: Hessian2 for everyone, no alternate.
+        assert_eq!(directory.alternate_for(Hessian2), None);
         // A dubbo:// URL listing no serialization reads Hessian2; one of ours never does.
         let (_tx, rx) = watch::channel(Arc::new(vec![
             url("dubbo://h:3/a.B"),
-            url("rpc://h:4/a.B?serialization=hessian2,bincode"),
+            url("rpc://h:4/a.B?serialization=bincode&prefer.serialization=hessian2,bincode,json"),
         ]));
         let directory = Directory::new(
             ServiceKey::new("a.B", None, None),
@@ -397,6 +417,10 @@ mod tests {
                 endpoint.url()
             );
         }
+        // A mixed set: calls go in ours, with Hessian2 alongside for the Java ones.
+        assert_eq!(directory.serialization_for(Bincode), Bincode);
+        assert_eq!(directory.alternate_for(Bincode), Some(Hessian2));
+        assert_eq!(directory.alternate_for(Hessian2), Some(Bincode));
     }
 
     /// Makes endpoints for any protocol.

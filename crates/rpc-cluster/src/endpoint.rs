@@ -338,6 +338,12 @@ impl Endpoint {
         }
         // A `dubbo://` provider's `timeout` is per attempt (Java Dubbo's
         // meaning): it caps attempts there within whatever budget the call has.
+        // A provider that cannot read the call's encoding gets its alternate
+        // (say Hessian2 for Java's `dubbo://`), and its answer is read in kind.
+        let switched = !self.accepts(attempt.serialization())
+            && attempt.alternate_serialization().is_some_and(|a| self.accepts(a))
+            && attempt.switch_to_alternate();
+        let answered_in = switched.then(|| attempt.serialization());
         let published = if settings.provider_timeouts || self.inner.url.protocol() == "dubbo" {
             self.published(attempt.method()).timeout
         } else {
@@ -382,7 +388,10 @@ impl Endpoint {
                 guard.note_answer();
             }
             guard.finish(result.is_ok());
-            result.map_err(|e| e.with_address(endpoint.address()))
+            match (result, answered_in) {
+                (Ok(response), Some(serialization)) => Ok(response.with_serialization(serialization)),
+                (result, _) => result.map_err(|e| e.with_address(endpoint.address())),
+            }
         }
     }
 }

@@ -209,7 +209,9 @@ impl Select for Picker {
         // Only providers that read the call's encoding; then narrow down in
         // place, never to nothing: untried, then healthy, then of the
         // preferred protocol.
-        let mut pool: SmallVec<[&Endpoint; INLINE]> = endpoints.iter().filter(|e| e.accepts(serialization)).collect();
+        let alternate = invocation.alternate_serialization();
+        let readable = |e: &&Endpoint| e.accepts(serialization) || alternate.is_some_and(|a| e.accepts(a));
+        let mut pool: SmallVec<[&Endpoint; INLINE]> = endpoints.iter().filter(readable).collect();
         if pool.is_empty() {
             return Err(self.unreadable(invocation, &endpoints));
         }
@@ -250,7 +252,8 @@ impl Select for Picker {
         let mut chosen: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
         let mut leaving = 0;
         for endpoint in endpoints.iter() {
-            if !endpoint.accepts(invocation.serialization()) {
+            let alternate = invocation.alternate_serialization();
+            if !endpoint.accepts(invocation.serialization()) && !alternate.is_some_and(|a| endpoint.accepts(a)) {
                 tracing::debug!(
                     provider = endpoint.address(),
                     "broadcast: passing over a provider that cannot read the call"

@@ -464,6 +464,8 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         let readable = directory.clone();
         let choose: rpc_core::stub::SerializationChoice =
             Arc::new(move |preferred| readable.serialization_for(preferred));
+        let readable = directory.clone();
+        let alternate: rpc_core::stub::AlternateChoice = Arc::new(move |chosen| readable.alternate_for(chosen));
         let mut cluster = Cluster::builder(directory)
             .descriptor(descriptor)
             .reference(self.config)
@@ -495,7 +497,8 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         };
         let mut stub = Stub::new(key, invoker)
             .with_serialization(self.serialization)
-            .with_serialization_choice(choose);
+            .with_serialization_choice(choose)
+            .with_alternate_choice(alternate);
         for (method, positions) in hashing {
             stub = stub.with_argument_hashing(&method, positions);
         }

@@ -241,6 +241,38 @@ mod tests {
         );
     }
 
+    /// A call carrying alternate arguments reaches a provider that reads only
+    /// the alternate (Java's `dubbo://`, Hessian2) with them, and its answer
+    /// says so; a provider reading the call's own serialization gets those.
+    #[tokio::test]
+    async fn a_provider_reading_only_the_alternate_gets_the_alternate_arguments() {
+        use rpc_core::{BoxInvoker, Invocation, Serialization};
+        use std::sync::Mutex;
+        let seen: Arc<Mutex<Vec<(Serialization, bytes::Bytes)>>> = Arc::default();
+        let endpoint = |url: &str, answer: &'static [u8]| {
+            let seen = seen.clone();
+            let invoker = BoxInvoker::new(tower::service_fn(move |inv: Invocation| {
+                seen.lock().unwrap().push((inv.serialization(), inv.args().clone()));
+                async move { Ok::<_, RpcError>(Response::new(bytes::Bytes::from_static(answer))) }
+            }));
+            crate::Endpoint::new(rpc_core::Url::parse(url).unwrap(), invoker, || true)
+        };
+        // A Hessian2 reply (flag 1, "hi"), and a JSON one.
+        let java = endpoint("dubbo://127.0.0.1:1/a.B?serialization=hessian2", b"\x91\x02hi");
+        let ours = endpoint("rpc://127.0.0.1:2/a.B?serialization=json", b"\"json\"");
+        let mut call = invocation(MethodConfig::new(), LONG);
+        call.invocation
+            .set_alternate(Serialization::Hessian2, bytes::Bytes::from_static(b"H2"));
+        let java_answer = java.call(call.invocation.clone(), &call.settings).await.unwrap();
+        let our_answer = ours.call(call.invocation.clone(), &call.settings).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[0], (Serialization::Hessian2, bytes::Bytes::from_static(b"H2")));
+        assert_eq!(seen[1].0, Serialization::Json);
+        // The Java answer is read as Hessian2, ours as the call's JSON.
+        assert_eq!(java_answer.decode::<String>(Serialization::Json).unwrap(), "hi");
+        assert_eq!(our_answer.decode::<String>(Serialization::Json).unwrap(), "json");
+    }
+
     /// Defect: the deadline path returned the last error even when an earlier
     /// attempt's outcome was unknown.
     #[tokio::test(start_paused = true)]
