@@ -273,6 +273,16 @@ fn bad_request_bodies_are_errors_not_panics() {
 }
 
 #[test]
+fn a_zero_or_malformed_timeout_is_none() {
+    for (value, expected) in [("0", None), ("x", None), ("250", Some(Duration::from_millis(250)))] {
+        let body = request_body("a.B", None, "m", "", b"", &[("timeout", value)])
+            .unwrap()
+            .freeze();
+        assert_eq!(DubboRequest::decode(&body).unwrap().timeout(), expected, "{value}");
+    }
+}
+
+#[test]
 fn response_attachments_follow_the_callers_protocol_version() {
     assert!(supports_response_attachments("2.0.2"));
     assert!(supports_response_attachments("2.0.10"));
