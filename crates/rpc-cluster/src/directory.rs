@@ -112,7 +112,8 @@ impl Directory {
     }
 
     /// The serialization to encode a call in, given the reference's
-    /// `preferred` one: it when every provider reads it (the usual case); else
+    /// `preferred` one: it when every provider process reads it (the usual
+    /// case; a process reads what any of its endpoints reads); else
     /// one every provider reads (ours first, then JSON); else the preferred
     /// one if some provider reads it, else one that some provider reads.
     /// Providers that cannot read the chosen one are passed over for that
@@ -198,7 +199,13 @@ impl Directory {
             }
         }
         tracing::debug!(key = %self.key, providers = next.len(), "provider set changed");
-        let all = next.iter().fold(u8::MAX, |mask, e| mask & e.accepted_serializations());
+        // A process reads what any of its endpoints reads (ours export `rpc`
+        // and `dubbo`): "every provider reads it" is per process.
+        let mut per_process: HashMap<u64, u8> = HashMap::new();
+        for endpoint in &next {
+            *per_process.entry(endpoint.process()).or_default() |= endpoint.accepted_serializations();
+        }
+        let all = per_process.values().fold(u8::MAX, |mask, m| mask & m);
         let some = next.iter().fold(0, |mask, e| mask | e.accepted_serializations());
         self.readable
             .all
@@ -417,6 +424,20 @@ mod tests {
                 endpoint.url()
             );
         }
+        // One of our processes exporting rpc and dubbo reads both: no alternate.
+        let ours = [
+            "rpc://h:5/a.B?serialization=bincode&prefer.serialization=bincode,json&instance=i",
+            "dubbo://h:6/a.B?serialization=hessian2&instance=i",
+        ];
+        let (_ours_tx, rx) = watch::channel(Arc::new(ours.iter().map(|u| url(u)).collect::<Vec<_>>()));
+        let both = Directory::new(
+            ServiceKey::new("a.B", None, None),
+            Arc::new(AnyProtocol),
+            vec![WatchStream::new(rx)],
+        )
+        .await;
+        assert_eq!(both.serialization_for(Bincode), Bincode);
+        assert_eq!(both.alternate_for(Bincode), None);
         // A mixed set: calls go in ours, with Hessian2 alongside for the Java ones.
         assert_eq!(directory.serialization_for(Bincode), Bincode);
         assert_eq!(directory.alternate_for(Bincode), Some(Hessian2));

@@ -292,6 +292,11 @@ impl Endpoint {
         self.inner.profile.accepts
     }
 
+    /// The identity of the provider process serving this endpoint.
+    pub(crate) fn process(&self) -> u64 {
+        self.inner.profile.process
+    }
+
     /// Whether `other` is served by the same provider process (one process
     /// registers a URL per protocol it exports): the provider's host and
     /// published `pid`, or its address when it publishes no pid.
