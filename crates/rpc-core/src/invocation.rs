@@ -171,6 +171,8 @@ pub struct Invocation {
     provider: Option<Arc<Url>>,
     /// Provider side: the caller's socket address.
     remote_address: Option<SocketAddr>,
+    /// The method's Java parameter descriptors (`dubbo` requests name them).
+    java_types: &'static str,
 }
 
 impl Invocation {
@@ -186,7 +188,20 @@ impl Invocation {
             hash_key: None,
             provider: None,
             remote_address: None,
+            java_types: "",
         }
+    }
+
+    /// The method's Java parameter types as JVM descriptors
+    /// ([`MethodDescriptor::java_types`](crate::MethodDescriptor::java_types)),
+    /// which a `dubbo://` request names; empty when unknown or none.
+    pub fn java_types(&self) -> &'static str {
+        self.java_types
+    }
+
+    /// Sets the Java parameter types (the stub does, from the method's descriptor).
+    pub fn set_java_types(&mut self, java_types: &'static str) {
+        self.java_types = java_types;
     }
 
     /// The target service.

@@ -148,6 +148,7 @@ impl Stub {
             })
             .map(|encoded| {
                 let mut invocation = Invocation::new(self.service.clone(), method.name, encoded, serialization);
+                invocation.set_java_types(method.java_types);
                 if let Some((_, mask)) = self.hashed.iter().find(|(m, _)| &**m == method.name) {
                     invocation.set_hash_key(Some(hash::hash_arguments(args, *mask)));
                 }
