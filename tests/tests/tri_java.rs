@@ -336,3 +336,134 @@ async fn a_rust_consumer_calls_a_java_provider_over_tri() {
     assert_eq!(error.kind(), ErrorKind::NoProvider, "{error}");
     drop(java);
 }
+
+/// Our consumer and our provider in Java's form: a reference set to Hessian2
+/// sends wrappers over `tri`, our provider answers in kind (the declared
+/// exception as the method's `Err`), on loopback, without Java.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_consumer_calls_a_rust_provider_in_the_wrapper_form() {
+    let registry = "memory://tri-java-rust";
+    let provider = rust_provider(registry, "127.0.0.1", Export::new(GreeterServer::new(RustGreeter))).await;
+    let consumer = Consumer::builder().registry(registry).build().await.unwrap();
+    let greeter: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .serialization(Serialization::Hessian2)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(greeter.say_hello("rust".into()).await.unwrap(), "Hello, rust from rust");
+    let order = Order {
+        item: "pear".into(),
+        quantity: 2,
+        tags: vec!["ripe".into()],
+    };
+    assert_eq!(greeter.place_order(order).await.unwrap(), Ok(OrderId { id: 2001 }));
+    let rejected = Order {
+        item: "pear".into(),
+        quantity: -1,
+        tags: vec![],
+    };
+    assert_eq!(
+        greeter.place_order(rejected).await.unwrap(),
+        Err(OrderRejected {
+            message: "quantity must be positive, got -1 for pear".into()
+        })
+    );
+    greeter.sleep(1).await.unwrap();
+    let map: BTreeMap<String, i32> = [("a".to_string(), -7)].into();
+    assert_eq!(greeter.echo_map(map.clone()).await.unwrap(), map);
+    assert_eq!(greeter.echo_nullable(None).await.unwrap(), None);
+    provider.shutdown().await;
+}
+
+/// Wrappers that cannot be read get INVALID_ARGUMENT with the reason, and
+/// the connection keeps serving; a good one is answered with a response
+/// wrapper, as Java's provider answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_wrappers_get_clear_statuses_and_good_ones_wrapped_answers() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rpc::protocol::tri::wrapper::{RequestWrapper, ResponseWrapper};
+
+    let provider = rust_provider(
+        "memory://tri-java-bad",
+        "127.0.0.1",
+        Export::new(GreeterServer::new(RustGreeter)),
+    )
+    .await;
+    let addr = provider.local_addr("tri").unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // Java's headers, then one gRPC message: (grpc-status, grpc-message, response headers, body).
+    let call = |message: bytes::Bytes| {
+        let mut sender = sender.clone();
+        let mut body = vec![0u8];
+        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        body.extend_from_slice(&message);
+        let request = http::Request::post(format!("http://{addr}/org.example.Greeter/sayHello"))
+            .header("content-type", "application/grpc+proto")
+            .header("te", "trailers")
+            .header("tri-service-version", "1.0.0")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        async move {
+            sender.ready().await.unwrap();
+            let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+                .await
+                .unwrap()
+                .unwrap();
+            let headers = response.headers().clone();
+            let collected = response.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned().unwrap_or_default();
+            let field = |name: &str| {
+                headers
+                    .get(name)
+                    .or_else(|| trailers.get(name))
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            let status = field("grpc-status");
+            let message = field("grpc-message").unwrap_or_default();
+            (status, message, headers, collected.to_bytes())
+        }
+    };
+    let wrapper = |serialize_type: &str, args: &[&'static [u8]], types: &[&str]| {
+        RequestWrapper {
+            serialize_type: serialize_type.into(),
+            args: args.iter().map(|a| bytes::Bytes::from_static(a)).collect(),
+            arg_types: types.iter().map(|t| t.to_string()).collect(),
+        }
+        .encode()
+    };
+    let world: &'static [u8] = b"\x05world";
+    let cases = [
+        (wrapper("fastjson2", &[world], &["java.lang.String"]), "fastjson2"),
+        (bytes::Bytes::from_static(b"\x0a\x08hes"), "not a Triple wrapper"),
+        (wrapper("hessian4", &[world], &[]).slice(..12), "not a Triple wrapper"),
+        (
+            wrapper("hessian4", &[world], &["a", "b"]),
+            "1 arguments but 2 argument types",
+        ),
+        (
+            wrapper("hessian4", &[b"\x05wor"], &["java.lang.String"]),
+            "cannot decode the arguments",
+        ),
+    ];
+    for (message, why) in cases {
+        let (status, text, _, _) = call(message).await;
+        assert_eq!(status.as_deref(), Some("3"), "{why}: {text}");
+        assert!(text.contains(why), "expected `{why}` in: {text}");
+    }
+    let (status, text, headers, body) = call(wrapper("hessian4", &[world], &["java.lang.String"])).await;
+    assert_eq!(status.as_deref(), Some("0"), "{text}");
+    assert_eq!(headers.get("content-type").unwrap(), "application/grpc");
+    assert!(headers.get("tri-exception-code").is_none(), "{headers:?}");
+    let answer = ResponseWrapper::decode(&body.slice(5..)).unwrap();
+    assert_eq!(answer.serialize_type, "hessian4");
+    assert_eq!(answer.r#type, "java.lang.String");
+    assert_eq!(&answer.data[..], b"\x16Hello, world from rust");
+    provider.shutdown().await;
+}
