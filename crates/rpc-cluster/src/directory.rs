@@ -123,11 +123,34 @@ impl Directory {
             return preferred;
         }
         let some = self.readable.some.load(Ordering::Relaxed);
-        let first_in = |mask: u8| Serialization::ALL.into_iter().find(|s| mask & s.bit() != 0);
+        // Ours first, then JSON, then Hessian2 (what `dubbo://` providers read).
+        let first_in = |mask: u8| {
+            [Serialization::Bincode, Serialization::Json, Serialization::Hessian2]
+                .into_iter()
+                .find(|s| mask & s.bit() != 0)
+        };
         first_in(all)
             .or_else(|| (some & preferred.bit() != 0).then_some(preferred))
             .or_else(|| first_in(some))
             .unwrap_or(preferred)
+    }
+
+    /// A second serialization to encode a call in `chosen` with, when some
+    /// providers cannot read `chosen` but read it: Hessian2 for `dubbo://`
+    /// providers beside ours, or ours (then JSON) for ours beside them. `None`
+    /// when every provider reads `chosen`.
+    pub fn alternate_for(&self, chosen: Serialization) -> Option<Serialization> {
+        if self.readable.all.load(Ordering::Relaxed) & chosen.bit() != 0 {
+            return None;
+        }
+        let some = self.readable.some.load(Ordering::Relaxed);
+        let hessian2 = Serialization::Hessian2;
+        if chosen != hessian2 {
+            return (some & hessian2.bit() != 0).then_some(hessian2);
+        }
+        [Serialization::Bincode, Serialization::Json]
+            .into_iter()
+            .find(|s| some & s.bit() != 0)
     }
 
     /// The usable endpoints now.
@@ -351,6 +374,53 @@ mod tests {
             .cloned()
             .unwrap();
         assert_eq!(hessian.accepted_serializations(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_java_provider_is_called_with_hessian2_over_dubbo_only() {
+        use rpc_core::Serialization::{Bincode, Hessian2};
+        // What a Java Dubbo 3.3 provider registers: dubbo:// and tri://, both
+        // listing hessian2 (Triple's Hessian wrapper is not spoken here).
+        let java = [
+            "dubbo://h:1/a.B?serialization=hessian2&prefer.serialization=hessian2,fastjson2&pid=7",
+            "tri://h:2/a.B?serialization=hessian2&prefer.serialization=hessian2,fastjson2&pid=7",
+        ];
+        let (_tx, rx) = watch::channel(Arc::new(java.iter().map(|u| url(u)).collect::<Vec<_>>()));
+        let key = ServiceKey::new("a.B", None, None);
+        let directory = Directory::new(key, Arc::new(AnyProtocol), vec![WatchStream::new(rx)]).await;
+        assert_eq!(directory.serialization_for(Bincode), Hessian2);
+        let accepts: Vec<(String, bool, bool)> = directory
+            .endpoints()
+            .iter()
+            .map(|e| (e.url().protocol().to_string(), e.accepts(Hessian2), e.accepts(Bincode)))
+            .collect();
+        assert!(accepts.contains(&("dubbo".into(), true, false)), "{accepts:?}");
+        assert!(accepts.contains(&("tri".into(), false, false)), "{accepts:?}");
+        // Java's set alone: Hessian2 for everyone, no alternate.
+        assert_eq!(directory.alternate_for(Hessian2), None);
+        // A dubbo:// URL listing no serialization reads Hessian2; one of ours never does.
+        let (_tx, rx) = watch::channel(Arc::new(vec![
+            url("dubbo://h:3/a.B"),
+            url("rpc://h:4/a.B?serialization=bincode&prefer.serialization=hessian2,bincode,json"),
+        ]));
+        let directory = Directory::new(
+            ServiceKey::new("a.B", None, None),
+            Arc::new(AnyProtocol),
+            vec![WatchStream::new(rx)],
+        )
+        .await;
+        for endpoint in directory.endpoints().iter() {
+            assert_eq!(
+                endpoint.accepts(Hessian2),
+                endpoint.url().protocol() == "dubbo",
+                "{}",
+                endpoint.url()
+            );
+        }
+        // A mixed set: calls go in ours, with Hessian2 alongside for the Java ones.
+        assert_eq!(directory.serialization_for(Bincode), Bincode);
+        assert_eq!(directory.alternate_for(Bincode), Some(Hessian2));
+        assert_eq!(directory.alternate_for(Hessian2), Some(Bincode));
     }
 
     /// Makes endpoints for any protocol.

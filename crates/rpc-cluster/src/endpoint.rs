@@ -85,7 +85,8 @@ impl Profile {
 
 /// The serializations a provider URL says it reads, as a mask
 /// ([`Serialization::mask`]): those of `prefer.serialization` (Dubbo 3.2) and
-/// `serialization` that this consumer speaks; when it lists none, JSON on
+/// `serialization` that this consumer speaks over the URL's protocol
+/// (Hessian2 on `dubbo` only, and only Hessian2 there); when it lists none, JSON on
 /// `tri` (what gRPC and Dubbo peers of other languages exchange) and every one
 /// on `rpc` (our own protocol). A provider listing only serializations we do
 /// not speak reads none of ours: 0.
@@ -101,10 +102,17 @@ fn accepted(url: &Url) -> u8 {
     if listed.is_empty() {
         return match url.protocol() {
             "tri" => Serialization::Json.bit(),
+            "dubbo" => Serialization::Hessian2.bit(),
             _ => Serialization::mask(Serialization::ALL),
         };
     }
-    Serialization::mask(listed.into_iter().filter_map(Serialization::from_name))
+    let listed = Serialization::mask(listed.into_iter().filter_map(Serialization::from_name));
+    // Hessian2 travels over `dubbo` only (this side does not speak Triple's
+    // Hessian wrapper, nor Hessian2 over `rpc`); `dubbo` carries nothing else.
+    match url.protocol() {
+        "dubbo" => listed & Serialization::Hessian2.bit(),
+        _ => listed & !Serialization::Hessian2.bit(),
+    }
 }
 
 /// URL parameter: the identity of the running provider that registered the
@@ -328,7 +336,15 @@ impl Endpoint {
             );
             attempt.set_service(resolved);
         }
-        let published = if settings.provider_timeouts {
+        // A `dubbo://` provider's `timeout` is per attempt (Java Dubbo's
+        // meaning): it caps attempts there within whatever budget the call has.
+        // A provider that cannot read the call's encoding gets its alternate
+        // (say Hessian2 for Java's `dubbo://`), and its answer is read in kind.
+        let switched = !self.accepts(attempt.serialization())
+            && attempt.alternate_serialization().is_some_and(|a| self.accepts(a))
+            && attempt.switch_to_alternate();
+        let answered_in = switched.then(|| attempt.serialization());
+        let published = if settings.provider_timeouts || self.inner.url.protocol() == "dubbo" {
             self.published(attempt.method()).timeout
         } else {
             None
@@ -372,7 +388,10 @@ impl Endpoint {
                 guard.note_answer();
             }
             guard.finish(result.is_ok());
-            result.map_err(|e| e.with_address(endpoint.address()))
+            match (result, answered_in) {
+                (Ok(response), Some(serialization)) => Ok(response.with_serialization(serialization)),
+                (result, _) => result.map_err(|e| e.with_address(endpoint.address())),
+            }
         }
     }
 }

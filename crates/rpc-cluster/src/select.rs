@@ -107,8 +107,9 @@ impl Picker {
     }
 
     /// Prefers providers of `protocol` (say `rpc` over `tri` when a provider
-    /// exports both): the others are picked only when no usable provider of
-    /// `protocol` is left.
+    /// exports both), within each provider process: a process's other
+    /// endpoints are picked only when it has no usable one of `protocol`,
+    /// and processes without one (a Java provider's `dubbo://`) are kept.
     pub fn prefer_protocol(mut self, protocol: impl Into<Arc<str>>) -> Self {
         self.prefer = Some(protocol.into());
         self
@@ -208,7 +209,9 @@ impl Select for Picker {
         // Only providers that read the call's encoding; then narrow down in
         // place, never to nothing: untried, then healthy, then of the
         // preferred protocol.
-        let mut pool: SmallVec<[&Endpoint; INLINE]> = endpoints.iter().filter(|e| e.accepts(serialization)).collect();
+        let alternate = invocation.alternate_serialization();
+        let readable = |e: &&Endpoint| e.accepts(serialization) || alternate.is_some_and(|a| e.accepts(a));
+        let mut pool: SmallVec<[&Endpoint; INLINE]> = endpoints.iter().filter(readable).collect();
         if pool.is_empty() {
             return Err(self.unreadable(invocation, &endpoints));
         }
@@ -220,7 +223,13 @@ impl Select for Picker {
             return Err(self.all_leaving(invocation, pool.len()));
         }
         if let Some(prefer) = &self.prefer {
-            keep_if_any(&mut pool, |e| e.url().protocol() == &**prefer);
+            // Within each process only: a process with no usable endpoint of
+            // the preferred protocol (a Java provider beside ours) keeps its own.
+            let preferred = |e: &Endpoint| e.url().protocol() == &**prefer;
+            if pool.iter().any(|e| !preferred(e)) {
+                let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
+                pool.retain(|e| preferred(e) || !snapshot.iter().any(|o| preferred(o) && o.same_process(e)));
+            }
         }
         if pool.len() == 1 {
             return Ok(pool[0].clone());
@@ -243,7 +252,8 @@ impl Select for Picker {
         let mut chosen: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
         let mut leaving = 0;
         for endpoint in endpoints.iter() {
-            if !endpoint.accepts(invocation.serialization()) {
+            let alternate = invocation.alternate_serialization();
+            if !endpoint.accepts(invocation.serialization()) && !alternate.is_some_and(|a| endpoint.accepts(a)) {
                 tracing::debug!(
                     provider = endpoint.address(),
                     "broadcast: passing over a provider that cannot read the call"

@@ -41,6 +41,9 @@ pub struct Stub {
     shared: Arc<StubShared>,
     /// Picks each call's serialization from the preferred one (what the providers read).
     choose: Option<SerializationChoice>,
+    /// Picks a second serialization to also encode a call in, given the
+    /// chosen one: for providers that cannot read it (a mixed set).
+    alternate: Option<AlternateChoice>,
 }
 
 /// The part of a [`Stub`] that its calls' futures hold.
@@ -53,6 +56,10 @@ struct StubShared {
 /// Picks the serialization of a call from the reference's preferred one:
 /// what the current providers read (see [`Stub::with_serialization_choice`]).
 pub type SerializationChoice = Arc<dyn Fn(Serialization) -> Serialization + Send + Sync>;
+
+/// Picks, from a call's serialization, a second one to also encode it in
+/// (see [`Stub::with_alternate_choice`]), or none.
+pub type AlternateChoice = Arc<dyn Fn(Serialization) -> Option<Serialization> + Send + Sync>;
 
 impl fmt::Debug for Stub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,7 +83,17 @@ impl Stub {
                 degraded: AtomicU64::new(0),
             }),
             choose: None,
+            alternate: None,
         }
+    }
+
+    /// Also encodes each call's arguments in the serialization `alternate`
+    /// picks from the call's, when it picks one: the consumer passes what the
+    /// providers that cannot read the call's serialization read (Java's
+    /// `dubbo://` providers beside ours), so one reference calls both.
+    pub fn with_alternate_choice(mut self, alternate: AlternateChoice) -> Self {
+        self.alternate = Some(alternate);
+        self
     }
 
     /// Encodes each call in the serialization `choose` picks from the
@@ -149,6 +166,13 @@ impl Stub {
             .map(|encoded| {
                 let mut invocation = Invocation::new(self.service.clone(), method.name, encoded, serialization);
                 invocation.set_java_types(method.java_types);
+                if let Some(other) = self.alternate.as_ref().and_then(|alternate| alternate(serialization)) {
+                    match encode_args(other, args, self.service.interface()) {
+                        Ok(encoded) => invocation.set_alternate(other, encoded),
+                        // Only the providers reading `other` are missed.
+                        Err(e) => tracing::debug!(service = %self.service, method = method.name, %other, error = %e, "cannot encode the alternate arguments"),
+                    }
+                }
                 if let Some((_, mask)) = self.hashed.iter().find(|(m, _)| &**m == method.name) {
                     invocation.set_hash_key(Some(hash::hash_arguments(args, *mask)));
                 }

@@ -29,6 +29,10 @@ use super::rpc::frame::{FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Header, OutFrame
 use crate::error::Status;
 use crate::hessian2::{COMPACT_INT_ZERO, WITH_ATTACHMENTS, count_descriptors};
 
+pub mod client;
+
+pub use client::{DubboChannel, WeakDubboChannel};
+
 /// Dubbo's serialization id of Hessian2: the id that makes a frame a `dubbo` one.
 pub const HESSIAN2_ID: u8 = 2;
 

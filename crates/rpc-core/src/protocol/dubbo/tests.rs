@@ -280,3 +280,52 @@ fn response_attachments_follow_the_callers_protocol_version() {
     assert!(!supports_response_attachments("3.3.6"));
     assert!(!supports_response_attachments("junk"));
 }
+
+/// A `DubboChannel` calling our own server over TCP: the reply, an unknown
+/// method's status and message, and a call encoded with the wrong serialization.
+#[tokio::test]
+async fn a_dubbo_channel_calls_our_server_over_tcp() {
+    use crate::dispatch::{Dispatcher, Exported};
+    use crate::invocation::{Invocation, ServiceKey};
+    use crate::protocol::rpc::RpcChannelConfig;
+    use crate::protocol::server::testing::{SERVICE, TestService, VERSION};
+    use crate::protocol::server::{Server, ServerConfig};
+    use crate::{ErrorKind, Outcome};
+    use tower::Service as _;
+
+    let key = ServiceKey::new(SERVICE, Some(VERSION), None);
+    let dispatcher = Dispatcher::new([(key.clone(), Exported::new(TestService::default()))]);
+    let server = Server::new(dispatcher, ServerConfig::default())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut channel = client::DubboChannel::new(server.local_addr().to_string(), RpcChannelConfig::default());
+    let call = |method: &str, serialization| {
+        let mut invocation = Invocation::new(key.clone(), method.to_string(), Bytes::new(), serialization);
+        invocation.set_deadline(crate::invocation::deadline_after(Duration::from_secs(5)));
+        invocation
+    };
+    let response = channel
+        .call(call("peer", crate::Serialization::Hessian2))
+        .await
+        .unwrap();
+    let peer: Option<String> = hessian2::decode_reply(response.payload()).unwrap();
+    assert!(peer.unwrap().starts_with("127.0.0.1:"));
+
+    let error = channel
+        .call(call("nope", crate::Serialization::Hessian2))
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), Some(Status::ServiceNotFound), "{error}");
+    assert!(error.message().contains("nope"), "{error}");
+    assert_eq!(error.outcome(), Outcome::Remote);
+
+    let error = channel
+        .call(call("peer", crate::Serialization::Bincode))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Encode, "{error}");
+    assert!(error.message().contains("hessian2"), "{error}");
+    assert!(channel.ping(Duration::from_secs(5)).await);
+    server.shutdown(Duration::from_secs(1)).await;
+}

@@ -66,10 +66,32 @@ impl ConnShared {
         self.dubbo.load(Ordering::Relaxed)
     }
 
+    /// The answer to the peer's event request `id`, in the peer's protocol.
+    pub(crate) fn event_answer(&self, id: u64) -> OutFrame {
+        if self.is_dubbo() {
+            crate::protocol::dubbo::event_frame(id, false, false, crate::protocol::dubbo::NULL_BODY)
+        } else {
+            OutFrame::event(id, false, false, b"")
+        }
+    }
+
+    /// Whether an event request's `body` is the read-only event, in the peer's protocol.
+    pub(crate) fn is_readonly_event(&self, body: &[u8]) -> bool {
+        if self.is_dubbo() {
+            body == crate::protocol::dubbo::READONLY_BODY
+        } else {
+            body == READONLY_EVENT
+        }
+    }
+
     /// A two-way event request in the peer's protocol: a heartbeat, or the
     /// read-only event (`readonly`).
     pub(crate) fn event_request(&self, readonly: bool) -> OutFrame {
-        let id = self.next_event_id();
+        self.event_request_with(self.next_event_id(), readonly)
+    }
+
+    /// [`event_request`](Self::event_request) with the event id `id`.
+    pub(crate) fn event_request_with(&self, id: u64, readonly: bool) -> OutFrame {
         if self.is_dubbo() {
             let body = if readonly {
                 crate::protocol::dubbo::READONLY_BODY
