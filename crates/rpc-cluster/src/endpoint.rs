@@ -86,7 +86,8 @@ impl Profile {
 /// The serializations a provider URL says it reads, as a mask
 /// ([`Serialization::mask`]): those of `prefer.serialization` (Dubbo 3.2) and
 /// `serialization` that this consumer speaks over the URL's protocol
-/// (Hessian2 on `dubbo` only, and only Hessian2 there); when it lists none, JSON on
+/// (Hessian2 on `dubbo`, and only Hessian2 there, and on `tri` in Java's
+/// wrapper form; never on `rpc`); when it lists none, JSON on
 /// `tri` (what gRPC and Dubbo peers of other languages exchange) and every one
 /// on `rpc` (our own protocol). A provider listing only serializations we do
 /// not speak reads none of ours: 0.
@@ -107,10 +108,12 @@ fn accepted(url: &Url) -> u8 {
         };
     }
     let listed = Serialization::mask(listed.into_iter().filter_map(Serialization::from_name));
-    // Hessian2 travels over `dubbo` only (this side does not speak Triple's
-    // Hessian wrapper, nor Hessian2 over `rpc`); `dubbo` carries nothing else.
+    // Hessian2 travels over `dubbo`, which carries nothing else, and over
+    // `tri` in Java's wrapper form (a Java provider's `tri://` URL lists
+    // `hessian2`); not over `rpc`.
     match url.protocol() {
         "dubbo" => listed & Serialization::Hessian2.bit(),
+        "tri" => listed,
         _ => listed & !Serialization::Hessian2.bit(),
     }
 }

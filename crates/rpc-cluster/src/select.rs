@@ -231,6 +231,14 @@ impl Select for Picker {
                 pool.retain(|e| preferred(e) || !snapshot.iter().any(|o| preferred(o) && o.same_process(e)));
             }
         }
+        // A process left with both `dubbo` and `tri` (a Java provider, when
+        // `tri` is not the preference) is called over `dubbo`, Java Dubbo's
+        // default: one protocol per Java process, as before `tri` read Hessian2.
+        let protocol = |e: &Endpoint, p: &str| e.url().protocol() == p;
+        if pool.iter().any(|e| protocol(e, "tri")) && pool.iter().any(|e| protocol(e, "dubbo")) {
+            let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
+            pool.retain(|e| !protocol(e, "tri") || !snapshot.iter().any(|o| protocol(o, "dubbo") && o.same_process(e)));
+        }
         if pool.len() == 1 {
             return Ok(pool[0].clone());
         }

@@ -241,6 +241,38 @@ mod tests {
         );
     }
 
+    /// A Java process exports `dubbo` and `tri`, both reading Hessian2 (`tri`
+    /// in Triple's wrapper form): it is called over `dubbo` unless `tri` is
+    /// the preference, then over `tri`; never over both.
+    #[tokio::test(start_paused = true)]
+    async fn a_java_process_is_called_over_dubbo_unless_tri_is_preferred() {
+        for prefer in ["rpc", "tri"] {
+            let answer = || Behaviour::Answer(Duration::ZERO);
+            let dubbo = Provider::at("dubbo://127.0.0.1:1/a.B?pid=7&serialization=hessian2", answer());
+            let tri = Provider::at("tri://127.0.0.1:2/a.B?pid=7&serialization=hessian2", answer());
+            let ours = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", answer());
+            let select = crate::Picker::new(directory(&[&dubbo, &tri, &ours]).await).prefer_protocol(prefer);
+            let mut service = bind(Failover, select);
+            for _ in 0..100 {
+                let mut call = invocation(MethodConfig::new(), LONG);
+                call.invocation
+                    .set_alternate(rpc_core::Serialization::Hessian2, bytes::Bytes::from_static(b"N"));
+                service.ready().await.unwrap().call(call).await.unwrap();
+            }
+            let (over_dubbo, over_tri) = (dubbo.calls(), tri.calls());
+            let java = if prefer == "tri" {
+                (0, over_tri)
+            } else {
+                (over_dubbo, 0)
+            };
+            assert!(
+                (over_dubbo, over_tri) == java && java != (0, 0) && ours.calls() > 0,
+                "prefer {prefer}: dubbo {over_dubbo}, tri {over_tri}, ours {}",
+                ours.calls()
+            );
+        }
+    }
+
     /// A call carrying alternate arguments reaches a provider that reads only
     /// the alternate (Java's `dubbo://`, Hessian2) with them, and its answer
     /// says so; a provider reading the call's own serialization gets those.
