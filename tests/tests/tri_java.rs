@@ -14,13 +14,15 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpc::{Consumer, ErrorKind, Export, Provider, RunningProvider, Serialization};
+use rpc::{Consumer, ErrorKind, Export, OutlierConfig, Provider, RunningProvider, Serialization};
 use rpc_tests::free_port;
 use rpc_tests::java::JavaPeer;
 use rpc_tests::zk::ZooKeeper;
 use serde::{Deserialize, Serialize};
+use tower::util::MapRequestLayer;
 
 /// How long a Java consumer may take for its calls once started.
 const CALLS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -248,21 +250,37 @@ async fn a_java_consumer_calls_a_rust_provider_over_tri() {
 async fn a_rust_consumer_calls_a_java_provider_over_tri() {
     let zk = ZooKeeper::start();
     let registry = zk.url();
-    let java = tokio::task::spawn_blocking(move || JavaPeer::provider(&registry, free_port(), free_port(), &[]))
+    let tri_port = free_port();
+    let java = tokio::task::spawn_blocking(move || JavaPeer::provider(&registry, free_port(), tri_port, &[]))
         .await
         .unwrap();
+    // Each attempt's provider protocol, port and serialization.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    // Outlier detection off: a JVM may answer a method's first call slowly
+    // (class loading), and an ejected tri:// endpoint would send calls to the
+    // same process's dubbo:// URL; this test checks that every attempt is tri.
     let consumer = Consumer::builder()
         .application("rust-greeter-consumer")
         .registry(zk.url())
+        .outlier_detection(OutlierConfig {
+            enabled: false,
+            ..OutlierConfig::default()
+        })
+        .attempt_layer(MapRequestLayer::new(move |invocation: rpc::Invocation| {
+            let provider = invocation
+                .provider()
+                .map(|url| format!("{}:{}", url.protocol(), url.port()));
+            let line = format!("{} {}", provider.unwrap_or_default(), invocation.serialization());
+            record.lock().unwrap().push(line);
+            invocation
+        }))
         .build()
         .await
         .unwrap();
-    let reference = || {
-        consumer
-            .reference::<GreeterClient>()
-            .protocol(Some("tri"))
-            .serialization(Serialization::Hessian2)
-    };
+    // No serialization set: the Java provider's URLs list only hessian2, so
+    // calls are encoded in it, and over tri wrapped (the per-URL choice).
+    let reference = || consumer.reference::<GreeterClient>().protocol(Some("tri"));
     let greeter: GreeterClient = reference().timeout(Duration::from_secs(5)).build().await.unwrap();
 
     assert_eq!(
@@ -298,16 +316,6 @@ async fn a_rust_consumer_calls_a_java_provider_over_tri() {
         Some("x")
     );
 
-    // A timeout: the call's budget ends before the Java provider answers.
-    let quick: GreeterClient = reference()
-        .timeout(Duration::from_millis(500))
-        .retries(0)
-        .build()
-        .await
-        .unwrap();
-    let error = quick.sleep(1500).await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
-
     // A method the Java interface does not have: Java's answer, said clearly.
     let plus: GreeterPlusClient = consumer
         .reference::<GreeterPlusClient>()
@@ -329,6 +337,23 @@ async fn a_rust_consumer_calls_a_java_provider_over_tri() {
         "{error}"
     );
     assert_eq!(error.outcome(), rpc::Outcome::Remote, "{error}");
+
+    // Every attempt so far went to the Java provider's tri:// URL, in Hessian2.
+    let attempts = seen.lock().unwrap().clone();
+    assert!(
+        !attempts.is_empty() && attempts.iter().all(|a| a == &format!("tri:{tri_port} hessian2")),
+        "{attempts:?}"
+    );
+
+    // A timeout: the call's budget ends before the Java provider answers.
+    let quick: GreeterClient = reference()
+        .timeout(Duration::from_millis(500))
+        .retries(0)
+        .build()
+        .await
+        .unwrap();
+    let error = quick.sleep(1500).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
 
     // A version nobody serves: no provider, not sent.
     let wrong = reference().version("2.0.0").check(false).build().await.unwrap();

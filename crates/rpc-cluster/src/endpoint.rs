@@ -58,6 +58,11 @@ struct Profile {
     /// The provider process: one process exporting several protocols
     /// registers one URL per protocol, and these share it.
     process: u64,
+    /// The provider process as far as the URL tells, for choosing among its
+    /// protocols: [`process`](Self::process), or for a URL without an identity
+    /// (Java Dubbo 3 registers neither `pid` nor an instance) its host and
+    /// `application`, which its `dubbo://` and `tri://` URLs share.
+    origin: u64,
     /// Interface-level timeout and load balancer the URL publishes.
     published: MethodConfig,
     /// Whether the URL has method-level parameters (`sayHello.timeout=`).
@@ -73,6 +78,7 @@ impl Profile {
             weighting: Weighting::of(url),
             identity: crate::loadbalance::identity(url),
             process: process_of(url),
+            origin: origin_of(url),
             published: crate::settings::provider_defaults(url, ""),
             method_params: url
                 .params()
@@ -115,6 +121,20 @@ fn accepted(url: &Url) -> u8 {
         "dubbo" => listed & Serialization::Hessian2.bit(),
         "tri" => listed,
         _ => listed & !Serialization::Hessian2.bit(),
+    }
+}
+
+/// [`Profile::origin`] of a URL.
+fn origin_of(url: &Url) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let anonymous = url.param(INSTANCE).is_none_or(str::is_empty) && url.param("pid").is_none_or(str::is_empty);
+    match url.param("application").filter(|a| anonymous && !a.is_empty()) {
+        Some(application) => {
+            let mut hasher = std::hash::DefaultHasher::new();
+            ("application", url.host(), application).hash(&mut hasher);
+            hasher.finish()
+        }
+        None => process_of(url),
     }
 }
 
@@ -300,6 +320,16 @@ impl Endpoint {
     /// published `pid`, or its address when it publishes no pid.
     pub fn same_process(&self, other: &Endpoint) -> bool {
         self.inner.profile.process == other.inner.profile.process
+    }
+
+    /// Whether `other` may be the same provider process, for choosing among
+    /// its protocols: [`same_process`](Self::same_process), or for URLs that
+    /// carry no process identity (Java Dubbo 3 registers no `pid`) the same
+    /// host and `application`. Two such processes on one host are taken for
+    /// one here; they export alike, so a protocol preference still keeps
+    /// each of them.
+    pub fn same_origin(&self, other: &Endpoint) -> bool {
+        self.inner.profile.origin == other.inner.profile.origin
     }
 
     /// Calls in flight and response times.

@@ -243,13 +243,26 @@ mod tests {
 
     /// A Java process exports `dubbo` and `tri`, both reading Hessian2 (`tri`
     /// in Triple's wrapper form): it is called over `dubbo` unless `tri` is
-    /// the preference, then over `tri`; never over both.
+    /// the preference, then over `tri`; never over both. Java Dubbo 3
+    /// registers no `pid`: its URLs go together by host and application.
     #[tokio::test(start_paused = true)]
     async fn a_java_process_is_called_over_dubbo_unless_tri_is_preferred() {
-        for prefer in ["rpc", "tri"] {
+        let forms = ["pid=7", "application=java-greeter-provider&timestamp=1"];
+        for (prefer, process) in [
+            ("rpc", forms[0]),
+            ("tri", forms[0]),
+            ("rpc", forms[1]),
+            ("tri", forms[1]),
+        ] {
             let answer = || Behaviour::Answer(Duration::ZERO);
-            let dubbo = Provider::at("dubbo://127.0.0.1:1/a.B?pid=7&serialization=hessian2", answer());
-            let tri = Provider::at("tri://127.0.0.1:2/a.B?pid=7&serialization=hessian2", answer());
+            let dubbo = Provider::at(
+                &format!("dubbo://127.0.0.1:1/a.B?{process}&serialization=hessian2"),
+                answer(),
+            );
+            let tri = Provider::at(
+                &format!("tri://127.0.0.1:2/a.B?{process}&serialization=hessian2"),
+                answer(),
+            );
             let ours = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", answer());
             let select = crate::Picker::new(directory(&[&dubbo, &tri, &ours]).await).prefer_protocol(prefer);
             let mut service = bind(Failover, select);
@@ -267,7 +280,7 @@ mod tests {
             };
             assert!(
                 (over_dubbo, over_tri) == java && java != (0, 0) && ours.calls() > 0,
-                "prefer {prefer}: dubbo {over_dubbo}, tri {over_tri}, ours {}",
+                "prefer {prefer}, {process}: dubbo {over_dubbo}, tri {over_tri}, ours {}",
                 ours.calls()
             );
         }
