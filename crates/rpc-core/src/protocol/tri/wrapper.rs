@@ -509,6 +509,43 @@ mod tests {
         }
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn wrappers_round_trip(
+                serialize_type in "[a-z0-9]{0,12}",
+                args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..5),
+                arg_types in proptest::collection::vec("[a-zA-Z.;\\[]{0,30}", 0..5),
+                data in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let request = RequestWrapper {
+                    serialize_type: serialize_type.clone(),
+                    args: args.into_iter().map(Bytes::from).collect(),
+                    arg_types,
+                };
+                prop_assert_eq!(RequestWrapper::decode(&request.encode()).unwrap(), request);
+                let response = ResponseWrapper {
+                    serialize_type,
+                    data: Bytes::from(data),
+                    r#type: "org.example.OrderId".into(),
+                };
+                prop_assert_eq!(ResponseWrapper::decode(&response.encode()).unwrap(), response);
+            }
+
+            #[test]
+            fn any_bytes_are_a_wrapper_or_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let bytes = Bytes::from(bytes);
+                let _ = RequestWrapper::decode(&bytes);
+                let _ = ResponseWrapper::decode(&bytes);
+                let _ = wrap_request(&bytes, "");
+                let _ = wrap_reply(&bytes);
+            }
+        }
+    }
+
     #[test]
     fn descriptors_become_java_class_names() {
         assert_eq!(
