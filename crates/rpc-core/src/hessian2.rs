@@ -874,6 +874,17 @@ mod tests {
     }
 
     #[test]
+    fn an_error_enum_with_data_has_no_java_form() {
+        #[derive(Serialize)]
+        enum Bad {
+            Data(u32),
+        }
+        let mut buf = BytesMut::new();
+        let error = encode_reply(&Err::<i32, _>(Bad::Data(1)), "org.example", &mut buf).unwrap_err();
+        assert!(error.contains("Data"), "{error}");
+    }
+
+    #[test]
     fn bad_replies_are_errors() {
         assert!(matches!(decode_reply::<String>(b""), Err(ReplyError::Codec(_))));
         assert!(

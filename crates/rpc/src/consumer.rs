@@ -627,7 +627,8 @@ impl Connector {
             DubboChannel::downgrade,
         );
         let health = channel.clone();
-        Endpoint::with_health(url.clone(), BoxInvoker::always_ready(channel), move || health.health())
+        let probe: Arc<dyn Probe> = Arc::new(DubboProbe(channel.clone()));
+        Endpoint::with_health(url.clone(), BoxInvoker::always_ready(channel), move || health.health()).with_probe(probe)
     }
 
     fn tri_endpoint(&self, url: &Url) -> Endpoint {
@@ -661,6 +662,20 @@ impl Connect for AttemptLayers {
 struct NativeProbe(RpcChannel);
 
 impl Probe for NativeProbe {
+    fn abandon_in_flight(&self, reason: &str) -> usize {
+        self.0.abandon_in_flight(reason)
+    }
+
+    fn ping(&self, timeout: Duration) -> rpc_core::BoxFuture<bool> {
+        let channel = self.0.clone();
+        Box::pin(async move { channel.ping(timeout).await })
+    }
+}
+
+/// The outlier detector's handle on a `dubbo` channel, as on a native one.
+struct DubboProbe(DubboChannel);
+
+impl Probe for DubboProbe {
     fn abandon_in_flight(&self, reason: &str) -> usize {
         self.0.abandon_in_flight(reason)
     }

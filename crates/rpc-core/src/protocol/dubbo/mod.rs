@@ -131,10 +131,12 @@ impl DubboRequest {
         self.attachment("group").filter(|group| !group.is_empty())
     }
 
-    /// The caller's timeout (the `timeout` attachment, in milliseconds).
+    /// The caller's timeout (the `timeout` attachment, in milliseconds; `0`
+    /// or a malformed value is none).
     pub fn timeout(&self) -> Option<Duration> {
         self.attachment("timeout")
             .and_then(|ms| ms.trim().parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
             .map(Duration::from_millis)
     }
 

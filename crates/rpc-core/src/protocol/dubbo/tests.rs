@@ -273,6 +273,16 @@ fn bad_request_bodies_are_errors_not_panics() {
 }
 
 #[test]
+fn a_zero_or_malformed_timeout_is_none() {
+    for (value, expected) in [("0", None), ("x", None), ("250", Some(Duration::from_millis(250)))] {
+        let body = request_body("a.B", None, "m", "", b"", &[("timeout", value)])
+            .unwrap()
+            .freeze();
+        assert_eq!(DubboRequest::decode(&body).unwrap().timeout(), expected, "{value}");
+    }
+}
+
+#[test]
 fn response_attachments_follow_the_callers_protocol_version() {
     assert!(supports_response_attachments("2.0.2"));
     assert!(supports_response_attachments("2.0.10"));
@@ -328,4 +338,25 @@ async fn a_dubbo_channel_calls_our_server_over_tcp() {
     assert!(error.message().contains("hessian2"), "{error}");
     assert!(channel.ping(Duration::from_secs(5)).await);
     server.shutdown(Duration::from_secs(1)).await;
+}
+
+proptest::proptest! {
+    /// Any bytes, and any corruption of a real Java request: an error or a
+    /// request, never a panic.
+    #[test]
+    fn any_body_decodes_or_is_an_error(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+        let _ = DubboRequest::decode(&Bytes::from(bytes.clone()));
+        let _ = hessian2::decode_reply::<Option<String>>(&bytes);
+        let _ = DubboResponse::decode(20, Bytes::from(bytes));
+    }
+
+    #[test]
+    fn corrupted_java_requests_decode_or_are_errors(at in 0usize..260, byte in proptest::num::u8::ANY) {
+        let mut bytes = capture!("dubbo-placeOrder-ok-request.bin")[16..].to_vec();
+        let at = at.min(bytes.len() - 1);
+        bytes[at] = byte;
+        if let Ok(request) = DubboRequest::decode(&Bytes::from(bytes)) {
+            let _ = hessian2::decode_args::<(Order,)>(&request.args);
+        }
+    }
 }

@@ -889,6 +889,35 @@ mod tests {
     }
 
     /// Reads the read-only event the server sends when it starts leaving.
+    /// To a `dubbo` peer (Java), the server's own events are Dubbo's: id 2
+    /// and Hessian bodies (`N` for a heartbeat, `"R"` for read-only), which
+    /// Java decodes; our serialization ids it would refuse.
+    #[tokio::test(start_paused = true)]
+    async fn a_dubbo_peer_gets_heartbeats_and_the_readonly_event_in_dubbos_form() {
+        let heartbeat = Duration::from_secs(1);
+        let (server, _) = testing::shared(ServerConfig {
+            heartbeat,
+            ..ServerConfig::default()
+        });
+        let mut client = connect(&server);
+        client.send(dubbo::event_frame(7, true, true, dubbo::NULL_BODY)).await;
+        let (header, body) = client.next().await;
+        assert_eq!((header.id, header.flag, &body[..]), (7, 0x22, &b"N"[..]));
+        // Silent: the server's heartbeat, in Dubbo's form.
+        let (header, body) = client.next().await;
+        assert_eq!((header.flag, &body[..]), (0xe2, &b"N"[..]), "{header:?}");
+        client
+            .send(dubbo::event_frame(header.id, false, false, dubbo::NULL_BODY))
+            .await;
+        server.shutdown.start_leaving();
+        let (header, body) = client.next().await;
+        assert_eq!((header.flag, &body[..]), (0xe2, dubbo::READONLY_BODY), "{header:?}");
+        let told: String = rpc_hessian::from_slice(&body).unwrap();
+        assert_eq!(told, "R");
+        // Java never answers it: closed once quiet.
+        client.expect_closed(WAIT).await;
+    }
+
     async fn expect_readonly_event(client: &mut Client) -> u64 {
         let (header, body) = client.next().await;
         assert!(
