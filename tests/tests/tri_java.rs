@@ -75,6 +75,14 @@ pub trait GreeterPlus {
     async fn shout(&self, name: String) -> String;
 }
 
+/// The same interface with `placeOrder` declared without its exception: a
+/// Java exception then has no `Err` to go to.
+#[rpc::service(interface = "org.example.Greeter", version = "1.0.0")]
+pub trait GreeterStrict {
+    /// `placeOrder(Order)`, its `OrderRejected` not declared here.
+    async fn place_order(&self, order: Order) -> OrderId;
+}
+
 /// The same interface missing methods the Java one has.
 #[rpc::service(interface = "org.example.Greeter", version = "1.0.0")]
 pub trait GreeterLite {
@@ -334,6 +342,30 @@ async fn a_rust_consumer_calls_a_java_provider_over_tri() {
     let text = error.to_string();
     assert!(
         error.message().contains("grpc-status 2") && text.contains("method shout") && text.contains("provider "),
+        "{error}"
+    );
+    assert_eq!(error.outcome(), rpc::Outcome::Remote, "{error}");
+
+    // The Java exception where the method has no `Err` for it: an RpcError
+    // naming the Java class and its message, from the provider.
+    let strict: GreeterStrictClient = consumer
+        .reference::<GreeterStrictClient>()
+        .protocol(Some("tri"))
+        .timeout(Duration::from_secs(5))
+        .retries(0)
+        .build()
+        .await
+        .unwrap();
+    let zero = Order {
+        item: "plum".into(),
+        quantity: 0,
+        tags: vec![],
+    };
+    let error = strict.place_order(zero).await.unwrap_err();
+    assert!(
+        error
+            .message()
+            .contains("org.example.OrderRejected: quantity must be positive, got 0 for plum"),
         "{error}"
     );
     assert_eq!(error.outcome(), rpc::Outcome::Remote, "{error}");
