@@ -366,7 +366,8 @@ mod tests {
         tx.send(Arc::new(vec![url(ours), url(python)])).unwrap();
         settle().await;
         assert_eq!(directory.serialization_for(Bincode), Json);
-        // Only bincode readers, and one reading none of ours.
+        // Only bincode readers, and one reading only Hessian2 (Java's tri://, in
+        // Triple's wrapper form): calls go in bincode, Hessian2 is theirs.
         tx.send(Arc::new(vec![
             url("rpc://h:1/a.B?serialization=bincode"),
             url("tri://h:3/a.B?serialization=hessian2"),
@@ -380,14 +381,21 @@ mod tests {
             .find(|e| e.address() == "h:3")
             .cloned()
             .unwrap();
-        assert_eq!(hessian.accepted_serializations(), 0);
+        assert_eq!(
+            hessian.accepted_serializations(),
+            rpc_core::Serialization::Hessian2.bit()
+        );
+        assert_eq!(
+            directory.alternate_for(Bincode),
+            Some(rpc_core::Serialization::Hessian2)
+        );
     }
 
     #[tokio::test]
-    async fn a_java_provider_is_called_with_hessian2_over_dubbo_only() {
+    async fn a_java_provider_reads_hessian2_over_dubbo_and_tri() {
         use rpc_core::Serialization::{Bincode, Hessian2};
         // What a Java Dubbo 3.3 provider registers: dubbo:// and tri://, both
-        // listing hessian2 (Triple's Hessian wrapper is not spoken here).
+        // listing hessian2 (read over tri in Triple's wrapper form).
         let java = [
             "dubbo://h:1/a.B?serialization=hessian2&prefer.serialization=hessian2,fastjson2&pid=7",
             "tri://h:2/a.B?serialization=hessian2&prefer.serialization=hessian2,fastjson2&pid=7",
@@ -402,7 +410,7 @@ mod tests {
             .map(|e| (e.url().protocol().to_string(), e.accepts(Hessian2), e.accepts(Bincode)))
             .collect();
         assert!(accepts.contains(&("dubbo".into(), true, false)), "{accepts:?}");
-        assert!(accepts.contains(&("tri".into(), false, false)), "{accepts:?}");
+        assert!(accepts.contains(&("tri".into(), true, false)), "{accepts:?}");
         // Java's set alone: Hessian2 for everyone, no alternate.
         assert_eq!(directory.alternate_for(Hessian2), None);
         // A dubbo:// URL listing no serialization reads Hessian2; one of ours never does.

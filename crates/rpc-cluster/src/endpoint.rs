@@ -58,6 +58,11 @@ struct Profile {
     /// The provider process: one process exporting several protocols
     /// registers one URL per protocol, and these share it.
     process: u64,
+    /// The provider process as far as the URL tells, for choosing among its
+    /// protocols: [`process`](Self::process), or for a URL without an identity
+    /// (Java Dubbo 3 registers neither `pid` nor an instance) its host and
+    /// `application`, which its `dubbo://` and `tri://` URLs share.
+    origin: u64,
     /// Interface-level timeout and load balancer the URL publishes.
     published: MethodConfig,
     /// Whether the URL has method-level parameters (`sayHello.timeout=`).
@@ -73,6 +78,7 @@ impl Profile {
             weighting: Weighting::of(url),
             identity: crate::loadbalance::identity(url),
             process: process_of(url),
+            origin: origin_of(url),
             published: crate::settings::provider_defaults(url, ""),
             method_params: url
                 .params()
@@ -86,7 +92,8 @@ impl Profile {
 /// The serializations a provider URL says it reads, as a mask
 /// ([`Serialization::mask`]): those of `prefer.serialization` (Dubbo 3.2) and
 /// `serialization` that this consumer speaks over the URL's protocol
-/// (Hessian2 on `dubbo` only, and only Hessian2 there); when it lists none, JSON on
+/// (Hessian2 on `dubbo`, and only Hessian2 there, and on `tri` in Java's
+/// wrapper form; never on `rpc`); when it lists none, JSON on
 /// `tri` (what gRPC and Dubbo peers of other languages exchange) and every one
 /// on `rpc` (our own protocol). A provider listing only serializations we do
 /// not speak reads none of ours: 0.
@@ -107,11 +114,27 @@ fn accepted(url: &Url) -> u8 {
         };
     }
     let listed = Serialization::mask(listed.into_iter().filter_map(Serialization::from_name));
-    // Hessian2 travels over `dubbo` only (this side does not speak Triple's
-    // Hessian wrapper, nor Hessian2 over `rpc`); `dubbo` carries nothing else.
+    // Hessian2 travels over `dubbo`, which carries nothing else, and over
+    // `tri` in Java's wrapper form (a Java provider's `tri://` URL lists
+    // `hessian2`); not over `rpc`.
     match url.protocol() {
         "dubbo" => listed & Serialization::Hessian2.bit(),
+        "tri" => listed,
         _ => listed & !Serialization::Hessian2.bit(),
+    }
+}
+
+/// [`Profile::origin`] of a URL.
+fn origin_of(url: &Url) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let anonymous = url.param(INSTANCE).is_none_or(str::is_empty) && url.param("pid").is_none_or(str::is_empty);
+    match url.param("application").filter(|a| anonymous && !a.is_empty()) {
+        Some(application) => {
+            let mut hasher = std::hash::DefaultHasher::new();
+            ("application", url.host(), application).hash(&mut hasher);
+            hasher.finish()
+        }
+        None => process_of(url),
     }
 }
 
@@ -302,6 +325,16 @@ impl Endpoint {
     /// published `pid`, or its address when it publishes no pid.
     pub fn same_process(&self, other: &Endpoint) -> bool {
         self.inner.profile.process == other.inner.profile.process
+    }
+
+    /// Whether `other` may be the same provider process, for choosing among
+    /// its protocols: [`same_process`](Self::same_process), or for URLs that
+    /// carry no process identity (Java Dubbo 3 registers no `pid`) the same
+    /// host and `application`. Two such processes on one host are taken for
+    /// one here; they export alike, so a protocol preference still keeps
+    /// each of them.
+    pub fn same_origin(&self, other: &Endpoint) -> bool {
+        self.inner.profile.origin == other.inner.profile.origin
     }
 
     /// Calls in flight and response times.

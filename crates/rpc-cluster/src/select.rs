@@ -228,8 +228,16 @@ impl Select for Picker {
             let preferred = |e: &Endpoint| e.url().protocol() == &**prefer;
             if pool.iter().any(|e| !preferred(e)) {
                 let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
-                pool.retain(|e| preferred(e) || !snapshot.iter().any(|o| preferred(o) && o.same_process(e)));
+                pool.retain(|e| preferred(e) || !snapshot.iter().any(|o| preferred(o) && o.same_origin(e)));
             }
+        }
+        // A process left with both `dubbo` and `tri` (a Java provider, when
+        // `tri` is not the preference) is called over `dubbo`, Java Dubbo's
+        // default: one protocol per Java process, as before `tri` read Hessian2.
+        let protocol = |e: &Endpoint, p: &str| e.url().protocol() == p;
+        if pool.iter().any(|e| protocol(e, "tri")) && pool.iter().any(|e| protocol(e, "dubbo")) {
+            let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
+            pool.retain(|e| !protocol(e, "tri") || !snapshot.iter().any(|o| protocol(o, "dubbo") && o.same_origin(e)));
         }
         if pool.len() == 1 {
             return Ok(pool[0].clone());

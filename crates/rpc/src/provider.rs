@@ -391,6 +391,14 @@ impl ProviderBuilder {
         if let Some(timeout) = export.timeout {
             url.set_param(keys::TIMEOUT, timeout.as_millis().to_string());
         }
+        if protocol == "tri" {
+            // A Java consumer takes the first serialization it is offered:
+            // Hessian2 (in Triple's wrapper form), the one it speaks. Our
+            // consumers keep their own preference (bincode), also listed.
+            let mut offered = vec![Serialization::Hessian2.name()];
+            offered.extend(Serialization::ALL.map(Serialization::name));
+            url.set_param(keys::PREFER_SERIALIZATION, offered.join(","));
+        }
         url
     }
 }

@@ -241,6 +241,51 @@ mod tests {
         );
     }
 
+    /// A Java process exports `dubbo` and `tri`, both reading Hessian2 (`tri`
+    /// in Triple's wrapper form): it is called over `dubbo` unless `tri` is
+    /// the preference, then over `tri`; never over both. Java Dubbo 3
+    /// registers no `pid`: its URLs go together by host and application.
+    #[tokio::test(start_paused = true)]
+    async fn a_java_process_is_called_over_dubbo_unless_tri_is_preferred() {
+        let forms = ["pid=7", "application=java-greeter-provider&timestamp=1"];
+        for (prefer, process) in [
+            ("rpc", forms[0]),
+            ("tri", forms[0]),
+            ("rpc", forms[1]),
+            ("tri", forms[1]),
+        ] {
+            let answer = || Behaviour::Answer(Duration::ZERO);
+            let dubbo = Provider::at(
+                &format!("dubbo://127.0.0.1:1/a.B?{process}&serialization=hessian2"),
+                answer(),
+            );
+            let tri = Provider::at(
+                &format!("tri://127.0.0.1:2/a.B?{process}&serialization=hessian2"),
+                answer(),
+            );
+            let ours = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", answer());
+            let select = crate::Picker::new(directory(&[&dubbo, &tri, &ours]).await).prefer_protocol(prefer);
+            let mut service = bind(Failover, select);
+            for _ in 0..100 {
+                let mut call = invocation(MethodConfig::new(), LONG);
+                call.invocation
+                    .set_alternate(rpc_core::Serialization::Hessian2, bytes::Bytes::from_static(b"N"));
+                service.ready().await.unwrap().call(call).await.unwrap();
+            }
+            let (over_dubbo, over_tri) = (dubbo.calls(), tri.calls());
+            let java = if prefer == "tri" {
+                (0, over_tri)
+            } else {
+                (over_dubbo, 0)
+            };
+            assert!(
+                (over_dubbo, over_tri) == java && java != (0, 0) && ours.calls() > 0,
+                "prefer {prefer}, {process}: dubbo {over_dubbo}, tri {over_tri}, ours {}",
+                ours.calls()
+            );
+        }
+    }
+
     /// A call carrying alternate arguments reaches a provider that reads only
     /// the alternate (Java's `dubbo://`, Hessian2) with them, and its answer
     /// says so; a provider reading the call's own serialization gets those.
