@@ -256,6 +256,12 @@ async fn a_client_that_stops_reading_is_disconnected_after_three_heartbeats() {
     })
     .await;
     let mut client = RawClient::connect_small_buffer(server.local_addr()).await;
+    // Counted by the server first: on a loaded machine the check below could
+    // otherwise pass before the server has even taken the connection.
+    rpc_tests::wait_until("the server to take the connection", Duration::from_secs(10), || {
+        server.connections() == 1
+    })
+    .await;
     // Large answers that it never reads (8 MB: more than the socket buffers
     // hold): the server's writes stall.
     for id in 0..8 {
