@@ -27,6 +27,7 @@ mod cluster;
 pub mod config;
 mod directory;
 mod endpoint;
+pub mod governance;
 pub mod loadbalance;
 mod mock;
 pub mod outlier;
