@@ -164,59 +164,92 @@ pub(super) async fn follow(
     }
 }
 
-/// Reads every watched node, arming a watch on each.
+/// What one watched node holds, its watch armed.
+enum Read {
+    /// A data node: its text, unless absent or empty.
+    Data(String, Option<String>, OneshotWatcher),
+    /// A category: its children's names.
+    Children(String, Vec<String>, OneshotWatcher),
+    /// Absent, with an exists watch; `true` if it appeared meanwhile.
+    Absent(OneshotWatcher, bool),
+}
+
+async fn read_data(client: &Client, path: String) -> Result<Read, Error> {
+    match client.get_and_watch_data(&path).await {
+        Ok((data, _, watcher)) => {
+            let text = String::from_utf8_lossy(&data).into_owned();
+            // An emptied node holds no rule (dubbo-admin empties as well as deletes).
+            let text = (!text.trim().is_empty()).then_some(text);
+            Ok(Read::Data(path, text, watcher))
+        }
+        Err(Error::NoNode) => {
+            let (stat, watcher) = client.check_and_watch_stat(&path).await?;
+            Ok(Read::Absent(watcher, stat.is_some()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn read_children(client: &Client, path: String) -> Result<Read, Error> {
+    match client.get_and_watch_children(&path).await {
+        Ok((children, _, watcher)) => Ok(Read::Children(path, children, watcher)),
+        Err(Error::NoNode) => {
+            let (stat, watcher) = client.check_and_watch_stat(&path).await?;
+            Ok(Read::Absent(watcher, stat.is_some()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads every watched node, arming a watch on each; the requests are
+/// pipelined (sent together), so a change is one round trip away.
 async fn read_all(
     client: &Client,
     watching: &Watching,
     root: &str,
     apps: &BTreeSet<String>,
 ) -> Result<(Vec<RuleNode>, Vec<OneshotWatcher>), Error> {
-    let mut nodes = Vec::new();
-    let mut watchers = Vec::new();
-    for path in watching.data_paths(root, apps) {
-        match client.get_and_watch_data(&path).await {
-            Ok((data, _, watcher)) => {
-                watchers.push(watcher);
-                let text = String::from_utf8_lossy(&data).into_owned();
-                // An emptied node holds no rule (dubbo-admin empties as well as deletes).
-                if !text.trim().is_empty() {
-                    nodes.push(RuleNode { path, text });
+    for _ in 0..10 {
+        let data = watching
+            .data_paths(root, apps)
+            .into_iter()
+            .map(|p| read_data(client, p).boxed());
+        let categories = watching
+            .category_paths(root)
+            .into_iter()
+            .map(|p| read_children(client, p).boxed());
+        let reads = futures::future::join_all(data.chain(categories)).await;
+        let mut nodes = Vec::new();
+        let mut watchers = Vec::new();
+        let mut appeared = false;
+        for read in reads {
+            match read? {
+                Read::Data(path, text, watcher) => {
+                    watchers.push(watcher);
+                    if let Some(text) = text {
+                        nodes.push(RuleNode { path, text });
+                    }
                 }
-            }
-            Err(Error::NoNode) => {
-                let (stat, watcher) = client.check_and_watch_stat(&path).await?;
-                watchers.push(watcher);
-                if stat.is_some() {
-                    // Created between the two requests: read it again at once.
-                    return Box::pin(read_all(client, watching, root, apps)).await;
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    for category in watching.category_paths(root) {
-        match client.get_and_watch_children(&category).await {
-            Ok((children, _, watcher)) => {
-                watchers.push(watcher);
-                for child in children {
-                    nodes.push(RuleNode {
+                Read::Children(category, children, watcher) => {
+                    watchers.push(watcher);
+                    nodes.extend(children.into_iter().map(|child| RuleNode {
                         path: format!("{category}/{child}"),
                         text: decode(&child),
-                    });
+                    }));
+                }
+                Read::Absent(watcher, created) => {
+                    watchers.push(watcher);
+                    appeared |= created;
                 }
             }
-            Err(Error::NoNode) => {
-                let (stat, watcher) = client.check_and_watch_stat(&category).await?;
-                watchers.push(watcher);
-                if stat.is_some() {
-                    return Box::pin(read_all(client, watching, root, apps)).await;
-                }
-            }
-            Err(e) => return Err(e),
         }
+        if !appeared {
+            nodes.sort();
+            return Ok((nodes, watchers));
+        }
+        // A node was created between its two requests: read again at once.
     }
-    nodes.sort();
-    Ok((nodes, watchers))
+    Err(Error::ConnectionLoss)
 }
 
 /// A legacy rule node's name, decoded as Java's `URLDecoder` does (`+` is a space).
