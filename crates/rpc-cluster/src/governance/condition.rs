@@ -156,6 +156,18 @@ impl Condition {
         })
     }
 
+    /// The method names the `when` side asks for literally (`method=sayHello`).
+    pub(crate) fn methods_named(&self) -> impl Iterator<Item = &str> {
+        self.when
+            .iter()
+            .filter(|p| p.key == Key::Method)
+            .flat_map(|p| p.matches.iter())
+            .filter_map(|p| match p {
+                Pattern::Exact(m) => Some(&**m),
+                _ => None,
+            })
+    }
+
     /// Whether the call's arguments are read.
     pub(crate) fn reads_arguments(&self) -> bool {
         self.reads_arguments

@@ -259,8 +259,19 @@ impl Governance {
             let parsed = match kind {
                 Kind::Override => OverrideRule::parse(&node.text).map(|r| Parsed::Override(Arc::new(r))),
                 Kind::Condition => ConditionRule::parse(&node.text, consumer).map(|r| Parsed::Condition(Arc::new(r))),
-                Kind::Tag => TagRule::parse(&node.text).map(|r| Parsed::Tag(Arc::new(r))),
+                Kind::Tag => TagRule::parse(&node.text).map(|mut r| {
+                    // A tag rule is its provider application's, named by its node.
+                    if r.key.is_empty() {
+                        r.key = key.to_string();
+                    }
+                    Parsed::Tag(Arc::new(r))
+                }),
             };
+            if let Ok(parsed) = &parsed {
+                for doubt in self.doubts(parsed, key, consumer) {
+                    tracing::warn!(service = %self.key, node = %node.path, "{doubt}");
+                }
+            }
             let state = states.entry(node.path.clone()).or_insert(NodeState {
                 text: String::new(),
                 good: None,
@@ -290,6 +301,48 @@ impl Governance {
         self.compiled.store(Arc::new(compiled));
         self.refresh();
         providers_changed
+    }
+
+    /// What looks wrong in a rule that parsed (it applies all the same, as
+    /// in Dubbo): a `key` naming another service than its node, a condition
+    /// on a method the service does not have.
+    fn doubts(&self, parsed: &Parsed, node_key: &str, consumer: &Url) -> Vec<String> {
+        let mut doubts = Vec::new();
+        let declared_key = match parsed {
+            Parsed::Override(rule) => Some(rule.key.as_str()),
+            Parsed::Condition(rule) => Some(rule.key.as_str()),
+            Parsed::Tag(_) => None,
+        };
+        let interface = self.key.interface();
+        if let Some(key) = declared_key.filter(|k| !k.is_empty())
+            && node_key != consumer.param("application").unwrap_or("")
+            && node_key != key
+        {
+            // `[group/]interface[:version]`, or `interface:version:group` as the node names it.
+            let named = key.rsplit_once('/').map_or(key, |(_, rest)| rest);
+            let named = named.split(':').next().unwrap_or(named);
+            if named != interface && named != "*" {
+                doubts.push(format!(
+                    "the rule's key `{key}` names another service than its node ({interface}); it applies to {interface}"
+                ));
+            }
+        }
+        if let Parsed::Condition(rule) = parsed
+            && let Some(methods) = consumer.param("methods").filter(|m| !m.is_empty())
+        {
+            let known: Vec<&str> = methods.split(',').collect();
+            for condition in &rule.conditions {
+                for method in condition.methods_named() {
+                    if !known.contains(&method) {
+                        doubts.push(format!(
+                            "condition `{}` names method `{method}`, which {interface} does not have (methods: {methods}): it never matches",
+                            condition.text()
+                        ));
+                    }
+                }
+            }
+        }
+        doubts
     }
 
     fn compile(&self, consumer: &Url, application: &str, states: &BTreeMap<String, NodeState>) -> Compiled {
@@ -470,7 +523,6 @@ impl Governance {
             .attachment(FORCE_TAG_KEY)
             .or_else(|| consumer.param(FORCE_TAG_KEY))
             == Some("true");
-        let static_tag = |e: &Endpoint| e.url().param(TAG_KEY).unwrap_or("").to_string();
         let filter = |pool: &SmallVec<[&'a Endpoint; 8]>,
                       keep: &dyn Fn(&Endpoint) -> bool|
          -> SmallVec<[&'a Endpoint; 8]> { pool.iter().copied().filter(|e| keep(e)).collect() };
@@ -478,19 +530,13 @@ impl Governance {
             // Nobody is tagged: every provider is an untagged one.
             return Ok(pool);
         }
-        // The rule of a provider's application, if any (Dubbo reads one rule per provider application).
-        let rule_of = |e: &Endpoint| -> Option<&Arc<TagRule>> {
-            let app = e.url().param("application").unwrap_or("");
-            compiled.tags.iter().find(|r| r.key == app || r.key.is_empty())
-        };
-        let dynamic_tag =
-            |e: &Endpoint| rule_of(e).and_then(|r| r.tag_of(e.url().host(), e.url().port()).map(str::to_string));
+        let dynamic_tag = |e: &Endpoint| dynamic_tag(&compiled.tags, e);
         let result = match tag {
             Some(tag) => {
                 let named = compiled.tags.iter().find(|r| r.names(tag));
                 let result = match named {
                     Some(rule) => {
-                        let result = filter(&pool, &|e| dynamic_tag(e).as_deref() == Some(tag));
+                        let result = filter(&pool, &|e| dynamic_tag(e) == Some(tag));
                         if !result.is_empty() || rule.force {
                             return self.tag_result(result, invocation, Some(tag), &rule.key);
                         }
@@ -535,6 +581,20 @@ impl Governance {
             .with_service(&self.key)
             .with_method(invocation.method())
     }
+}
+
+/// A provider's static tag (its URL's `dubbo.tag`), empty when untagged.
+fn static_tag(e: &Endpoint) -> &str {
+    e.url().param(TAG_KEY).unwrap_or("")
+}
+
+/// The tag the rule of a provider's application gives it, if any (Dubbo reads
+/// one rule per provider application).
+fn dynamic_tag<'r>(tags: &'r [Arc<TagRule>], e: &Endpoint) -> Option<&'r str> {
+    let app = e.url().param("application").unwrap_or("");
+    tags.iter()
+        .find(|r| r.key == app || r.key.is_empty())?
+        .tag_of(e.url().host(), e.url().port())
 }
 
 /// The consumer-side settings in `params`: for every method, and per method (`{method}.timeout`).

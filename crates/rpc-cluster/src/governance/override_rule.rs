@@ -214,12 +214,14 @@ impl Configurator {
             }),
         };
         let address = url.address();
+        // Dubbo's `providerAddresses`: `host:port`, `host`, `0.0.0.0`, `0.0.0.0:*`, `0.0.0.0:port`.
+        let any_port = format!("0.0.0.0:{}", url.port());
         host_port
             && (self.provider_addresses.is_empty()
                 || self
                     .provider_addresses
                     .iter()
-                    .any(|a| a == &address || a.starts_with("0.0.0.0")))
+                    .any(|a| a == &address || a == url.host() || a == "0.0.0.0" || a == "0.0.0.0:*" || *a == any_port))
             && self.common_matches(url)
     }
 

@@ -311,3 +311,51 @@ async fn tag_rules_and_static_tags() {
         ["10.0.0.1:20880", "10.0.0.2:20880", "10.0.0.3:20880"]
     );
 }
+
+#[tokio::test]
+async fn rules_that_look_wrong_are_doubted_and_still_apply() {
+    let (directory, _rules) = directory(&[A, B], Arc::default()).await;
+    let consumer = url("consumer://10.0.0.9/org.example.Greeter?application=shop&methods=sayHello,placeOrder");
+    let governance = directory.governance();
+    let rule = ConditionRule::parse(
+        "key: org.example.Greeter:1.0.0\nconditions:\n  - method=sayHelo => region=eu\n",
+        &consumer,
+    )
+    .unwrap();
+    let doubts = governance.doubts(
+        &Parsed::Condition(Arc::new(rule)),
+        "org.example.Greeter:1.0.0:",
+        &consumer,
+    );
+    assert_eq!(doubts.len(), 1, "{doubts:?}");
+    assert!(
+        doubts[0].contains("names method `sayHelo`, which org.example.Greeter does not have"),
+        "{doubts:?}"
+    );
+    let other =
+        OverrideRule::parse("key: org.example.Nope:1.0.0\nconfigs:\n  - side: provider\n    parameters: {weight: 1}\n")
+            .unwrap();
+    let doubts = governance.doubts(
+        &Parsed::Override(Arc::new(other)),
+        "org.example.Greeter:1.0.0:",
+        &consumer,
+    );
+    assert!(doubts[0].contains("names another service"), "{doubts:?}");
+    // Dubbo's own key forms are fine.
+    for key in [
+        "org.example.Greeter:1.0.0",
+        "g/org.example.Greeter:1.0.0",
+        "org.example.Greeter",
+    ] {
+        let ok = OverrideRule::parse(&format!(
+            "key: {key}\nconfigs:\n  - side: provider\n    parameters: {{weight: 1}}\n"
+        ))
+        .unwrap();
+        assert!(
+            governance
+                .doubts(&Parsed::Override(Arc::new(ok)), "org.example.Greeter:1.0.0:", &consumer)
+                .is_empty(),
+            "{key}"
+        );
+    }
+}
