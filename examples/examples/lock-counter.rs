@@ -104,32 +104,37 @@ async fn run(args: Args) -> Result<(), Failure> {
         let printer = tokio::spawn(print_states(guard.watch()));
         let mut written = None;
         let outcome = one_round(&args, &guard, &name, &marker, &mut written).await;
-        printer.abort();
-        if matches!(outcome, Err(RoundError::Lost(_))) {
+        let lost = match outcome {
             // As the guard reports it (at once: its fenced write said so).
-            if let Ok(reason) = tokio::time::timeout(Duration::from_secs(10), guard.lost()).await {
-                println!("lock lost ({reason})");
-            }
-        }
+            Err(RoundError::Lost(_)) => tokio::time::timeout(Duration::from_secs(10), guard.lost()).await.ok(),
+            _ => None,
+        };
         match outcome {
             Ok(()) => {
-                guard
-                    .release()
-                    .await
-                    .map_err(|e| Failure::Error(format!("round {round}: release: {e}")))?;
+                let released = guard.release().await;
+                // The state's sender went with the guard: the printer prints what is left, then ends.
+                finish(printer).await;
+                released.map_err(|e| Failure::Error(format!("round {round}: release: {e}")))?;
                 // `written` is set by a completed round.
                 println!("round {round} counter={}", written.unwrap_or_default());
                 round += 1;
             }
             Err(RoundError::Lost(e)) => {
+                // Dropped: its node (if any is left) goes in the background. The round runs again.
+                drop(guard);
+                finish(printer).await;
+                if let Some(reason) = lost {
+                    println!("lock lost ({reason})");
+                }
                 match written {
                     Some(value) => println!("round {round} lost the lock after writing counter={value}: {e}"),
                     None => println!("round {round} lost the lock before writing: {e}"),
                 }
-                // Dropped: its node (if any is left) goes in the background. The round runs again.
-                drop(guard);
             }
-            Err(RoundError::Failed(failure)) => return Err(failure),
+            Err(RoundError::Failed(failure)) => {
+                printer.abort();
+                return Err(failure);
+            }
         }
     }
     println!("rounds={}", args.rounds);
@@ -162,6 +167,7 @@ async fn one_round(
     // The marker lives in the lock's session: it vanishes with a dead holder's lock.
     let mut retried = false;
     loop {
+        held(guard).await?;
         match guard.create(marker, name.as_bytes(), true).await {
             Ok(_) => break,
             Err(CoordinationError::Zookeeper {
@@ -195,6 +201,7 @@ async fn one_round(
     let next = (value + 1).to_string();
     // Setting the same value again is harmless: retried until done or lost.
     loop {
+        held(guard).await?;
         match guard.set_data(&args.counter, next.as_bytes(), None).await {
             Ok(_) => break,
             Err(e) => {
@@ -214,6 +221,7 @@ async fn one_round(
     }
     let mut retried = false;
     loop {
+        held(guard).await?;
         match guard.delete(marker, None).await {
             Ok(()) => return Ok(()),
             Err(CoordinationError::Zookeeper {
@@ -225,6 +233,26 @@ async fn one_round(
                 retried = true;
             }
         }
+    }
+}
+
+/// Waits while the lock is suspended (the documented discipline: act only
+/// while it is held); a lost lock ends the round.
+async fn held(guard: &LockGuard) -> Result<(), RoundError> {
+    if guard.state() != LockState::Suspended {
+        return Ok(());
+    }
+    let mut states = guard.watch();
+    let settled = tokio::time::timeout(Duration::from_secs(60), states.wait_for(|s| *s != LockState::Suspended)).await;
+    match settled.as_ref().map(|s| s.as_deref().copied()) {
+        Ok(Ok(LockState::Held)) => Ok(()),
+        Ok(Ok(LockState::Lost(reason))) => Err(RoundError::Lost(CoordinationError::Lost {
+            path: guard.lock_path().to_owned(),
+            reason,
+        })),
+        _ => Err(RoundError::Failed(Failure::Error(
+            "the lock stayed suspended for 60 s".to_owned(),
+        ))),
     }
 }
 
@@ -303,6 +331,14 @@ async fn create_parents(guard: &LockGuard, path: &str) -> Result<(), RoundError>
     match guard.client().mkdir(parent, &persistent).await {
         Ok(()) | Err(ZkError::NodeExists) => Ok(()),
         Err(e) => Err(RoundError::Failed(Failure::Error(format!("create {parent}: {e}")))),
+    }
+}
+
+/// Waits (briefly) for the state printer to print what is left and end.
+async fn finish(printer: tokio::task::JoinHandle<()>) {
+    let abort = printer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), printer).await.is_err() {
+        abort.abort();
     }
 }
 

@@ -205,8 +205,13 @@ async fn a_zookeeper_restart_suspends_the_lock_and_the_holder_keeps_it() {
     let client = zk_client(&zk.connect_string()).await;
     let mut a = lock_counter(&zk_url, "/locks/restart", "/counters/restart", "a", 1, 6000);
     wait_for_marker(&client, "/counters/restart-holder", "a").await;
-    drop(client);
     let b = lock_counter(&zk_url, "/locks/restart", "/counters/restart", "b", 1, 0);
+    // B queues behind A before ZooKeeper goes.
+    wait_until("b to queue up", STEP, || {
+        futures::executor::block_on(children(&client, "/locks/restart")).len() == 2
+    })
+    .await;
+    drop(client);
     zk.stop();
     a.wait_for_line_from(0, "lock suspended", STEP);
     zk.start_again();
@@ -364,7 +369,7 @@ async fn a_fenced_write_fails_once_the_lock_node_is_gone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_contender_whose_create_reply_was_lost_finds_its_node_again() {
+async fn a_contender_whose_create_reply_was_lost_leaves_no_orphan() {
     let zk = ZooKeeper::start();
     let proxy = Proxy::start(&zk.connect_string());
     let registry = connected(&url(&proxy.address(), 20_000)).await;
@@ -388,6 +393,36 @@ async fn a_contender_whose_create_reply_was_lost_finds_its_node_again() {
     proxy.cut();
     proxy.restore();
     let guard = acquire.await.unwrap().unwrap();
+    // The contender's first node never blocks anyone: the lock is ours, and
+    // (soon: the recipe withdraws a node it found but could not use) it is the only one.
+    wait_until("one contender node", STEP, || {
+        futures::executor::block_on(children(&client, "/locks/orphan")).len() == 1
+    })
+    .await;
+    let nodes = children(&client, "/locks/orphan").await;
+    assert!(
+        guard.node_path().ends_with(&nodes[0]),
+        "{nodes:?} vs {}",
+        guard.node_path()
+    );
+    guard.release().await.unwrap();
+    assert!(children(&client, "/locks/orphan").await.is_empty());
+
+    // try_acquire creates its node itself and finds it again by its unique prefix.
+    proxy.stall();
+    let lock = registry.lock("/locks/orphan");
+    let trying = tokio::spawn(async move { lock.try_acquire().await });
+    wait_until("the try's node", STEP, || {
+        futures::executor::block_on(children(&client, "/locks/orphan")).len() == 1
+    })
+    .await;
+    proxy.cut();
+    proxy.restore();
+    let guard = trying
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the only contender takes the lock");
     let nodes = children(&client, "/locks/orphan").await;
     assert_eq!(nodes.len(), 1, "an orphan was left: {nodes:?}");
     assert!(guard.node_path().ends_with(&nodes[0]));
@@ -411,7 +446,9 @@ async fn a_partitioned_holder_suspends_before_anyone_else_can_hold() {
             (guard, at)
         }
     });
-    // A silent network: nothing passes, nothing is closed.
+    // A silent network: the server's replies stop coming back, nothing is closed
+    // (the client's reconnection attempts still reach the server and keep the
+    // session alive until the client itself gives it up, at 7/5 of its timeout).
     proxy.stall();
     let stalled = Instant::now();
     tokio::time::timeout(STEP, states.wait_for(|s| *s == LockState::Suspended))
@@ -530,6 +567,11 @@ async fn three_jobs_never_run_at_once_and_hand_over_on_kill_and_sigterm() {
         "b led {after_kill:?} after the kill"
     );
     let (seen, _) = c.wait_for_line_from(0, "leader=b", STEP);
+    // b's job runs while it leads.
+    wait_until("b's job to write", STEP, || {
+        std::fs::read_to_string(&log).unwrap().lines().any(|l| l == "b")
+    })
+    .await;
     // SIGTERM: the leader relinquishes, the next leads within a second.
     b.signal(Signal::SIGTERM);
     let termed = Instant::now();

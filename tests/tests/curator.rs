@@ -385,8 +385,15 @@ fn leader_handover(sides: [Side; 3]) {
         a.stdout.iter().any(|l| l == "leader=A"),
         "A names itself as leader{all}"
     );
+    // While A led (from `A leading` to its `A not leading`), nobody else did.
+    let led: Vec<&String> = a
+        .stdout
+        .iter()
+        .skip_while(|l| *l != "A leading")
+        .take_while(|l| *l != "A not leading")
+        .collect();
     assert!(
-        !a.stdout.iter().any(|l| l == "leader=B" || l == "leader=C"),
+        !led.iter().any(|l| *l == "leader=B" || *l == "leader=C"),
         "A saw another leader while it led{all}"
     );
     assert_eq!(

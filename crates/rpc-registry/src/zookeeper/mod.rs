@@ -289,7 +289,12 @@ impl ZookeeperRegistry {
 
     /// Waits (up to the registry's `timeout`) for a connected client.
     async fn client(&self) -> Result<zookeeper_client::Client, RegistryError> {
-        wait_for_client(&self.shared).await
+        wait_for_client(&self.shared, self.shared.config.timeout).await
+    }
+
+    /// Waits up to `wait` for a connected client.
+    async fn client_within(&self, wait: Duration) -> Result<zookeeper_client::Client, RegistryError> {
+        wait_for_client(&self.shared, wait).await
     }
 
     /// Runs `work` for at most the registry's `timeout`.
@@ -306,12 +311,13 @@ impl ZookeeperRegistry {
     }
 }
 
-async fn wait_for_client(shared: &Shared) -> Result<zookeeper_client::Client, RegistryError> {
+async fn wait_for_client(shared: &Shared, wait: Duration) -> Result<zookeeper_client::Client, RegistryError> {
     let mut rx = shared.client.subscribe();
     // A client whose session just ended stays published until the supervisor
     // replaces it: wait for a live one, or requests would fail as expired.
+    let limit = wait;
     let wait = rx.wait_for(|client| client.as_ref().is_some_and(|c| !c.state().is_terminated()));
-    match tokio::time::timeout(shared.config.timeout, wait).await {
+    match tokio::time::timeout(limit, wait).await {
         Ok(Ok(client)) => client
             .clone()
             .ok_or_else(|| RegistryError::new(&shared.url, "no client")),
@@ -321,7 +327,7 @@ async fn wait_for_client(shared: &Shared) -> Result<zookeeper_client::Client, Re
             format!(
                 "ZooKeeper at {} unreachable for {} ms",
                 shared.config.servers,
-                shared.config.timeout.as_millis()
+                limit.as_millis()
             ),
         )),
     }

@@ -1,7 +1,7 @@
 //! [`LeaderElection`]: Curator's `LeaderLatch` on ZooKeeper.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -85,7 +85,7 @@ impl LeaderElection {
         }
         let client = self.registry.client().await?;
         let states = client.state_watcher();
-        let prefix = node::curator_prefix(&self.path, LATCH_NAME);
+        let prefix = Arc::new(Mutex::new(node::curator_prefix(&self.path, LATCH_NAME)));
         let (report, state) = watch::channel(LeaderState::Waiting);
         let report = Arc::new(report);
         let stop = CancellationToken::new();
@@ -139,15 +139,29 @@ async fn participate(
     client: Client,
     states: StateWatcher,
     path: String,
-    prefix: String,
+    prefixes: Arc<Mutex<String>>,
     id: String,
     report: Arc<watch::Sender<LeaderState>>,
     stop: CancellationToken,
 ) -> Option<OwnedLockClient> {
-    let contending = node::contend(&client, &path, &prefix, LATCH_NAME, id.as_bytes());
-    let recipe = tokio::select! {
-        _ = stop.cancelled() => return None,
-        recipe = contending => recipe,
+    let mut prefix = prefixes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let recipe = loop {
+        let contending = node::contend(&client, &path, &prefix, LATCH_NAME, id.as_bytes());
+        let recipe = tokio::select! {
+            _ = stop.cancelled() => return None,
+            recipe = contending => recipe,
+        };
+        match recipe {
+            // The connection broke under the recipe (it withdrew the node): stand again,
+            // under a fresh prefix so its cleanup of the old one cannot touch the new node.
+            Err(e) if e.is_disconnected() => {
+                tracing::debug!(election = %path, id = %id, error = %e, "standing again after a broken connection");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                prefix = node::curator_prefix(&path, LATCH_NAME);
+                *prefixes.lock().unwrap_or_else(|p| p.into_inner()) = prefix.clone();
+            }
+            other => break other,
+        }
     };
     let recipe = match recipe {
         Ok(recipe) => recipe,
@@ -188,7 +202,8 @@ pub struct Participant {
     timeout: std::time::Duration,
     path: String,
     id: String,
-    prefix: String,
+    /// This participant's current node prefix (a new one after a broken connection).
+    prefix: Arc<Mutex<String>>,
     state: watch::Receiver<LeaderState>,
     report: Arc<watch::Sender<LeaderState>>,
     stop: CancellationToken,
@@ -251,8 +266,8 @@ impl Participant {
             None => None,
         };
         publish(&self.report, &self.path, &self.id, LeaderState::Left);
-        let removed =
-            tokio::time::timeout(self.timeout, node::remove_own(&self.client, &self.path, &self.prefix)).await;
+        let prefix = self.prefix.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let removed = tokio::time::timeout(self.timeout, node::remove_own(&self.client, &self.path, &prefix)).await;
         let removed = match removed {
             Ok(Ok(())) => Ok(()),
             // The node went with the session.

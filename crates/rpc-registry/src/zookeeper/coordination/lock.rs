@@ -70,29 +70,34 @@ impl Lock {
     pub async fn acquire(&self, wait: Duration) -> Result<LockGuard, CoordinationError> {
         node::validate_dir(&self.path)?;
         let deadline = tokio::time::Instant::now() + wait;
-        let client = match tokio::time::timeout_at(deadline, self.registry.client()).await {
-            Ok(client) => client?,
-            Err(_) => return Err(self.timeout(wait)),
-        };
+        let client = self.registry.client_within(wait).await?;
         // Taken before the node exists, so no state change is missed.
         let states = client.state_watcher();
-        let prefix = node::curator_prefix(&self.path, LOCK_NAME);
-        let contending = node::contend(&client, &self.path, &prefix, LOCK_NAME, self.id.as_bytes());
-        match tokio::time::timeout_at(deadline, contending).await {
-            Ok(Ok(recipe)) => {
-                let node = recipe.lock_path().to_owned();
-                Ok(LockGuard::start(client, states, self.path.clone(), node, Some(recipe)))
-            }
-            // The recipe withdrew the contender, or the session ended.
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                // Withdraw before answering, so a timed-out contender never blocks the next.
-                let cleanup = node::remove_own(&client, &self.path, &prefix);
-                match tokio::time::timeout(self.registry.shared.config.timeout, cleanup).await {
-                    Ok(Ok(())) => {}
-                    _ => spawn_cleanup(client, self.path.clone(), prefix),
+        loop {
+            // A fresh prefix per try: the recipe cleans up a failed try's node by its prefix.
+            let prefix = node::curator_prefix(&self.path, LOCK_NAME);
+            let contending = node::contend(&client, &self.path, &prefix, LOCK_NAME, self.id.as_bytes());
+            match tokio::time::timeout_at(deadline, contending).await {
+                Ok(Ok(recipe)) => {
+                    let node = recipe.lock_path().to_owned();
+                    return Ok(LockGuard::start(client, states, self.path.clone(), node, Some(recipe)));
                 }
-                Err(self.timeout(wait))
+                // The connection broke under the recipe (it withdrew the node): try again.
+                Ok(Err(e)) if e.is_disconnected() => {
+                    tracing::debug!(lock = %self.path, error = %e, "contending again after a broken connection");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                // The recipe withdrew the contender, or the session ended.
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    // Withdraw before answering, so a timed-out contender never blocks the next.
+                    let cleanup = node::remove_own(&client, &self.path, &prefix);
+                    match tokio::time::timeout(self.registry.shared.config.timeout, cleanup).await {
+                        Ok(Ok(())) => {}
+                        _ => spawn_cleanup(client, self.path.clone(), prefix),
+                    }
+                    return Err(self.timeout(wait));
+                }
             }
         }
     }
@@ -376,6 +381,9 @@ impl LockGuard {
         if deleted.is_ok() {
             // The recipe's handle would delete it again in the background: harmless, but needless.
             drop(self.recipe.take());
+        } else {
+            // Not confirmed: the drop deletes it in the background.
+            self.released = false;
         }
         deleted
     }

@@ -13,9 +13,12 @@
 //!
 //! Both are built on the lock recipe of the `zookeeper-client` crate
 //! ([`Client::lock`](zookeeper_client::Client::lock)), which waits for the
-//! predecessor and finds its own node again when the reply to a create is
-//! lost (by the node's unique `_c_{uuid}` prefix), so a lost reply never
-//! leaves an orphan that blocks everyone.
+//! predecessor. A contender whose create reply was lost (the connection broke
+//! under it) never leaves an orphan that blocks everyone: its node is found
+//! again by its unique `_c_{uuid}` prefix. [`Lock::try_acquire`] keeps it;
+//! through the recipe, version 0.11.2 of the crate withdraws it (it cannot
+//! parse the name it found) and the contender queues again under a fresh
+//! prefix. A contender dropped mid-acquire is withdrawn the same way.
 //!
 //! # Session trouble (what Curator's users learned)
 //! A node belongs to the ZooKeeper session that created it: the registry's

@@ -97,6 +97,17 @@ pub(super) async fn contend(
     })?;
     match client.lock(pattern, data, options()).await {
         Ok(lock) => Ok(lock.into_owned()),
+        // zookeeper-client 0.11.2 finds a custom-prefix node again after a lost
+        // create reply, then fails to parse its sequence (it compares the full path
+        // with the bare prefix) and withdraws the node. Nothing is left behind, so
+        // this is a broken connection like any other: the caller contends again.
+        Err(Error::UnexpectedError(message)) if message.contains("does not contain prefix path") => {
+            Err(CoordinationError::Disconnected {
+                path: dir.to_owned(),
+                operation: "contend",
+                source: Error::ConnectionLoss,
+            })
+        }
         Err(e) => Err(lost_or(dir, "contend", e)),
     }
 }
