@@ -267,8 +267,15 @@ impl Directory {
             .all
             .store(if next.is_empty() { 0 } else { all }, Ordering::Relaxed);
         self.readable.some.store(some, Ordering::Relaxed);
+        // Routing turns on before a tagged provider can be picked, and off only
+        // once none is left: an untagged call never sees a tagged provider unrouted.
+        if tagged {
+            self.governance.set_tagged_providers(true);
+        }
         self.endpoints.store(Arc::new(next));
-        self.governance.set_tagged_providers(tagged);
+        if !tagged {
+            self.governance.set_tagged_providers(false);
+        }
     }
 }
 
