@@ -29,7 +29,10 @@
 //! * `{root}/config/dubbo/{interface}:{version}:{group}.configurators` and
 //!   `.condition-router` (empty parts kept: `org.example.Greeter:1.0.0:`),
 //!   and the same with the consumer's application as the key;
-//! * `{root}/config/dubbo/{provider-application}.tag-router`;
+//! * `{root}/config/dubbo/{provider-application}.tag-router`, and
+//!   `{provider-application}.configurators`, whose provider-side configs set
+//!   the providers of that application (in Dubbo the provider applies them
+//!   itself and registers its new URL; here every consumer does);
 //! * legacy: `{root}/{interface}/configurators/{URL-encoded override://...}`
 //!   and `{root}/{interface}/routers/{URL-encoded condition://...}`.
 
@@ -243,8 +246,12 @@ impl Governance {
                 continue;
             };
             let relevant = match kind {
+                // Tag rules and override rules keyed by another application
+                // are the providers' (applied to the providers of that application).
+                // (Another service's key, `interface:version:group`, is not an application.)
+                Kind::Override if node.path.contains("/config/") => key == rule_key || !key.contains(':'),
                 Kind::Tag => true,
-                _ if node.path.contains("/config/") => key == rule_key || key == application,
+                Kind::Condition if node.path.contains("/config/") => key == rule_key || key == application,
                 _ => key == self.key.interface(),
             };
             if !relevant {
@@ -349,29 +356,44 @@ impl Governance {
         let mut conditions = Vec::new();
         let mut tags = Vec::new();
         // Application-scope overrides first, so the service's own win.
-        let mut overrides: Vec<(u8, &Arc<OverrideRule>)> = Vec::new();
+        let mut overrides: Vec<(u8, Option<&str>, &Arc<OverrideRule>)> = Vec::new();
         for (path, state) in states {
             match &state.good {
                 Some(Parsed::Condition(rule)) if rule.enabled => conditions.push(rule.clone()),
                 Some(Parsed::Tag(rule)) if rule.enabled => tags.push(rule.clone()),
                 Some(Parsed::Override(rule)) if rule.enabled => {
-                    let rank = match classify(path) {
-                        Some((_, key)) if key == application && path.contains("/config/") => 0,
-                        _ if !path.contains("/config/") => 1,
-                        _ => 2,
+                    let in_centre = path.contains("/config/");
+                    let (rank, provider_app) = match classify(path) {
+                        _ if !in_centre => (1, None),
+                        Some((_, key)) if key == application => (0, None),
+                        Some((_, key)) if key == rule_key(&self.key) => (2, None),
+                        // Another application's: a provider application's rule.
+                        Some((_, key)) => (0, Some(key)),
+                        None => continue,
                     };
-                    overrides.push((rank, rule));
+                    overrides.push((rank, provider_app, rule));
                 }
                 _ => {}
             }
         }
         conditions.sort_by_key(|r| std::cmp::Reverse(r.priority));
-        overrides.sort_by_key(|(rank, _)| *rank);
+        overrides.sort_by_key(|(rank, _, _)| *rank);
         let mut provider_configs = Vec::new();
         let mut consumer_params: BTreeMap<String, String> = BTreeMap::new();
-        for (_, rule) in overrides {
+        for (_, provider_app, rule) in overrides {
             for config in &rule.configs {
                 if !self.selects(config) {
+                    continue;
+                }
+                if let Some(app) = provider_app {
+                    // A provider application's rule sets its providers only.
+                    if config.side != Side::Consumer {
+                        let mut own = config.clone();
+                        if own.applications.is_empty() {
+                            own.applications = vec![app.to_string()];
+                        }
+                        provider_configs.push(own);
+                    }
                     continue;
                 }
                 if config.applies_to_consumer(consumer) {

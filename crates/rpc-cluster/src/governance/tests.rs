@@ -359,3 +359,33 @@ async fn rules_that_look_wrong_are_doubted_and_still_apply() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_provider_applications_override_sets_its_providers_only() {
+    let other = "rpc://10.0.0.3:20880/org.example.Greeter?version=1.0.0&application=billing";
+    let (directory, rules) = directory(&[A, B, other], Arc::default()).await;
+    let cluster = crate::Cluster::builder(directory.clone()).build().unwrap();
+    // dubbo-admin's application-scope rule, keyed by the provider application.
+    let yaml = "configVersion: v3.0\nscope: application\nkey: greeter\nconfigs:\n  - side: provider\n    parameters:\n      weight: 7\n  - side: consumer\n    parameters:\n      timeout: 1\n";
+    set(&rules, &[("/dubbo/config/dubbo/greeter.configurators", yaml)]);
+    settle().await;
+    let weights: Vec<(String, Option<String>)> = {
+        let mut w: Vec<_> = directory
+            .endpoints()
+            .iter()
+            .map(|e| (e.address().to_string(), e.url().param("weight").map(str::to_string)))
+            .collect();
+        w.sort();
+        w
+    };
+    assert_eq!(
+        weights,
+        [
+            ("10.0.0.1:20880".to_string(), Some("7".to_string())),
+            ("10.0.0.2:20880".to_string(), Some("7".to_string())),
+            ("10.0.0.3:20880".to_string(), None),
+        ]
+    );
+    // Its consumer-side configs are not this consumer's.
+    assert_eq!(cluster.settings("sayHello").timeout, crate::settings::DEFAULT_TIMEOUT);
+}

@@ -8,6 +8,7 @@
 //! /{root}/config/dubbo/{consumer-application}.configurators            application scope
 //! /{root}/config/dubbo/{consumer-application}.condition-router         application scope
 //! /{root}/config/dubbo/{provider-application}.tag-router               tag rule (one per provider application)
+//! /{root}/config/dubbo/{provider-application}.configurators            its provider-side override rule
 //! /{root}/{interface}/configurators/{URL-encoded override://...}        legacy override rules
 //! /{root}/{interface}/routers/{URL-encoded condition://...}            legacy condition rules
 //! ```
@@ -65,7 +66,13 @@ impl Watching {
             paths.push(format!("{base}/{app}.configurators"));
             paths.push(format!("{base}/{app}.condition-router"));
         }
-        paths.extend(provider_apps.iter().map(|app| format!("{base}/{app}.tag-router")));
+        for app in provider_apps {
+            paths.push(format!("{base}/{app}.tag-router"));
+            // A provider application's override rule (its provider-side configs).
+            if self.application.as_ref() != Some(app) {
+                paths.push(format!("{base}/{app}.configurators"));
+            }
+        }
         paths
     }
 
@@ -280,6 +287,7 @@ mod tests {
                 "/dubbo/config/dubbo/shop.configurators",
                 "/dubbo/config/dubbo/shop.condition-router",
                 "/dubbo/config/dubbo/greeter.tag-router",
+                "/dubbo/config/dubbo/greeter.configurators",
             ]
         );
         assert_eq!(
