@@ -22,7 +22,7 @@ struct Args {
     /// Also write the rows as CSV to this file.
     #[arg(long)]
     csv: Option<std::path::PathBuf>,
-    /// Only these systems (comma-separated: rpc,rpc-cluster,tri,tarpc,tonic,raw).
+    /// Only these systems (comma-separated: rpc,rpc-cluster,tri,dubbo,tarpc,tonic,raw).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
     /// Seconds of warm-up before each measurement.
@@ -73,7 +73,7 @@ enum Cmd {
     },
 }
 
-const SYSTEMS: [&str; 6] = ["rpc", "rpc-cluster", "tri", "tarpc", "tonic", "raw"];
+const SYSTEMS: [&str; 7] = ["rpc", "rpc-cluster", "tri", "dubbo", "tarpc", "tonic", "raw"];
 
 fn main() {
     let args = Args::parse();
@@ -125,7 +125,7 @@ fn serve(system: &str, listeners: usize) -> i32 {
             return Err("no listener".into());
         };
         match system {
-            "rpc" | "tri" => ours::serve(vec![listener]).await,
+            "rpc" | "tri" | "dubbo" => ours::serve(vec![listener]).await,
             "rpc-cluster" => {
                 bound.push(listener);
                 ours::serve(bound).await
@@ -283,6 +283,7 @@ async fn measure(
         AnyClient::Ours => {
             let route = match system {
                 "tri" => ours::Route::Tri,
+                "dubbo" => ours::Route::Dubbo,
                 "rpc-cluster" => ours::Route::Cluster,
                 _ => ours::Route::Direct,
             };
@@ -492,7 +493,7 @@ fn peer_qps(rows: &[Row], row: &Row, system: &str) -> Option<f64> {
 }
 
 fn ratio(rows: &[Row], row: &Row, peer: &str) -> String {
-    if !row.system.starts_with("rpc") && row.system != "tri" {
+    if !row.system.starts_with("rpc") && row.system != "tri" && row.system != "dubbo" {
         return "".into();
     }
     match peer_qps(rows, row, peer) {

@@ -1,10 +1,12 @@
 //! Our systems: the echo service over the native `rpc` protocol (direct, or
-//! through the full consumer stack) and over `tri`.
+//! through the full consumer stack), over `tri`, and over `dubbo` (Hessian2,
+//! Java Dubbo's protocol).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rpc::protocol::dubbo::DubboChannel;
 use rpc::protocol::rpc::{RpcChannel, RpcChannelConfig};
 use rpc::protocol::tri::TriChannel;
 use rpc::{BoxInvoker, ServiceClient, ServiceKey, Stub};
@@ -60,6 +62,8 @@ pub enum Route {
     Direct,
     /// A `tri` channel straight to one provider.
     Tri,
+    /// A `dubbo` channel (Hessian2) straight to one provider.
+    Dubbo,
     /// The full consumer stack: directory, round robin, failover.
     Cluster,
 }
@@ -93,6 +97,12 @@ impl Client {
             Route::Tri => {
                 let channel = TriChannel::new(first, RpcChannelConfig::default());
                 EchoClient::from_stub(Stub::new(key, BoxInvoker::always_ready(deadline.layer(channel))))
+            }
+            Route::Dubbo => {
+                let channel = DubboChannel::new(first, RpcChannelConfig::default());
+                let stub = Stub::new(key, BoxInvoker::always_ready(deadline.layer(channel)))
+                    .with_serialization(rpc::Serialization::Hessian2);
+                EchoClient::from_stub(stub)
             }
             Route::Cluster => {
                 let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use rpc::protocol::Dispatcher;
-use rpc::protocol::rpc::frame::{Decoded, FrameCodec, Header, OutFrame, RequestMeta, hessian2_string};
+use rpc::protocol::rpc::frame::{Decoded, FrameCodec, Header, OutFrame, RequestMeta};
 use rpc::protocol::server::{Server, ServerConfig, ServerHandle};
 use rpc::{Serialization, ServiceKey, Status};
 use rpc_tests::probe::{ProbeImpl, ProbeServer};
@@ -305,10 +305,11 @@ async fn a_panicking_handler_is_a_service_error_and_the_server_lives_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dubbo_hessian2_request_gets_a_readable_refusal() {
+async fn a_truncated_dubbo_request_gets_a_readable_bad_request() {
     let server = default_server().await;
     let mut client = RawClient::connect(&server).await;
-    // What a Dubbo consumer sends: serialization id 2 (hessian2), a hessian body.
+    // What a Dubbo consumer sends (serialization id 2, hessian2), cut after
+    // the method name: the parameter types and the rest are missing.
     let mut frame = BytesMut::new();
     let body = b"\x052.0.2\x30\x13org.example.Greeter\x051.0.0\x08sayHello";
     Header {
@@ -323,10 +324,17 @@ async fn a_dubbo_hessian2_request_gets_a_readable_refusal() {
     let (h, body) = client.next_response().await;
     assert_eq!(
         (h.id, h.serialization_id(), Status::from_code(h.status)),
-        (9, 2, Status::SerializationError)
+        (9, 2, Status::BadRequest)
     );
-    let text = "unsupported serialization id 2 (this provider speaks bincode = 30, json = 31)";
-    assert_eq!(body, hessian2_string(text));
+    // The message is a Hessian string (32 to 1023 characters: 0x30-0x33 and
+    // one more length byte), as a Dubbo peer reads it.
+    assert_eq!(body[0] & 0xfc, 0x30, "{body:?}");
+    let text = String::from_utf8_lossy(&body[2..]).into_owned();
+    assert!(
+        text.starts_with("malformed dubbo request: cannot read the parameter types: hessian: truncated input"),
+        "{text}"
+    );
+    assert_still_serving(&server).await;
     drop(client);
     assert_no_connections_left(&server).await;
 }

@@ -38,14 +38,14 @@ async fn refusals_are_never_dropped_when_the_client_reads_late() {
     let server = probe_server(ServerConfig::default()).await;
     let client = RawClient::connect_small_buffer(server.local_addr()).await;
     let RawClient { mut frames, mut write } = client;
-    // Many requests in a serialization this provider does not speak (what a
-    // Dubbo consumer sends: hessian2, id 2), written without reading anything:
+    // Many requests in a serialization this provider does not speak (Dubbo's
+    // kryo, id 8; hessian2, id 2, is the dubbo protocol's), written without reading anything:
     // far more refusals than the server's send queue and the socket buffers hold.
     const N: u64 = 100_000;
     let mut bytes = BytesMut::new();
     for id in 0..N {
         Header {
-            flag: 0x80 | 0x40 | 2,
+            flag: 0x80 | 0x40 | 8,
             status: 0,
             id,
             body_len: 4,

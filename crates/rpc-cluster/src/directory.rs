@@ -181,7 +181,8 @@ impl Directory {
     }
 
     /// The serialization to encode a call in, given the reference's
-    /// `preferred` one: it when every provider reads it (the usual case); else
+    /// `preferred` one: it when every provider process reads it (the usual
+    /// case; a process reads what any of its endpoints reads); else
     /// one every provider reads (ours first, then JSON); else the preferred
     /// one if some provider reads it, else one that some provider reads.
     /// Providers that cannot read the chosen one are passed over for that
@@ -192,11 +193,34 @@ impl Directory {
             return preferred;
         }
         let some = self.readable.some.load(Ordering::Relaxed);
-        let first_in = |mask: u8| Serialization::ALL.into_iter().find(|s| mask & s.bit() != 0);
+        // Ours first, then JSON, then Hessian2 (what `dubbo://` providers read).
+        let first_in = |mask: u8| {
+            [Serialization::Bincode, Serialization::Json, Serialization::Hessian2]
+                .into_iter()
+                .find(|s| mask & s.bit() != 0)
+        };
         first_in(all)
             .or_else(|| (some & preferred.bit() != 0).then_some(preferred))
             .or_else(|| first_in(some))
             .unwrap_or(preferred)
+    }
+
+    /// A second serialization to encode a call in `chosen` with, when some
+    /// providers cannot read `chosen` but read it: Hessian2 for `dubbo://`
+    /// providers beside ours, or ours (then JSON) for ours beside them. `None`
+    /// when every provider reads `chosen`.
+    pub fn alternate_for(&self, chosen: Serialization) -> Option<Serialization> {
+        if self.readable.all.load(Ordering::Relaxed) & chosen.bit() != 0 {
+            return None;
+        }
+        let some = self.readable.some.load(Ordering::Relaxed);
+        let hessian2 = Serialization::Hessian2;
+        if chosen != hessian2 {
+            return (some & hessian2.bit() != 0).then_some(hessian2);
+        }
+        [Serialization::Bincode, Serialization::Json]
+            .into_iter()
+            .find(|s| some & s.bit() != 0)
     }
 
     /// The usable endpoints now.
@@ -261,7 +285,13 @@ impl Directory {
             }
         }
         tracing::debug!(key = %self.key, providers = next.len(), "provider set changed");
-        let all = next.iter().fold(u8::MAX, |mask, e| mask & e.accepted_serializations());
+        // A process reads what any of its endpoints reads (ours export `rpc`
+        // and `dubbo`): "every provider reads it" is per process.
+        let mut per_process: HashMap<u64, u8> = HashMap::new();
+        for endpoint in &next {
+            *per_process.entry(endpoint.process()).or_default() |= endpoint.accepted_serializations();
+        }
+        let all = per_process.values().fold(u8::MAX, |mask, m| mask & m);
         let some = next.iter().fold(0, |mask, e| mask | e.accepted_serializations());
         self.readable
             .all
@@ -430,7 +460,8 @@ mod tests {
         tx.send(Arc::new(vec![url(ours), url(python)])).unwrap();
         settle().await;
         assert_eq!(directory.serialization_for(Bincode), Json);
-        // Only bincode readers, and one reading none of ours.
+        // Only bincode readers, and one reading only Hessian2 (Java's tri://, in
+        // Triple's wrapper form): calls go in bincode, Hessian2 is theirs.
         tx.send(Arc::new(vec![
             url("rpc://h:1/a.B?serialization=bincode"),
             url("tri://h:3/a.B?serialization=hessian2"),
@@ -444,7 +475,75 @@ mod tests {
             .find(|e| e.address() == "h:3")
             .cloned()
             .unwrap();
-        assert_eq!(hessian.accepted_serializations(), 0);
+        assert_eq!(
+            hessian.accepted_serializations(),
+            rpc_core::Serialization::Hessian2.bit()
+        );
+        assert_eq!(
+            directory.alternate_for(Bincode),
+            Some(rpc_core::Serialization::Hessian2)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_java_provider_reads_hessian2_over_dubbo_and_tri() {
+        use rpc_core::Serialization::{Bincode, Hessian2};
+        // What a Java Dubbo 3.3 provider registers: dubbo:// and tri://, both
+        // listing hessian2 (read over tri in Triple's wrapper form).
+        let java = [
+            "dubbo://h:1/a.B?serialization=hessian2&prefer.serialization=hessian2,fastjson2&pid=7",
+            "tri://h:2/a.B?serialization=hessian2&prefer.serialization=hessian2,fastjson2&pid=7",
+        ];
+        let (_tx, rx) = watch::channel(Arc::new(java.iter().map(|u| url(u)).collect::<Vec<_>>()));
+        let key = ServiceKey::new("a.B", None, None);
+        let directory = Directory::new(key, Arc::new(AnyProtocol), vec![WatchStream::new(rx)]).await;
+        assert_eq!(directory.serialization_for(Bincode), Hessian2);
+        let accepts: Vec<(String, bool, bool)> = directory
+            .endpoints()
+            .iter()
+            .map(|e| (e.url().protocol().to_string(), e.accepts(Hessian2), e.accepts(Bincode)))
+            .collect();
+        assert!(accepts.contains(&("dubbo".into(), true, false)), "{accepts:?}");
+        assert!(accepts.contains(&("tri".into(), true, false)), "{accepts:?}");
+        // Java's set alone: Hessian2 for everyone, no alternate.
+        assert_eq!(directory.alternate_for(Hessian2), None);
+        // A dubbo:// URL listing no serialization reads Hessian2; one of ours never does.
+        let (_tx, rx) = watch::channel(Arc::new(vec![
+            url("dubbo://h:3/a.B"),
+            url("rpc://h:4/a.B?serialization=bincode&prefer.serialization=hessian2,bincode,json"),
+        ]));
+        let directory = Directory::new(
+            ServiceKey::new("a.B", None, None),
+            Arc::new(AnyProtocol),
+            vec![WatchStream::new(rx)],
+        )
+        .await;
+        for endpoint in directory.endpoints().iter() {
+            assert_eq!(
+                endpoint.accepts(Hessian2),
+                endpoint.url().protocol() == "dubbo",
+                "{}",
+                endpoint.url()
+            );
+        }
+        // One of our processes exporting rpc and dubbo reads both: no alternate.
+        let ours = [
+            "rpc://h:5/a.B?serialization=bincode&prefer.serialization=bincode,json&instance=i",
+            "dubbo://h:6/a.B?serialization=hessian2&instance=i",
+        ];
+        let (_ours_tx, rx) = watch::channel(Arc::new(ours.iter().map(|u| url(u)).collect::<Vec<_>>()));
+        let both = Directory::new(
+            ServiceKey::new("a.B", None, None),
+            Arc::new(AnyProtocol),
+            vec![WatchStream::new(rx)],
+        )
+        .await;
+        assert_eq!(both.serialization_for(Bincode), Bincode);
+        assert_eq!(both.alternate_for(Bincode), None);
+        // A mixed set: calls go in ours, with Hessian2 alongside for the Java ones.
+        assert_eq!(directory.serialization_for(Bincode), Bincode);
+        assert_eq!(directory.alternate_for(Bincode), Some(Hessian2));
+        assert_eq!(directory.alternate_for(Hessian2), Some(Bincode));
     }
 
     /// Makes endpoints for any protocol.

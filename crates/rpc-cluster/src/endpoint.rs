@@ -58,6 +58,11 @@ struct Profile {
     /// The provider process: one process exporting several protocols
     /// registers one URL per protocol, and these share it.
     process: u64,
+    /// The provider process as far as the URL tells, for choosing among its
+    /// protocols: [`process`](Self::process), or for a URL without an identity
+    /// (Java Dubbo 3 registers neither `pid` nor an instance) its host and
+    /// `application`, which its `dubbo://` and `tri://` URLs share.
+    origin: u64,
     /// Interface-level timeout and load balancer the URL publishes.
     published: MethodConfig,
     /// Whether the URL has method-level parameters (`sayHello.timeout=`).
@@ -73,6 +78,7 @@ impl Profile {
             weighting: Weighting::of(url),
             identity: crate::loadbalance::identity(url),
             process: process_of(url),
+            origin: origin_of(url),
             published: crate::settings::provider_defaults(url, ""),
             method_params: url
                 .params()
@@ -85,7 +91,9 @@ impl Profile {
 
 /// The serializations a provider URL says it reads, as a mask
 /// ([`Serialization::mask`]): those of `prefer.serialization` (Dubbo 3.2) and
-/// `serialization` that this consumer speaks; when it lists none, JSON on
+/// `serialization` that this consumer speaks over the URL's protocol
+/// (Hessian2 on `dubbo`, and only Hessian2 there, and on `tri` in Java's
+/// wrapper form; never on `rpc`); when it lists none, JSON on
 /// `tri` (what gRPC and Dubbo peers of other languages exchange) and every one
 /// on `rpc` (our own protocol). A provider listing only serializations we do
 /// not speak reads none of ours: 0.
@@ -101,10 +109,33 @@ fn accepted(url: &Url) -> u8 {
     if listed.is_empty() {
         return match url.protocol() {
             "tri" => Serialization::Json.bit(),
+            "dubbo" => Serialization::Hessian2.bit(),
             _ => Serialization::mask(Serialization::ALL),
         };
     }
-    Serialization::mask(listed.into_iter().filter_map(Serialization::from_name))
+    let listed = Serialization::mask(listed.into_iter().filter_map(Serialization::from_name));
+    // Hessian2 travels over `dubbo`, which carries nothing else, and over
+    // `tri` in Java's wrapper form (a Java provider's `tri://` URL lists
+    // `hessian2`); not over `rpc`.
+    match url.protocol() {
+        "dubbo" => listed & Serialization::Hessian2.bit(),
+        "tri" => listed,
+        _ => listed & !Serialization::Hessian2.bit(),
+    }
+}
+
+/// [`Profile::origin`] of a URL.
+fn origin_of(url: &Url) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let anonymous = url.param(INSTANCE).is_none_or(str::is_empty) && url.param("pid").is_none_or(str::is_empty);
+    match url.param("application").filter(|a| anonymous && !a.is_empty()) {
+        Some(application) => {
+            let mut hasher = std::hash::DefaultHasher::new();
+            ("application", url.host(), application).hash(&mut hasher);
+            hasher.finish()
+        }
+        None => process_of(url),
+    }
 }
 
 /// URL parameter: the identity of the running provider that registered the
@@ -284,11 +315,26 @@ impl Endpoint {
         self.inner.profile.accepts
     }
 
+    /// The identity of the provider process serving this endpoint.
+    pub(crate) fn process(&self) -> u64 {
+        self.inner.profile.process
+    }
+
     /// Whether `other` is served by the same provider process (one process
     /// registers a URL per protocol it exports): the provider's host and
     /// published `pid`, or its address when it publishes no pid.
     pub fn same_process(&self, other: &Endpoint) -> bool {
         self.inner.profile.process == other.inner.profile.process
+    }
+
+    /// Whether `other` may be the same provider process, for choosing among
+    /// its protocols: [`same_process`](Self::same_process), or for URLs that
+    /// carry no process identity (Java Dubbo 3 registers no `pid`) the same
+    /// host and `application`. Two such processes on one host are taken for
+    /// one here; they export alike, so a protocol preference still keeps
+    /// each of them.
+    pub fn same_origin(&self, other: &Endpoint) -> bool {
+        self.inner.profile.origin == other.inner.profile.origin
     }
 
     /// Calls in flight and response times.
@@ -328,7 +374,15 @@ impl Endpoint {
             );
             attempt.set_service(resolved);
         }
-        let published = if settings.provider_timeouts {
+        // A `dubbo://` provider's `timeout` is per attempt (Java Dubbo's
+        // meaning): it caps attempts there within whatever budget the call has.
+        // A provider that cannot read the call's encoding gets its alternate
+        // (say Hessian2 for Java's `dubbo://`), and its answer is read in kind.
+        let switched = !self.accepts(attempt.serialization())
+            && attempt.alternate_serialization().is_some_and(|a| self.accepts(a))
+            && attempt.switch_to_alternate();
+        let answered_in = switched.then(|| attempt.serialization());
+        let published = if settings.provider_timeouts || self.inner.url.protocol() == "dubbo" {
             self.published(attempt.method()).timeout
         } else {
             None
@@ -372,7 +426,10 @@ impl Endpoint {
                 guard.note_answer();
             }
             guard.finish(result.is_ok());
-            result.map_err(|e| e.with_address(endpoint.address()))
+            match (result, answered_in) {
+                (Ok(response), Some(serialization)) => Ok(response.with_serialization(serialization)),
+                (result, _) => result.map_err(|e| e.with_address(endpoint.address())),
+            }
         }
     }
 }

@@ -108,8 +108,9 @@ impl Picker {
     }
 
     /// Prefers providers of `protocol` (say `rpc` over `tri` when a provider
-    /// exports both): the others are picked only when no usable provider of
-    /// `protocol` is left.
+    /// exports both), within each provider process: a process's other
+    /// endpoints are picked only when it has no usable one of `protocol`,
+    /// and processes without one (a Java provider's `dubbo://`) are kept.
     pub fn prefer_protocol(mut self, protocol: impl Into<Arc<str>>) -> Self {
         self.prefer = Some(protocol.into());
         self
@@ -215,7 +216,8 @@ impl Picker {
         // Only providers that read the call's encoding; then narrow down in
         // place, never to nothing: untried, then healthy, then of the
         // preferred protocol.
-        pool.retain(|e| e.accepts(serialization));
+        let alternate = invocation.alternate_serialization();
+        pool.retain(|e| e.accepts(serialization) || alternate.is_some_and(|a| e.accepts(a)));
         if pool.is_empty() {
             return Err(self.unreadable(invocation, all));
         }
@@ -227,7 +229,21 @@ impl Picker {
             return Err(self.all_leaving(invocation, pool.len()));
         }
         if let Some(prefer) = &self.prefer {
-            keep_if_any(&mut pool, |e| e.url().protocol() == &**prefer);
+            // Within each process only: a process with no usable endpoint of
+            // the preferred protocol (a Java provider beside ours) keeps its own.
+            let preferred = |e: &Endpoint| e.url().protocol() == &**prefer;
+            if pool.iter().any(|e| !preferred(e)) {
+                let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
+                pool.retain(|e| preferred(e) || !snapshot.iter().any(|o| preferred(o) && o.same_origin(e)));
+            }
+        }
+        // A process left with both `dubbo` and `tri` (a Java provider, when
+        // `tri` is not the preference) is called over `dubbo`, Java Dubbo's
+        // default: one protocol per Java process, as before `tri` read Hessian2.
+        let protocol = |e: &Endpoint, p: &str| e.url().protocol() == p;
+        if pool.iter().any(|e| protocol(e, "tri")) && pool.iter().any(|e| protocol(e, "dubbo")) {
+            let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
+            pool.retain(|e| !protocol(e, "tri") || !snapshot.iter().any(|o| protocol(o, "dubbo") && o.same_origin(e)));
         }
         if pool.len() == 1 {
             return Ok(pool[0].clone());
@@ -281,7 +297,8 @@ impl Select for Picker {
         let mut chosen: Vec<Endpoint> = Vec::with_capacity(routed.len());
         let mut leaving = 0;
         for endpoint in routed.iter().copied() {
-            if !endpoint.accepts(invocation.serialization()) {
+            let alternate = invocation.alternate_serialization();
+            if !endpoint.accepts(invocation.serialization()) && !alternate.is_some_and(|a| endpoint.accepts(a)) {
                 tracing::debug!(
                     provider = endpoint.address(),
                     "broadcast: passing over a provider that cannot read the call"

@@ -28,7 +28,9 @@
 //! the consumer sets no timeout, the budget is the **largest** timeout the
 //! current providers publish for the method, and each attempt sent to a
 //! provider is also capped by **that provider's** timeout (what `timeout`
-//! means in Dubbo: one attempt). When the consumer sets no balancer, the one
+//! means in Dubbo: one attempt); a `dubbo://` provider's (Java Dubbo's) caps
+//! each attempt sent to it even when the consumer set the budget. When the
+//! consumer sets no balancer, the one
 //! **most** providers publish is used (ties: the first in Dubbo's order,
 //! random first). A provider's weight and warm-up are read by the balancers
 //! themselves.

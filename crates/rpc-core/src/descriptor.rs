@@ -20,6 +20,12 @@ pub struct MethodDescriptor {
     /// `loadbalance`, `forks`, `actives`, and `hash.arguments` (positions,
     /// comma-separated: `0,2`). Keys appear at most once.
     pub params: &'static [(&'static str, &'static str)],
+    /// The Java parameter types, as the JVM descriptors of each argument in
+    /// order (`Ljava/lang/String;J` for `(String, i64)`; empty for none):
+    /// what a `dubbo://` request names so that a Java provider finds the
+    /// overload. `#[service]` derives it from the Rust types (see the
+    /// `#[rpc(java_types = "...")]` override).
+    pub java_types: &'static str,
 }
 
 impl MethodDescriptor {
@@ -29,7 +35,14 @@ impl MethodDescriptor {
             name,
             rust_name,
             params: &[],
+            java_types: "",
         }
+    }
+
+    /// Sets the Java parameter descriptors (see [`java_types`](Self::java_types)).
+    pub const fn with_java_types(mut self, java_types: &'static str) -> Self {
+        self.java_types = java_types;
+        self
     }
 
     /// Sets the method's declared settings (see [`params`](Self::params)).

@@ -171,6 +171,11 @@ pub struct Invocation {
     provider: Option<Arc<Url>>,
     /// Provider side: the caller's socket address.
     remote_address: Option<SocketAddr>,
+    /// The method's Java parameter descriptors (`dubbo` requests name them).
+    java_types: &'static str,
+    /// The arguments in a second serialization, for providers that cannot
+    /// read the first (Java's `dubbo://` beside ours in one provider set).
+    alternate: Option<Arc<(Serialization, Bytes)>>,
 }
 
 impl Invocation {
@@ -186,7 +191,45 @@ impl Invocation {
             hash_key: None,
             provider: None,
             remote_address: None,
+            java_types: "",
+            alternate: None,
         }
+    }
+
+    /// Also carries the arguments encoded with `serialization`, for the
+    /// providers that read only that one (set by the stub when the provider
+    /// set is mixed).
+    pub fn set_alternate(&mut self, serialization: Serialization, args: Bytes) {
+        self.alternate = Some(Arc::new((serialization, args)));
+    }
+
+    /// The serialization of the alternate arguments, if the call has them.
+    pub fn alternate_serialization(&self) -> Option<Serialization> {
+        self.alternate.as_ref().map(|alternate| alternate.0)
+    }
+
+    /// Makes the alternate arguments the call's (the previous ones become the
+    /// alternate); false, changing nothing, when there are none.
+    pub fn switch_to_alternate(&mut self) -> bool {
+        let Some(alternate) = self.alternate.take() else {
+            return false;
+        };
+        let (serialization, args) = (*alternate).clone();
+        self.alternate = Some(Arc::new((self.serialization, std::mem::replace(&mut self.args, args))));
+        self.serialization = serialization;
+        true
+    }
+
+    /// The method's Java parameter types as JVM descriptors
+    /// ([`MethodDescriptor::java_types`](crate::MethodDescriptor::java_types)),
+    /// which a `dubbo://` request names; empty when unknown or none.
+    pub fn java_types(&self) -> &'static str {
+        self.java_types
+    }
+
+    /// Sets the Java parameter types (the stub does, from the method's descriptor).
+    pub fn set_java_types(&mut self, java_types: &'static str) {
+        self.java_types = java_types;
     }
 
     /// The target service.

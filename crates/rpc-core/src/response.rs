@@ -21,6 +21,9 @@ pub struct Response {
     form: Form,
     /// Given by the consumer in place of a provider's answer.
     degraded: bool,
+    /// The serialization of the payload when it is not the call's (an
+    /// attempt sent with the call's alternate arguments).
+    serialization: Option<Serialization>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -41,7 +44,15 @@ impl Response {
             payload,
             form: Form::Native,
             degraded: false,
+            serialization: None,
         }
+    }
+
+    /// Says that the payload is encoded with `serialization`, whatever the
+    /// call's (the attempt went with the call's alternate arguments).
+    pub fn with_serialization(mut self, serialization: Serialization) -> Self {
+        self.serialization = Some(serialization);
+        self
     }
 
     /// A response carrying `json`, to be decoded as JSON whatever the call's
@@ -51,6 +62,7 @@ impl Response {
             payload: json,
             form: Form::Json,
             degraded: true,
+            serialization: None,
         }
     }
 
@@ -64,6 +76,7 @@ impl Response {
             payload: Bytes::new(),
             form: Form::Zero(Box::new(error)),
             degraded: true,
+            serialization: None,
         }
     }
 
@@ -98,7 +111,15 @@ impl Response {
     /// Decodes the return value: from the payload with `serialization`, from
     /// JSON for a [`Response::json`], or the zero value for a [`Response::zero_instead_of`].
     pub fn decode<R: DeserializeOwned>(&self, serialization: Serialization) -> Result<R, DecodeFailure> {
+        let serialization = self.serialization.unwrap_or(serialization);
         match &self.form {
+            Form::Native if serialization == Serialization::Hessian2 => crate::hessian2::decode_reply(&self.payload)
+                .map_err(|e| match e {
+                    crate::hessian2::ReplyError::Exception(e) => {
+                        DecodeFailure::Exception(format!("the provider threw {e}"))
+                    }
+                    crate::hessian2::ReplyError::Codec(e) => DecodeFailure::Reply(format!("hessian2: {e}")),
+                }),
             Form::Native => serialization
                 .decode(&self.payload)
                 .map_err(|e| DecodeFailure::Reply(e.to_string())),
@@ -118,6 +139,9 @@ impl Response {
 pub enum DecodeFailure {
     /// The reply does not decode as the return type.
     Reply(String),
+    /// The provider answered with an exception (Java's, over `dubbo`) that the
+    /// return type has no place for: its class and message.
+    Exception(String),
     /// A JSON literal (a mock's) does not decode as the return type.
     Json(String),
     /// The return type has no zero value; `error` is what the zero stood for.

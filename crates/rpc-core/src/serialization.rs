@@ -1,9 +1,10 @@
-//! Payload serializations: `bincode` (2.x, via serde; the default) and `json`.
+//! Payload serializations: `bincode` (2.x, via serde; the default) and `json`
+//! for the native `rpc` protocol, and `hessian2` for Java Dubbo's `dubbo`.
 //!
-//! Each has a wire id carried in the low 5 bits of the native protocol's flag
-//! byte. The ids avoid every id Apache Dubbo uses (2 hessian2, 3, 4, 6, 7, 8, 9,
-//! 10, 11, 12, 16, 18, 21, 22, 23, 27, 28), so a Dubbo peer that connects gets a
-//! clean "unsupported serialization" error instead of garbage.
+//! Each has a wire id carried in the low 5 bits of the frame header's flag
+//! byte. The native ids (30, 31) avoid every id Apache Dubbo uses (2 hessian2,
+//! 3, 4, 6, 7, 8, 9, 10, 11, 12, 16, 18, 21, 22, 23, 27, 28); Hessian2 keeps
+//! Dubbo's id 2, and that id is what makes a frame a `dubbo` one.
 
 use std::fmt;
 
@@ -28,10 +29,15 @@ pub enum Serialization {
     Bincode,
     /// JSON via serde_json. Interoperable; arguments travel as a JSON array.
     Json,
+    /// Hessian 2.0 (`rpc-hessian`), Java Dubbo's default: the serialization
+    /// of `dubbo://` calls. Arguments travel as consecutive values and replies
+    /// start with Dubbo's flag (value, null or exception); not one of the
+    /// native protocol's serializations ([`ALL`](Self::ALL)).
+    Hessian2,
 }
 
 impl Serialization {
-    /// Every supported serialization.
+    /// Every serialization of the native `rpc` protocol (Hessian2 is `dubbo`'s).
     pub const ALL: [Serialization; 2] = [Serialization::Bincode, Serialization::Json];
 
     /// This serialization's bit in a set of them (see [`Serialization::mask`]).
@@ -39,6 +45,7 @@ impl Serialization {
         match self {
             Serialization::Bincode => 1,
             Serialization::Json => 2,
+            Serialization::Hessian2 => 4,
         }
     }
 
@@ -52,12 +59,15 @@ impl Serialization {
         match self {
             Serialization::Bincode => 30,
             Serialization::Json => 31,
+            Serialization::Hessian2 => 2,
         }
     }
 
     /// The serialization for a wire id.
     pub fn from_id(id: u8) -> Option<Serialization> {
-        Self::ALL.into_iter().find(|s| s.id() == id)
+        [Serialization::Bincode, Serialization::Json, Serialization::Hessian2]
+            .into_iter()
+            .find(|s| s.id() == id)
     }
 
     /// The name used in URLs (`serialization=bincode`).
@@ -65,12 +75,15 @@ impl Serialization {
         match self {
             Serialization::Bincode => "bincode",
             Serialization::Json => "json",
+            Serialization::Hessian2 => "hessian2",
         }
     }
 
     /// The serialization called `name` (case-insensitive).
     pub fn from_name(name: &str) -> Option<Serialization> {
-        Self::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(name))
+        [Serialization::Bincode, Serialization::Json, Serialization::Hessian2]
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
     }
 
     /// Encodes `value`.
@@ -94,6 +107,9 @@ impl Serialization {
             Serialization::Json => {
                 serde_json::to_writer(&mut writer, value).map_err(|e| CodecError::new(self, e.to_string()))
             }
+            Serialization::Hessian2 => rpc_hessian::Encoder::new(writer)
+                .write(value)
+                .map_err(|e| CodecError::new(self, e.to_string())),
         }
     }
 
@@ -112,6 +128,7 @@ impl Serialization {
                 Ok(value)
             }
             Serialization::Json => serde_json::from_slice(bytes).map_err(|e| CodecError::new(self, e.to_string())),
+            Serialization::Hessian2 => rpc_hessian::from_slice(bytes).map_err(|e| CodecError::new(self, e.to_string())),
         }
     }
 
@@ -131,6 +148,7 @@ impl Serialization {
                 Ok(value)
             }
             Serialization::Json => serde_json::from_slice(bytes).map_err(|e| CodecError::new(self, e.to_string())),
+            Serialization::Hessian2 => rpc_hessian::from_slice(bytes).map_err(|e| CodecError::new(self, e.to_string())),
         }
     }
 }
@@ -150,7 +168,7 @@ pub struct CodecError {
 }
 
 impl CodecError {
-    fn new(serialization: Serialization, reason: String) -> Self {
+    pub(crate) fn new(serialization: Serialization, reason: String) -> Self {
         CodecError { serialization, reason }
     }
 }
@@ -219,6 +237,8 @@ mod tests {
             assert_eq!(Serialization::from_id(s.id()), Some(s));
             assert_eq!(Serialization::from_name(s.name()), Some(s));
         }
-        assert_eq!(Serialization::from_id(2), None);
+        assert_eq!(Serialization::from_id(2), Some(Serialization::Hessian2));
+        assert_eq!(Serialization::from_name("Hessian2"), Some(Serialization::Hessian2));
+        assert!(!Serialization::ALL.contains(&Serialization::Hessian2));
     }
 }

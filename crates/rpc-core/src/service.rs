@@ -87,6 +87,16 @@ pub mod handler {
     /// a body that does not decode as the tuple is tried as its only element.
     pub fn decode_args<A: DeserializeOwned>(invocation: &Invocation) -> Result<A, RpcError> {
         let serialization = invocation.serialization();
+        if serialization == Serialization::Hessian2 {
+            return crate::hessian2::decode_args(invocation.args()).map_err(|e| {
+                RpcError::remote(
+                    Status::BadRequest,
+                    format!("cannot decode the arguments: hessian2: {e}"),
+                )
+                .with_service(invocation.service())
+                .with_method(invocation.method())
+            });
+        }
         let decoded = serialization.decode(invocation.args());
         let decoded = match decoded {
             Err(first) if serialization == Serialization::Json => {
@@ -106,16 +116,26 @@ pub mod handler {
     }
 
     /// Encodes the return value of `method`.
+    ///
+    /// With Hessian2 the payload is a `dubbo` reply body: Dubbo's flag, then
+    /// the value, or for a `Result`'s `Err(e)` the exception `e` as an object
+    /// of its Java class (structs without a dotted serde name take the
+    /// interface's package).
     pub fn encode_reply<R: Serialize>(invocation: &Invocation, reply: &R) -> Result<Response, RpcError> {
-        invocation
-            .serialization()
-            .encode(reply)
-            .map(Response::new)
-            .map_err(|e| {
-                RpcError::remote(Status::BadResponse, format!("cannot encode the return value: {e}"))
-                    .with_service(invocation.service())
-                    .with_method(invocation.method())
+        let serialization = invocation.serialization();
+        let encoded = if serialization == Serialization::Hessian2 {
+            let package = crate::hessian2::package_of(invocation.service().interface());
+            crate::scratch::encode(256, |buf| {
+                crate::hessian2::encode_reply(reply, package, buf).map_err(|e| crate::CodecError::new(serialization, e))
             })
+        } else {
+            serialization.encode(reply)
+        };
+        encoded.map(Response::new).map_err(|e| {
+            RpcError::remote(Status::BadResponse, format!("cannot encode the return value: {e}"))
+                .with_service(invocation.service())
+                .with_method(invocation.method())
+        })
     }
 
     /// The error for a method the service does not have.

@@ -29,6 +29,7 @@ const METHOD_KEYS: &[&str] = &[
     "forks",
     "actives",
     "hash_arguments",
+    "java_types",
 ];
 
 /// The highest argument position `hash_arguments` can name (`ArgumentMask` is 32 bits).
@@ -113,6 +114,9 @@ pub(crate) struct MethodArgs {
     /// `hash_arguments = [i, ...]`: distinct positions, each at most 31; whether
     /// the method has that many arguments is checked with its signature.
     pub(crate) hash_arguments: Option<Vec<ArgPosition>>,
+    /// `java_types = "..."`: the Java parameter descriptors, checked for form
+    /// here and against the parameter count with the signature.
+    pub(crate) java_types: Option<LitStr>,
 }
 
 /// One argument position of `hash_arguments`, with its literal's span.
@@ -158,6 +162,18 @@ impl MethodArgs {
             "forks" => self.forks = Some(expect_forks(pair)?),
             "actives" => self.actives = Some(expect_int(pair)?),
             "hash_arguments" => self.hash_arguments = Some(expect_positions(pair)?),
+            "java_types" => {
+                let lit = expect_str(pair)?;
+                crate::java::split_descriptors(&lit.value()).map_err(|why| {
+                    syn::Error::new(
+                        lit.span(),
+                        format!(
+                            "`java_types` must be JVM parameter descriptors such as \"Ljava/lang/String;J\": {why}"
+                        ),
+                    )
+                })?;
+                self.java_types = Some(lit);
+            }
             _ => {
                 let lit = expect_str(pair)?;
                 check_method_name(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))?;

@@ -32,6 +32,7 @@ mod args;
 mod duration;
 mod errors;
 mod expand;
+mod java;
 mod model;
 mod naming;
 mod policy;
@@ -65,7 +66,18 @@ use proc_macro::TokenStream;
 /// * `actives = 10`: most calls of the method in flight at once from one
 ///   reference (0: no limit);
 /// * `hash_arguments = [0, 2]`: the arguments (by position, from 0, not
-///   counting `&self`; at most 31) the consistent-hash balancer keys on.
+///   counting `&self`; at most 31) the consistent-hash balancer keys on;
+/// * `java_types = "Lcom/acme/Order;I"`: the Java parameter types, one JVM
+///   descriptor per argument, for `dubbo://` calls (Java finds the overload by
+///   them). By default they come from the Rust types: `String`/`&str` →
+///   `Ljava/lang/String;`, `bool` `Z`, `i8` `B`, `i16` `S`, `i32`/`u8`/`u16` `I`,
+///   `i64`/`u32`/`u64` `J`, `f32` `F`, `f64` `D`, `char` `C`, `Option<i32>` →
+///   `Ljava/lang/Integer;` (each primitive's box), `Vec<u8>` → `[B`, other
+///   sequences → `Ljava/util/List;`, sets → `Ljava/util/Set;`, maps →
+///   `Ljava/util/Map;`, `Box`/`Arc` → their content, and any other type `Name` →
+///   `L{package}/Name;` with the interface's package (`org.example.Greeter` →
+///   `Lorg/example/Name;`). Set it when the Java interface says otherwise (a type
+///   alias, a struct in another package, `int` for a `u32`).
 ///
 /// Policy and balancer names are Dubbo's, matched ignoring case, `-` and `_`
 /// (`"fail_fast"`, `"LeastActive"`). Each key may appear once per method. Every

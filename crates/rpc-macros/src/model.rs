@@ -149,6 +149,7 @@ fn method_of(trait_item: &TraitItem, errors: &mut Errors) -> Option<Method> {
     check_receiver(&method.sig, errors);
     let params = params_of(&method.sig, errors);
     check_hash_arguments(&method.sig, &config, errors);
+    check_java_types(&method.sig, &config, errors);
     let output = output_of(&method.sig, errors);
     check_no_body(method, errors);
     let wire_name = wire_name_of(&method.sig.ident, &config, errors);
@@ -358,6 +359,32 @@ fn find_unsupported(tokens: TokenStream, what: &str) -> Option<(TokenStream, Str
 }
 
 /// Checks that every `hash_arguments` position names an argument.
+/// `java_types` names one descriptor per argument.
+fn check_java_types(sig: &Signature, config: &MethodArgs, errors: &mut Errors) {
+    let Some(lit) = &config.java_types else {
+        return;
+    };
+    let count = sig
+        .inputs
+        .iter()
+        .filter(|input| matches!(input, FnArg::Typed(_)))
+        .count();
+    let value = lit.value();
+    if let Ok(types) = crate::java::split_descriptors(&value)
+        && types.len() != count
+    {
+        errors.spanned(
+            lit,
+            format!(
+                "`java_types` names {} parameter type(s) ({}) but `{}` has {count} argument(s) besides `&self`",
+                types.len(),
+                types.join(" "),
+                sig.ident
+            ),
+        );
+    }
+}
+
 fn check_hash_arguments(sig: &Signature, config: &MethodArgs, errors: &mut Errors) {
     let Some(positions) = &config.hash_arguments else {
         return;

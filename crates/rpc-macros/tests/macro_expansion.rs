@@ -699,3 +699,29 @@ fn server_and_client_are_clone_and_debug_without_bounds_on_the_impl() {
     assert!(debug.starts_with("GreeterClient { stub: Stub {"), "{debug}");
     assert!(debug.contains("org.example.Greeter"), "{debug}");
 }
+
+/// Java types: derived from the Rust types, or declared.
+#[rpc_macros::service(crate = "::rpc_core", interface = "org.example.Typed")]
+trait Typed {
+    async fn mixed(&self, name: String, count: i64, flag: bool, ratio: f64, small: i32) -> String;
+    async fn boxed(&self, a: Option<i32>, b: Option<i64>, c: Option<String>) -> u32;
+    async fn collections(&self, list: Vec<String>, map: std::collections::HashMap<String, i64>, bytes: Vec<u8>) -> u32;
+    async fn structs(&self, order: Order) -> Result<OrderId, OrderError>;
+    #[rpc(java_types = "Lcom/acme/Order;I")]
+    async fn declared(&self, order: Order, qty: u32) -> u32;
+    async fn none(&self) -> u32;
+}
+
+#[test]
+fn descriptors_carry_java_parameter_types() {
+    let java = |name| TypedClient::DESCRIPTOR.method(name).unwrap().java_types;
+    assert_eq!(java("mixed"), "Ljava/lang/String;JZDI");
+    assert_eq!(java("boxed"), "Ljava/lang/Integer;Ljava/lang/Long;Ljava/lang/String;");
+    assert_eq!(java("collections"), "Ljava/util/List;Ljava/util/Map;[B");
+    assert_eq!(java("structs"), "Lorg/example/Order;");
+    assert_eq!(java("declared"), "Lcom/acme/Order;I");
+    assert_eq!(java("none"), "");
+    // Undotted interface: a struct's class has no package.
+    assert_eq!(MinimalClient::DESCRIPTOR.method("echo").unwrap().java_types, "[B");
+    assert_eq!(GreeterClient::DESCRIPTOR.method("add3").unwrap().java_types, "JJJ");
+}

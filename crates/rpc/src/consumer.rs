@@ -10,6 +10,7 @@ use rpc_cluster::{
     Balancer, Cluster, ClusterPolicy, Connect, Directory, Endpoint, FailbackConfig, LoadBalance, MethodConfig, Mock,
     MockLayer, Mocks, OutlierConfig, Policy, Probe,
 };
+use rpc_core::protocol::dubbo::{DubboChannel, WeakDubboChannel};
 use rpc_core::protocol::rpc::{RpcChannel, RpcChannelConfig, WeakRpcChannel};
 use rpc_core::protocol::tri::{TriChannel, WeakTriChannel};
 use rpc_core::url::keys;
@@ -207,6 +208,7 @@ impl ConsumerBuilder {
                     config: self.channel,
                     channels: Mutex::default(),
                     tri_channels: Mutex::default(),
+                    dubbo_channels: Mutex::default(),
                 }),
                 defaults: self.defaults,
                 check: self.check,
@@ -489,6 +491,8 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         let readable = directory.clone();
         let choose: rpc_core::stub::SerializationChoice =
             Arc::new(move |preferred| readable.serialization_for(preferred));
+        let readable = directory.clone();
+        let alternate: rpc_core::stub::AlternateChoice = Arc::new(move |chosen| readable.alternate_for(chosen));
         let mut cluster = Cluster::builder(directory)
             .descriptor(descriptor)
             .reference(self.config)
@@ -520,7 +524,8 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         };
         let mut stub = Stub::new(key, invoker)
             .with_serialization(self.serialization)
-            .with_serialization_choice(choose);
+            .with_serialization_choice(choose)
+            .with_alternate_choice(alternate);
         for (method, positions) in hashing {
             stub = stub.with_argument_hashing(&method, positions);
         }
@@ -625,6 +630,7 @@ struct Connector {
     config: RpcChannelConfig,
     channels: Mutex<HashMap<String, WeakRpcChannel>>,
     tri_channels: Mutex<HashMap<String, WeakTriChannel>>,
+    dubbo_channels: Mutex<HashMap<String, WeakDubboChannel>>,
 }
 
 impl Connect for Connector {
@@ -632,6 +638,7 @@ impl Connect for Connector {
         let endpoint = match url.protocol() {
             "rpc" => self.rpc_endpoint(url),
             "tri" => self.tri_endpoint(url),
+            "dubbo" => self.dubbo_endpoint(url),
             _ => return None,
         };
         // Both channels end every call by its deadline themselves.
@@ -650,6 +657,19 @@ impl Connector {
         );
         let health = channel.clone();
         let probe: Arc<dyn Probe> = Arc::new(NativeProbe(channel.clone()));
+        Endpoint::with_health(url.clone(), BoxInvoker::always_ready(channel), move || health.health()).with_probe(probe)
+    }
+
+    fn dubbo_endpoint(&self, url: &Url) -> Endpoint {
+        let channel = shared(
+            &self.dubbo_channels,
+            url.address(),
+            WeakDubboChannel::upgrade,
+            |a| DubboChannel::new(a, self.config.clone()),
+            DubboChannel::downgrade,
+        );
+        let health = channel.clone();
+        let probe: Arc<dyn Probe> = Arc::new(DubboProbe(channel.clone()));
         Endpoint::with_health(url.clone(), BoxInvoker::always_ready(channel), move || health.health()).with_probe(probe)
     }
 
@@ -684,6 +704,20 @@ impl Connect for AttemptLayers {
 struct NativeProbe(RpcChannel);
 
 impl Probe for NativeProbe {
+    fn abandon_in_flight(&self, reason: &str) -> usize {
+        self.0.abandon_in_flight(reason)
+    }
+
+    fn ping(&self, timeout: Duration) -> rpc_core::BoxFuture<bool> {
+        let channel = self.0.clone();
+        Box::pin(async move { channel.ping(timeout).await })
+    }
+}
+
+/// The outlier detector's handle on a `dubbo` channel, as on a native one.
+struct DubboProbe(DubboChannel);
+
+impl Probe for DubboProbe {
     fn abandon_in_flight(&self, reason: &str) -> usize {
         self.0.abandon_in_flight(reason)
     }

@@ -183,7 +183,9 @@ impl ProviderBuilder {
         self
     }
 
-    /// Serves on `protocol` at `port` (0 picks a free port). Supported: `rpc`.
+    /// Serves on `protocol` at `port` (0 picks a free port). Supported: `rpc`,
+    /// `tri` and `dubbo` (Java Dubbo's protocol, Hessian2); every port speaks
+    /// all three, the protocol names the URL registered for it.
     pub fn protocol(mut self, protocol: impl Into<String>, port: u16) -> Self {
         self.protocols.push((protocol.into(), port));
         self
@@ -285,10 +287,10 @@ impl ProviderBuilder {
             // One server type speaks both protocols on every port (it looks at
             // each connection's first byte); the protocol names the URL scheme
             // consumers use.
-            if protocol != "rpc" && protocol != "tri" {
+            if !matches!(protocol.as_str(), "rpc" | "tri" | "dubbo") {
                 shutdown_servers(&servers, Duration::ZERO).await;
                 return Err(Error::Config(format!(
-                    "unsupported protocol `{protocol}` (supported: rpc, tri)"
+                    "unsupported protocol `{protocol}` (supported: rpc, tri, dubbo)"
                 )));
             }
             let address = format_address(&bind_host, *port);
@@ -373,6 +375,17 @@ impl ProviderBuilder {
             .with_param("anyhost", "false")
             .with_param("generic", "false")
             .with_param("deprecated", "false");
+        if protocol == "dubbo" {
+            // What Java's registry directory and `dubbo://` client read: the
+            // protocol version (2.0.2: response attachments), the Dubbo
+            // release this side behaves as, and Hessian2 as the only serialization.
+            url.set_param(keys::SERIALIZATION, Serialization::Hessian2.name());
+            url.set_param(keys::PREFER_SERIALIZATION, Serialization::Hessian2.name());
+            url.set_param("dubbo", rpc_core::protocol::dubbo::DUBBO_VERSION);
+            url.set_param("release", DUBBO_RELEASE);
+            url.set_param("side", "provider");
+            url.set_param("background", "false");
+        }
         if let Some(version) = key.version() {
             url.set_param(keys::VERSION, version);
         }
@@ -388,12 +401,24 @@ impl ProviderBuilder {
         if let Some(timeout) = export.timeout {
             url.set_param(keys::TIMEOUT, timeout.as_millis().to_string());
         }
+        if protocol == "tri" {
+            // A Java consumer takes the first serialization it is offered:
+            // Hessian2 (in Triple's wrapper form), the one it speaks. Our
+            // consumers keep their own preference (bincode), also listed.
+            let mut offered = vec![Serialization::Hessian2.name()];
+            offered.extend(Serialization::ALL.map(Serialization::name));
+            url.set_param(keys::PREFER_SERIALIZATION, offered.join(","));
+        }
         for (key, value) in &export.params {
             url.set_param(key.clone(), value.clone());
         }
         url
     }
 }
+
+/// The Java Dubbo release whose `dubbo://` behaviour our providers publish
+/// (the `release` URL parameter Java consumers read).
+const DUBBO_RELEASE: &str = "3.3.6";
 
 /// A new identity for a running provider: unique among the providers of
 /// this process, and across processes of a host (process id and start time).

@@ -79,7 +79,7 @@ mod tests {
     use rpc_core::ErrorKind;
 
     use crate::config::MethodConfig;
-    use tower::ServiceExt;
+    use tower::{Service, ServiceExt};
 
     use super::*;
     use crate::policy::test_util::*;
@@ -195,6 +195,127 @@ mod tests {
             .unwrap();
         assert_eq!(port(&response), 2);
         assert_eq!(started.elapsed(), Duration::from_millis(210));
+    }
+
+    /// A `dubbo://` provider's published `timeout` is per attempt (Java
+    /// Dubbo's meaning), so it caps attempts there even when the consumer set
+    /// the whole call's budget; then the call moves on within that budget.
+    #[tokio::test(start_paused = true)]
+    async fn a_dubbo_providers_published_timeout_caps_its_attempts_within_the_consumers_budget() {
+        let a = Provider::at("dubbo://127.0.0.1:1/a.B?timeout=200", Behaviour::Hang);
+        let b = Provider::new(2, Behaviour::Answer(Duration::from_millis(10)));
+        let started = tokio::time::Instant::now();
+        let response = bind(Failover, InOrder::new(&[&a, &b]))
+            .oneshot(invocation(MethodConfig::new(), Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(port(&response), 2);
+        assert_eq!(started.elapsed(), Duration::from_millis(210));
+    }
+
+    /// The protocol preference chooses among one process's endpoints only:
+    /// a process without an endpoint of the preferred protocol (a Java
+    /// provider, `dubbo` and `tri`, beside ours on `rpc`) still gets calls.
+    #[tokio::test(start_paused = true)]
+    async fn the_preferred_protocol_is_chosen_within_a_process_not_across_the_pool() {
+        let rpc = Provider::at("rpc://127.0.0.1:1/a.B?pid=7", Behaviour::Answer(Duration::ZERO));
+        let tri = Provider::at("tri://127.0.0.1:2/a.B?pid=7", Behaviour::Answer(Duration::ZERO));
+        let other = Provider::at("tri://127.0.0.1:3/a.B?pid=8", Behaviour::Answer(Duration::ZERO));
+        let select = crate::Picker::new(directory(&[&rpc, &tri, &other]).await).prefer_protocol("rpc");
+        let mut service = bind(Failover, select);
+        for _ in 0..200 {
+            service
+                .ready()
+                .await
+                .unwrap()
+                .call(invocation(MethodConfig::new(), LONG))
+                .await
+                .unwrap();
+        }
+        assert_eq!(tri.calls(), 0, "process 7 is called on its preferred protocol");
+        assert!(
+            rpc.calls() > 0 && other.calls() > 0,
+            "rpc {} other {}",
+            rpc.calls(),
+            other.calls()
+        );
+    }
+
+    /// A Java process exports `dubbo` and `tri`, both reading Hessian2 (`tri`
+    /// in Triple's wrapper form): it is called over `dubbo` unless `tri` is
+    /// the preference, then over `tri`; never over both. Java Dubbo 3
+    /// registers no `pid`: its URLs go together by host and application.
+    #[tokio::test(start_paused = true)]
+    async fn a_java_process_is_called_over_dubbo_unless_tri_is_preferred() {
+        let forms = ["pid=7", "application=java-greeter-provider&timestamp=1"];
+        for (prefer, process) in [
+            ("rpc", forms[0]),
+            ("tri", forms[0]),
+            ("rpc", forms[1]),
+            ("tri", forms[1]),
+        ] {
+            let answer = || Behaviour::Answer(Duration::ZERO);
+            let dubbo = Provider::at(
+                &format!("dubbo://127.0.0.1:1/a.B?{process}&serialization=hessian2"),
+                answer(),
+            );
+            let tri = Provider::at(
+                &format!("tri://127.0.0.1:2/a.B?{process}&serialization=hessian2"),
+                answer(),
+            );
+            let ours = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", answer());
+            let select = crate::Picker::new(directory(&[&dubbo, &tri, &ours]).await).prefer_protocol(prefer);
+            let mut service = bind(Failover, select);
+            for _ in 0..100 {
+                let mut call = invocation(MethodConfig::new(), LONG);
+                call.invocation
+                    .set_alternate(rpc_core::Serialization::Hessian2, bytes::Bytes::from_static(b"N"));
+                service.ready().await.unwrap().call(call).await.unwrap();
+            }
+            let (over_dubbo, over_tri) = (dubbo.calls(), tri.calls());
+            let java = if prefer == "tri" {
+                (0, over_tri)
+            } else {
+                (over_dubbo, 0)
+            };
+            assert!(
+                (over_dubbo, over_tri) == java && java != (0, 0) && ours.calls() > 0,
+                "prefer {prefer}, {process}: dubbo {over_dubbo}, tri {over_tri}, ours {}",
+                ours.calls()
+            );
+        }
+    }
+
+    /// A call carrying alternate arguments reaches a provider that reads only
+    /// the alternate (Java's `dubbo://`, Hessian2) with them, and its answer
+    /// says so; a provider reading the call's own serialization gets those.
+    #[tokio::test]
+    async fn a_provider_reading_only_the_alternate_gets_the_alternate_arguments() {
+        use rpc_core::{BoxInvoker, Invocation, Serialization};
+        use std::sync::Mutex;
+        let seen: Arc<Mutex<Vec<(Serialization, bytes::Bytes)>>> = Arc::default();
+        let endpoint = |url: &str, answer: &'static [u8]| {
+            let seen = seen.clone();
+            let invoker = BoxInvoker::new(tower::service_fn(move |inv: Invocation| {
+                seen.lock().unwrap().push((inv.serialization(), inv.args().clone()));
+                async move { Ok::<_, RpcError>(Response::new(bytes::Bytes::from_static(answer))) }
+            }));
+            crate::Endpoint::new(rpc_core::Url::parse(url).unwrap(), invoker, || true)
+        };
+        // A Hessian2 reply (flag 1, "hi"), and a JSON one.
+        let java = endpoint("dubbo://127.0.0.1:1/a.B?serialization=hessian2", b"\x91\x02hi");
+        let ours = endpoint("rpc://127.0.0.1:2/a.B?serialization=json", b"\"json\"");
+        let mut call = invocation(MethodConfig::new(), LONG);
+        call.invocation
+            .set_alternate(Serialization::Hessian2, bytes::Bytes::from_static(b"H2"));
+        let java_answer = java.call(call.invocation.clone(), &call.settings).await.unwrap();
+        let our_answer = ours.call(call.invocation.clone(), &call.settings).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[0], (Serialization::Hessian2, bytes::Bytes::from_static(b"H2")));
+        assert_eq!(seen[1].0, Serialization::Json);
+        // The Java answer is read as Hessian2, ours as the call's JSON.
+        assert_eq!(java_answer.decode::<String>(Serialization::Json).unwrap(), "hi");
+        assert_eq!(our_answer.decode::<String>(Serialization::Json).unwrap(), "json");
     }
 
     /// Defect: the deadline path returned the last error even when an earlier

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub(crate) mod backoff;
 pub mod connection;
+pub mod dubbo;
 pub mod rpc;
 pub mod server;
 pub mod tri;

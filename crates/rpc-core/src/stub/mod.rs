@@ -41,6 +41,9 @@ pub struct Stub {
     shared: Arc<StubShared>,
     /// Picks each call's serialization from the preferred one (what the providers read).
     choose: Option<SerializationChoice>,
+    /// Picks a second serialization to also encode a call in, given the
+    /// chosen one: for providers that cannot read it (a mixed set).
+    alternate: Option<AlternateChoice>,
 }
 
 /// The part of a [`Stub`] that its calls' futures hold.
@@ -53,6 +56,10 @@ struct StubShared {
 /// Picks the serialization of a call from the reference's preferred one:
 /// what the current providers read (see [`Stub::with_serialization_choice`]).
 pub type SerializationChoice = Arc<dyn Fn(Serialization) -> Serialization + Send + Sync>;
+
+/// Picks, from a call's serialization, a second one to also encode it in
+/// (see [`Stub::with_alternate_choice`]), or none.
+pub type AlternateChoice = Arc<dyn Fn(Serialization) -> Option<Serialization> + Send + Sync>;
 
 impl fmt::Debug for Stub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,7 +83,17 @@ impl Stub {
                 degraded: AtomicU64::new(0),
             }),
             choose: None,
+            alternate: None,
         }
+    }
+
+    /// Also encodes each call's arguments in the serialization `alternate`
+    /// picks from the call's, when it picks one: the consumer passes what the
+    /// providers that cannot read the call's serialization read (Java's
+    /// `dubbo://` providers beside ours), so one reference calls both.
+    pub fn with_alternate_choice(mut self, alternate: AlternateChoice) -> Self {
+        self.alternate = Some(alternate);
+        self
     }
 
     /// Encodes each call in the serialization `choose` picks from the
@@ -140,7 +157,7 @@ impl Stub {
             Some(choose) => choose(self.serialization),
             None => self.serialization,
         };
-        let prepared = encode_args(serialization, args)
+        let prepared = encode_args(serialization, args, self.service.interface())
             .map_err(|e| {
                 RpcError::new(ErrorKind::Encode, format!("cannot encode the arguments: {e}"))
                     .with_service(&self.service)
@@ -148,6 +165,14 @@ impl Stub {
             })
             .map(|encoded| {
                 let mut invocation = Invocation::new(self.service.clone(), method.name, encoded, serialization);
+                invocation.set_java_types(method.java_types);
+                if let Some(other) = self.alternate.as_ref().and_then(|alternate| alternate(serialization)) {
+                    match encode_args(other, args, self.service.interface()) {
+                        Ok(encoded) => invocation.set_alternate(other, encoded),
+                        // Only the providers reading `other` are missed.
+                        Err(e) => tracing::debug!(service = %self.service, method = method.name, %other, error = %e, "cannot encode the alternate arguments"),
+                    }
+                }
                 if let Some((_, mask)) = self.hashed.iter().find(|(m, _)| &**m == method.name) {
                     invocation.set_hash_key(Some(hash::hash_arguments(args, *mask)));
                 }
@@ -170,6 +195,7 @@ impl Stub {
                     DecodeFailure::Reply(e) => {
                         RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}"))
                     }
+                    DecodeFailure::Exception(e) => RpcError::remote(crate::Status::ServiceError, e),
                     DecodeFailure::Json(e) => RpcError::new(
                         ErrorKind::Decode,
                         format!("the mock value does not fit the return type: {e}"),
@@ -189,7 +215,20 @@ impl Stub {
 /// Encodes a method's argument tuple. With JSON, a one-argument method's
 /// argument travels bare (`"world"`, not `["world"]`), as gRPC and Dubbo
 /// peers of other languages send and expect it; the provider side accepts both.
-fn encode_args<A: Serialize + ?Sized>(serialization: Serialization, args: &A) -> Result<Bytes, crate::CodecError> {
+///
+/// With Hessian2 the arguments are consecutive values, structs named in the
+/// interface's package.
+fn encode_args<A: Serialize + ?Sized>(
+    serialization: Serialization,
+    args: &A,
+    interface: &str,
+) -> Result<Bytes, crate::CodecError> {
+    if serialization == Serialization::Hessian2 {
+        let package = crate::hessian2::package_of(interface);
+        return crate::scratch::encode(256, |buf| {
+            crate::hessian2::encode_args(args, package, buf).map_err(|e| crate::CodecError::new(serialization, e))
+        });
+    }
     if serialization == Serialization::Json
         && let Ok(serde_json::Value::Array(mut items)) = serde_json::to_value(args)
         && items.len() == 1

@@ -64,5 +64,17 @@ fn method_descriptor(service: &Service, method: &Method) -> TokenStream {
         let params = params.iter().map(|(key, value)| quote!((#key, #value)));
         quote!(.with_params(&[#(#params),*]))
     });
-    quote!(#krate::__private::MethodDescriptor::new(#wire_name, #rust_name) #with_params)
+    let java_types = match &config.java_types {
+        Some(lit) => lit.value(),
+        None => {
+            let package = crate::java::package_of(&service.interface);
+            method
+                .params
+                .iter()
+                .map(|param| crate::java::descriptor_of(&param.ty, &package))
+                .collect()
+        }
+    };
+    let with_java_types = (!java_types.is_empty()).then(|| quote!(.with_java_types(#java_types)));
+    quote!(#krate::__private::MethodDescriptor::new(#wire_name, #rust_name) #with_params #with_java_types)
 }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 use super::conn::{ConnShared, QUEUE, run_writer};
-use super::frame::{Decoded, FrameCodec, Header, OutFrame, READONLY_EVENT, RequestMeta};
+use super::frame::{Decoded, FrameCodec, Header, OutFrame, RequestMeta};
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::Invocation;
 use crate::invoker::BoxFuture as ServiceFuture;
@@ -87,6 +87,9 @@ type PendingCall = Registration<Arc<RpcConn>, Reply>;
 struct RpcClientSide {
     config: RpcChannelConfig,
     next_id: AtomicU64,
+    /// Speaks `dubbo` (Hessian2 requests, Java Dubbo's bodies) instead of the
+    /// native protocol on the same framing and connection machinery.
+    dubbo: bool,
 }
 
 /// One live connection.
@@ -191,6 +194,9 @@ impl Establish for RpcClientSide {
     ) -> impl Future<Output = Result<Arc<RpcConn>, RpcError>> + Send {
         let (read, write) = io.split();
         let shared = Arc::new(ConnShared::new(address.to_string()));
+        if self.dubbo {
+            shared.set_dubbo();
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         let conn = Arc::new(RpcConn {
             shared,
@@ -302,10 +308,21 @@ impl RpcChannel {
     /// transport, or an in-memory one in tests. Nothing is connected until
     /// the first call.
     pub fn with_connector(address: impl Into<String>, config: RpcChannelConfig, connector: Arc<dyn Connector>) -> Self {
+        RpcChannel::make(address, config, connector, false)
+    }
+
+    /// A channel speaking `dubbo` (for [`DubboChannel`](crate::protocol::dubbo::client::DubboChannel)).
+    pub(crate) fn make(
+        address: impl Into<String>,
+        config: RpcChannelConfig,
+        connector: Arc<dyn Connector>,
+        dubbo: bool,
+    ) -> Self {
         let reconnect = config.reconnect();
         let native = RpcClientSide {
             config,
             next_id: AtomicU64::new(1),
+            dubbo,
         };
         RpcChannel {
             link: Arc::new(Link::new(address.into(), reconnect, connector, native)),
@@ -370,7 +387,8 @@ impl RpcChannel {
             return false;
         }
         let mut call = PendingCall::new(conn, id);
-        if call.owner().tx.try_send(OutFrame::event(id, true, true, b"")).is_err() {
+        let heartbeat = call.owner().shared.event_request_with(id, false);
+        if call.owner().tx.try_send(heartbeat).is_err() {
             return false;
         }
         let answered = matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(Ok(_))));
@@ -459,9 +477,13 @@ impl RpcChannel {
     ) -> Result<(u64, OutFrame, ReplyTx, ReplyRx), RpcError> {
         let native = self.link.protocol();
         let id = native.next_id.fetch_add(1, Ordering::Relaxed);
-        let meta = RequestMeta::of_call(invocation, timeout_ms);
-        let frame = OutFrame::request(id, true, invocation.serialization(), &meta, invocation.args().clone())
-            .map_err(|e| RpcError::new(ErrorKind::Encode, format!("cannot encode the request: {e}")))?;
+        let frame = if native.dubbo {
+            crate::protocol::dubbo::client::request(id, invocation, timeout_ms)?
+        } else {
+            let meta = RequestMeta::of_call(invocation, timeout_ms);
+            OutFrame::request(id, true, invocation.serialization(), &meta, invocation.args().clone())
+                .map_err(|e| RpcError::new(ErrorKind::Encode, format!("cannot encode the request: {e}")))?
+        };
         let body_len = frame.len() - super::frame::HEADER_LEN;
         if body_len > native.config.max_payload {
             return Err(RpcError::new(
@@ -537,6 +559,9 @@ async fn exchange(
         Ok(reply) => reply?,
         Err(_) => return Err(RpcError::new(ErrorKind::ConnectionLost, call.owner().shared.reason())),
     };
+    if call.owner().shared.is_dubbo() {
+        return crate::protocol::dubbo::client::reply_result(reply.status, reply.body);
+    }
     reply_result(reply.status, reply.body)
 }
 
@@ -597,10 +622,8 @@ fn on_event(conn: &RpcConn, header: &Header, body: &Bytes) {
         );
         return;
     }
-    let answer = header
-        .is_two_way()
-        .then(|| OutFrame::event(header.id, false, false, b""));
-    if &body[..] != READONLY_EVENT {
+    let answer = header.is_two_way().then(|| conn.shared.event_answer(header.id));
+    if !conn.shared.is_readonly_event(body) {
         if let Some(answer) = answer {
             let _ = conn.tx.try_send(answer);
         }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use super::frame::OutFrame;
+use super::frame::{OutFrame, READONLY_EVENT};
 
 /// How many queued frames the writer coalesces into one write at most.
 const BATCH: usize = 256;
@@ -37,6 +37,9 @@ pub(crate) struct ConnShared {
     /// Set by every read; the writer's heartbeat ticker clears it and keeps the time.
     heard: AtomicBool,
     next_event_id: AtomicU64,
+    /// Whether the peer speaks `dubbo` (Hessian2, Java): then events carry
+    /// Hessian bodies and serialization id 2, which Java reads.
+    dubbo: AtomicBool,
 }
 
 impl ConnShared {
@@ -48,6 +51,56 @@ impl ConnShared {
             reason: Mutex::new(None),
             heard: AtomicBool::new(false),
             next_event_id: AtomicU64::new(1 << 63),
+            dubbo: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the peer as a `dubbo` one (it sent a Hessian2 frame, or the
+    /// channel was made for `dubbo://`).
+    pub(crate) fn set_dubbo(&self) {
+        self.dubbo.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the peer speaks `dubbo`.
+    pub(crate) fn is_dubbo(&self) -> bool {
+        self.dubbo.load(Ordering::Relaxed)
+    }
+
+    /// The answer to the peer's event request `id`, in the peer's protocol.
+    pub(crate) fn event_answer(&self, id: u64) -> OutFrame {
+        if self.is_dubbo() {
+            crate::protocol::dubbo::event_frame(id, false, false, crate::protocol::dubbo::NULL_BODY)
+        } else {
+            OutFrame::event(id, false, false, b"")
+        }
+    }
+
+    /// Whether an event request's `body` is the read-only event, in the peer's protocol.
+    pub(crate) fn is_readonly_event(&self, body: &[u8]) -> bool {
+        if self.is_dubbo() {
+            body == crate::protocol::dubbo::READONLY_BODY
+        } else {
+            body == READONLY_EVENT
+        }
+    }
+
+    /// A two-way event request in the peer's protocol: a heartbeat, or the
+    /// read-only event (`readonly`).
+    pub(crate) fn event_request(&self, readonly: bool) -> OutFrame {
+        self.event_request_with(self.next_event_id(), readonly)
+    }
+
+    /// [`event_request`](Self::event_request) with the event id `id`.
+    pub(crate) fn event_request_with(&self, id: u64, readonly: bool) -> OutFrame {
+        if self.is_dubbo() {
+            let body = if readonly {
+                crate::protocol::dubbo::READONLY_BODY
+            } else {
+                crate::protocol::dubbo::NULL_BODY
+            };
+            crate::protocol::dubbo::event_frame(id, true, true, body)
+        } else {
+            OutFrame::event(id, true, true, if readonly { READONLY_EVENT } else { b"" })
         }
     }
 
@@ -179,7 +232,7 @@ where
                     break;
                 }
                 if silent >= heartbeat {
-                    batch.push(OutFrame::event(shared.next_event_id(), true, true, b""));
+                    batch.push(shared.event_request(false));
                     if let Err(e) = write_batch(&mut io, &mut batch, &mut buf, closed.as_mut(), stall).await {
                         shared.close(format!("heartbeat to {} failed: {e}", shared.peer));
                         break;

@@ -42,14 +42,14 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::WaitForCancellationFuture;
 
 use super::conn::{ConnShared, QUEUE, enqueue, run_writer};
-use super::frame::{
-    Decoded, FrameCodec, HEADER_LEN, Header, MAGIC, OutFrame, READONLY_EVENT, hessian2_string, split_request,
-};
+use super::frame::{Decoded, FrameCodec, HEADER_LEN, Header, MAGIC, OutFrame, hessian2_string, split_request};
 use crate::dispatch::Dispatcher;
 use crate::error::{RpcError, Status};
 use crate::invocation::{Invocation, MethodName, ServiceKey};
+use crate::protocol::dubbo;
 use crate::protocol::server::{Dispatch, Greeting, Handshake, ServeConnection, ServerShared};
 use crate::serialization::Serialization;
+use std::borrow::Cow;
 
 /// The native protocol as the [server](crate::protocol::server) sees it: it
 /// claims connections that start with Dubbo's magic.
@@ -245,8 +245,9 @@ where
         };
         if drain == Drain::Telling {
             // Two-way: the peer's answer comes after every request it sent before.
-            let id = conn.next_event_id();
-            room.send(OutFrame::event(id, true, true, READONLY_EVENT));
+            let event = conn.event_request(true);
+            let id = u64::from_be_bytes(event.header[4..12].try_into().unwrap_or_default());
+            room.send(event);
             drain = Drain::Told(id);
             watch.quiet = Some(Box::pin(tokio::time::sleep(server.config.shutdown_quiet)));
             continue;
@@ -343,8 +344,13 @@ fn on_frame(server: &ServerShared, conn: &ConnShared, decoded: Decoded) -> Incom
             return Incoming::Nothing;
         }
     };
+    let dubbo = header.serialization_id() == dubbo::HESSIAN2_ID;
+    if dubbo {
+        conn.set_dubbo();
+    }
     if header.is_event() {
         return match (header.is_request(), header.is_two_way()) {
+            (true, true) if dubbo => Incoming::Answer(dubbo::event_frame(header.id, false, false, dubbo::NULL_BODY)),
             (true, true) => Incoming::Answer(OutFrame::event(header.id, false, false, b"")),
             (true, false) => Incoming::Nothing,
             // Answers to our heartbeats and to the read-only event.
@@ -372,43 +378,41 @@ fn start_request(
             room.send(frame);
         }
     };
-    let Some(serialization) = Serialization::from_id(header.serialization_id()) else {
-        let message = format!(
-            "unsupported serialization id {} (this provider speaks {})",
-            header.serialization_id(),
-            Serialization::ALL
-                .map(|s| format!("{} = {}", s.name(), s.id()))
-                .join(", ")
-        );
-        tracing::debug!(id = header.id, "{message}");
-        return answer(room, refusal(&header, Status::SerializationError, &message));
+    let request = if header.serialization_id() == dubbo::HESSIAN2_ID {
+        parse_dubbo(&body)
+    } else {
+        parse_native(&header, &body)
     };
-    let (meta, args) = match split_request(serialization, &body) {
-        Ok(parts) => parts,
-        Err(message) => {
-            tracing::debug!(id = header.id, "bad request: {message}");
-            return answer(room, refusal(&header, Status::BadRequest, &message));
+    let request = match request {
+        Ok(request) => request,
+        Err((status, message)) => {
+            tracing::debug!(id = header.id, "refused: {message}");
+            return answer(room, refusal(&header, status, &message));
         }
     };
-    let (version, group) = (meta.version.as_deref(), meta.group.as_deref());
-    let exported = server.dispatcher.exported(&meta.service, version, group);
+    let wire = request.wire;
+    let (version, group) = (request.version.as_deref(), request.group.as_deref());
+    let exported = server.dispatcher.exported(&request.service, version, group);
     let key = match exported {
         Some((key, _)) => key.clone(),
-        None => ServiceKey::new(&meta.service, version, group),
+        None => ServiceKey::new(&request.service, version, group),
     };
-    let guard = match server.admit(&key, &meta.method) {
+    let guard = match server.admit(&key, &request.method) {
         Ok(guard) => guard,
         Err(error) => return answer(room, refusal(&header, Status::ServerOverloaded, error.message())),
     };
     // The generated descriptor's name when the method exists: no copy per call.
     let method: MethodName = exported
-        .and_then(|(_, service)| service.descriptor().methods.iter().find(|m| m.name == meta.method))
-        .map_or_else(|| MethodName::from(meta.method.clone().into_owned()), |m| m.name.into());
-    let mut invocation = Invocation::new(key, method, args, serialization);
-    if let Some(ms) = meta.timeout_ms {
+        .and_then(|(_, service)| service.descriptor().methods.iter().find(|m| m.name == request.method))
+        .map_or_else(
+            || MethodName::from(request.method.clone().into_owned()),
+            |m| m.name.into(),
+        );
+    let mut invocation = Invocation::new(key, method, request.args, request.serialization);
+    if let Some(ms) = request.timeout_ms {
         invocation.set_deadline(Some(Instant::now() + Duration::from_millis(ms)));
     }
-    invocation.set_attachments(meta.attachments.into_owned());
+    invocation.set_attachments(request.attachments);
     invocation.set_remote_address(Some(peer));
     let mut running = match exported {
         Some((_, service)) => Dispatcher::start_on(service, invocation),
@@ -419,7 +423,7 @@ fn start_request(
         && let Some(result) = running.poll_once()
     {
         // Answered without waiting: no task, no timer.
-        if let Some(frame) = response_frame(&header, result) {
+        if let Some(frame) = response_frame(&header, wire, result) {
             room.send(frame);
         }
         return;
@@ -428,7 +432,7 @@ fn start_request(
     let tx = tx.clone();
     tokio::spawn(async move {
         let result = running.finish().await;
-        if let Some(frame) = response_frame(&header, result) {
+        if let Some(frame) = response_frame(&header, wire, result) {
             let _ = enqueue(&tx, frame).await;
         }
         // Released once the answer is queued: a drained connection has every answer queued.
@@ -436,10 +440,99 @@ fn start_request(
     });
 }
 
+/// Which protocol a request came by, and how to answer it.
+#[derive(Clone, Copy, Debug)]
+enum Wire {
+    /// The native protocol.
+    Native,
+    /// `dubbo` (Hessian2); `attachments`: the caller reads response attachments.
+    Dubbo { attachments: bool },
+}
+
+/// A request's names, deadline, attachments and arguments, whichever
+/// protocol it came by.
+struct Parsed<'a> {
+    service: Cow<'a, str>,
+    version: Option<Cow<'a, str>>,
+    group: Option<Cow<'a, str>>,
+    method: Cow<'a, str>,
+    timeout_ms: Option<u64>,
+    attachments: crate::invocation::Attachments,
+    args: Bytes,
+    serialization: Serialization,
+    wire: Wire,
+}
+
+/// A native request, or the status and message of its refusal.
+fn parse_native<'a>(header: &Header, body: &'a Bytes) -> Result<Parsed<'a>, (Status, String)> {
+    let Some(serialization) =
+        Serialization::from_id(header.serialization_id()).filter(|s| Serialization::ALL.contains(s))
+    else {
+        let message = format!(
+            "unsupported serialization id {} (this provider speaks {}, and dubbo's hessian2 = 2)",
+            header.serialization_id(),
+            Serialization::ALL
+                .map(|s| format!("{} = {}", s.name(), s.id()))
+                .join(", ")
+        );
+        return Err((Status::SerializationError, message));
+    };
+    let (meta, args) = split_request(serialization, body).map_err(|message| (Status::BadRequest, message))?;
+    Ok(Parsed {
+        service: meta.service,
+        version: meta.version,
+        group: meta.group,
+        method: meta.method,
+        timeout_ms: meta.timeout_ms,
+        attachments: meta.attachments.into_owned(),
+        args,
+        serialization,
+        wire: Wire::Native,
+    })
+}
+
+/// A `dubbo` request, or the status and message of its refusal.
+fn parse_dubbo(body: &Bytes) -> Result<Parsed<'static>, (Status, String)> {
+    let request = dubbo::DubboRequest::decode(body)
+        .map_err(|message| (Status::BadRequest, format!("malformed dubbo request: {message}")))?;
+    let mut attachments = crate::invocation::Attachments::default();
+    for (key, value) in &request.attachments {
+        if !matches!(key.as_str(), "path" | "interface" | "version" | "group" | "timeout") {
+            attachments.insert(key.clone(), value.clone());
+        }
+    }
+    Ok(Parsed {
+        version: request.service_version().map(|v| Cow::Owned(v.to_owned())),
+        group: request.group().map(|g| Cow::Owned(g.to_owned())),
+        timeout_ms: request.timeout().map(|t| t.as_millis() as u64),
+        wire: Wire::Dubbo {
+            attachments: request.wants_response_attachments(),
+        },
+        attachments,
+        service: Cow::Owned(request.path),
+        method: Cow::Owned(request.method),
+        args: request.args,
+        serialization: Serialization::Hessian2,
+    })
+}
+
 /// The answer to send for `result`, if the request wants one.
-fn response_frame(header: &Header, result: Result<crate::response::Response, RpcError>) -> Option<OutFrame> {
+fn response_frame(
+    header: &Header,
+    wire: Wire,
+    result: Result<crate::response::Response, RpcError>,
+) -> Option<OutFrame> {
     if !header.is_two_way() {
         return None;
+    }
+    if let Wire::Dubbo { attachments } = wire {
+        return Some(match result {
+            Ok(response) => dubbo::ok_response(header.id, response.into_payload(), attachments),
+            Err(error) => {
+                let status = error.status().unwrap_or(Status::ServerError);
+                dubbo::error_response(header.id, status, &error.to_string())
+            }
+        });
     }
     Some(match result {
         Ok(response) => OutFrame::response(
@@ -477,7 +570,7 @@ fn refusal(header: &Header, status: Status, message: &str) -> Incoming {
 mod tests {
     use super::*;
     use crate::protocol::DEFAULT_MAX_PAYLOAD;
-    use crate::protocol::rpc::frame::{FLAG_REQUEST, FLAG_TWO_WAY, RequestMeta};
+    use crate::protocol::rpc::frame::{FLAG_REQUEST, FLAG_TWO_WAY, READONLY_EVENT, RequestMeta};
     use crate::protocol::server::ServerConfig;
     use crate::protocol::server::testing::{self, SERVICE, VERSION};
     use bytes::BytesMut;
@@ -598,6 +691,73 @@ mod tests {
         assert_eq!(peer.as_deref(), Some(PEER));
     }
 
+    /// A `dubbo` request frame to the test service.
+    fn dubbo_request(id: u64, service: &str, version: Option<&str>, method: &str) -> OutFrame {
+        let body = dubbo::request_body(service, version, method, "", b"", &[("timeout", "5000")]).unwrap();
+        dubbo::request_frame(id, true, body.freeze())
+    }
+
+    fn hessian_string(body: &[u8]) -> String {
+        rpc_hessian::from_slice(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn dubbo_requests_share_the_port_and_are_answered_in_dubbos_form() {
+        let (server, _) = testing::shared(ServerConfig::default());
+        let mut client = connect(&server);
+        // Java Dubbo's real request, for a service this server does not export.
+        client
+            .send_bytes(include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../tests/java/captures/dubbo-sayHello-request.bin"
+            )))
+            .await;
+        let (header, body) = client.next().await;
+        assert_eq!((header.serialization_id(), header.flag & FLAG_REQUEST), (2, 0));
+        assert_eq!(Status::from_code(header.status), Status::ServiceNotFound);
+        let message = hessian_string(&body);
+        assert!(message.contains("org.example.Greeter:1.0.0"), "{message}");
+
+        // An exported method: Dubbo's reply flag 4 (value + attachments).
+        client.send(dubbo_request(7, SERVICE, Some(VERSION), "peer")).await;
+        let (header, body) = client.next().await;
+        assert_eq!(
+            (header.id, Status::from_code(header.status)),
+            (7, Status::Ok),
+            "{body:?}"
+        );
+        let peer: String = crate::hessian2::decode_reply(&body).unwrap();
+        assert_eq!(peer, PEER);
+        assert_eq!(body[0], 0x94);
+        assert!(body.ends_with(b"H\x05dubbo\x052.0.2Z"));
+
+        // A wrong version and an unknown method: status 60 with a message.
+        client.send(dubbo_request(8, SERVICE, Some("9.9.9"), "peer")).await;
+        let (header, body) = client.next().await;
+        assert_eq!(Status::from_code(header.status), Status::ServiceNotFound);
+        assert!(hessian_string(&body).contains("9.9.9"), "{}", hessian_string(&body));
+        client.send(dubbo_request(9, SERVICE, Some(VERSION), "nope")).await;
+        let (header, body) = client.next().await;
+        assert_eq!(Status::from_code(header.status), Status::ServiceNotFound);
+        assert!(hessian_string(&body).contains("nope"), "{}", hessian_string(&body));
+
+        // A malformed body: status 40, and the connection stays.
+        let bad = dubbo::request_frame(10, true, Bytes::from_static(b"\x052.0.2\x30"));
+        client.send(bad).await;
+        let (header, body) = client.next().await;
+        assert_eq!((header.id, Status::from_code(header.status)), (10, Status::BadRequest));
+        assert!(hessian_string(&body).contains("malformed dubbo request"));
+
+        // Java's heartbeat: a two-way event with a null body, answered in kind.
+        client.send(dubbo::event_frame(11, true, true, dubbo::NULL_BODY)).await;
+        let (header, body) = client.next().await;
+        assert_eq!((header.id, header.flag, &body[..]), (11, 0x22, &b"N"[..]));
+
+        // The native protocol still works on the same connection.
+        let (status, _) = client.call(12, &meta(SERVICE, "echo"), args("x")).await;
+        assert_eq!(status, Status::Ok);
+    }
+
     #[tokio::test]
     async fn an_unknown_service_is_answered_with_its_status_and_the_connection_stays() {
         let (server, _) = testing::shared(ServerConfig::default());
@@ -656,10 +816,10 @@ mod tests {
         client.send_bytes(&buf).await;
         let (header, _) = client.next().await;
         assert_eq!((header.id, Status::from_code(header.status)), (2, Status::BadRequest));
-        // A serialization nobody speaks here (Dubbo's hessian2, id 2): its own
-        // status, the message in hessian2.
+        // A serialization nobody speaks here (Dubbo's kryo, id 8): its own
+        // status and a message.
         let hessian = Header {
-            flag: FLAG_REQUEST | FLAG_TWO_WAY | 2,
+            flag: FLAG_REQUEST | FLAG_TWO_WAY | 8,
             status: 0,
             id: 3,
             body_len: 1,
@@ -673,7 +833,7 @@ mod tests {
             (header.id, Status::from_code(header.status)),
             (3, Status::SerializationError)
         );
-        assert!(String::from_utf8_lossy(&body).contains("unsupported serialization id 2"));
+        assert!(String::from_utf8_lossy(&body).contains("unsupported serialization id 8"));
         let (status, body) = client.call(4, &meta(SERVICE, "echo"), args("still")).await;
         assert_eq!((status, body), (Status::Ok, args("still")));
     }
@@ -729,6 +889,35 @@ mod tests {
     }
 
     /// Reads the read-only event the server sends when it starts leaving.
+    /// To a `dubbo` peer (Java), the server's own events are Dubbo's: id 2
+    /// and Hessian bodies (`N` for a heartbeat, `"R"` for read-only), which
+    /// Java decodes; our serialization ids it would refuse.
+    #[tokio::test(start_paused = true)]
+    async fn a_dubbo_peer_gets_heartbeats_and_the_readonly_event_in_dubbos_form() {
+        let heartbeat = Duration::from_secs(1);
+        let (server, _) = testing::shared(ServerConfig {
+            heartbeat,
+            ..ServerConfig::default()
+        });
+        let mut client = connect(&server);
+        client.send(dubbo::event_frame(7, true, true, dubbo::NULL_BODY)).await;
+        let (header, body) = client.next().await;
+        assert_eq!((header.id, header.flag, &body[..]), (7, 0x22, &b"N"[..]));
+        // Silent: the server's heartbeat, in Dubbo's form.
+        let (header, body) = client.next().await;
+        assert_eq!((header.flag, &body[..]), (0xe2, &b"N"[..]), "{header:?}");
+        client
+            .send(dubbo::event_frame(header.id, false, false, dubbo::NULL_BODY))
+            .await;
+        server.shutdown.start_leaving();
+        let (header, body) = client.next().await;
+        assert_eq!((header.flag, &body[..]), (0xe2, dubbo::READONLY_BODY), "{header:?}");
+        let told: String = rpc_hessian::from_slice(&body).unwrap();
+        assert_eq!(told, "R");
+        // Java never answers it: closed once quiet.
+        client.expect_closed(WAIT).await;
+    }
+
     async fn expect_readonly_event(client: &mut Client) -> u64 {
         let (header, body) = client.next().await;
         assert!(

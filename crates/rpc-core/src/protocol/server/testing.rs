@@ -62,10 +62,7 @@ impl ServiceHandler for TestService {
                 "echo" => Ok(Response::new(invocation.args().clone())),
                 "peer" => {
                     let peer = invocation.remote_address().map(|a| a.to_string());
-                    let encoded = invocation.serialization().encode(&peer);
-                    encoded
-                        .map(Response::new)
-                        .map_err(|e| RpcError::remote(Status::ServerError, e.to_string()))
+                    crate::service::handler::encode_reply(&invocation, &peer)
                 }
                 "wait" => match gate.acquire().await {
                     Ok(permit) => {

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, code};
 use super::headers;
+use super::wrapper;
 use crate::error::{ErrorKind, Outcome, RpcError};
 use crate::invocation::Invocation;
 use crate::invoker::BoxFuture;
@@ -330,6 +331,8 @@ impl TriChannel {
                 ),
             ));
         }
+        // Hessian2 travels in Java's wrapper form (see `wrapper`).
+        let wrapped = invocation.serialization() == Serialization::Hessian2;
         let mut request = self.request(invocation, deadline)?;
         // A connection that turns out to be closing (the provider went away)
         // hands the request back unsent: it goes out once more, on a new one.
@@ -380,7 +383,7 @@ impl TriChannel {
                     None => call.await,
                 };
                 match response {
-                    Ok(response) => Ok(self.read_response(response, deadline, sent_at).await),
+                    Ok(response) => Ok(self.read_response(response, deadline, sent_at, wrapped).await),
                     // The request never left: safe to send again.
                     Err(mut e) if e.message().is_some() => {
                         let reason = e.error().to_string();
@@ -411,12 +414,15 @@ impl TriChannel {
     }
 
     /// The call's result from the provider's answer: its status, then its
-    /// body (within the payload limit) and trailers, by `deadline`.
+    /// body (within the payload limit) and trailers, by `deadline`. A
+    /// `wrapped` answer (Java's form) becomes the Hessian2 reply the stub
+    /// reads: a Java exception (`tri-exception-code`) as Dubbo's exception reply.
     async fn read_response(
         &self,
         response: http::Response<hyper::body::Incoming>,
         deadline: Option<Instant>,
         sent_at: Instant,
+        wrapped: bool,
     ) -> Result<Response, RpcError> {
         let max_payload = self.link.protocol().config.max_payload;
         let (parts, body) = response.into_parts();
@@ -459,7 +465,20 @@ impl TriChannel {
         }
         let payload = codec::unframe(collected.to_bytes(), max_payload)
             .map_err(|e| RpcError::new(ErrorKind::Decode, format!("unreadable response: {e}")))?;
-        Ok(Response::new(payload))
+        if !wrapped {
+            return Ok(Response::new(payload));
+        }
+        // Any code but 0 means "the message is an exception", as for Java's consumer.
+        let exception = parts
+            .headers
+            .get(wrapper::EXCEPTION_CODE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|code| code.trim() != "0");
+        wrapper::ResponseWrapper::decode(&payload)
+            .map_err(|e| e.to_string())
+            .and_then(|answer| wrapper::unwrap_reply(&answer, exception))
+            .map(Response::new)
+            .map_err(|e| RpcError::new(ErrorKind::Decode, format!("unreadable Triple wrapper response: {e}")))
     }
 
     fn request(&self, invocation: &Invocation, deadline: Option<Instant>) -> Result<Request<Full<Bytes>>, RpcError> {
@@ -470,14 +489,21 @@ impl TriChannel {
             key.interface(),
             invocation.method()
         );
+        let (message, content_type) = match invocation.serialization() {
+            Serialization::Bincode => (invocation.args().clone(), "application/grpc+bincode"),
+            // Java's form: what a Java Dubbo provider of an interface reads.
+            Serialization::Hessian2 => {
+                let wrapped = wrapper::wrap_request(invocation.args(), invocation.java_types()).map_err(|e| {
+                    RpcError::new(ErrorKind::Encode, format!("cannot wrap the arguments for Java: {e}"))
+                })?;
+                (wrapped.encode(), "application/grpc+proto")
+            }
+            _ => (invocation.args().clone(), "application/grpc+json"),
+        };
         let mut request = Request::post(uri)
-            .body(Full::new(codec::frame(invocation.args())))
+            .body(Full::new(codec::frame(&message)))
             .map_err(|e| RpcError::new(ErrorKind::Encode, format!("cannot build the request: {e}")))?;
         let headers = request.headers_mut();
-        let content_type = match invocation.serialization() {
-            Serialization::Bincode => "application/grpc+bincode",
-            _ => "application/grpc+json",
-        };
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(TE, HeaderValue::from_static("trailers"));
         headers.insert(

@@ -11,6 +11,9 @@
 //!   application/json` and the arguments as JSON (an array, or the bare value
 //!   of a one-argument method): the JSON result, or an HTTP error status with
 //!   a JSON body `{"code", "error", "message"}`. `curl` can call any service.
+//! * Java Dubbo 3's form for interface-based services: each call's message
+//!   a protobuf `TripleRequestWrapper` of Hessian2 arguments, answered with a
+//!   `TripleResponseWrapper` (see [`wrapper`]).
 //!
 //! Every [server](crate::protocol::server::Server) port speaks Triple as well
 //! as the native protocol: it looks at the first byte of each connection.
@@ -20,6 +23,7 @@ pub mod client;
 pub mod codec;
 pub mod headers;
 pub(crate) mod server;
+pub mod wrapper;
 
 pub use client::{TriChannel, TriChannelConfig, WeakTriChannel};
 pub(crate) use server::TriServerSide;

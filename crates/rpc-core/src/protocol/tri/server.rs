@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use super::codec::{self, code};
 use super::headers;
+use super::wrapper;
 use crate::error::{ErrorKind, RpcError, Status};
 use crate::invocation::{Attachments, Invocation, ServiceKey};
 use crate::protocol::server::{Greeting, Handshake, ServeConnection, ServerShared};
@@ -289,6 +290,21 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
         },
         Mode::Json => body,
     };
+    // Java's form: a wrapper of Hessian2 arguments, answered in kind.
+    let wrapped = mode == Mode::Grpc && may_be_wrapped(&content_type) && wrapper::looks_wrapped(&args);
+    let (args, serialization) = if wrapped {
+        match unwrap_request(&args) {
+            Ok(args) => (args, Serialization::Hessian2),
+            Err(message) => {
+                let error = RpcError::remote(Status::BadRequest, message)
+                    .with_service(&key)
+                    .with_method(method);
+                return grpc_error(&error);
+            }
+        }
+    } else {
+        (args, serialization)
+    };
     let mut invocation = Invocation::new(key, method.to_owned(), args, serialization);
     invocation.set_deadline(deadline);
     invocation.set_attachments(attachments);
@@ -296,6 +312,7 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
     let result = server.dispatcher.dispatch(invocation).await;
     drop(guard);
     match (result, mode) {
+        (Ok(response), Mode::Grpc) if wrapped => grpc_wrapped(&response.into_payload()),
         (Ok(response), Mode::Grpc) => grpc_ok(serialization, response.into_payload()),
         (Ok(response), Mode::Json) => {
             let mut reply = Response::new(full(response.into_payload()));
@@ -330,6 +347,59 @@ pub(crate) fn classify(content_type: &str) -> Option<(Mode, Serialization)> {
         return Some((Mode::Grpc, serialization));
     }
     (essence == "application/json").then_some((Mode::Json, Serialization::Json))
+}
+
+/// Whether a gRPC content type is one Java's wrapper form comes with:
+/// `application/grpc+proto` (what Java Dubbo sends) or bare `application/grpc`;
+/// never one that names our serializations.
+fn may_be_wrapped(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    matches!(essence, "application/grpc" | "application/grpc+proto")
+}
+
+/// The Hessian2 argument stream of a request wrapper, or why it has none.
+fn unwrap_request(message: &Bytes) -> Result<Bytes, String> {
+    let wrapper = wrapper::RequestWrapper::decode(message).map_err(|e| e.to_string())?;
+    if !wrapper::is_hessian(&wrapper.serialize_type) {
+        return Err(format!(
+            "the wrapper's serialization `{}` is not supported: only Hessian2 (`{}`)",
+            wrapper.serialize_type,
+            wrapper::HESSIAN4
+        ));
+    }
+    if !wrapper.arg_types.is_empty() && wrapper.arg_types.len() != wrapper.args.len() {
+        return Err(format!(
+            "the wrapper has {} arguments but {} argument types",
+            wrapper.args.len(),
+            wrapper.arg_types.len()
+        ));
+    }
+    wrapper::join_args(&wrapper.args)
+}
+
+/// A handler's Hessian2 reply as Java expects it: a response wrapper, and for
+/// an exception the header `tri-exception-code` (trailers `grpc-status: 0`).
+fn grpc_wrapped(reply: &Bytes) -> Response<Body> {
+    let (wrapped, exception) = match wrapper::wrap_reply(reply) {
+        Ok(wrapped) => wrapped,
+        Err(e) => {
+            let error = RpcError::new(ErrorKind::Encode, format!("cannot wrap the reply for Java: {e}"));
+            return grpc_error(&error);
+        }
+    };
+    let mut trailers = HeaderMap::new();
+    trailers.insert(headers::GRPC_STATUS, HeaderValue::from_static("0"));
+    let frames = futures::stream::iter([
+        Ok::<_, Infallible>(Frame::data(codec::frame(&wrapped.encode()))),
+        Ok(Frame::trailers(trailers)),
+    ]);
+    let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    if exception {
+        headers.insert(wrapper::EXCEPTION_CODE, HeaderValue::from(wrapper::BIZ_EXCEPTION));
+    }
+    response
 }
 
 /// `/{interface}/{method}` → its two parts.

@@ -11,6 +11,7 @@ use super::*;
 use crate::error::Outcome;
 use crate::invocation::ServiceKey;
 use crate::protocol::connection::testing::{Attempt, Pipes, WAIT, accept, assert_backoff};
+use crate::protocol::rpc::frame::READONLY_EVENT;
 use crate::protocol::rpc::frame::{HEADER_LEN, split_request};
 use crate::serialization::Serialization;
 
