@@ -42,6 +42,10 @@ struct Args {
     /// throughput with 1, 5 and 20 contenders).
     #[arg(long, conflicts_with_all = ["quick", "registry_only"])]
     locks_only: bool,
+    /// Only the in-process cluster-layer figures (with `--features rules`,
+    /// also each governance rule type's cost per call).
+    #[arg(long, conflicts_with_all = ["quick", "registry_only", "locks_only"])]
+    layers_only: bool,
     /// Only these concurrencies (comma-separated), instead of the run's.
     #[arg(long, value_delimiter = ',')]
     concurrency: Vec<usize>,
@@ -367,6 +371,29 @@ fn bench(args: &Args) -> i32 {
     };
     let warmup = Duration::from_secs_f64(args.warmup.unwrap_or(1.0));
     let window = Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 3.0 } else { 5.0 }));
+    if args.layers_only {
+        let layers = rt.block_on(benchmarks::layers::measure());
+        #[cfg(feature = "rules")]
+        let rules = rt.block_on(benchmarks::layers::measure_rules());
+        return match layers {
+            Ok(found) => {
+                print_layers(&found);
+                #[cfg(feature = "rules")]
+                match rules {
+                    Ok(rules) => print_rules(&rules),
+                    Err(e) => {
+                        eprintln!("rules: {e}");
+                        return 1;
+                    }
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("cluster layers: {e}");
+                1
+            }
+        };
+    }
     if args.locks_only {
         eprintln!("ZooKeeper lock (1, 5, 20 contenders) ...");
         return match rt.block_on(benchmarks::locks::measure(&[1, 5, 20], window)) {
@@ -663,6 +690,24 @@ fn print_layers(found: &[benchmarks::layers::Layers]) {
             l.direct_ns,
             l.cluster_ns,
             l.cluster_ns - l.direct_ns
+        );
+    }
+}
+
+#[cfg(feature = "rules")]
+fn print_rules(found: &[benchmarks::layers::RuleCost]) {
+    println!();
+    println!("Governance rules, in process (3 providers, failover + round robin):");
+    println!();
+    println!("| rules in force | through the cluster layers | over no rule |");
+    println!("|---|---:|---:|");
+    let base = found.first().map(|r| r.cluster_ns).unwrap_or(0.0);
+    for r in found {
+        println!(
+            "| {} | {:.0} ns/call | {:+.0} ns/call |",
+            r.name,
+            r.cluster_ns,
+            r.cluster_ns - base
         );
     }
 }

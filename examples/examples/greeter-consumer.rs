@@ -69,6 +69,9 @@ struct Args {
     /// Service version to call (`*` for any).
     #[arg(long, default_value = "1.0.0")]
     version: String,
+    /// Tag every call (tag routing: providers tagged so, else untagged ones).
+    #[arg(long)]
+    tag: Option<String>,
     /// Turn off outlier detection (on by default: a provider that stops
     /// answering while the others answer is taken out of rotation).
     #[arg(long, default_value_t = false)]
@@ -133,6 +136,9 @@ async fn run(args: Args) -> Result<Summary, rpc::Error> {
     }
     if let Some(ms) = args.attempt_timeout_ms {
         reference = reference.attempt_timeout(Duration::from_millis(ms));
+    }
+    if let Some(tag) = &args.tag {
+        reference = reference.tag(tag.clone());
     }
     let greeter: GreeterClient = reference.build().await?;
 

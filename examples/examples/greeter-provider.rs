@@ -41,6 +41,10 @@ struct Args {
     /// Version to export (the trait declares 1.0.0).
     #[arg(long)]
     version: Option<String>,
+    /// A parameter to publish in the provider URL, `key=value` (repeatable):
+    /// `--param region=eu` for condition rules, `--param dubbo.tag=gray` for tag routing.
+    #[arg(long = "param", value_parser = parse_param)]
+    params: Vec<(String, String)>,
     /// Load-balancing weight published to consumers.
     #[arg(long, default_value_t = 100)]
     weight: u32,
@@ -77,6 +81,9 @@ async fn run(args: Args) -> Result<(), rpc::Error> {
         .export({
             let greeter = GreeterImpl::new(args.tag).with_delay(Duration::from_millis(args.delay_ms));
             let mut export = Export::new(GreeterServer::new(greeter)).weight(args.weight);
+            for (key, value) in &args.params {
+                export = export.param(key.clone(), value.clone());
+            }
             if let Some(version) = args.version {
                 export = export.version(version);
             }
@@ -101,4 +108,12 @@ async fn run(args: Args) -> Result<(), rpc::Error> {
 
 fn env_filter() -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
+}
+
+/// `key=value`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not key=value")),
+    }
 }

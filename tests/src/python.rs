@@ -18,7 +18,9 @@
 //! * `dubbo_consumer.py ZK_URL NAME [COUNT]` calls it through ZooKeeper and
 //!   prints `reply: <text>` per call, or `error: <type>: <message>` (exit 1);
 //! * `grpc_client.py HOST:PORT PATH JSON_BODY [TIMEOUT_SECS]` makes one grpcio
-//!   call and prints `reply: <raw JSON>`, or `status: <code> <details>` (exit 1).
+//!   call and prints `reply: <raw JSON>`, or `status: <code> <details>` (exit 1);
+//! * `zk_rules.py HOSTS set|delete|child|churn ...` writes governance rules into
+//!   ZooKeeper with kazoo, as an operator would, and prints `done`.
 //!
 //! A killed `dubbo_provider.py` does not unregister: its ZooKeeper node stays
 //! until its session expires (kazoo's default timeout: 10 s), and a Python

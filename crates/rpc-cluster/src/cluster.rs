@@ -141,7 +141,7 @@ impl Cluster {
     pub fn settings(&self, method: &str) -> Settings {
         let plan = self.inner.plan(method);
         Settings::resolve(
-            &plan.consumer,
+            &self.inner.consumer_of(plan, method),
             &plan.published(&self.inner.directory),
             self.inner.custom_balancer,
         )
@@ -149,6 +149,20 @@ impl Cluster {
 }
 
 impl Inner {
+    /// The consumer's settings of a call: an override rule's over the plan's
+    /// (rules rank above every local setting, as Dubbo's configurators apply last).
+    #[inline]
+    fn consumer_of(&self, plan: &Plan, method: &str) -> MethodConfig {
+        let governance = self.directory.governance();
+        if !governance.is_active() {
+            return plan.consumer;
+        }
+        match governance.consumer_overrides(method) {
+            Some(rule) => rule.or(plan.consumer),
+            None => plan.consumer,
+        }
+    }
+
     fn plan(&self, method: &str) -> &Plan {
         self.methods
             .iter()
@@ -169,7 +183,8 @@ impl Service<Invocation> for Cluster {
     fn call(&mut self, mut invocation: Invocation) -> Self::Future {
         let inner = &self.inner;
         let plan = inner.plan(invocation.method());
-        let settings = Settings::resolve(&plan.consumer, &plan.published(&inner.directory), inner.custom_balancer);
+        let consumer = inner.consumer_of(plan, invocation.method());
+        let settings = Settings::resolve(&consumer, &plan.published(&inner.directory), inner.custom_balancer);
         // A deadline set above (by a layer, or a generic caller) stands.
         if invocation.deadline().is_none() {
             invocation.set_deadline(deadline_after(settings.timeout));

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use rpc_core::{Serialization, ServiceKey, Url};
 
 use crate::endpoint::Endpoint;
+use crate::governance::{Governance, RuleNode, TAG_KEY};
 use crate::router;
 
 /// Makes endpoints from provider URLs: the consumer's protocols.
@@ -25,6 +26,10 @@ pub trait Connect: Send + Sync + 'static {
 struct State {
     /// The latest set from each source (registry).
     sources: Vec<Arc<Vec<Url>>>,
+    /// The latest rule nodes from each rule source (registry).
+    rules: Vec<Arc<Vec<RuleNode>>>,
+    /// The consumer the rules are compiled for.
+    consumer: Url,
 }
 
 /// The serializations the current providers read: what every one reads, and
@@ -44,6 +49,8 @@ pub struct Directory {
     /// Read by every call, without a lock.
     endpoints: ArcSwap<Vec<Endpoint>>,
     readable: Readable,
+    /// Governance rules: provider-side overrides, consumer-side settings, routers.
+    governance: Governance,
     /// Cancelled when the directory is dropped: its source readers stop,
     /// letting go of their subscriptions (and registry sessions).
     closed: CancellationToken,
@@ -76,10 +83,13 @@ impl Directory {
         S: Stream<Item = Arc<Vec<Url>>> + Send + Unpin + 'static,
     {
         let directory = Arc::new(Directory {
+            governance: Governance::new(key.clone()),
             key,
             connect,
             state: Mutex::new(State {
                 sources: vec![Arc::default(); sources.len()],
+                rules: Vec::new(),
+                consumer: Url::new("consumer", "127.0.0.1", 0),
             }),
             endpoints: ArcSwap::default(),
             readable: Readable::default(),
@@ -95,6 +105,65 @@ impl Directory {
             tokio::spawn(follow(weak, index, source, directory.closed.clone()));
         }
         directory
+    }
+
+    /// Applies the governance rules that `sources` deliver (one stream per
+    /// registry, each item the complete set of that registry's rule nodes for
+    /// this reference, the first item its current set), compiled for
+    /// `consumer` (its host, `application`, and `dubbo.tag` when the
+    /// reference is tagged). Returns once the current rules are in force;
+    /// tasks follow the sources until the directory is dropped. See
+    /// [`governance`](crate::governance).
+    pub async fn govern<S>(self: &Arc<Self>, consumer: Url, sources: Vec<S>)
+    where
+        S: Stream<Item = Arc<Vec<RuleNode>>> + Send + Unpin + 'static,
+    {
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.rules = vec![Arc::default(); sources.len()];
+            state.consumer = consumer;
+        }
+        for (index, mut source) in sources.into_iter().enumerate() {
+            if let Some(first) = source.next().await {
+                self.update_rules(index, first);
+            } else {
+                self.update_rules(index, Arc::default());
+            }
+            let weak = Arc::downgrade(self);
+            let closed = self.closed.clone();
+            tokio::spawn(async move {
+                loop {
+                    let nodes = tokio::select! {
+                        _ = closed.cancelled() => return,
+                        nodes = source.next() => match nodes {
+                            Some(nodes) => nodes,
+                            None => return,
+                        },
+                    };
+                    match weak.upgrade() {
+                        Some(directory) => directory.update_rules(index, nodes),
+                        None => return,
+                    }
+                }
+            });
+        }
+    }
+
+    /// The governance rules in force.
+    pub fn governance(&self) -> &Governance {
+        &self.governance
+    }
+
+    fn update_rules(&self, source: usize, nodes: Arc<Vec<RuleNode>>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = state.rules.get_mut(source) {
+            *slot = nodes;
+        }
+        let all: Vec<RuleNode> = state.rules.iter().flat_map(|r| r.iter().cloned()).collect();
+        let consumer = state.consumer.clone();
+        if self.governance.update(&consumer, &all) {
+            self.rebuild(&state);
+        }
     }
 
     /// Keeps `guard` until the directory is dropped (with the last reference
@@ -171,6 +240,11 @@ impl Directory {
         if let Some(slot) = state.sources.get_mut(source) {
             *slot = urls;
         }
+        self.rebuild(&state);
+    }
+
+    /// Works out the endpoints from the sources' latest sets and the rules in force.
+    fn rebuild(&self, state: &State) {
         // Hash lookups: a set of 1,000 providers is rebuilt in linear time.
         // A provider is known by protocol and address: when its URL changes
         // (weight, parameters) its endpoint is updated in place, keeping the
@@ -182,7 +256,18 @@ impl Directory {
             .collect();
         let mut seen: HashSet<(&str, String)> = HashSet::new();
         let mut next: Vec<Endpoint> = Vec::new();
-        for url in state.sources.iter().flat_map(|s| s.iter()) {
+        let mut tagged = false;
+        // Provider-side override rules rewrite the URLs (weight, disabled, timeout).
+        let configured: Vec<std::borrow::Cow<'_, Url>> = state
+            .sources
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(|url| match self.governance.configure_provider(url) {
+                Some(changed) => std::borrow::Cow::Owned(changed),
+                None => std::borrow::Cow::Borrowed(url),
+            })
+            .collect();
+        for url in configured.iter().map(|u| u.as_ref()) {
             let identity = (url.protocol(), url.address());
             if !router::accepts(&self.key, url) || seen.contains(&identity) {
                 continue;
@@ -193,6 +278,7 @@ impl Directory {
                 None => self.connect.connect(url),
             };
             seen.insert(identity);
+            tagged |= url.param(TAG_KEY).is_some_and(|t| !t.is_empty());
             match endpoint {
                 Some(endpoint) => next.push(endpoint),
                 None => tracing::debug!(%url, "skipping a provider whose protocol is not spoken here"),
@@ -211,7 +297,15 @@ impl Directory {
             .all
             .store(if next.is_empty() { 0 } else { all }, Ordering::Relaxed);
         self.readable.some.store(some, Ordering::Relaxed);
+        // Routing turns on before a tagged provider can be picked, and off only
+        // once none is left: an untagged call never sees a tagged provider unrouted.
+        if tagged {
+            self.governance.set_tagged_providers(true);
+        }
         self.endpoints.store(Arc::new(next));
+        if !tagged {
+            self.governance.set_tagged_providers(false);
+        }
     }
 }
 

@@ -18,7 +18,12 @@
 //!   ([`MethodConfig`], naming a [`ClusterPolicy`] and a [`Balancer`]) and
 //!   reads a method descriptor's declared parameters.
 //! * [`settings`] is the one place where the settings of a call are merged
-//!   (method > declaration > reference > consumer > provider URLs > defaults).
+//!   (override rules > method > declaration > reference > consumer > provider URLs >
+//!   defaults).
+//! * [`governance`] reads the operators' rules from the configuration centre
+//!   (Dubbo's override rules, condition and tag routing) and applies them to
+//!   the provider URLs, the settings (above every level) and each call's
+//!   routing, before the load balancer.
 //! * [`policy`] holds the six fault-tolerance policies, [`loadbalance`] the
 //!   six load balancers, [`Mock`] the degradation layer.
 
@@ -27,6 +32,7 @@ mod cluster;
 pub mod config;
 mod directory;
 mod endpoint;
+pub mod governance;
 pub mod loadbalance;
 mod mock;
 pub mod outlier;

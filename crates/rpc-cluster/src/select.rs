@@ -12,6 +12,7 @@ use crate::call::Call;
 use crate::config::Balancer;
 use crate::directory::Directory;
 use crate::endpoint::Endpoint;
+use crate::governance::FORCE_TAG_KEY;
 use crate::loadbalance::{
     Candidate, ConsistentHash, LeastActive, LoadBalance, P2c, Random, RoundRobin, ShortestResponse,
 };
@@ -192,28 +193,33 @@ fn keep_if_any(pool: &mut SmallVec<[&Endpoint; INLINE]>, keep: impl Fn(&Endpoint
     }
 }
 
-impl Select for Picker {
-    fn service(&self) -> &ServiceKey {
-        self.directory.key()
+impl Picker {
+    /// Whether `invocation` must go through the routing rules: one atomic
+    /// load and a branch while no rule, tagged provider or tag is in play.
+    #[inline]
+    fn routes(&self, invocation: &Invocation) -> bool {
+        self.directory.governance().is_active()
+            || (!invocation.attachments().is_empty() && invocation.attachment(FORCE_TAG_KEY).is_some())
     }
 
-    fn select(&self, call: &Call, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
+    /// Picks among `pool` (providers routing allows; `all`, every provider,
+    /// for messages).
+    fn narrow(
+        &self,
+        call: &Call,
+        tried: &[Endpoint],
+        mut pool: SmallVec<[&Endpoint; INLINE]>,
+        all: &[Endpoint],
+    ) -> Result<Endpoint, RpcError> {
         let invocation = &call.invocation;
-        let endpoints = self.directory.snapshot();
         let serialization = invocation.serialization();
-        match endpoints.len() {
-            0 => return Err(self.no_provider(invocation)),
-            1 if endpoints[0].accepts(serialization) => return Ok(endpoints[0].clone()),
-            _ => {}
-        }
         // Only providers that read the call's encoding; then narrow down in
         // place, never to nothing: untried, then healthy, then of the
         // preferred protocol.
         let alternate = invocation.alternate_serialization();
-        let readable = |e: &&Endpoint| e.accepts(serialization) || alternate.is_some_and(|a| e.accepts(a));
-        let mut pool: SmallVec<[&Endpoint; INLINE]> = endpoints.iter().filter(readable).collect();
+        pool.retain(|e| e.accepts(serialization) || alternate.is_some_and(|a| e.accepts(a)));
         if pool.is_empty() {
-            return Err(self.unreadable(invocation, &endpoints));
+            return Err(self.unreadable(invocation, all));
         }
         if !tried.is_empty() {
             keep_if_any(&mut pool, |e| !tried.iter().any(|t| t.same_process(e)));
@@ -249,6 +255,32 @@ impl Select for Picker {
             .select(&candidates, invocation);
         Ok(pool.get(index).copied().unwrap_or(pool[0]).clone())
     }
+}
+
+impl Select for Picker {
+    fn service(&self) -> &ServiceKey {
+        self.directory.key()
+    }
+
+    fn select(&self, call: &Call, tried: &[Endpoint]) -> Result<Endpoint, RpcError> {
+        let invocation = &call.invocation;
+        let endpoints = self.directory.snapshot();
+        if self.routes(invocation) {
+            // Routing rules first, as Dubbo's router chain runs before the balancer.
+            let routed = self.directory.governance().route(&endpoints, invocation)?;
+            if routed.is_empty() {
+                return Err(self.no_provider(invocation));
+            }
+            return self.narrow(call, tried, routed, &endpoints);
+        }
+        let serialization = invocation.serialization();
+        match endpoints.len() {
+            0 => return Err(self.no_provider(invocation)),
+            1 if endpoints[0].accepts(serialization) => return Ok(endpoints[0].clone()),
+            _ => {}
+        }
+        self.narrow(call, tried, endpoints.iter().collect(), &endpoints)
+    }
 
     fn select_all(&self, call: &Call) -> Result<Arc<Vec<Endpoint>>, RpcError> {
         let invocation = &call.invocation;
@@ -256,10 +288,15 @@ impl Select for Picker {
         if endpoints.is_empty() {
             return Err(self.no_provider(invocation));
         }
+        let routed: SmallVec<[&Endpoint; INLINE]> = if self.routes(invocation) {
+            self.directory.governance().route(&endpoints, invocation)?
+        } else {
+            endpoints.iter().collect()
+        };
         let prefer = self.prefer.as_deref();
-        let mut chosen: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
+        let mut chosen: Vec<Endpoint> = Vec::with_capacity(routed.len());
         let mut leaving = 0;
-        for endpoint in endpoints.iter() {
+        for endpoint in routed.iter().copied() {
             let alternate = invocation.alternate_serialization();
             if !endpoint.accepts(invocation.serialization()) && !alternate.is_some_and(|a| endpoint.accepts(a)) {
                 tracing::debug!(

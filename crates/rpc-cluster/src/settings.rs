@@ -2,6 +2,11 @@
 //!
 //! Strongest first:
 //!
+//! 0. a consumer-side override rule from the registry
+//!    ([`governance`](crate::governance): `timeout`, `retries`, `loadbalance`,
+//!    method-level too), applied per call by the cluster while one is in
+//!    force (Dubbo's configurators apply last); its `timeout` is the whole
+//!    call's budget, where Dubbo's is one attempt's;
 //! 1. the consumer's setting for the method (`ReferenceBuilder::method`);
 //! 2. the method's declaration on the trait (`#[rpc(timeout = "300ms")]`);
 //! 3. the reference (`ReferenceBuilder::timeout`, `.cluster`, ...);

@@ -14,6 +14,10 @@
 //!   Apache Dubbo's layout in ZooKeeper, surviving disconnections and session
 //!   expiry.
 //!
+//! Registries also deliver governance rules ([`Registry::rules`]): the
+//! ZooKeeper registry reads Dubbo's configuration-centre nodes, the memory
+//! registry holds rules put by [`MemoryRegistry::put_rule`].
+//!
 //! [`from_url`] builds the right one from a registry URL.
 //!
 //! On the ZooKeeper registry's session, [`zookeeper::coordination`] adds a
@@ -37,7 +41,7 @@ use std::sync::Arc;
 pub use direct::DirectRegistry;
 pub use memory::MemoryRegistry;
 pub use rpc_core::Url;
-pub use subscription::{ProviderSet, Subscription};
+pub use subscription::{ProviderSet, RuleNode, RuleSet, RuleSubscription, Subscription};
 pub use zookeeper::ZookeeperRegistry;
 
 /// The future returned by [`Registry`] methods.
@@ -59,6 +63,18 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// current set is known; filtering by version, group and protocol is the
     /// consumer's job.
     fn subscribe(&self, consumer: &Url) -> RegistryFuture<'_, Subscription>;
+
+    /// Watches the governance rule nodes (override rules, condition and tag
+    /// routers) that may concern `consumer`'s reference: its service key's,
+    /// its application's, its providers' applications' (tag rules), and the
+    /// legacy `configurators/` and `routers/` categories of its interface.
+    /// Resolves once the current rules are read (or, when they cannot be read
+    /// in time, with none yet: rules are not needed to call). A registry
+    /// without a configuration centre has none (the default).
+    fn rules(&self, consumer: &Url) -> RegistryFuture<'_, RuleSubscription> {
+        let _ = consumer;
+        Box::pin(async { Ok(RuleSubscription::none()) })
+    }
 }
 
 /// A registry operation failed.

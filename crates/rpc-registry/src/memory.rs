@@ -7,13 +7,21 @@ use rpc_core::Url;
 use rpc_core::url::keys;
 use tokio::sync::watch;
 
-use crate::{ProviderSet, Registry, RegistryError, RegistryFuture, Subscription};
+use crate::{ProviderSet, Registry, RegistryError, RegistryFuture, RuleNode, RuleSet, RuleSubscription, Subscription};
 
 #[derive(Debug, Default)]
 struct State {
     /// Providers by interface. Senders stay here so subscribers see later registrations.
     providers: HashMap<String, watch::Sender<ProviderSet>>,
     consumers: HashMap<String, Vec<Url>>,
+    /// Governance rule nodes, by path; every reference sees all of them.
+    rules: Option<watch::Sender<RuleSet>>,
+}
+
+impl State {
+    fn rules(&mut self) -> &watch::Sender<RuleSet> {
+        self.rules.get_or_insert_with(|| watch::channel(RuleSet::default()).0)
+    }
 }
 
 /// An in-process registry: providers and consumers in one process find each
@@ -65,6 +73,32 @@ impl MemoryRegistry {
     /// The consumers of `interface` now.
     pub fn consumers(&self, interface: &str) -> Vec<Url> {
         self.lock().consumers.get(interface).cloned().unwrap_or_default()
+    }
+
+    /// Writes the governance rule node at `path` (as an operator writes a
+    /// configuration-centre node: `/dubbo/config/dubbo/{key}.condition-router`,
+    /// ...), replacing what it held. References read it at once.
+    pub fn put_rule(&self, path: &str, text: &str) {
+        self.lock().rules().send_modify(|rules| {
+            let mut next: Vec<RuleNode> = rules.iter().filter(|n| n.path != path).cloned().collect();
+            next.push(RuleNode {
+                path: path.to_string(),
+                text: text.to_string(),
+            });
+            next.sort();
+            *rules = Arc::new(next);
+        });
+    }
+
+    /// Deletes the governance rule node at `path`.
+    pub fn remove_rule(&self, path: &str) {
+        self.lock().rules().send_if_modified(|rules| {
+            if !rules.iter().any(|n| n.path == path) {
+                return false;
+            }
+            *rules = Arc::new(rules.iter().filter(|n| n.path != path).cloned().collect());
+            true
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -135,6 +169,12 @@ impl Registry for MemoryRegistry {
         });
         Box::pin(async move { result })
     }
+
+    /// Every rule node put here: the reference keeps those that concern it.
+    fn rules(&self, _consumer: &Url) -> RegistryFuture<'_, RuleSubscription> {
+        let rx = self.lock().rules().subscribe();
+        Box::pin(async move { Ok(RuleSubscription::new(rx)) })
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +211,22 @@ mod tests {
         a.register(&provider(3)).await.unwrap();
         assert_eq!(b.providers("a.B"), vec![provider(3)]);
         assert!(MemoryRegistry::new().providers("a.B").is_empty());
+    }
+
+    #[tokio::test]
+    async fn rules_are_delivered_whole_on_every_change() {
+        let registry = MemoryRegistry::new();
+        let consumer = Url::new("consumer", "127.0.0.1", 0).with_path("a.B");
+        let mut rules = registry.rules(&consumer).await.unwrap();
+        assert!(rules.next().await.unwrap().is_empty());
+        registry.put_rule("/dubbo/config/dubbo/a.B::.condition-router", "one");
+        registry.put_rule("/dubbo/config/dubbo/app.configurators", "two");
+        registry.put_rule("/dubbo/config/dubbo/a.B::.condition-router", "three");
+        let set = rules.next().await.unwrap();
+        let texts: Vec<&str> = set.iter().map(|n| n.text.as_str()).collect();
+        assert_eq!(texts, ["three", "two"]);
+        registry.remove_rule("/dubbo/config/dubbo/app.configurators");
+        assert_eq!(rules.next().await.unwrap().len(), 1);
     }
 
     #[tokio::test]

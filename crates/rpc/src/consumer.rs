@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use rpc_cluster::{
     Balancer, Cluster, ClusterPolicy, Connect, Directory, Endpoint, FailbackConfig, LoadBalance, MethodConfig, Mock,
     MockLayer, Mocks, OutlierConfig, Policy, Probe,
@@ -91,6 +92,8 @@ impl Consumer {
             attempt_layers: Vec::new(),
             balancer: None,
             policy: None,
+            tag: None,
+            force_tag: false,
             _client: PhantomData,
         }
     }
@@ -237,6 +240,8 @@ pub struct ReferenceBuilder<C> {
     attempt_layers: Vec<InvokerLayer>,
     balancer: Option<Arc<dyn LoadBalance>>,
     policy: Option<Arc<dyn Policy>>,
+    tag: Option<String>,
+    force_tag: bool,
     _client: PhantomData<fn() -> C>,
 }
 
@@ -411,6 +416,21 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         self
     }
 
+    /// Tags every call of this reference (tag routing, Dubbo's `dubbo.tag`):
+    /// calls go to the providers of that tag, else to untagged ones. A call's
+    /// own `dubbo.tag` attachment (set by a call layer) wins.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into()).filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Forbids falling back to untagged providers when none has the call's
+    /// tag (Dubbo's `dubbo.force.tag`): such calls fail, not sent.
+    pub fn force_tag(mut self, force: bool) -> Self {
+        self.force_tag = force;
+        self
+    }
+
     /// Subscribes to the providers and builds the client.
     pub async fn build(self) -> Result<C, Error> {
         let descriptor = C::DESCRIPTOR;
@@ -432,6 +452,11 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         for registry in &inner.registries {
             sources.push(registry.subscribe(&consumer_url).await?);
         }
+        let mut rule_sources = Vec::with_capacity(inner.registries.len());
+        for registry in &inner.registries {
+            rule_sources.push(registry.rules(&consumer_url).await?.map(cluster_rules as fn(_) -> _));
+        }
+        let governed_as = consumer_url.clone();
         let node = inner.consumer_node(&key, consumer_url);
         let attempt_layers: Vec<InvokerLayer> = inner
             .attempt_layers
@@ -448,6 +473,8 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
             })
         };
         let directory = Directory::new(key.clone(), connector, sources).await;
+        // Governance rules (override, condition, tag) from the registries.
+        directory.govern(governed_as, rule_sources).await;
         // The consumer's node stays while a reference of this service lives.
         directory.keep(node);
         if self.check && directory.endpoints().is_empty() {
@@ -524,8 +551,23 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         if let Some(group) = key.group() {
             url.set_param(keys::GROUP, group);
         }
+        if let Some(tag) = &self.tag {
+            url.set_param(rpc_cluster::governance::TAG_KEY, tag.clone());
+        }
+        if self.force_tag {
+            url.set_param(rpc_cluster::governance::FORCE_TAG_KEY, "true");
+        }
         url
     }
+}
+
+/// A registry's rule nodes as the cluster reads them.
+fn cluster_rules(set: rpc_registry::RuleSet) -> Arc<Vec<rpc_cluster::governance::RuleNode>> {
+    Arc::new(
+        set.iter()
+            .map(|n| rpc_cluster::governance::RuleNode::new(n.path.clone(), n.text.clone()))
+            .collect(),
+    )
 }
 
 impl ConsumerInner {

@@ -41,6 +41,7 @@ pub struct Export {
     timeout: Option<Duration>,
     loadbalance: Option<Balancer>,
     warmup: Option<Duration>,
+    params: Vec<(String, String)>,
     layers: Vec<InvokerLayer>,
 }
 
@@ -64,8 +65,17 @@ impl Export {
             timeout: None,
             loadbalance: None,
             warmup: None,
+            params: Vec::new(),
             layers: Vec::new(),
         }
+    }
+
+    /// Publishes `key=value` in the provider's URL, for consumers' routing
+    /// rules to read (`region=eu`; `dubbo.tag=gray`, the provider's static tag
+    /// for tag routing). Set last, so it can replace what the export publishes.
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((key.into(), value.into()));
+        self
     }
 
     /// Wraps every request to this service in `layer` (a provider filter, in
@@ -398,6 +408,9 @@ impl ProviderBuilder {
             let mut offered = vec![Serialization::Hessian2.name()];
             offered.extend(Serialization::ALL.map(Serialization::name));
             url.set_param(keys::PREFER_SERIALIZATION, offered.join(","));
+        }
+        for (key, value) in &export.params {
+            url.set_param(key.clone(), value.clone());
         }
         url
     }

@@ -48,6 +48,7 @@ pub mod coordination;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod rules;
 mod session;
 mod watch;
 
@@ -62,7 +63,7 @@ use tokio::sync::watch as channel;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::SessionInfo;
 
-use crate::{ProviderSet, Registry, RegistryError, RegistryFuture, Subscription};
+use crate::{ProviderSet, Registry, RegistryError, RegistryFuture, RuleSet, RuleSubscription, Subscription};
 use cache::CacheFile;
 pub use coordination::{
     CoordinationError, LeaderElection, LeaderState, Lock, LockGuard, LockState, LostReason, Participant,
@@ -398,6 +399,13 @@ impl Registry for ZookeeperRegistry {
         })
     }
 
+    /// Watches Dubbo's configuration-centre nodes and the legacy
+    /// `configurators/` and `routers/` categories (see the `rules` module).
+    fn rules(&self, consumer: &Url) -> RegistryFuture<'_, RuleSubscription> {
+        let consumer = consumer.clone();
+        Box::pin(async move { self.watch_rules(&consumer).await })
+    }
+
     fn subscribe(&self, consumer: &Url) -> RegistryFuture<'_, Subscription> {
         let interface = consumer.interface().map(str::to_string);
         Box::pin(async move {
@@ -428,6 +436,26 @@ impl Registry for ZookeeperRegistry {
                 ),
             ))
         })
+    }
+}
+
+impl ZookeeperRegistry {
+    /// Starts watching the rules of `consumer`'s reference; see [`rules`](self::rules).
+    async fn watch_rules(&self, consumer: &Url) -> Result<RuleSubscription, RegistryError> {
+        let watching = rules::Watching::of(consumer)
+            .ok_or_else(|| RegistryError::new(&self.shared.url, "watching rules needs a URL naming an interface"))?;
+        let (tx, rx) = channel::channel(RuleSet::default());
+        let (loaded_tx, mut loaded) = channel::channel(false);
+        tokio::spawn(rules::follow(self.shared.clone(), watching, tx, loaded_tx));
+        let waited = tokio::time::timeout(self.shared.config.timeout, loaded.wait_for(|l| *l)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            tracing::warn!(
+                registry = %self.shared.url, interface = consumer.interface().unwrap_or_default(),
+                "governance rules not read yet (ZooKeeper unreachable): starting without them"
+            );
+        }
+        let keepalive: Arc<dyn std::any::Any + Send + Sync> = self._closer.clone();
+        Ok(RuleSubscription::new(rx).with_keepalive(keepalive))
     }
 }
 

@@ -1,0 +1,541 @@
+//! Condition routing (Dubbo's `ConditionStateRouter`): `when => then` rules
+//! that narrow the providers a call may reach.
+//!
+//! A condition is `key op value[,value...]` pairs joined by `&`, with `=` or
+//! `!=`, on each side of `=>`. The `when` side reads the call (`method`,
+//! `arguments[N]`, `attachments[key]`) and the consumer's URL (`host`,
+//! `application`, any parameter); the `then` side reads each provider's URL
+//! (`host`, `address`, `port`, `protocol`, any parameter such as `region`).
+//! Values are literals, globs (`10.20.*`), numeric ranges (`1~10`) or
+//! `$key` (the consumer's own value of `key`). An empty `when` matches every
+//! call; an empty `then` matches no provider (a blacklist).
+//!
+//! Semantics, as Dubbo's: a call the `when` side does not match keeps every
+//! provider; otherwise the providers the `then` side matches, and when there
+//! are none, all of them again unless the rule says `force: true` (then the
+//! call fails, not sent). Conditions of one rule narrow one after another.
+//! Everything is compiled when the rule is read: a call only compares strings.
+
+use std::borrow::Cow;
+
+use rpc_core::{Invocation, Url};
+use serde::Deserialize;
+
+use super::pattern::{Pattern, url_value};
+
+/// What a condition reads.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Key {
+    /// The call's method.
+    Method,
+    /// The call's argument at this position (JSON-encoded calls only).
+    Argument(usize),
+    /// The call's attachment.
+    Attachment(Box<str>),
+    /// A URL value: the consumer's on the `when` side, the provider's on the `then` side.
+    Url(Box<str>),
+}
+
+/// One `key = values != values` pair.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MatchPair {
+    key: Key,
+    matches: Vec<Pattern>,
+    mismatches: Vec<Pattern>,
+}
+
+impl MatchPair {
+    /// Dubbo's `MatchPair.isMatch`: a mismatch wins over a match.
+    fn is_match(&self, value: &str) -> bool {
+        if self.mismatches.iter().any(|p| p.matches(value)) {
+            return false;
+        }
+        if self.matches.is_empty() {
+            return !self.mismatches.is_empty();
+        }
+        self.matches.iter().any(|p| p.matches(value))
+    }
+
+    /// A pair whose key has no value matches only when it has no `=` values.
+    fn matches_sample(&self, sample: Option<&str>) -> bool {
+        match sample {
+            Some(value) => self.is_match(value),
+            None => self.matches.is_empty(),
+        }
+    }
+}
+
+/// One compiled `when => then` condition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    text: Box<str>,
+    when: Vec<MatchPair>,
+    /// `None`: the blacklist form (`when =>`), no provider.
+    then: Option<Vec<MatchPair>>,
+    reads_arguments: bool,
+}
+
+/// The arguments of a call, decoded at most once per call and only when a
+/// rule reads them.
+#[derive(Debug, Default)]
+pub(crate) struct Arguments {
+    decoded: Option<Option<Vec<serde_json::Value>>>,
+}
+
+impl Arguments {
+    fn get(&mut self, invocation: &Invocation, index: usize) -> Option<String> {
+        let decoded = self.decoded.get_or_insert_with(|| {
+            if invocation.serialization() != rpc_core::Serialization::Json {
+                return None;
+            }
+            match serde_json::from_slice::<serde_json::Value>(invocation.args()) {
+                Ok(serde_json::Value::Array(items)) => Some(items),
+                Ok(single) => Some(vec![single]),
+                Err(_) => None,
+            }
+        });
+        decoded.as_ref()?.get(index).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+}
+
+impl Condition {
+    /// Compiles `text` (`when => then`), resolving `$key` against `consumer`.
+    pub(crate) fn parse(text: &str, consumer: &Url) -> Result<Condition, String> {
+        let (when, then) = match text.split_once("=>") {
+            Some((when, then)) => (when.trim(), Some(then.trim())),
+            None => (text.trim(), None),
+        };
+        let when_pairs = parse_pairs(when, consumer).map_err(|e| format!("condition `{text}`: {e}"))?;
+        let then_pairs = match then {
+            None => {
+                return Err(format!(
+                    "condition `{text}` has no `=>` (write `when => then`; `=> then` for every call)"
+                ));
+            }
+            Some("") => None,
+            Some(then) => {
+                let pairs = parse_pairs(then, consumer).map_err(|e| format!("condition `{text}`: {e}"))?;
+                if pairs
+                    .iter()
+                    .any(|p| matches!(p.key, Key::Method | Key::Argument(_) | Key::Attachment(_)))
+                {
+                    return Err(format!(
+                        "condition `{text}`: the `then` side reads provider URLs, not the call (method, arguments, attachments)"
+                    ));
+                }
+                Some(pairs)
+            }
+        };
+        let reads_arguments = when_pairs.iter().any(|p| matches!(p.key, Key::Argument(_)));
+        Ok(Condition {
+            text: text.trim().into(),
+            when: when_pairs,
+            then: then_pairs,
+            reads_arguments,
+        })
+    }
+
+    /// The condition as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `invocation` from `consumer` is one this condition routes.
+    pub(crate) fn matches_call(&self, invocation: &Invocation, consumer: &Url, args: &mut Arguments) -> bool {
+        self.when.iter().all(|pair| {
+            let sample: Option<Cow<'_, str>> = match &pair.key {
+                Key::Method => Some(Cow::Borrowed(invocation.method())),
+                Key::Argument(i) => args.get(invocation, *i).map(Cow::Owned),
+                Key::Attachment(k) => invocation.attachment(k).map(Cow::Borrowed),
+                Key::Url(k) => url_value(consumer, k),
+            };
+            pair.matches_sample(sample.as_deref())
+        })
+    }
+
+    /// The method names the `when` side asks for literally (`method=sayHello`).
+    pub(crate) fn methods_named(&self) -> impl Iterator<Item = &str> {
+        self.when
+            .iter()
+            .filter(|p| p.key == Key::Method)
+            .flat_map(|p| p.matches.iter())
+            .filter_map(|p| match p {
+                Pattern::Exact(m) => Some(&**m),
+                _ => None,
+            })
+    }
+
+    /// Whether the call's arguments are read.
+    pub(crate) fn reads_arguments(&self) -> bool {
+        self.reads_arguments
+    }
+
+    /// Whether the provider at `provider` is a destination; `false` for
+    /// every provider of a blacklist condition.
+    pub(crate) fn matches_provider(&self, provider: &Url) -> bool {
+        match &self.then {
+            None => false,
+            Some(pairs) => pairs.iter().all(|pair| match &pair.key {
+                Key::Url(k) => pair.matches_sample(url_value(provider, k).as_deref()),
+                _ => false,
+            }),
+        }
+    }
+}
+
+/// Parses `key=value,value&key!=value` (Dubbo's `([&!=,]*)\s*([^&!=,\s]+)` grammar).
+fn parse_pairs(text: &str, consumer: &Url) -> Result<Vec<MatchPair>, String> {
+    let mut pairs: Vec<MatchPair> = Vec::new();
+    // Which list of the current pair `,` adds to: None before any value.
+    let mut list: Option<bool> = None;
+    let mut rest = text;
+    loop {
+        let trimmed = rest.trim_start();
+        let separator_len = trimmed
+            .find(|c: char| !matches!(c, '&' | '!' | '=' | ','))
+            .unwrap_or(trimmed.len());
+        let separator = &trimmed[..separator_len];
+        let after = trimmed[separator_len..].trim_start();
+        let content_len = after
+            .find(|c: char| matches!(c, '&' | '!' | '=' | ',') || c.is_whitespace())
+            .unwrap_or(after.len());
+        let content = &after[..content_len];
+        if content.is_empty() {
+            if !separator.is_empty() {
+                return Err(format!("`{separator}` is not followed by a key or value"));
+            }
+            break;
+        }
+        rest = &after[content_len..];
+        match separator {
+            "" | "&" => {
+                if separator.is_empty() && !pairs.is_empty() {
+                    return Err(format!("`{content}` follows a value without `&`"));
+                }
+                pairs.push(MatchPair {
+                    key: parse_key(content)?,
+                    matches: Vec::new(),
+                    mismatches: Vec::new(),
+                });
+                list = None;
+            }
+            "=" | "!=" | "," => {
+                let Some(pair) = pairs.last_mut() else {
+                    return Err(format!("`{separator}{content}` comes before any key"));
+                };
+                let negative = match separator {
+                    "=" => false,
+                    "!=" => true,
+                    _ => list.ok_or_else(|| format!("`,{content}` comes before `=` or `!=`"))?,
+                };
+                let pattern = Pattern::compile(content, consumer);
+                if negative {
+                    pair.mismatches.push(pattern);
+                } else {
+                    pair.matches.push(pattern);
+                }
+                list = Some(negative);
+            }
+            other => return Err(format!("illegal separator `{other}` before `{content}`")),
+        }
+    }
+    if let Some(pair) = pairs.iter().find(|p| p.matches.is_empty() && p.mismatches.is_empty()) {
+        return Err(format!("`{}` has no value (write `key=value`)", key_name(&pair.key)));
+    }
+    Ok(pairs)
+}
+
+fn key_name(key: &Key) -> String {
+    match key {
+        Key::Method => "method".into(),
+        Key::Argument(i) => format!("arguments[{i}]"),
+        Key::Attachment(k) => format!("attachments[{k}]"),
+        Key::Url(k) => k.to_string(),
+    }
+}
+
+fn parse_key(content: &str) -> Result<Key, String> {
+    let indexed = |prefix: &str| {
+        content
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('['))
+            .and_then(|rest| rest.strip_suffix(']'))
+    };
+    if content == "method" || content == "methods" {
+        return Ok(Key::Method);
+    }
+    if let Some(index) = indexed("arguments") {
+        return index
+            .trim()
+            .parse::<usize>()
+            .map(Key::Argument)
+            .map_err(|_| format!("`{content}`: an argument index must be a number"));
+    }
+    if let Some(name) = indexed("attachments") {
+        return Ok(Key::Attachment(name.trim().into()));
+    }
+    if content.contains('[') || content.contains(']') {
+        return Err(format!(
+            "unknown key `{content}` (indexed keys are `arguments[N]` and `attachments[key]`)"
+        ));
+    }
+    Ok(Key::Url(content.into()))
+}
+
+/// A condition rule: one node's conditions and flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConditionRule {
+    /// The rule's `key` (a service or application), for messages.
+    pub key: String,
+    /// Whether an empty result fails the call (`true`) or falls back to every provider.
+    pub force: bool,
+    /// Whether the rule is in force at all.
+    pub enabled: bool,
+    /// Rules of higher priority route first.
+    pub priority: i32,
+    /// The compiled conditions, applied one after another.
+    pub conditions: Vec<Condition>,
+}
+
+/// Dubbo 3's condition-router YAML.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Yaml {
+    #[serde(default)]
+    config_version: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    force: bool,
+    #[serde(default = "yes")]
+    runtime: bool,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    conditions: Vec<serde_norway::Value>,
+}
+
+pub(crate) fn yes() -> bool {
+    true
+}
+
+impl ConditionRule {
+    /// Parses a rule in Dubbo 3's YAML (`configVersion: v3.0`) or the legacy
+    /// `condition://` URL form (`rule=` URL-encoded), compiling its
+    /// conditions for `consumer`.
+    pub fn parse(text: &str, consumer: &Url) -> Result<ConditionRule, String> {
+        let trimmed = text.trim();
+        if trimmed.starts_with("condition://") {
+            return Self::parse_url(trimmed, consumer);
+        }
+        let yaml: Yaml = serde_norway::from_str(text).map_err(|e| format!("not a condition rule: {e}"))?;
+        if let Some(version) = &yaml.config_version
+            && !version.starts_with("v3.0")
+            && !version.starts_with("v2.7")
+        {
+            return Err(format!(
+                "configVersion `{version}` is not supported (v3.0 and v2.7 are; v3.1's multi-destination form is not)"
+            ));
+        }
+        if let Some(scope) = &yaml.scope
+            && scope != "service"
+            && scope != "application"
+        {
+            return Err(format!("scope `{scope}` is neither `service` nor `application`"));
+        }
+        let _ = yaml.runtime;
+        let mut conditions = Vec::with_capacity(yaml.conditions.len());
+        for (i, value) in yaml.conditions.iter().enumerate() {
+            let serde_norway::Value::String(text) = value else {
+                return Err(format!(
+                    "conditions[{i}] is not a string `when => then` (v3.1's `from`/`to` form is not supported)"
+                ));
+            };
+            conditions.push(Condition::parse(text, consumer)?);
+        }
+        if conditions.is_empty() {
+            return Err("the rule has no conditions".into());
+        }
+        Ok(ConditionRule {
+            key: yaml.key.unwrap_or_default(),
+            force: yaml.force,
+            enabled: yaml.enabled,
+            priority: yaml.priority,
+            conditions,
+        })
+    }
+
+    fn parse_url(text: &str, consumer: &Url) -> Result<ConditionRule, String> {
+        let url = Url::parse(text).map_err(|e| e.to_string())?;
+        let rule = url
+            .param("rule")
+            .ok_or("a condition:// URL needs a `rule=` parameter")?
+            .replace('+', " ");
+        let flag = |key: &str, default: bool| -> Result<bool, String> {
+            match url.param(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<bool>()
+                    .map_err(|_| format!("`{key}={v}` is not true or false")),
+            }
+        };
+        let priority = match url.param("priority") {
+            None => 0,
+            Some(v) => v.parse().map_err(|_| format!("`priority={v}` is not a number"))?,
+        };
+        Ok(ConditionRule {
+            key: url.interface().unwrap_or_default().to_string(),
+            force: flag("force", false)?,
+            enabled: flag("enabled", true)?,
+            priority,
+            conditions: vec![Condition::parse(&rule, consumer)?],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::Bytes;
+    use rpc_core::{Serialization, ServiceKey};
+
+    use super::*;
+
+    fn consumer() -> Url {
+        Url::parse("consumer://10.20.153.10/a.B?application=shop").unwrap()
+    }
+
+    fn call(method: &str) -> Invocation {
+        Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            method.to_string(),
+            Bytes::new(),
+            Serialization::Bincode,
+        )
+    }
+
+    fn provider(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_dubbos_examples() {
+        let c = Condition::parse("host = 10.20.153.10 => host = 10.20.153.11", &consumer()).unwrap();
+        assert!(c.matches_call(&call("m"), &consumer(), &mut Arguments::default()));
+        assert!(c.matches_provider(&provider("rpc://10.20.153.11:20880/a.B")));
+        assert!(!c.matches_provider(&provider("rpc://10.20.153.12:20880/a.B")));
+
+        let c = Condition::parse("method = find*,list* & host != 10.20.* => region=eu,us", &consumer()).unwrap();
+        assert!(!c.matches_call(&call("findAll"), &consumer(), &mut Arguments::default()));
+        let other = Url::parse("consumer://10.30.0.1/a.B").unwrap();
+        assert!(c.matches_call(&call("listAll"), &other, &mut Arguments::default()));
+        assert!(!c.matches_call(&call("get"), &other, &mut Arguments::default()));
+        assert!(c.matches_provider(&provider("rpc://h:1/a.B?region=us")));
+        assert!(!c.matches_provider(&provider("rpc://h:1/a.B?region=cn")));
+        assert!(!c.matches_provider(&provider("rpc://h:1/a.B")));
+
+        // Every call; a blacklist.
+        let all = Condition::parse("=> host != 172.22.3.91", &consumer()).unwrap();
+        assert!(all.matches_call(&call("x"), &consumer(), &mut Arguments::default()));
+        assert!(!all.matches_provider(&provider("rpc://172.22.3.91:1/a.B")));
+        let black = Condition::parse("host = 10.20.153.10 =>", &consumer()).unwrap();
+        assert!(black.matches_call(&call("x"), &consumer(), &mut Arguments::default()));
+        assert!(!black.matches_provider(&provider("rpc://h:1/a.B")));
+        // $ references: the same host as the consumer.
+        let same = Condition::parse("=> host = $host", &consumer()).unwrap();
+        assert!(same.matches_provider(&provider("rpc://10.20.153.10:1/a.B")));
+        // != and = together on one key: the mismatch wins.
+        let both = Condition::parse("=> port = 2000~3000 & port != 2500", &consumer()).unwrap();
+        assert!(both.matches_provider(&provider("rpc://h:2400/a.B")));
+        assert!(!both.matches_provider(&provider("rpc://h:2500/a.B")));
+        assert!(!both.matches_provider(&provider("rpc://h:3500/a.B")));
+    }
+
+    #[test]
+    fn reads_attachments_and_json_arguments() {
+        let c = Condition::parse(
+            "attachments[user] = vip* & arguments[1] = 1~10 => region=eu",
+            &consumer(),
+        )
+        .unwrap();
+        assert!(c.reads_arguments());
+        let mut inv = Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            "m",
+            Bytes::from_static(br#"["x", 5]"#),
+            Serialization::Json,
+        );
+        assert!(!c.matches_call(&inv, &consumer(), &mut Arguments::default()));
+        inv.set_attachment("user", "vip-1");
+        assert!(c.matches_call(&inv, &consumer(), &mut Arguments::default()));
+        let big = Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            "m",
+            Bytes::from_static(br#"["x", 50]"#),
+            Serialization::Json,
+        );
+        let mut big = big;
+        big.set_attachment("user", "vip-1");
+        assert!(!c.matches_call(&big, &consumer(), &mut Arguments::default()));
+        // A string argument.
+        let s = Condition::parse("arguments[0] = x => region=eu", &consumer()).unwrap();
+        assert!(s.matches_call(&inv, &consumer(), &mut Arguments::default()));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        for (bad, says) in [
+            ("method = => region=eu", "not followed by"),
+            ("method => region=eu", "has no value"),
+            ("method sayHello => region=eu", "without `&`"),
+            ("method = a => method = b", "reads provider URLs"),
+            ("method = a", "has no `=>`"),
+            ("arguments[x] = 1 => a=b", "must be a number"),
+            ("foo[1] = 1 => a=b", "unknown key"),
+            ("=a => b=c", "before any key"),
+        ] {
+            let error = Condition::parse(bad, &consumer()).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn reads_v3_yaml_and_legacy_urls() {
+        let yaml = "configVersion: v3.0\nscope: service\nforce: true\nruntime: true\nenabled: true\npriority: 2\nkey: org.example.Greeter:1.0.0\nconditions:\n  - method=sayHello => region=eu\n  - => host != 10.0.0.1\n";
+        let rule = ConditionRule::parse(yaml, &consumer()).unwrap();
+        assert!(rule.force && rule.enabled);
+        assert_eq!(rule.priority, 2);
+        assert_eq!(rule.key, "org.example.Greeter:1.0.0");
+        assert_eq!(rule.conditions.len(), 2);
+
+        let legacy = "condition://0.0.0.0/com.foo.BarService?category=routers&dynamic=false&force=true&rule=method+%3D+find*+%3D%3E+host+%3D+10.20.153.11";
+        let rule = ConditionRule::parse(legacy, &consumer()).unwrap();
+        assert!(rule.force);
+        assert_eq!(rule.key, "com.foo.BarService");
+        assert_eq!(rule.conditions[0].text(), "method = find* => host = 10.20.153.11");
+
+        for (bad, says) in [
+            (
+                "configVersion: v3.0\nkey: a\nconditons: [\"=> a=b\"]\n",
+                "unknown field `conditons`",
+            ),
+            ("key: a\nconditions:\n  - from: {match: a=b}\n", "v3.1"),
+            ("configVersion: v3.1\nkey: a\nconditions: []\n", "not supported"),
+            ("key: a\nconditions: [\"method = => x=y\"]\n", "not followed by"),
+            ("key: a\nforce: maybe\nconditions: [\"=> a=b\"]\n", "force"),
+            ("{{{", "not a condition rule"),
+            ("key: a\n", "no conditions"),
+        ] {
+            let error = ConditionRule::parse(bad, &consumer()).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+}
