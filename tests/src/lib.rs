@@ -12,6 +12,7 @@
 //!   a client and its server to cut the network between them on demand;
 //! * [`java`] runs the Java Apache Dubbo peers of `tests/java/`, and
 //!   [`capture::RecordingProxy`] records the bytes between a client and its server;
+//! * [`java_greeter`] is the Java peers' `org.example.Greeter` in Rust;
 //! * [`curator`] compiles and runs an Apache Curator peer (Java) and the
 //!   Rust examples that share its lock and leader-election contract;
 //! * [`free_port`] and [`wait_until`] for the rest.
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 pub mod capture;
 pub mod curator;
 pub mod java;
+pub mod java_greeter;
 pub mod proxy;
 pub mod python;
 pub mod zk;

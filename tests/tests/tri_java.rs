@@ -13,67 +13,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rpc::{Consumer, ErrorKind, Export, OutlierConfig, Provider, RunningProvider, Serialization};
 use rpc_tests::free_port;
 use rpc_tests::java::JavaPeer;
+use rpc_tests::java_greeter::{
+    CALLS_TIMEOUT, GreeterClient, GreeterPlusClient, GreeterServer, Order, OrderId, OrderRejected, RustGreeter,
+    non_loopback_address,
+};
 use rpc_tests::zk::ZooKeeper;
-use serde::{Deserialize, Serialize};
 use tower::util::MapRequestLayer;
-
-/// How long a Java consumer may take for its calls once started.
-const CALLS_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `org.example.Order`: its Java class is the interface's package plus the name.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Order {
-    item: String,
-    quantity: i32,
-    tags: Vec<String>,
-}
-
-/// `org.example.OrderId`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OrderId {
-    id: i64,
-}
-
-/// `org.example.OrderRejected`, the declared exception of `placeOrder`: its
-/// message is Java's `Throwable.detailMessage`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OrderRejected {
-    #[serde(rename = "detailMessage")]
-    message: String,
-}
-
-/// The Java interface `org.example.Greeter`, in Rust.
-#[rpc::service(interface = "org.example.Greeter", version = "1.0.0")]
-pub trait Greeter {
-    /// `sayHello(String)`.
-    async fn say_hello(&self, name: String) -> String;
-    /// `placeOrder(Order) throws OrderRejected`.
-    async fn place_order(&self, order: Order) -> Result<OrderId, OrderRejected>;
-    /// `sleep(long)`.
-    async fn sleep(&self, millis: i64);
-    /// `echoList(List<String>)`.
-    async fn echo_list(&self, values: Vec<String>) -> Vec<String>;
-    /// `echoMap(Map<String, Integer>)`.
-    async fn echo_map(&self, values: BTreeMap<String, i32>) -> BTreeMap<String, i32>;
-    /// `echoNullable(String)`.
-    async fn echo_nullable(&self, value: Option<String>) -> Option<String>;
-}
-
-/// The same interface with a method the Java one does not have.
-#[rpc::service(interface = "org.example.Greeter", version = "1.0.0")]
-pub trait GreeterPlus {
-    /// `sayHello(String)`.
-    async fn say_hello(&self, name: String) -> String;
-    /// Not in the Java interface.
-    async fn shout(&self, name: String) -> String;
-}
 
 /// The same interface with `placeOrder` declared without its exception: a
 /// Java exception then has no `Err` to go to.
@@ -90,63 +41,12 @@ pub trait GreeterLite {
     async fn say_hello(&self, name: String) -> String;
 }
 
-/// What the Java provider does, in Rust: `from rust` instead of `from java`.
-struct RustGreeter;
-
-impl Greeter for RustGreeter {
-    async fn say_hello(&self, name: String) -> String {
-        format!("Hello, {name} from rust")
-    }
-
-    async fn place_order(&self, order: Order) -> Result<OrderId, OrderRejected> {
-        if order.quantity <= 0 {
-            return Err(OrderRejected {
-                message: format!("quantity must be positive, got {} for {}", order.quantity, order.item),
-            });
-        }
-        Ok(OrderId {
-            id: i64::from(order.quantity) * 1000 + order.tags.len() as i64,
-        })
-    }
-
-    async fn sleep(&self, millis: i64) {
-        tokio::time::sleep(Duration::from_millis(millis.max(0) as u64)).await;
-    }
-
-    async fn echo_list(&self, values: Vec<String>) -> Vec<String> {
-        values
-    }
-
-    async fn echo_map(&self, values: BTreeMap<String, i32>) -> BTreeMap<String, i32> {
-        values
-    }
-
-    async fn echo_nullable(&self, value: Option<String>) -> Option<String> {
-        value
-    }
-}
-
 struct LiteGreeter;
 
 impl GreeterLite for LiteGreeter {
     async fn say_hello(&self, name: String) -> String {
         format!("Hello, {name} from lite")
     }
-}
-
-/// This machine's address on its default route: what Java's client connects
-/// to instead of a loopback address (no packet is sent to find it).
-fn non_loopback_address() -> IpAddr {
-    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-    socket
-        .connect("192.0.2.1:9")
-        .expect("a route to a non-loopback address: Java's client needs one");
-    let ip = socket.local_addr().unwrap().ip();
-    assert!(
-        !ip.is_loopback() && !ip.is_unspecified(),
-        "no non-loopback address: {ip}"
-    );
-    ip
 }
 
 async fn rust_provider(registry: &str, host: &str, export: Export) -> RunningProvider {

@@ -1,0 +1,121 @@
+//! The Java peers' interface, `org.example.Greeter` (`tests/java/dubbo-greeter`),
+//! in Rust: the types with their Java class names, the service trait, a Rust
+//! implementation answering as the Java provider does (`from rust` instead of
+//! `from java`), and the address Java's clients reach it on.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, UdpSocket};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How long a Java consumer may take for its calls once started.
+pub const CALLS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `org.example.Order`: its Java class is the interface's package plus the name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// What to buy.
+    pub item: String,
+    /// How many (Java `int`).
+    pub quantity: i32,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+}
+
+/// `org.example.OrderId`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderId {
+    /// The id (Java `long`).
+    pub id: i64,
+}
+
+/// `org.example.OrderRejected`, the declared exception of `placeOrder`: its
+/// message is Java's `Throwable.detailMessage`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderRejected {
+    /// Why.
+    #[serde(rename = "detailMessage")]
+    pub message: String,
+}
+
+/// The Java interface `org.example.Greeter`, in Rust.
+#[rpc::service(interface = "org.example.Greeter", version = "1.0.0")]
+pub trait Greeter {
+    /// `sayHello(String)`.
+    async fn say_hello(&self, name: String) -> String;
+    /// `placeOrder(Order) throws OrderRejected`.
+    async fn place_order(&self, order: Order) -> Result<OrderId, OrderRejected>;
+    /// `sleep(long)`.
+    async fn sleep(&self, millis: i64);
+    /// `echoList(List<String>)`.
+    async fn echo_list(&self, values: Vec<String>) -> Vec<String>;
+    /// `echoMap(Map<String, Integer>)`.
+    async fn echo_map(&self, values: BTreeMap<String, i32>) -> BTreeMap<String, i32>;
+    /// `echoNullable(String)`.
+    async fn echo_nullable(&self, value: Option<String>) -> Option<String>;
+}
+
+/// The same interface with a method the Java one does not have.
+#[rpc::service(interface = "org.example.Greeter", version = "1.0.0")]
+pub trait GreeterPlus {
+    /// `sayHello(String)`.
+    async fn say_hello(&self, name: String) -> String;
+    /// Not in the Java interface.
+    async fn shout(&self, name: String) -> String;
+}
+
+/// What the Java provider does, in Rust: `from rust` instead of `from java`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RustGreeter;
+
+impl Greeter for RustGreeter {
+    async fn say_hello(&self, name: String) -> String {
+        format!("Hello, {name} from rust")
+    }
+
+    async fn place_order(&self, order: Order) -> Result<OrderId, OrderRejected> {
+        if order.quantity <= 0 {
+            return Err(OrderRejected {
+                message: format!("quantity must be positive, got {} for {}", order.quantity, order.item),
+            });
+        }
+        Ok(OrderId {
+            id: i64::from(order.quantity) * 1000 + order.tags.len() as i64,
+        })
+    }
+
+    async fn sleep(&self, millis: i64) {
+        tokio::time::sleep(Duration::from_millis(millis.max(0) as u64)).await;
+    }
+
+    async fn echo_list(&self, values: Vec<String>) -> Vec<String> {
+        values
+    }
+
+    async fn echo_map(&self, values: BTreeMap<String, i32>) -> BTreeMap<String, i32> {
+        values
+    }
+
+    async fn echo_nullable(&self, value: Option<String>) -> Option<String> {
+        value
+    }
+}
+
+/// This machine's address on its default route: what Java's clients connect
+/// to instead of a loopback address (no packet is sent to find it).
+///
+/// # Panics
+/// When the machine has no route to a non-loopback address.
+pub fn non_loopback_address() -> IpAddr {
+    let ip = UdpSocket::bind("0.0.0.0:0")
+        .and_then(|socket| socket.connect("192.0.2.1:9").map(|()| socket))
+        .and_then(|socket| socket.local_addr())
+        .map(|address| address.ip())
+        .unwrap_or_else(|e| panic!("no route to a non-loopback address (Java's clients need one): {e}"));
+    assert!(
+        !ip.is_loopback() && !ip.is_unspecified(),
+        "no non-loopback address: {ip}"
+    );
+    ip
+}
