@@ -13,6 +13,45 @@ use tokio_stream::wrappers::WatchStream;
 /// A full set of provider URLs. Cheap to clone.
 pub type ProviderSet = Arc<Vec<Url>>;
 
+/// What a registry keeps current for one reference: the latest value of a
+/// watch channel, and a stream of its changes; holds the registry's session
+/// alive. Shared by [`Subscription`] and [`RuleSubscription`].
+struct Live<T> {
+    current: watch::Receiver<T>,
+    stream: WatchStream<T>,
+    /// Keeps the registry that feeds this subscription alive.
+    _keepalive: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl<T: Clone + Send + Sync + 'static> Live<T> {
+    fn new(rx: watch::Receiver<T>) -> Self {
+        Live {
+            stream: WatchStream::new(rx.clone()),
+            current: rx,
+            _keepalive: None,
+        }
+    }
+
+    /// A value that never changes.
+    fn fixed(value: T) -> Self {
+        let (_tx, rx) = watch::channel(value);
+        Live::new(rx)
+    }
+
+    fn with_keepalive(mut self, owner: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self._keepalive = Some(owner);
+        self
+    }
+
+    fn current(&self) -> T {
+        self.current.borrow().clone()
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        Pin::new(&mut self.stream).poll_next(cx)
+    }
+}
+
 /// The providers of one interface, kept current by a registry.
 ///
 /// It is a [`Stream`] of full sets: the first item is the set at subscription
@@ -20,17 +59,12 @@ pub type ProviderSet = Arc<Vec<Url>>;
 /// changes come faster than they are read: the latest always arrives). The
 /// stream ends when no more changes can come (a fixed list, or the registry
 /// was dropped); the last set stays valid.
-pub struct Subscription {
-    current: watch::Receiver<ProviderSet>,
-    stream: WatchStream<ProviderSet>,
-    /// Keeps the registry that feeds this subscription alive.
-    _keepalive: Option<Arc<dyn std::any::Any + Send + Sync>>,
-}
+pub struct Subscription(Live<ProviderSet>);
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
-            .field("providers", &*self.current.borrow())
+            .field("providers", &*self.0.current.borrow())
             .finish()
     }
 }
@@ -38,30 +72,24 @@ impl fmt::Debug for Subscription {
 impl Subscription {
     /// A subscription fed by `rx`.
     pub fn new(rx: watch::Receiver<ProviderSet>) -> Self {
-        Subscription {
-            stream: WatchStream::new(rx.clone()),
-            current: rx,
-            _keepalive: None,
-        }
+        Subscription(Live::new(rx))
     }
 
     /// Keeps `owner` (the registry's session, its watch tasks) alive for as
     /// long as this subscription: a client keeps receiving updates even when
     /// the consumer that created it is gone.
-    pub fn with_keepalive(mut self, owner: Arc<dyn std::any::Any + Send + Sync>) -> Self {
-        self._keepalive = Some(owner);
-        self
+    pub fn with_keepalive(self, owner: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        Subscription(self.0.with_keepalive(owner))
     }
 
     /// A subscription to a set that never changes.
     pub fn fixed(providers: Vec<Url>) -> Self {
-        let (_tx, rx) = watch::channel(Arc::new(providers));
-        Subscription::new(rx)
+        Subscription(Live::fixed(Arc::new(providers)))
     }
 
     /// The providers now.
     pub fn current(&self) -> ProviderSet {
-        self.current.borrow().clone()
+        self.0.current()
     }
 }
 
@@ -69,7 +97,7 @@ impl Stream for Subscription {
     type Item = ProviderSet;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ProviderSet>> {
-        Pin::new(&mut self.stream).poll_next(cx)
+        self.0.poll_next(cx)
     }
 }
 
@@ -91,16 +119,12 @@ pub type RuleSet = Arc<Vec<RuleNode>>;
 /// subscription time (as [`Subscription`] does for providers). Which nodes
 /// concern a reference, and what they mean, is the cluster's business
 /// (`rpc_cluster::governance`); a registry delivers their text.
-pub struct RuleSubscription {
-    current: watch::Receiver<RuleSet>,
-    stream: WatchStream<RuleSet>,
-    _keepalive: Option<Arc<dyn std::any::Any + Send + Sync>>,
-}
+pub struct RuleSubscription(Live<RuleSet>);
 
 impl fmt::Debug for RuleSubscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuleSubscription")
-            .field("rules", &*self.current.borrow())
+            .field("rules", &*self.0.current.borrow())
             .finish()
     }
 }
@@ -108,28 +132,22 @@ impl fmt::Debug for RuleSubscription {
 impl RuleSubscription {
     /// A subscription fed by `rx`.
     pub fn new(rx: watch::Receiver<RuleSet>) -> Self {
-        RuleSubscription {
-            stream: WatchStream::new(rx.clone()),
-            current: rx,
-            _keepalive: None,
-        }
+        RuleSubscription(Live::new(rx))
     }
 
     /// Keeps `owner` alive for as long as this subscription.
-    pub fn with_keepalive(mut self, owner: Arc<dyn std::any::Any + Send + Sync>) -> Self {
-        self._keepalive = Some(owner);
-        self
+    pub fn with_keepalive(self, owner: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        RuleSubscription(self.0.with_keepalive(owner))
     }
 
     /// No rules, ever (a registry without a configuration centre).
     pub fn none() -> Self {
-        let (_tx, rx) = watch::channel(RuleSet::default());
-        RuleSubscription::new(rx)
+        RuleSubscription(Live::fixed(RuleSet::default()))
     }
 
     /// The rule nodes now.
     pub fn current(&self) -> RuleSet {
-        self.current.borrow().clone()
+        self.0.current()
     }
 }
 
@@ -137,6 +155,6 @@ impl Stream for RuleSubscription {
     type Item = RuleSet;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RuleSet>> {
-        Pin::new(&mut self.stream).poll_next(cx)
+        self.0.poll_next(cx)
     }
 }
