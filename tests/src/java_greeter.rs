@@ -119,3 +119,45 @@ pub fn non_loopback_address() -> IpAddr {
     );
     ip
 }
+
+/// The call cases every Rust consumer of the Java provider checks, whatever
+/// the protocol (`dubbo` or `tri`): a string, a struct argument and its id,
+/// the declared exception as the method's `Err`, `void`, lists, a map, nulls.
+///
+/// # Panics
+/// On any call that fails or answers otherwise than the Java provider does.
+#[allow(clippy::unwrap_used)] // a test helper: a panic is a failed test
+pub async fn check_java_provider_answers(greeter: &GreeterClient) {
+    assert_eq!(
+        greeter.say_hello("world".into()).await.unwrap(),
+        "Hello, world from java"
+    );
+    let order = Order {
+        item: "apple".into(),
+        quantity: 3,
+        tags: vec!["red".into(), "big".into()],
+    };
+    assert_eq!(greeter.place_order(order).await.unwrap(), Ok(OrderId { id: 3002 }));
+    let rejected = Order {
+        item: "apple".into(),
+        quantity: 0,
+        tags: vec![],
+    };
+    assert_eq!(
+        greeter.place_order(rejected).await.unwrap(),
+        Err(OrderRejected {
+            message: "quantity must be positive, got 0 for apple".into()
+        })
+    );
+    greeter.sleep(10).await.unwrap();
+    let list = vec!["a".to_string(), "b".to_string()];
+    assert_eq!(greeter.echo_list(list.clone()).await.unwrap(), list);
+    assert!(greeter.echo_list(vec![]).await.unwrap().is_empty());
+    let map: BTreeMap<String, i32> = [("k".to_string(), 1), ("j".to_string(), 2)].into();
+    assert_eq!(greeter.echo_map(map.clone()).await.unwrap(), map);
+    assert_eq!(greeter.echo_nullable(None).await.unwrap(), None);
+    assert_eq!(
+        greeter.echo_nullable(Some("x".into())).await.unwrap().as_deref(),
+        Some("x")
+    );
+}

@@ -21,7 +21,7 @@ use rpc_tests::free_port;
 use rpc_tests::java::JavaPeer;
 use rpc_tests::java_greeter::{
     CALLS_TIMEOUT, GreeterClient, GreeterPlusClient, GreeterServer, Order, OrderId, OrderRejected, RustGreeter,
-    non_loopback_address,
+    check_java_provider_answers, non_loopback_address,
 };
 use rpc_tests::zk::ZooKeeper;
 use tower::util::MapRequestLayer;
@@ -191,38 +191,7 @@ async fn a_rust_consumer_calls_a_java_provider_over_tri() {
     let reference = || consumer.reference::<GreeterClient>().protocol(Some("tri"));
     let greeter: GreeterClient = reference().timeout(Duration::from_secs(5)).build().await.unwrap();
 
-    assert_eq!(
-        greeter.say_hello("world".into()).await.unwrap(),
-        "Hello, world from java"
-    );
-    let order = Order {
-        item: "apple".into(),
-        quantity: 3,
-        tags: vec!["red".into(), "big".into()],
-    };
-    assert_eq!(greeter.place_order(order).await.unwrap(), Ok(OrderId { id: 3002 }));
-    let rejected = Order {
-        item: "apple".into(),
-        quantity: 0,
-        tags: vec![],
-    };
-    assert_eq!(
-        greeter.place_order(rejected).await.unwrap(),
-        Err(OrderRejected {
-            message: "quantity must be positive, got 0 for apple".into()
-        })
-    );
-    greeter.sleep(10).await.unwrap();
-    let list = vec!["a".to_string(), "b".to_string()];
-    assert_eq!(greeter.echo_list(list.clone()).await.unwrap(), list);
-    assert!(greeter.echo_list(vec![]).await.unwrap().is_empty());
-    let map: BTreeMap<String, i32> = [("k".to_string(), 1), ("j".to_string(), 2)].into();
-    assert_eq!(greeter.echo_map(map.clone()).await.unwrap(), map);
-    assert_eq!(greeter.echo_nullable(None).await.unwrap(), None);
-    assert_eq!(
-        greeter.echo_nullable(Some("x".into())).await.unwrap().as_deref(),
-        Some("x")
-    );
+    check_java_provider_answers(&greeter).await;
 
     // A method the Java interface does not have: Java's answer, said clearly.
     let plus: GreeterPlusClient = consumer
