@@ -1,7 +1,7 @@
 //! [`Cluster`]: the consumer's cluster stack for one reference, built once.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 use std::task::{Context, Poll};
@@ -46,6 +46,9 @@ struct Inner {
     methods: Vec<Plan>,
     /// For a method the descriptor does not list (a generic call).
     other: Plan,
+    /// The built-in policies, for consumer-side rules that name another one
+    /// than a method's plan (made on first use, then kept).
+    policies: Mutex<PolicySet>,
 }
 
 /// What is fixed about the calls of one method.
@@ -54,7 +57,11 @@ struct Plan {
     /// Levels 1 to 4 merged.
     consumer: MethodConfig,
     policy: Arc<dyn Policy>,
+    /// The built-in policy `policy` is (none when it is the reference's own).
+    kind: Option<ClusterPolicy>,
     actives: Option<Arc<Semaphore>>,
+    /// The limit a consumer-side rule's `actives` sets, while it stands.
+    rule_actives: Mutex<Option<(u32, Arc<Semaphore>)>>,
     /// What the providers publish, worked out once per directory snapshot;
     /// only when the consumer leaves the timeout or the balancer unset.
     published: Option<ArcSwap<Published>>,
@@ -69,6 +76,27 @@ struct Published {
 }
 
 impl Plan {
+    /// The slots for a rule's `actives` of `n` (0: no limit).
+    fn rule_slots(&self, n: u32) -> Option<Arc<Semaphore>> {
+        if n == 0 {
+            return None;
+        }
+        if self.consumer.actives == Some(n) {
+            return self.actives.clone();
+        }
+        let mut slot = self.rule_actives.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some((limit, slots)) if *limit == n => Some(slots.clone()),
+            // A new limit starts with all its slots free: calls holding the
+            // old one's are not counted against it.
+            _ => {
+                let slots = Arc::new(Semaphore::new(n as usize));
+                *slot = Some((n, slots.clone()));
+                Some(slots)
+            }
+        }
+    }
+
     fn published(&self, directory: &Directory) -> MethodConfig {
         let Some(cache) = &self.published else {
             return MethodConfig::new();
@@ -169,6 +197,85 @@ impl Inner {
             .find(|plan| &*plan.name == method)
             .unwrap_or(&self.other)
     }
+
+    /// A call while consumer-side rules may be in force: their settings,
+    /// and the policy, `actives` limit and mock they name, over the plan's.
+    fn call_governed(&self, plan: &Plan, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+        let governance = self.directory.governance();
+        let method = invocation.method();
+        let Some(rule) = governance.consumer_overrides(method) else {
+            return self.run(plan, plan.consumer, &plan.policy, plan.actives.as_ref(), invocation);
+        };
+        let consumer = rule.or(plan.consumer);
+        let ruled_policy;
+        let policy = match rule.cluster {
+            Some(kind) if plan.kind != Some(kind) => {
+                ruled_policy = self.policies.lock().unwrap_or_else(PoisonError::into_inner).get(kind);
+                &ruled_policy
+            }
+            _ => &plan.policy,
+        };
+        let slots = match rule.actives {
+            Some(n) => plan.rule_slots(n),
+            None => plan.actives.clone(),
+        };
+        let Some(mock) = governance.consumer_mock(method) else {
+            return self.run(plan, consumer, policy, slots.as_ref(), invocation);
+        };
+        if mock.is_forced() {
+            return mock.answer(invocation, None);
+        }
+        let running = self.run(plan, consumer, policy, slots.as_ref(), invocation.clone());
+        Box::pin(async move {
+            match running.await {
+                Ok(response) => Ok(response),
+                Err(error) => {
+                    tracing::warn!(%error, ?mock, "the call failed; answering from the mock an override rule sets");
+                    mock.answer(invocation, Some(error)).await
+                }
+            }
+        })
+    }
+
+    /// Resolves the call's settings, sets its deadline, takes an `actives`
+    /// slot and hands it to `policy`.
+    fn run(
+        &self,
+        plan: &Plan,
+        consumer: MethodConfig,
+        policy: &Arc<dyn Policy>,
+        slots: Option<&Arc<Semaphore>>,
+        mut invocation: Invocation,
+    ) -> BoxFuture<Result<Response, RpcError>> {
+        let settings = Settings::resolve(&consumer, &plan.published(&self.directory), self.custom_balancer);
+        // A deadline set above (by a layer, or a generic caller) stands.
+        if invocation.deadline().is_none() {
+            invocation.set_deadline(deadline_after(settings.timeout));
+        }
+        let call = Call::new(invocation, settings);
+        let Some(slots) = slots else {
+            return policy.call(call, &self.select);
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let running = policy.call(call, &self.select);
+                Box::pin(async move {
+                    let result = running.await;
+                    drop(permit);
+                    result
+                })
+            }
+            Err(_) => {
+                let (slots, policy, select) = (slots.clone(), policy.clone(), self.select.clone());
+                Box::pin(async move {
+                    let permit = acquire(&slots, &call).await?;
+                    let result = policy.call(call, &select).await;
+                    drop(permit);
+                    result
+                })
+            }
+        }
+    }
 }
 
 impl Service<Invocation> for Cluster {
@@ -180,38 +287,13 @@ impl Service<Invocation> for Cluster {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut invocation: Invocation) -> Self::Future {
+    fn call(&mut self, invocation: Invocation) -> Self::Future {
         let inner = &self.inner;
         let plan = inner.plan(invocation.method());
-        let consumer = inner.consumer_of(plan, invocation.method());
-        let settings = Settings::resolve(&consumer, &plan.published(&inner.directory), inner.custom_balancer);
-        // A deadline set above (by a layer, or a generic caller) stands.
-        if invocation.deadline().is_none() {
-            invocation.set_deadline(deadline_after(settings.timeout));
+        if inner.directory.governance().is_active() {
+            return inner.call_governed(plan, invocation);
         }
-        let call = Call::new(invocation, settings);
-        let Some(slots) = &plan.actives else {
-            return plan.policy.call(call, &inner.select);
-        };
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let running = plan.policy.call(call, &inner.select);
-                Box::pin(async move {
-                    let result = running.await;
-                    drop(permit);
-                    result
-                })
-            }
-            Err(_) => {
-                let (slots, policy, select) = (slots.clone(), plan.policy.clone(), inner.select.clone());
-                Box::pin(async move {
-                    let permit = acquire(&slots, &call).await?;
-                    let result = policy.call(call, &select).await;
-                    drop(permit);
-                    result
-                })
-            }
-        }
+        inner.run(plan, plan.consumer, &plan.policy, plan.actives.as_ref(), invocation)
     }
 }
 
@@ -380,6 +462,7 @@ impl ClusterBuilder {
                 custom_balancer,
                 methods,
                 other,
+                policies: Mutex::new(policies),
             }),
         })
     }
@@ -389,9 +472,12 @@ impl ClusterBuilder {
         // What the method itself says (declaration, per-method setting)
         // beats a policy or balancer of the reference's own.
         let method_level = settings::consumer_side(own, declared, &MethodConfig::new(), &MethodConfig::new());
-        let policy = match (&self.policy, method_level.cluster) {
-            (Some(custom), None) => custom.clone(),
-            _ => policies.get(settings::policy_of(&consumer)),
+        let (policy, kind) = match (&self.policy, method_level.cluster) {
+            (Some(custom), None) => (custom.clone(), None),
+            _ => {
+                let kind = settings::policy_of(&consumer);
+                (policies.get(kind), Some(kind))
+            }
         };
         if self.balancer.is_some() && method_level.loadbalance.is_none() {
             consumer.loadbalance = None;
@@ -405,7 +491,9 @@ impl ClusterBuilder {
             name: name.into(),
             consumer,
             policy,
+            kind,
             actives,
+            rule_actives: Mutex::new(None),
             published: needs_published.then(|| ArcSwap::from_pointee(Published::default())),
         }
     }

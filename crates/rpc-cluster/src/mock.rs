@@ -100,7 +100,11 @@ impl Mock {
         self.force
     }
 
-    fn answer(&self, invocation: Invocation, error: Option<RpcError>) -> BoxFuture<Result<Response, RpcError>> {
+    pub(crate) fn answer(
+        &self,
+        invocation: Invocation,
+        error: Option<RpcError>,
+    ) -> BoxFuture<Result<Response, RpcError>> {
         match &self.answer {
             Answer::Json(json) => {
                 let json = json.clone();

@@ -14,8 +14,9 @@
 //!   change, so connections and balancer statistics survive, and restored
 //!   when a rule goes;
 //! * to the consumer's settings (consumer-side overrides: `timeout`,
-//!   `retries`, `loadbalance`, method-level `{method}.timeout` too), above
-//!   every local setting; a rule's `timeout` is the whole call's budget;
+//!   `retries`, `loadbalance`, `cluster`, `actives`, `forks`, `mock`, each
+//!   also per method as `{method}.timeout`), above every local setting; a
+//!   rule's `timeout` is the whole call's budget;
 //! * to each call, before the load balancer: condition rules (priority
 //!   order), then the tag router.
 //!
@@ -51,8 +52,9 @@ use arc_swap::ArcSwap;
 use rpc_core::{ErrorKind, Invocation, RpcError, ServiceKey, Url};
 use smallvec::SmallVec;
 
-use crate::config::{Balancer, MethodConfig, keys};
+use crate::config::{Balancer, ClusterPolicy, MethodConfig, keys};
 use crate::endpoint::Endpoint;
+use crate::mock::Mock;
 
 pub use condition::{Condition, ConditionRule};
 pub use override_rule::{Configurator, OverrideRule, Side};
@@ -150,7 +152,22 @@ struct Compiled {
     /// Consumer-side settings: for every method, and per method.
     consumer_all: MethodConfig,
     consumer_methods: Vec<(Box<str>, MethodConfig)>,
+    /// Consumer-side mocks (`mock`, `{method}.mock`): above the reference's own.
+    mocks: RuleMocks,
     consumer_set: bool,
+}
+
+/// The mocks consumer-side rules set: for every method, and per method.
+#[derive(Debug, Default)]
+struct RuleMocks {
+    all: Option<Mock>,
+    methods: Vec<(Box<str>, Mock)>,
+}
+
+impl RuleMocks {
+    fn is_empty(&self) -> bool {
+        self.all.is_none() && self.methods.is_empty()
+    }
 }
 
 impl Default for Compiled {
@@ -163,6 +180,7 @@ impl Default for Compiled {
             provider_configs: Vec::new(),
             consumer_all: MethodConfig::new(),
             consumer_methods: Vec::new(),
+            mocks: RuleMocks::default(),
             consumer_set: false,
         }
     }
@@ -404,7 +422,7 @@ impl Governance {
                 }
             }
         }
-        let (consumer_all, consumer_methods) = consumer_settings(&self.key, &consumer_params);
+        let (consumer_all, consumer_methods, mocks) = consumer_settings(&self.key, &consumer_params);
         Compiled {
             consumer: consumer.clone(),
             conditions_read_arguments: conditions
@@ -413,9 +431,10 @@ impl Governance {
             conditions,
             tags,
             provider_configs,
-            consumer_set: consumer_all != MethodConfig::new() || !consumer_methods.is_empty(),
+            consumer_set: consumer_all != MethodConfig::new() || !consumer_methods.is_empty() || !mocks.is_empty(),
             consumer_all,
             consumer_methods,
+            mocks,
         }
     }
 
@@ -483,6 +502,24 @@ impl Governance {
             .map(|(_, c)| *c)
             .unwrap_or_default();
         Some(own.or(compiled.consumer_all))
+    }
+
+    /// The mock a consumer-side rule sets for `method` (`{method}.mock`, else
+    /// `mock`), if any: it replaces the reference's own for as long as the
+    /// rule stands, as Dubbo's `mock` override does.
+    pub fn consumer_mock(&self, method: &str) -> Option<Mock> {
+        let compiled = self.compiled.load();
+        let mocks = &compiled.mocks;
+        if mocks.is_empty() {
+            return None;
+        }
+        mocks
+            .methods
+            .iter()
+            .find(|(m, _)| &**m == method)
+            .map(|(_, mock)| mock)
+            .or(mocks.all.as_ref())
+            .cloned()
     }
 
     /// The providers a call may reach, in the order given: condition rules
@@ -619,13 +656,16 @@ fn dynamic_tag<'r>(tags: &'r [Arc<TagRule>], e: &Endpoint) -> Option<&'r str> {
         .tag_of(e.url().host(), e.url().port())
 }
 
-/// The consumer-side settings in `params`: for every method, and per method (`{method}.timeout`).
+/// The consumer-side settings in `params`: for every method, and per method
+/// (`{method}.timeout`), and the mocks they set. A value that does not parse
+/// is ignored with a warning naming the parameter.
 fn consumer_settings(
     key: &ServiceKey,
     params: &BTreeMap<String, String>,
-) -> (MethodConfig, Vec<(Box<str>, MethodConfig)>) {
+) -> (MethodConfig, Vec<(Box<str>, MethodConfig)>, RuleMocks) {
     let mut all = MethodConfig::new();
     let mut methods: HashMap<String, MethodConfig> = HashMap::new();
+    let mut mocks = RuleMocks::default();
     for (name, value) in params {
         let (method, setting) = match name.rsplit_once('.') {
             Some((method, setting)) if name != keys::ATTEMPT_TIMEOUT && name != keys::HASH_ARGUMENTS => {
@@ -638,17 +678,38 @@ fn consumer_settings(
             None => &mut all,
         };
         let ignored = |why: &str| tracing::warn!(service = %key, parameter = %name, %value, "an override rule's parameter is ignored: {why}");
+        let count = |value: &str| value.trim().parse::<u32>().map_err(|_| "not a number");
         match setting {
             "timeout" => match value.trim().parse::<u64>() {
                 Ok(ms) if ms > 0 => target.timeout = Some(Duration::from_millis(ms)),
                 _ => ignored("not a positive number of milliseconds"),
             },
-            "retries" => match value.trim().parse::<u32>() {
+            "retries" => match count(value) {
                 Ok(n) => target.retries = Some(n),
-                Err(_) => ignored("not a number"),
+                Err(e) => ignored(e),
             },
             "loadbalance" => match value.parse::<Balancer>() {
                 Ok(b) => target.loadbalance = Some(b),
+                Err(e) => ignored(&e),
+            },
+            "cluster" => match value.parse::<ClusterPolicy>() {
+                Ok(c) => target.cluster = Some(c),
+                Err(e) => ignored(&e),
+            },
+            // 0 lifts the reference's own limit while the rule stands.
+            "actives" => match count(value) {
+                Ok(n) => target.actives = Some(n),
+                Err(e) => ignored(e),
+            },
+            "forks" => match count(value) {
+                Ok(n) if n > 0 => target.forks = Some(n),
+                _ => ignored("not a positive number"),
+            },
+            "mock" => match Mock::parse(value) {
+                Ok(mock) => match method {
+                    Some(method) => mocks.methods.push((method.into(), mock)),
+                    None => mocks.all = Some(mock),
+                },
                 Err(e) => ignored(&e),
             },
             _ => {}
@@ -659,7 +720,7 @@ fn consumer_settings(
         .filter(|(_, c)| *c != MethodConfig::new())
         .map(|(m, c)| (m.into_boxed_str(), c))
         .collect();
-    (all, methods)
+    (all, methods, mocks)
 }
 
 #[cfg(test)]

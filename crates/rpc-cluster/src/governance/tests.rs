@@ -389,3 +389,142 @@ async fn a_provider_applications_override_sets_its_providers_only() {
     // Its consumer-side configs are not this consumer's.
     assert_eq!(cluster.settings("sayHello").timeout, crate::settings::DEFAULT_TIMEOUT);
 }
+
+/// Providers that refuse every attempt (counted), or hang when `hang` is set.
+#[derive(Default)]
+struct Failing {
+    attempts: Arc<AtomicUsize>,
+    hang: bool,
+}
+
+impl Connect for Failing {
+    fn connect(&self, url: &Url) -> Option<Endpoint> {
+        let (attempts, hang) = (self.attempts.clone(), self.hang);
+        let invoker = BoxInvoker::new(tower::service_fn(move |_| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                Err::<Response, _>(RpcError::new(rpc_core::ErrorKind::ConnectionLost, "lost"))
+            }
+        }));
+        Some(Endpoint::new(url.clone(), invoker, || true))
+    }
+}
+
+async fn failing_directory(failing: Failing) -> (Arc<Directory>, Rules) {
+    let (_tx, rx) = watch::channel(Arc::new(vec![url(A), url(B)]));
+    std::mem::forget(_tx);
+    let key = ServiceKey::new(KEY, Some("1.0.0"), None);
+    let directory = Directory::new(key, Arc::new(failing), vec![WatchStream::new(rx)]).await;
+    let (rules, rules_rx) = watch::channel(Arc::new(Vec::new()));
+    directory.govern(consumer(), vec![WatchStream::new(rules_rx)]).await;
+    (directory, rules)
+}
+
+fn consumer_rule(parameters: &str) -> String {
+    format!(
+        "configVersion: v3.0\nscope: service\nkey: org.example.Greeter:1.0.0\nconfigs:\n  - side: consumer\n    parameters: {{{parameters}}}\n"
+    )
+}
+
+#[tokio::test]
+async fn consumer_rules_set_the_policy_and_the_mock() {
+    use tower::ServiceExt;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let (directory, rules) = failing_directory(Failing {
+        attempts: attempts.clone(),
+        hang: false,
+    })
+    .await;
+    let cluster = crate::Cluster::builder(directory.clone())
+        .reference(MethodConfig::new().with_retries(2))
+        .build()
+        .unwrap();
+    let attempts_of = |cluster: crate::Cluster| {
+        let attempts = attempts.clone();
+        async move {
+            attempts.store(0, Ordering::SeqCst);
+            let result = cluster.oneshot(call("sayHello")).await;
+            (result, attempts.load(Ordering::SeqCst))
+        }
+    };
+    let (result, failover) = attempts_of(cluster.clone()).await;
+    assert!(result.is_err());
+    assert!(failover >= 2, "failover retries: {failover} attempts");
+
+    let node = format!("{SERVICE_NODE}.configurators");
+    set(&rules, &[(&node, &consumer_rule("cluster: failfast"))]);
+    settle().await;
+    let (result, n) = attempts_of(cluster.clone()).await;
+    assert!(result.is_err());
+    assert_eq!(n, 1, "the rule's failfast makes one attempt");
+
+    set(
+        &rules,
+        &[(&node, &consumer_rule("sayHello.mock: 'return \"degraded\"'"))],
+    );
+    settle().await;
+    let (result, n) = attempts_of(cluster.clone()).await;
+    let response = result.expect("the rule's mock answers the failed call");
+    assert_eq!(response.decode::<String>(Serialization::Bincode).unwrap(), "degraded");
+    assert_eq!(n, failover, "a fail mock answers after the policy gave up");
+    let (result, _) = {
+        attempts.store(0, Ordering::SeqCst);
+        (cluster.clone().oneshot(call("other")).await, ())
+    };
+    assert!(result.is_err(), "the mock is sayHello's only");
+
+    set(&rules, &[(&node, &consumer_rule("mock: 'force:return \"cached\"'"))]);
+    settle().await;
+    let (result, n) = attempts_of(cluster.clone()).await;
+    assert_eq!(
+        result.unwrap().decode::<String>(Serialization::Bincode).unwrap(),
+        "cached"
+    );
+    assert_eq!(n, 0, "a forced mock never calls");
+
+    // A mock that does not parse is ignored (with a warning); removal restores.
+    set(&rules, &[(&node, &consumer_rule("mock: 'throw oops'"))]);
+    settle().await;
+    let (result, n) = attempts_of(cluster.clone()).await;
+    assert!(result.is_err());
+    assert_eq!(n, failover);
+    set(&rules, &[]);
+    settle().await;
+    let (_, n) = attempts_of(cluster).await;
+    assert_eq!(n, failover);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_consumer_rule_sets_the_actives_limit() {
+    use tower::ServiceExt;
+    let (directory, rules) = failing_directory(Failing {
+        attempts: Arc::default(),
+        hang: true,
+    })
+    .await;
+    let cluster = crate::Cluster::builder(directory.clone())
+        .reference(MethodConfig::new().with_timeout(Duration::from_millis(500)))
+        .build()
+        .unwrap();
+    let node = format!("{SERVICE_NODE}.configurators");
+    set(&rules, &[(&node, &consumer_rule("actives: 1"))]);
+    settle().await;
+    let first = tokio::spawn(cluster.clone().oneshot(call("sayHello")));
+    settle().await;
+    let error = cluster.clone().oneshot(call("sayHello")).await.unwrap_err();
+    assert_eq!(error.kind(), rpc_core::ErrorKind::LocalLimit, "{error}");
+    assert!(error.to_string().contains("actives limit of 1"), "{error}");
+    assert_eq!(error.outcome(), Outcome::NotSent);
+    first.abort();
+    // `actives: 0` lifts the limit: a second call runs into the provider's hang (a timeout).
+    set(&rules, &[(&node, &consumer_rule("actives: 0"))]);
+    settle().await;
+    let first = tokio::spawn(cluster.clone().oneshot(call("sayHello")));
+    settle().await;
+    let error = cluster.clone().oneshot(call("sayHello")).await.unwrap_err();
+    assert_ne!(error.kind(), rpc_core::ErrorKind::LocalLimit, "{error}");
+    first.abort();
+}
