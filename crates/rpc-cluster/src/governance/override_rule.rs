@@ -39,7 +39,8 @@ pub enum Side {
     Legacy,
 }
 
-/// A string condition of a `match` block (Dubbo's `StringMatch`; `regex` is not supported).
+/// A string condition of a `match` block (Dubbo's `StringMatch`): every
+/// condition given must hold.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StringMatch {
@@ -58,6 +59,42 @@ pub struct StringMatch {
     /// Absent or empty.
     #[serde(default)]
     pub empty: Option<String>,
+    /// Matching this regular expression as a whole (Java's `Pattern.matches`).
+    #[serde(default)]
+    pub regex: Option<MatchRegex>,
+}
+
+/// A `regex` condition, compiled when the rule is read (a pattern that does
+/// not compile makes the rule unreadable, so the last good one stays). It
+/// must match the whole value, as Java's `Pattern.matches` does. Matching
+/// takes linear time, whatever the pattern.
+#[derive(Clone, Debug)]
+pub struct MatchRegex(regex::Regex);
+
+impl MatchRegex {
+    /// The pattern as written in the rule.
+    pub fn as_str(&self) -> &str {
+        let anchored = self.0.as_str();
+        anchored
+            .strip_prefix("^(?:")
+            .and_then(|s| s.strip_suffix(")$"))
+            .unwrap_or(anchored)
+    }
+}
+
+impl PartialEq for MatchRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for MatchRegex {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(deserializer)?;
+        regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map(MatchRegex)
+            .map_err(|e| serde::de::Error::custom(format!("regex `{pattern}` does not compile: {e}")))
+    }
 }
 
 impl StringMatch {
@@ -71,6 +108,7 @@ impl StringMatch {
                 .is_none_or(|w| super::pattern::Pattern::compile(w, &Url::new("x", "", 0)).matches(v))
             && self.noempty.as_ref().is_none_or(|_| !v.is_empty())
             && self.empty.as_ref().is_none_or(|_| v.is_empty())
+            && self.regex.as_ref().is_none_or(|r| r.0.is_match(v))
     }
 }
 
@@ -528,6 +566,38 @@ configs:
     }
 
     #[test]
+    fn regex_matches_the_whole_value() {
+        let rule = OverrideRule::parse(
+            "configVersion: v3.0\nscope: service\nkey: a.B\nconfigs:\n  - side: provider\n    parameters: {weight: 1}\n    match:\n      param:\n        - key: region\n          value: {regex: 'eu-(west|north)-[0-9]+'}\n",
+        )
+        .unwrap();
+        let c = &rule.configs[0];
+        assert!(c.applies_to_provider(&url("rpc://h:1/a.B?region=eu-west-1")));
+        assert!(c.applies_to_provider(&url("rpc://h:1/a.B?region=eu-north-12")));
+        assert!(!c.applies_to_provider(&url("rpc://h:1/a.B?region=eu-south-1")));
+        assert!(
+            !c.applies_to_provider(&url("rpc://h:1/a.B?region=xeu-west-1")),
+            "anchored at the start"
+        );
+        assert!(
+            !c.applies_to_provider(&url("rpc://h:1/a.B?region=eu-west-1x")),
+            "anchored at the end"
+        );
+        assert!(!c.applies_to_provider(&url("rpc://h:1/a.B")));
+        let again = OverrideRule::parse(
+            "configVersion: v3.0\nscope: service\nkey: a.B\nconfigs:\n  - side: provider\n    parameters: {weight: 1}\n    match:\n      param:\n        - key: region\n          value: {regex: 'eu-(west|north)-[0-9]+'}\n",
+        )
+        .unwrap();
+        assert_eq!(rule.configs, again.configs, "the same pattern compares equal");
+        let regex = c
+            .matcher
+            .as_ref()
+            .and_then(|m| m.param.first())
+            .and_then(|p| p.value.regex.as_ref());
+        assert_eq!(regex.map(MatchRegex::as_str), Some("eu-(west|north)-[0-9]+"));
+    }
+
+    #[test]
     fn reads_legacy_urls() {
         let disable = OverrideRule::parse(
             "override://10.20.153.10:20880/com.foo.BarService?category=configurators&dynamic=false&disabled=true",
@@ -574,8 +644,8 @@ configs:
                 "not a string",
             ),
             (
-                "configVersion: v3.0\nkey: a\nconfigs:\n  - side: provider\n    parameters: {a: 1}\n    match: {param: [{key: a, value: {regex: x}}]}\n",
-                "unknown field `regex`",
+                "configVersion: v3.0\nkey: a\nconfigs:\n  - side: provider\n    parameters: {a: 1}\n    match: {param: [{key: a, value: {regex: 'eu-('}}]}\n",
+                "regex `eu-(` does not compile",
             ),
             ("configs: [", "not an override rule"),
             ("override:///a.B?weight=1", "needs a host"),
