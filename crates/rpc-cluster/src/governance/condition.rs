@@ -15,13 +15,29 @@
 //! are none, all of them again unless the rule says `force: true` (then the
 //! call fails, not sent). Conditions of one rule narrow one after another.
 //! Everything is compiled when the rule is read: a call only compares strings.
+//!
+//! Dubbo 3.1's multi-destination form (`configVersion: v3.1`) writes each
+//! condition as `{from: {match}, to: [{match, weight}], priority, force,
+//! ratio, trafficDisable}`: a call `from` matches goes to one of the `to`
+//! subsets that has providers, picked at random by `weight` (default 100);
+//! `ratio` (percent) refuses a subset holding no more than that share of the
+//! providers; `trafficDisable` refuses the call; `force` on the condition or
+//! the rule fails the call when no subset has providers. An empty or `true`
+//! `from` matches every call; an empty `to` list refuses every call (a
+//! blacklist); an empty or `false` `to` match, as in Dubbo, keeps every provider.
 
 use std::borrow::Cow;
 
 use rpc_core::{Invocation, Url};
 use serde::Deserialize;
+use smallvec::SmallVec;
 
 use super::pattern::{Pattern, url_value};
+use crate::endpoint::Endpoint;
+use crate::loadbalance::SharedRng;
+
+/// Picks a v3.1 destination by weight (only multi-destination rules use it).
+static DESTINATION_RNG: std::sync::LazyLock<SharedRng> = std::sync::LazyLock::new(SharedRng::from_entropy);
 
 /// What a condition reads.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,15 +81,41 @@ impl MatchPair {
     }
 }
 
-/// One compiled `when => then` condition.
+/// One compiled condition: `when => then` (v3.0), or `from` and its
+/// weighted destinations (v3.1).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Condition {
     text: Box<str>,
     when: Vec<MatchPair>,
-    /// `None`: the blacklist form (`when =>`), no provider.
-    then: Option<Vec<MatchPair>>,
+    /// The destination subsets with their weights; empty: the blacklist form
+    /// (`when =>`), no provider. A v3.0 condition has one.
+    then: Vec<(Vec<MatchPair>, u32)>,
+    /// v3.1: the condition's own `force` (the rule's applies too).
+    force: bool,
+    /// v3.1: a subset must hold more than this percentage of the providers.
+    ratio: u32,
+    /// v3.1: every call the condition matches is refused.
+    traffic_disable: bool,
+    /// v3.1: conditions of higher priority route first within their rule.
+    priority: i32,
     reads_arguments: bool,
 }
+
+/// Providers a call may reach.
+pub(crate) type Pool<'a> = SmallVec<[&'a Endpoint; 8]>;
+
+/// What a condition did with a pool of providers.
+pub(crate) enum Routed<'a> {
+    /// The providers the call may reach.
+    Kept(Pool<'a>),
+    /// No destination has providers: the pool stands unless the rule forces.
+    NoMatch,
+    /// The call is refused, for this reason.
+    Refused(String),
+}
+
+/// Dubbo's default weight of a v3.1 destination.
+const DEFAULT_WEIGHT: u32 = 100;
 
 /// The arguments of a call, decoded at most once per call and only when a
 /// rule reads them.
@@ -133,7 +175,68 @@ impl Condition {
         Ok(Condition {
             text: text.trim().into(),
             when: when_pairs,
-            then: then_pairs,
+            then: then_pairs
+                .map(|pairs| vec![(pairs, DEFAULT_WEIGHT)])
+                .unwrap_or_default(),
+            force: false,
+            ratio: 0,
+            traffic_disable: false,
+            priority: 0,
+            reads_arguments,
+        })
+    }
+
+    /// Compiles one v3.1 condition (`{from, to, priority, force, ratio, trafficDisable}`).
+    fn parse_multi(yaml: MultiDest, consumer: &Url) -> Result<Condition, String> {
+        let from = yaml.from.and_then(|f| f.matcher).unwrap_or_default();
+        let from = from.trim();
+        let mut text = format!("from `{from}` to");
+        let when = if from.is_empty() || from == "true" {
+            Vec::new()
+        } else {
+            parse_pairs(from, consumer).map_err(|e| format!("condition from `{from}`: {e}"))?
+        };
+        let mut then = Vec::with_capacity(yaml.to.len());
+        for (i, to) in yaml.to.into_iter().enumerate() {
+            let matcher = to.matcher.unwrap_or_default();
+            let matcher = matcher.trim();
+            let weight = to.weight.unwrap_or(DEFAULT_WEIGHT);
+            text.push_str(&format!(
+                "{} `{matcher}` (weight {weight})",
+                if i == 0 { "" } else { "," }
+            ));
+            let pairs = if matcher.is_empty() || matcher == "false" {
+                Vec::new()
+            } else {
+                parse_pairs(matcher, consumer).map_err(|e| format!("condition to `{matcher}`: {e}"))?
+            };
+            if pairs
+                .iter()
+                .any(|p| matches!(p.key, Key::Method | Key::Argument(_) | Key::Attachment(_)))
+            {
+                return Err(format!(
+                    "condition to `{matcher}`: a destination reads provider URLs, not the call (method, arguments, attachments)"
+                ));
+            }
+            if weight > 0 {
+                then.push((pairs, weight));
+            }
+        }
+        if then.is_empty() {
+            text.push_str(" nothing");
+        }
+        if yaml.ratio > 100 {
+            return Err(format!("{text}: ratio {} is not a percentage", yaml.ratio));
+        }
+        let reads_arguments = when.iter().any(|p| matches!(p.key, Key::Argument(_)));
+        Ok(Condition {
+            text: text.into(),
+            when,
+            then,
+            force: yaml.force,
+            ratio: yaml.ratio,
+            traffic_disable: yaml.traffic_disable,
+            priority: yaml.priority,
             reads_arguments,
         })
     }
@@ -173,17 +276,64 @@ impl Condition {
         self.reads_arguments
     }
 
-    /// Whether the provider at `provider` is a destination; `false` for
-    /// every provider of a blacklist condition.
+    /// Whether a provider at `provider` is in a destination of this
+    /// condition; `false` for every provider of a blacklist condition.
+    #[cfg(test)]
     pub(crate) fn matches_provider(&self, provider: &Url) -> bool {
-        match &self.then {
-            None => false,
-            Some(pairs) => pairs.iter().all(|pair| match &pair.key {
-                Key::Url(k) => pair.matches_sample(url_value(provider, k).as_deref()),
-                _ => false,
-            }),
-        }
+        self.then.iter().any(|(pairs, _)| in_destination(pairs, provider))
     }
+
+    /// Whether a call this condition matches fails when no destination has
+    /// providers, by the condition's own `force` or its rule's.
+    pub(crate) fn forces(&self, rule_force: bool) -> bool {
+        rule_force || self.force || self.then.is_empty()
+    }
+
+    /// Routes `pool` for a call this condition matches: the providers of one
+    /// destination (picked by weight among those that have providers).
+    pub(crate) fn route<'a>(&self, pool: &[&'a Endpoint]) -> Routed<'a> {
+        if self.traffic_disable {
+            return Routed::Refused(format!("traffic is disabled by condition `{}`", self.text));
+        }
+        let mut subsets: SmallVec<[(Pool<'a>, u32); 2]> = SmallVec::new();
+        for (pairs, weight) in &self.then {
+            let kept: Pool<'a> = pool
+                .iter()
+                .copied()
+                .filter(|e| in_destination(pairs, e.url()))
+                .collect();
+            if !kept.is_empty() {
+                subsets.push((kept, *weight));
+            }
+        }
+        let picked = match subsets.len() {
+            0 => return Routed::NoMatch,
+            1 => subsets.swap_remove(0).0,
+            _ => {
+                let weights: SmallVec<[(usize, u32); 2]> = subsets.iter().map(|(_, w)| *w).enumerate().collect();
+                let index = DESTINATION_RNG.weighted(&weights);
+                subsets.swap_remove(index.min(subsets.len() - 1)).0
+            }
+        };
+        if self.ratio > 0 && picked.len() * 100 / pool.len().max(1) <= self.ratio as usize {
+            return Routed::Refused(format!(
+                "condition `{}` matched {} of {} providers, not more than its ratio of {}%",
+                self.text,
+                picked.len(),
+                pool.len(),
+                self.ratio
+            ));
+        }
+        Routed::Kept(picked)
+    }
+}
+
+/// Whether `provider` meets every pair of a destination.
+fn in_destination(pairs: &[MatchPair], provider: &Url) -> bool {
+    pairs.iter().all(|pair| match &pair.key {
+        Key::Url(k) => pair.matches_sample(url_value(provider, k).as_deref()),
+        _ => false,
+    })
 }
 
 /// Parses `key=value,value&key!=value` (Dubbo's `([&!=,]*)\s*([^&!=,\s]+)` grammar).
@@ -322,6 +472,40 @@ struct Yaml {
     conditions: Vec<serde_norway::Value>,
 }
 
+/// One condition of Dubbo 3.1's multi-destination form.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MultiDest {
+    #[serde(default)]
+    from: Option<MatchText>,
+    #[serde(default)]
+    to: Vec<Destination>,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    ratio: u32,
+    #[serde(default)]
+    traffic_disable: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchText {
+    #[serde(default, rename = "match")]
+    matcher: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Destination {
+    #[serde(default, rename = "match")]
+    matcher: Option<String>,
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
 pub(crate) fn yes() -> bool {
     true
 }
@@ -336,14 +520,16 @@ impl ConditionRule {
             return Self::parse_url(trimmed, consumer);
         }
         let yaml: Yaml = serde_norway::from_str(text).map_err(|e| format!("not a condition rule: {e}"))?;
-        if let Some(version) = &yaml.config_version
-            && !version.starts_with("v3.0")
-            && !version.starts_with("v2.7")
-        {
-            return Err(format!(
-                "configVersion `{version}` is not supported (v3.0 and v2.7 are; v3.1's multi-destination form is not)"
-            ));
-        }
+        let multi = match yaml.config_version.as_deref() {
+            Some(v) if v.starts_with("v3.1") => true,
+            None => false,
+            Some(v) if v.starts_with("v3.0") || v.starts_with("v2.7") => false,
+            Some(v) => {
+                return Err(format!(
+                    "configVersion `{v}` is not supported (v3.1, v3.0 and v2.7 are)"
+                ));
+            }
+        };
         if let Some(scope) = &yaml.scope
             && scope != "service"
             && scope != "application"
@@ -352,14 +538,29 @@ impl ConditionRule {
         }
         let _ = yaml.runtime;
         let mut conditions = Vec::with_capacity(yaml.conditions.len());
-        for (i, value) in yaml.conditions.iter().enumerate() {
-            let serde_norway::Value::String(text) = value else {
-                return Err(format!(
-                    "conditions[{i}] is not a string `when => then` (v3.1's `from`/`to` form is not supported)"
-                ));
+        for (i, value) in yaml.conditions.into_iter().enumerate() {
+            let condition = match (multi, value) {
+                (false, serde_norway::Value::String(text)) => Condition::parse(&text, consumer)?,
+                (false, _) => {
+                    return Err(format!(
+                        "conditions[{i}] is not a string `when => then` (the `from`/`to` form needs `configVersion: v3.1`)"
+                    ));
+                }
+                (true, value @ serde_norway::Value::Mapping(_)) => {
+                    let yaml: MultiDest =
+                        serde_norway::from_value(value).map_err(|e| format!("conditions[{i}]: {e}"))?;
+                    Condition::parse_multi(yaml, consumer)?
+                }
+                (true, _) => {
+                    return Err(format!(
+                        "conditions[{i}] is not a `{{from, to}}` map, which `configVersion: v3.1` needs"
+                    ));
+                }
             };
-            conditions.push(Condition::parse(text, consumer)?);
+            conditions.push(condition);
         }
+        // Within a rule, v3.1 conditions of higher priority route first.
+        conditions.sort_by_key(|c| std::cmp::Reverse(c.priority));
         if conditions.is_empty() {
             return Err("the rule has no conditions".into());
         }
@@ -528,7 +729,20 @@ mod tests {
                 "unknown field `conditons`",
             ),
             ("key: a\nconditions:\n  - from: {match: a=b}\n", "v3.1"),
-            ("configVersion: v3.1\nkey: a\nconditions: []\n", "not supported"),
+            ("configVersion: v3.1\nkey: a\nconditions: [\"=> a=b\"]\n", "v3.1"),
+            (
+                "configVersion: v3.1\nkey: a\nconditions: [{from: {match: a=b}, tos: []}]\n",
+                "unknown field `tos`",
+            ),
+            (
+                "configVersion: v3.1\nkey: a\nconditions: [{to: [{match: method=x}]}]\n",
+                "provider URLs",
+            ),
+            (
+                "configVersion: v3.1\nkey: a\nconditions: [{to: [{match: a=b}], ratio: 101}]\n",
+                "percentage",
+            ),
+            ("configVersion: v3.2\nkey: a\nconditions: []\n", "not supported"),
             ("key: a\nconditions: [\"method = => x=y\"]\n", "not followed by"),
             ("key: a\nforce: maybe\nconditions: [\"=> a=b\"]\n", "force"),
             ("{{{", "not a condition rule"),

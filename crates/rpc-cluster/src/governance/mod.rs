@@ -56,6 +56,7 @@ use crate::config::{Balancer, ClusterPolicy, MethodConfig, keys};
 use crate::endpoint::Endpoint;
 use crate::mock::Mock;
 
+use condition::Routed;
 pub use condition::{Condition, ConditionRule};
 pub use override_rule::{Configurator, OverrideRule, Side};
 pub use tag::{FORCE_TAG_KEY, TAG_KEY, Tag, TagRule};
@@ -544,23 +545,26 @@ impl Governance {
                 if !condition.matches_call(invocation, &compiled.consumer, &mut args) {
                     continue;
                 }
-                let kept: SmallVec<[&Endpoint; 8]> = pool
-                    .iter()
-                    .copied()
-                    .filter(|e| condition.matches_provider(e.url()))
-                    .collect();
-                if !kept.is_empty() {
-                    pool = kept;
-                } else if rule.force || condition.text().trim_end().ends_with("=>") {
-                    return Err(self.routed_out(
-                        invocation,
-                        format!(
-                            "no provider after routing by rule {} (condition `{}`, {} provider(s) before it)",
-                            rule.key,
-                            condition.text(),
-                            pool.len()
-                        ),
-                    ));
+                match condition.route(&pool) {
+                    Routed::Kept(kept) => pool = kept,
+                    Routed::Refused(why) => {
+                        return Err(self.routed_out(
+                            invocation,
+                            format!("no provider after routing by rule {}: {why}", rule.key),
+                        ));
+                    }
+                    Routed::NoMatch if condition.forces(rule.force) => {
+                        return Err(self.routed_out(
+                            invocation,
+                            format!(
+                                "no provider after routing by rule {} (condition `{}`, {} provider(s) before it)",
+                                rule.key,
+                                condition.text(),
+                                pool.len()
+                            ),
+                        ));
+                    }
+                    Routed::NoMatch => {}
                 }
             }
         }

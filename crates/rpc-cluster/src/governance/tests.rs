@@ -528,3 +528,127 @@ async fn a_consumer_rule_sets_the_actives_limit() {
     assert_ne!(error.kind(), rpc_core::ErrorKind::LocalLimit, "{error}");
     first.abort();
 }
+
+#[tokio::test]
+async fn v3_1_conditions_pick_weighted_destinations() {
+    let (directory, rules) = directory(&[A, B], Arc::default()).await;
+    let node = format!("{SERVICE_NODE}.condition-router");
+    let rule = |conditions: &str| {
+        format!(
+            "configVersion: v3.1\nscope: service\nkey: org.example.Greeter:1.0.0\nforce: false\nconditions:\n{conditions}"
+        )
+    };
+    set(
+        &rules,
+        &[(
+            &node,
+            &rule(
+                "  - from: {match: method=sayHello}\n    to:\n      - {match: region=eu, weight: 80}\n      - {match: region=us, weight: 20}\n",
+            ),
+        )],
+    );
+    settle().await;
+    let mut eu = 0;
+    for _ in 0..2000 {
+        let routed = routed(&directory, &call("sayHello")).unwrap();
+        assert_eq!(routed.len(), 1, "one destination per call: {routed:?}");
+        if routed[0] == "10.0.0.1:20880" {
+            eu += 1;
+        }
+    }
+    assert!((1450..=1750).contains(&eu), "80:20 by weight, got {eu} of 2000 to eu");
+    assert_eq!(
+        routed(&directory, &call("other")).unwrap().len(),
+        2,
+        "`from` does not match"
+    );
+
+    // A destination without providers is passed over; with none, force decides.
+    set(
+        &rules,
+        &[(
+            &node,
+            &rule(
+                "  - from: {match: method=sayHello}\n    to:\n      - {match: region=cn}\n      - {match: region=us}\n",
+            ),
+        )],
+    );
+    settle().await;
+    assert_eq!(routed(&directory, &call("sayHello")).unwrap(), ["10.0.0.2:20880"]);
+    set(
+        &rules,
+        &[(
+            &node,
+            &rule("  - from: {match: method=sayHello}\n    to: [{match: region=cn}]\n"),
+        )],
+    );
+    settle().await;
+    assert_eq!(
+        routed(&directory, &call("sayHello")).unwrap().len(),
+        2,
+        "no force: all providers"
+    );
+    set(
+        &rules,
+        &[(
+            &node,
+            &rule("  - from: {match: method=sayHello}\n    force: true\n    to: [{match: region=cn}]\n"),
+        )],
+    );
+    settle().await;
+    let error = routed(&directory, &call("sayHello")).unwrap_err();
+    assert!(
+        error.to_string().contains("no provider after routing by rule"),
+        "{error}"
+    );
+    assert_eq!(error.outcome(), Outcome::NotSent);
+
+    // ratio: one provider of two is 50%, not more than 60%.
+    set(
+        &rules,
+        &[(
+            &node,
+            &rule("  - from: {match: method=sayHello}\n    ratio: 60\n    to: [{match: region=eu}]\n"),
+        )],
+    );
+    settle().await;
+    let error = routed(&directory, &call("sayHello")).unwrap_err();
+    assert!(error.to_string().contains("ratio of 60%"), "{error}");
+    set(
+        &rules,
+        &[(
+            &node,
+            &rule("  - from: {match: method=sayHello}\n    ratio: 40\n    to: [{match: region=eu}]\n"),
+        )],
+    );
+    settle().await;
+    assert_eq!(routed(&directory, &call("sayHello")).unwrap(), ["10.0.0.1:20880"]);
+
+    // trafficDisable refuses what `from` matches, nothing else.
+    set(
+        &rules,
+        &[(
+            &node,
+            &rule("  - from: {match: method=sayHello}\n    trafficDisable: true\n"),
+        )],
+    );
+    settle().await;
+    let error = routed(&directory, &call("sayHello")).unwrap_err();
+    assert!(error.to_string().contains("traffic is disabled"), "{error}");
+    assert_eq!(routed(&directory, &call("other")).unwrap().len(), 2);
+
+    // Priority orders conditions within the rule: the higher one narrows first.
+    set(
+        &rules,
+        &[(
+            &node,
+            &rule("  - {priority: 1, to: [{match: region=us}]}\n  - {priority: 5, to: [{match: region=eu}]}\n"),
+        )],
+    );
+    settle().await;
+    assert_eq!(
+        routed(&directory, &call("sayHello")).unwrap(),
+        ["10.0.0.1:20880"],
+        "priority 5 routes to eu first; then us finds none there and (no force) keeps eu"
+    );
+}
