@@ -434,3 +434,35 @@ async fn offline_under_load_takes_the_provider_out_and_online_brings_it_back() {
     assert_eq!(ok as usize, output.count_lines("Hello"), "every reply is a greeting");
     drop((a, b));
 }
+
+#[tokio::test]
+async fn the_provider_builder_serves_a_qos_port() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    drop(taken);
+    let provider = Provider::builder()
+        .registry("memory://qos-builder")
+        .protocol("rpc", 0)
+        .qos_port(port)
+        .serve(GreeterServer::new(GreeterImpl::new(None)))
+        .start()
+        .await
+        .unwrap();
+    let addr = provider.qos_addr().unwrap();
+    assert_eq!(addr.port(), port);
+    let loopback: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ls = http_get(loopback, "/ls").await;
+    assert!(ls.body.contains("|org.example.Greeter:1.0.0| Y |"), "{}", ls.body);
+    provider.shutdown().await;
+    assert_eq!(http_get(loopback, "/ready").await.status, 503);
+    drop(provider);
+    // Closed with the provider (its task ends soon after the drop).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(loopback).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the QoS port still accepts 5 s after the provider was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

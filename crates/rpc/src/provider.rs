@@ -150,6 +150,7 @@ pub struct ProviderBuilder {
     shutdown_grace: Duration,
     unregister_timeout: Duration,
     layers: Vec<InvokerLayer>,
+    qos_port: Option<u16>,
 }
 
 impl Default for ProviderBuilder {
@@ -165,6 +166,7 @@ impl Default for ProviderBuilder {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             unregister_timeout: DEFAULT_UNREGISTER_TIMEOUT,
             layers: Vec::new(),
+            qos_port: None,
         }
     }
 }
@@ -239,6 +241,18 @@ impl ProviderBuilder {
     /// as a server timeout, anything else as a service error.
     pub fn layer(mut self, layer: impl IntoInvokerLayer) -> Self {
         self.layers.push(InvokerLayer::new(layer));
+        self
+    }
+
+    /// Serves the QoS port for this provider on `port` (Dubbo's default is
+    /// [`DEFAULT_QOS_PORT`](crate::qos::DEFAULT_QOS_PORT), 22222), on every
+    /// interface, with the defaults of [`Qos::builder`](crate::qos::Qos::builder):
+    /// `ls`, `online`, `offline` and the probes, foreign callers refused
+    /// but for the probes. Opened once the provider is registered; a port
+    /// already taken is a warning, not a failed start. For other settings
+    /// (consumers, metrics, a whitelist) start a [`Qos`](crate::qos::Qos) yourself.
+    pub fn qos_port(mut self, port: u16) -> Self {
+        self.qos_port = Some(port);
         self
     }
 
@@ -322,15 +336,25 @@ impl ProviderBuilder {
                 urls.push((export.key(), url));
             }
         }
-        let provider = RunningProvider {
+        let mut provider = RunningProvider {
             servers,
             registration: Arc::new(Registration::new(registries, urls)),
             grace: self.shutdown_grace,
             unregister_timeout: self.unregister_timeout,
+            qos: None,
         };
         if let Err(e) = provider.registration.set_online("*", true).await {
             provider.shutdown().await;
             return Err(e);
+        }
+        if let Some(port) = self.qos_port {
+            match crate::qos::Qos::builder().port(port).provider(&provider).start().await {
+                Ok(qos) => provider.qos = Some(qos),
+                Err(e) => {
+                    provider.shutdown().await;
+                    return Err(e);
+                }
+            }
         }
         Ok(provider)
     }
@@ -475,9 +499,18 @@ pub struct RunningProvider {
     registration: Arc<Registration>,
     grace: Duration,
     unregister_timeout: Duration,
+    /// The QoS server of [`ProviderBuilder::qos_port`]; answers (probes
+    /// saying "not ready") through shutdown, closed when this is dropped.
+    qos: Option<crate::qos::QosServer>,
 }
 
 impl RunningProvider {
+    /// Where the QoS port of [`ProviderBuilder::qos_port`] listens (`None`
+    /// without one, or when its port could not be bound).
+    pub fn qos_addr(&self) -> Option<SocketAddr> {
+        self.qos.as_ref().and_then(crate::qos::QosServer::local_addr)
+    }
+
     /// The provider URLs, one per protocol and export.
     pub fn urls(&self) -> &[Url] {
         &self.registration.urls
