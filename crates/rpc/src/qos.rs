@@ -75,6 +75,9 @@ pub const PROMPT: &str = "dubbo>";
 const GREETING_DELAY: Duration = Duration::from_millis(500);
 /// Default of [`QosBuilder::idle_timeout`].
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a command may run (a registry that does not answer, a generic
+/// call that hangs) before its caller is told it timed out.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest HTTP request body read (POST form arguments).
 const MAX_BODY: usize = 64 * 1024;
 
@@ -367,66 +370,57 @@ async fn sniff(stream: &TcpStream) -> Sniffed {
 async fn serve_text(stream: TcpStream, caller: Caller, commands: Arc<Commands>, idle: Duration, greet: bool) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
-    if greet
-        && write
-            .write_all(format!("Welcome to the rpc QoS port. Type `help`.\r\n{PROMPT}").as_bytes())
-            .await
-            .is_err()
-    {
+    let greeting = format!("Welcome to the rpc QoS port. Type `help`.\r\n{PROMPT}");
+    if greet && !send(&mut write, &greeting, idle).await {
         return;
     }
     let mut line = Vec::new();
     loop {
         line.clear();
-        let limited = (&mut reader).take(MAX_LINE as u64 + 1);
-        let mut limited = limited;
+        let mut limited = (&mut reader).take(MAX_LINE as u64 + 1);
         let read = tokio::time::timeout(idle, limited.read_until(b'\n', &mut line)).await;
-        let answer = match read {
-            Err(_) => {
-                let _ = write.write_all(b"\r\nidle timeout: closing\r\n").await;
-                return;
-            }
+        let (answer, close) = match read {
+            Err(_) => ("\r\nidle timeout: closing\r\n".to_string(), true),
             Ok(Err(_)) | Ok(Ok(0)) => return,
-            Ok(Ok(_)) if line.len() > MAX_LINE => {
-                let _ = write
-                    .write_all(format!("error: a command line is at most {MAX_LINE} bytes; closing\r\n").as_bytes())
-                    .await;
-                return;
-            }
+            Ok(Ok(_)) if line.len() > MAX_LINE => (
+                format!("error: a command line is at most {MAX_LINE} bytes; closing\r\n"),
+                true,
+            ),
             Ok(Ok(_)) => match std::str::from_utf8(&line) {
-                Err(_) => {
-                    let _ = write.write_all(b"error: a command is UTF-8 text; closing\r\n").await;
-                    return;
-                }
-                Ok(text) => {
-                    let text = text.trim();
-                    if text.is_empty() {
-                        if write.write_all(PROMPT.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    let (name, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
-                    if matches!(name, "quit" | "exit") {
-                        let _ = write.write_all(b"BYE!\r\n").await;
-                        return;
-                    }
-                    let args = arguments(name, rest);
-                    let answer = commands.execute(caller, name, &args).await;
-                    let mut body = answer.body;
-                    if answer.status == 404 {
-                        body = format!("{text} :no such command (try `help`)");
-                    } else if answer.status == 403 {
-                        body = format!("{text} :{body}");
-                    }
-                    format!("{}\r\n{PROMPT}", body.trim_end())
-                }
+                Err(_) => ("error: a command is UTF-8 text; closing\r\n".to_string(), true),
+                Ok(text) => text_answer(text.trim(), caller, &commands).await,
             },
         };
-        if write.write_all(answer.as_bytes()).await.is_err() {
+        if !send(&mut write, &answer, idle).await || close {
             return;
         }
     }
+}
+
+/// The answer to one text line, and whether to close after it.
+async fn text_answer(text: &str, caller: Caller, commands: &Commands) -> (String, bool) {
+    if text.is_empty() {
+        return (PROMPT.to_string(), false);
+    }
+    let (name, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    if matches!(name, "quit" | "exit") {
+        return ("BYE!\r\n".to_string(), true);
+    }
+    let answer = commands.execute(caller, name, &arguments(name, rest)).await;
+    let body = match answer.status {
+        404 => format!("{text} :no such command (try `help`)"),
+        403 => format!("{text} :{}", answer.body),
+        _ => answer.body,
+    };
+    (format!("{}\r\n{PROMPT}", body.trim_end()), false)
+}
+
+/// Writes `text` within `idle` (a client that does not read is dropped).
+async fn send(write: &mut tokio::net::tcp::OwnedWriteHalf, text: &str, idle: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(idle, write.write_all(text.as_bytes())).await,
+        Ok(Ok(()))
+    )
 }
 
 /// A text command's arguments: `invoke` takes the rest of the line whole
@@ -663,8 +657,21 @@ const HELP: [(&str, &str); 9] = [
 ];
 
 impl Commands {
-    /// Runs command `name` for `caller`.
+    /// Runs command `name` for `caller`, within [`COMMAND_TIMEOUT`].
     pub(crate) async fn execute(&self, caller: Caller, name: &str, args: &[String]) -> Answer {
+        match tokio::time::timeout(COMMAND_TIMEOUT, self.run(caller, name, args)).await {
+            Ok(answer) => answer,
+            Err(_) => Answer::status(
+                500,
+                format!(
+                    "`{name}` did not finish within {} s; it may have taken effect in part (see `ls`)",
+                    COMMAND_TIMEOUT.as_secs()
+                ),
+            ),
+        }
+    }
+
+    async fn run(&self, caller: Caller, name: &str, args: &[String]) -> Answer {
         let probe = matches!(name, "live" | "ready" | "startup");
         let known = HELP.iter().any(|(command, _)| *command == name);
         if !known {
