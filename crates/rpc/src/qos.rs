@@ -139,7 +139,8 @@ impl QosBuilder {
         self
     }
 
-    /// The address to listen on (default `0.0.0.0`, every interface, as Dubbo).
+    /// The address to listen on (default `0.0.0.0`, every IPv4 interface,
+    /// as Dubbo; `::` for IPv6 too where the system maps IPv4 onto it).
     pub fn bind_host(mut self, host: impl Into<String>) -> Self {
         self.bind_host = host.into();
         self
