@@ -466,3 +466,44 @@ async fn the_provider_builder_serves_a_qos_port() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_online_and_offline_end_in_the_last_state_and_consumers_follow() {
+    let (provider, consumer, greeter, _qos) = in_process("qos-concurrent", Duration::from_secs(30)).await;
+    let provider = std::sync::Arc::new(provider);
+    let providers_known = || consumer.references()[0].providers;
+    assert_eq!(providers_known(), 1);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    provider.offline("*").await
+                } else {
+                    provider.online("org.example.Greeter").await
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), 1);
+    }
+    // Whatever the interleaving, the last operation decides.
+    assert_eq!(provider.offline("*").await.unwrap(), 1);
+    assert!(!provider.services()[0].1);
+    rpc_tests::wait_until("the consumer to drop the provider", Duration::from_secs(10), || {
+        providers_known() == 0
+    })
+    .await;
+    assert_eq!(provider.online("*").await.unwrap(), 1);
+    assert_eq!(provider.online("*").await.unwrap(), 1, "idempotent");
+    rpc_tests::wait_until(
+        "the consumer to find the provider again",
+        Duration::from_secs(10),
+        || providers_known() == 1,
+    )
+    .await;
+    assert_eq!(greeter.say_hello("back".into()).await.unwrap(), "Hello, back");
+    assert_eq!(provider.offline("org.example.Nothing").await.unwrap(), 0);
+    provider.shutdown().await;
+}
