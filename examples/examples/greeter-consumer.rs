@@ -5,6 +5,7 @@
 //! cargo run --example greeter-consumer -- --registry rpc://127.0.0.1:20880 --duration 10
 //! cargo run --example greeter-consumer -- --registry zookeeper://127.0.0.1:2181 \
 //!     --cluster failover --retries 2 --loadbalance leastactive --version 2.0.0 --duration 30
+//! cargo run --example greeter-consumer -- --registry zookeeper://127.0.0.1:2181 --duration 60 --qos-port 22223
 //! ```
 //!
 //! Calls `say_hello` until the call count or the duration is reached, with
@@ -82,6 +83,10 @@ struct Args {
     /// Print every reply, and the failures grouped by kind at the end.
     #[arg(long, short)]
     verbose: bool,
+    /// Serve the QoS port (`ls` lists the reference and its providers) on
+    /// this port, all interfaces; without it, none.
+    #[arg(long)]
+    qos_port: Option<u16>,
 }
 
 #[tokio::main]
@@ -141,6 +146,16 @@ async fn run(args: Args) -> Result<Summary, rpc::Error> {
         reference = reference.tag(tag.clone());
     }
     let greeter: GreeterClient = reference.build().await?;
+    let _qos = match args.qos_port {
+        Some(port) => {
+            let qos = rpc::qos::Qos::builder().port(port).consumer(&consumer).start().await?;
+            if let Some(addr) = qos.local_addr() {
+                eprintln!("qos on {addr}");
+            }
+            Some(qos)
+        }
+        None => None,
+    };
 
     let calls = match (args.calls, args.duration) {
         (Some(n), _) => Some(n),

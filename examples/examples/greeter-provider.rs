@@ -5,9 +5,11 @@
 //! cargo run --example greeter-provider -- --registry memory:// --port 0
 //! cargo run --example greeter-provider -- --registry zookeeper://127.0.0.1:2181 --port 0 \
 //!     --version 2.0.0 --tag b --weight 200 --delay-ms 50
+//! cargo run --example greeter-provider -- --registry zookeeper://127.0.0.1:2181 --port 0 --qos-port 22222
 //! ```
 //!
-//! Prints `listening on <url>` once per protocol when ready, serves until
+//! Prints `qos on <address>` when serving the QoS port (`--qos-port`), then
+//! `listening on <url>` once per protocol when ready, serves until
 //! Ctrl-C or SIGTERM, then shuts down gracefully.
 
 use std::time::Duration;
@@ -57,6 +59,10 @@ struct Args {
     /// Seconds to wait for in-flight calls on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
+    /// Serve the QoS port (Dubbo's: `ls`, `offline`, `online`, probes) on
+    /// this port, all interfaces; without it, none (22222 is Dubbo's default).
+    #[arg(long)]
+    qos_port: Option<u16>,
 }
 
 #[tokio::main]
@@ -96,12 +102,24 @@ async fn run(args: Args) -> Result<(), rpc::Error> {
         builder = builder.registry(registry);
     }
     let provider = builder.start().await?;
+    // Printed before `listening on`, which scripts and tests wait for.
+    let qos = match args.qos_port {
+        Some(port) => {
+            let qos = rpc::qos::Qos::builder().port(port).provider(&provider).start().await?;
+            if let Some(addr) = qos.local_addr() {
+                println!("qos on {addr}");
+            }
+            Some(qos)
+        }
+        None => None,
+    };
     if let Some(addr) = provider.local_addr(&args.protocol) {
         // Scripts and tests wait for this line.
         println!("listening on {}://{addr}", args.protocol);
     }
     rpc::shutdown_signal().await;
     let abandoned = provider.shutdown().await;
+    drop(qos);
     println!("stopped (abandoned {abandoned} in-flight calls)");
     Ok(())
 }

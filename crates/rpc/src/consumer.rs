@@ -36,6 +36,8 @@ struct ConsumerInner {
     /// The consumer's nodes in the registries, by service: one per service
     /// while any reference to it lives.
     nodes: Mutex<HashMap<ServiceKey, std::sync::Weak<ConsumerNode>>>,
+    /// The directory of every reference built, while it lives (QoS `ls`).
+    references: Mutex<Vec<std::sync::Weak<Directory>>>,
     connector: Arc<Connector>,
     defaults: MethodConfig,
     check: bool,
@@ -96,6 +98,35 @@ impl Consumer {
             force_tag: false,
             _client: PhantomData,
         }
+    }
+}
+
+/// One live reference of a [`Consumer`]: the service it calls and how many
+/// providers of it the consumer knows now (after routing rules; a provider
+/// exporting several protocols counts once per protocol).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReferenceSummary {
+    /// The service, as `group/interface:version`.
+    pub service: ServiceKey,
+    /// Usable provider endpoints known now.
+    pub providers: usize,
+}
+
+impl Consumer {
+    /// The references of this consumer still alive (one per built client,
+    /// while it or a clone of it exists), in the order they were built.
+    pub fn references(&self) -> Vec<ReferenceSummary> {
+        let mut references = self.inner.references.lock().unwrap_or_else(|p| p.into_inner());
+        references.retain(|weak| weak.strong_count() > 0);
+        references
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|directory| ReferenceSummary {
+                service: directory.key().clone(),
+                providers: directory.endpoints().len(),
+            })
+            .collect()
     }
 }
 
@@ -204,6 +235,7 @@ impl ConsumerBuilder {
                 application: self.application,
                 registries,
                 nodes: Mutex::default(),
+                references: Mutex::default(),
                 connector: Arc::new(Connector {
                     config: self.channel,
                     channels: Mutex::default(),
@@ -477,6 +509,11 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         directory.govern(governed_as, rule_sources).await;
         // The consumer's node stays while a reference of this service lives.
         directory.keep(node);
+        {
+            let mut references = inner.references.lock().unwrap_or_else(|p| p.into_inner());
+            references.retain(|weak| weak.strong_count() > 0);
+            references.push(Arc::downgrade(&directory));
+        }
         if self.check && directory.endpoints().is_empty() {
             let registries: Vec<String> = inner.registries.iter().map(|r| r.url().to_string()).collect();
             return Err(Error::NoProvider(

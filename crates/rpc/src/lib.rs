@@ -50,6 +50,7 @@
 
 mod consumer;
 mod provider;
+pub mod qos;
 mod setup_error;
 
 // Defining services.
@@ -62,7 +63,7 @@ pub use provider::{
 };
 
 // Consuming them, and the settings of their calls.
-pub use consumer::{Consumer, ConsumerBuilder, ReferenceBuilder};
+pub use consumer::{Consumer, ConsumerBuilder, ReferenceBuilder, ReferenceSummary};
 pub use rpc_cluster::{Balancer, ClusterPolicy, FailbackConfig, MethodConfig, OutlierConfig};
 
 // Errors: of calls, of setting up, and of the values a user parses or encodes.

@@ -1,7 +1,8 @@
 //! [`Provider`]: exports services on protocols and registers them.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rpc_cluster::Balancer;
@@ -149,6 +150,7 @@ pub struct ProviderBuilder {
     shutdown_grace: Duration,
     unregister_timeout: Duration,
     layers: Vec<InvokerLayer>,
+    qos_port: Option<u16>,
 }
 
 impl Default for ProviderBuilder {
@@ -164,6 +166,7 @@ impl Default for ProviderBuilder {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             unregister_timeout: DEFAULT_UNREGISTER_TIMEOUT,
             layers: Vec::new(),
+            qos_port: None,
         }
     }
 }
@@ -238,6 +241,18 @@ impl ProviderBuilder {
     /// as a server timeout, anything else as a service error.
     pub fn layer(mut self, layer: impl IntoInvokerLayer) -> Self {
         self.layers.push(InvokerLayer::new(layer));
+        self
+    }
+
+    /// Serves the QoS port for this provider on `port` (Dubbo's default is
+    /// [`DEFAULT_QOS_PORT`](crate::qos::DEFAULT_QOS_PORT), 22222), on every
+    /// interface, with the defaults of [`Qos::builder`](crate::qos::Qos::builder):
+    /// `ls`, `online`, `offline` and the probes, foreign callers refused
+    /// but for the probes. Opened once the provider is registered; a port
+    /// already taken is a warning, not a failed start. For other settings
+    /// (consumers, metrics, a whitelist) start a [`Qos`](crate::qos::Qos) yourself.
+    pub fn qos_port(mut self, port: u16) -> Self {
+        self.qos_port = Some(port);
         self
     }
 
@@ -317,23 +332,28 @@ impl ProviderBuilder {
         let mut urls = Vec::new();
         for (protocol, server) in &servers {
             for export in &self.exports {
-                urls.push(self.provider_url(protocol, server.local_addr().port(), export, timestamp, &instance));
+                let url = self.provider_url(protocol, server.local_addr().port(), export, timestamp, &instance);
+                urls.push((export.key(), url));
             }
         }
-        let provider = RunningProvider {
+        let mut provider = RunningProvider {
             servers,
-            registries,
-            urls,
+            registration: Arc::new(Registration::new(registries, urls)),
             grace: self.shutdown_grace,
             unregister_timeout: self.unregister_timeout,
+            qos: None,
         };
-        for registry in &provider.registries {
-            for url in &provider.urls {
-                if let Err(e) = registry.register(url).await {
+        if let Err(e) = provider.registration.set_online("*", true).await {
+            provider.shutdown().await;
+            return Err(e);
+        }
+        if let Some(port) = self.qos_port {
+            match crate::qos::Qos::builder().port(port).provider(&provider).start().await {
+                Ok(qos) => provider.qos = Some(qos),
+                Err(e) => {
                     provider.shutdown().await;
-                    return Err(e.into());
+                    return Err(e);
                 }
-                tracing::info!(%url, registry = %registry.url(), "registered");
             }
         }
         Ok(provider)
@@ -476,16 +496,58 @@ pub async fn shutdown_signal() {
 #[derive(Debug)]
 pub struct RunningProvider {
     servers: Vec<(String, ServerHandle)>,
-    registries: Vec<Arc<dyn Registry>>,
-    urls: Vec<Url>,
+    registration: Arc<Registration>,
     grace: Duration,
     unregister_timeout: Duration,
+    /// The QoS server of [`ProviderBuilder::qos_port`]; answers (probes
+    /// saying "not ready") through shutdown, closed when this is dropped.
+    qos: Option<crate::qos::QosServer>,
 }
 
 impl RunningProvider {
+    /// Where the QoS port of [`ProviderBuilder::qos_port`] listens (`None`
+    /// without one, or when its port could not be bound).
+    pub fn qos_addr(&self) -> Option<SocketAddr> {
+        self.qos.as_ref().and_then(crate::qos::QosServer::local_addr)
+    }
+
     /// The provider URLs, one per protocol and export.
     pub fn urls(&self) -> &[Url] {
-        &self.urls
+        &self.registration.urls
+    }
+
+    /// Takes the services matching `services` out of the registries while
+    /// the provider keeps serving: consumers stop choosing it as their
+    /// registries tell them, and the calls they already sent are answered.
+    /// What a deploy script does before stopping a process (Dubbo's QoS
+    /// `offline`). `services` is `*` (or `.*`, or empty) for every service,
+    /// else a pattern matched against the whole service key
+    /// (`group/interface:version`) or the interface name, where `*` stands
+    /// for any text. Idempotent: a URL already offline is left alone.
+    /// Serialized with [`online`](Self::online) and
+    /// [`shutdown`](Self::shutdown), so concurrent calls never interleave.
+    /// Returns how many services matched (0: none; nothing changed), or the
+    /// first registry error (URLs whose unregistration failed stay online,
+    /// the others go offline).
+    pub async fn offline(&self, services: &str) -> Result<usize, Error> {
+        self.registration.set_online(services, false).await
+    }
+
+    /// Registers again the services matching `services` (as in
+    /// [`offline`](Self::offline)) in every registry: consumers send them
+    /// calls again. Idempotent. Fails once shutdown has begun.
+    pub async fn online(&self, services: &str) -> Result<usize, Error> {
+        self.registration.set_online(services, true).await
+    }
+
+    /// Each exported service and whether it is registered now in at least
+    /// one registry (its `PUB` column in QoS `ls`).
+    pub fn services(&self) -> Vec<(ServiceKey, bool)> {
+        self.registration.services()
+    }
+
+    pub(crate) fn registration(&self) -> Arc<Registration> {
+        self.registration.clone()
     }
 
     /// Where `protocol` listens.
@@ -524,14 +586,8 @@ impl RunningProvider {
     /// [`ServerHandle::shutdown`]). Returns the calls abandoned when the grace
     /// period ran out.
     pub async fn shutdown(&self) -> usize {
-        let unregistrations = self.registries.iter().flat_map(|registry| {
-            self.urls.iter().map(move |url| async move {
-                if let Err(e) = registry.unregister(url).await {
-                    tracing::warn!(%url, registry = %registry.url(), error = %e, "cannot unregister");
-                }
-            })
-        });
-        let all = futures::future::join_all(unregistrations);
+        self.registration.stopping.store(true, Ordering::SeqCst);
+        let all = self.registration.set_online("*", false);
         if tokio::time::timeout(self.unregister_timeout, all).await.is_err() {
             tracing::warn!(
                 timeout_ms = self.unregister_timeout.as_millis() as u64,
@@ -539,5 +595,177 @@ impl RunningProvider {
             );
         }
         shutdown_servers(&self.servers, self.grace).await
+    }
+}
+
+/// The registration state of a running provider's URLs, shared with the QoS
+/// server: which (registry, URL) pairs are registered, changed only under
+/// one lock so that online, offline and shutdown never interleave.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    registries: Vec<Arc<dyn Registry>>,
+    /// Every provider URL with the service it exports.
+    urls: Vec<Url>,
+    keys: Vec<ServiceKey>,
+    /// `registered[r * urls.len() + u]`: URL `u` is in registry `r`. Read
+    /// without waiting for an operation in progress (QoS `ls`, probes).
+    registered: Mutex<Vec<bool>>,
+    /// Held for the whole of each online/offline operation.
+    operation: tokio::sync::Mutex<()>,
+    /// Set when shutdown begins: `online` is refused from then on.
+    stopping: AtomicBool,
+}
+
+impl Registration {
+    fn new(registries: Vec<Arc<dyn Registry>>, urls: Vec<(ServiceKey, Url)>) -> Self {
+        let (keys, urls): (Vec<ServiceKey>, Vec<Url>) = urls.into_iter().unzip();
+        Registration {
+            registered: Mutex::new(vec![false; registries.len() * urls.len()]),
+            registries,
+            urls,
+            keys,
+            operation: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Registers (`online`) or unregisters the URLs of the services matching
+    /// `pattern`; returns how many services matched.
+    pub(crate) async fn set_online(&self, pattern: &str, online: bool) -> Result<usize, Error> {
+        let _operation = self.operation.lock().await;
+        if online && self.stopping.load(Ordering::SeqCst) {
+            return Err(Error::Config(
+                "the provider is shutting down: its services cannot go online again".into(),
+            ));
+        }
+        let matched: Vec<usize> = (0..self.urls.len())
+            .filter(|&u| service_matches(pattern, &self.keys[u]))
+            .collect();
+        let services: std::collections::HashSet<&ServiceKey> = matched.iter().map(|&u| &self.keys[u]).collect();
+        let pending: Vec<(usize, usize)> = {
+            let registered = lock(&self.registered);
+            (0..self.registries.len())
+                .flat_map(|r| matched.iter().map(move |&u| (r, u)))
+                .filter(|&(r, u)| registered[r * self.urls.len() + u] != online)
+                .collect()
+        };
+        let results = futures::future::join_all(pending.iter().map(|&(r, u)| async move {
+            let (registry, url) = (&self.registries[r], &self.urls[u]);
+            let result = if online {
+                registry.register(url).await
+            } else {
+                registry.unregister(url).await
+            };
+            match &result {
+                Ok(()) => {
+                    lock(&self.registered)[r * self.urls.len() + u] = online;
+                    if online {
+                        tracing::info!(%url, registry = %registry.url(), "registered");
+                    } else {
+                        tracing::info!(%url, registry = %registry.url(), "unregistered");
+                    }
+                }
+                Err(e) => {
+                    let action = if online { "cannot register" } else { "cannot unregister" };
+                    tracing::warn!(%url, registry = %registry.url(), error = %e, "{action}");
+                }
+            }
+            result
+        }))
+        .await;
+        match results.into_iter().find_map(Result::err) {
+            Some(e) => Err(e.into()),
+            None => Ok(services.len()),
+        }
+    }
+
+    /// Each exported service, once, and whether any of its URLs is registered.
+    pub(crate) fn services(&self) -> Vec<(ServiceKey, bool)> {
+        let registered = lock(&self.registered);
+        let mut services: Vec<(ServiceKey, bool)> = Vec::new();
+        for (u, key) in self.keys.iter().enumerate() {
+            let on = (0..self.registries.len()).any(|r| registered[r * self.urls.len() + u]);
+            match services.iter_mut().find(|(k, _)| k == key) {
+                Some((_, any)) => *any |= on,
+                None => services.push((key.clone(), on)),
+            }
+        }
+        services
+    }
+
+    /// Serving, and findable: not shutting down, and registered in some
+    /// registry unless it has none (then consumers reach it directly).
+    pub(crate) fn ready(&self) -> bool {
+        !self.stopping.load(Ordering::SeqCst)
+            && (self.registries.is_empty() || lock(&self.registered).iter().any(|&on| on))
+    }
+
+    /// Started and not stopping.
+    pub(crate) fn started(&self) -> bool {
+        !self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether `pattern` names `key`: `*`, `.*` or nothing names every service;
+/// otherwise the pattern must match the whole service key or the interface,
+/// `*` matching any text (Dubbo takes a Java regular expression; its common
+/// forms, a name or `.*`, mean the same here).
+pub(crate) fn service_matches(pattern: &str, key: &ServiceKey) -> bool {
+    let pattern = pattern.trim().replace(".*", "*");
+    if pattern.is_empty() || pattern == "*" {
+        return true;
+    }
+    glob(&pattern, &key.to_string()) || glob(&pattern, key.interface())
+}
+
+/// `*` matches any run of characters; everything else itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // matches[j]: pattern[..i] matches text[..j], row by row.
+    let mut matches = vec![false; t.len() + 1];
+    matches[0] = true;
+    for &pc in &p {
+        let mut next = vec![false; t.len() + 1];
+        if pc == '*' {
+            let mut any = false;
+            for j in 0..=t.len() {
+                any |= matches[j];
+                next[j] = any;
+            }
+        } else {
+            for j in 1..=t.len() {
+                next[j] = matches[j - 1] && t[j - 1] == pc;
+            }
+        }
+        matches = next;
+    }
+    matches[t.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_patterns_match_the_key_or_the_interface() {
+        let key = ServiceKey::new("org.example.Greeter", Some("1.0.0"), Some("blue"));
+        for pattern in [
+            "*",
+            ".*",
+            "",
+            "org.example.Greeter",
+            "blue/org.example.Greeter:1.0.0",
+            "org.example.*",
+            "*:1.0.0",
+        ] {
+            assert!(service_matches(pattern, &key), "{pattern}");
+        }
+        for pattern in ["org.example", "Greeter", "*:2.0.0", "org.example.Greeter:1.0.0x"] {
+            assert!(!service_matches(pattern, &key), "{pattern}");
+        }
     }
 }
