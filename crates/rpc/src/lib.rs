@@ -49,6 +49,7 @@
 //! ```
 
 mod consumer;
+mod generic;
 mod provider;
 mod setup_error;
 
@@ -63,6 +64,7 @@ pub use provider::{
 
 // Consuming them, and the settings of their calls.
 pub use consumer::{Consumer, ConsumerBuilder, ReferenceBuilder};
+pub use generic::{GenericBuilder, GenericClient};
 pub use rpc_cluster::{Balancer, ClusterPolicy, FailbackConfig, MethodConfig, OutlierConfig};
 
 // Errors: of calls, of setting up, and of the values a user parses or encodes.
