@@ -35,7 +35,11 @@ use serde_json::Value;
 const NETWORK_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Parser)]
-#[command(name = "rpcctl", version, about = "List registries, call services generically and send QoS commands")]
+#[command(
+    name = "rpcctl",
+    version,
+    about = "List registries, call services generically and send QoS commands"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -234,7 +238,12 @@ impl Node {
     fn of(url: &Url) -> Node {
         let param = |key: &str| url.param(key).filter(|v| !v.is_empty()).map(str::to_string);
         Node {
-            address: url.address(),
+            // A consumer's URL names its host only (port 0).
+            address: if url.port() == 0 {
+                url.host().to_string()
+            } else {
+                url.address()
+            },
             protocol: url.protocol().to_string(),
             version: url.version().map(str::to_string),
             group: url.group().map(str::to_string),
@@ -285,7 +294,10 @@ async fn ls(out: &Out, args: LsArgs) -> Result<(), Failure> {
         .addresses()
         .into_iter()
         .map(|address| {
-            if address.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+            if address
+                .rsplit_once(':')
+                .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+            {
                 address
             } else {
                 format!("{address}:2181")
@@ -418,13 +430,28 @@ fn table(listing: &Listing, root: &str) -> String {
                 ]
             })
             .collect();
-        let header = ["ADDRESS", "PROTOCOL", "VERSION", "GROUP", "WEIGHT", "DISABLED", "APPLICATION"];
+        let header = [
+            "ADDRESS",
+            "PROTOCOL",
+            "VERSION",
+            "GROUP",
+            "WEIGHT",
+            "DISABLED",
+            "APPLICATION",
+        ];
         text.push_str(&columns(&header, &rows));
         text.push_str(&format!("  consumers ({}):\n", service.consumers.len()));
         let rows: Vec<Vec<String>> = service
             .consumers
             .iter()
-            .map(|c| vec![c.address.clone(), dash(&c.version), dash(&c.group), dash(&c.application)])
+            .map(|c| {
+                vec![
+                    c.address.clone(),
+                    dash(&c.version),
+                    dash(&c.group),
+                    dash(&c.application),
+                ]
+            })
             .collect();
         text.push_str(&columns(&["ADDRESS", "VERSION", "GROUP", "APPLICATION"], &rows));
     }
@@ -460,7 +487,13 @@ fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
 fn print_out(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     let written = stdout.write_all(text.as_bytes());
-    let written = written.and_then(|()| if text.ends_with('\n') { Ok(()) } else { stdout.write_all(b"\n") });
+    let written = written.and_then(|()| {
+        if text.ends_with('\n') {
+            Ok(())
+        } else {
+            stdout.write_all(b"\n")
+        }
+    });
     match written.and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
         // A closed pipe (`rpcctl ls ... | head`) is not an error worth a message.
@@ -560,7 +593,10 @@ async fn call(out: &Out, args: CallArgs) -> Result<(), Failure> {
                 rpc::ErrorKind::NoProvider => "no provider matches: `rpcctl ls REGISTRY` lists them",
                 _ => "",
             };
-            out.error(&format!("{kind} ({outcome}): {error}"), Some(hint).filter(|h| !h.is_empty()));
+            out.error(
+                &format!("{kind} ({outcome}): {error}"),
+                Some(hint).filter(|h| !h.is_empty()),
+            );
             Err(Failure::reported())
         }
     }
@@ -712,7 +748,10 @@ mod tests {
 
     #[test]
     fn columns_align() {
-        let rows = vec![vec!["127.0.0.1:1".to_string(), "rpc".into()], vec!["h:2".into(), "tri".into()]];
+        let rows = vec![
+            vec!["127.0.0.1:1".to_string(), "rpc".into()],
+            vec!["h:2".into(), "tri".into()],
+        ];
         assert_eq!(
             columns(&["ADDRESS", "PROTOCOL"], &rows),
             "    ADDRESS      PROTOCOL\n    127.0.0.1:1  rpc\n    h:2          tri\n"
