@@ -337,3 +337,249 @@ fn bad_response(invocation: &Invocation, why: impl Into<String>) -> RpcError {
         .with_service(invocation.service())
         .with_method(invocation.method())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rpc_hessian::Value as H;
+    use serde_json::json;
+
+    use super::*;
+    use crate::descriptor::MethodDescriptor;
+    use crate::dispatch::{Dispatcher, Exported};
+    use crate::invocation::ServiceKey;
+    use crate::invoker::BoxFuture;
+    use crate::service::{ServiceHandler, handler};
+
+    static METHODS: [MethodDescriptor; 2] = [
+        MethodDescriptor::new("add", "add").with_java_types("JJ"),
+        MethodDescriptor::new("$echo", "own_echo").with_java_types("Ljava/lang/String;"),
+    ];
+    static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor::new("a.Calc").with_methods(&METHODS);
+
+    /// `add(a, b)`, and a method of its own called `$echo` (answers "mine").
+    struct Calc;
+
+    impl ServiceHandler for Calc {
+        fn descriptor(&self) -> &'static ServiceDescriptor {
+            &DESCRIPTOR
+        }
+
+        fn call(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+            Box::pin(async move {
+                match invocation.method() {
+                    "add" => {
+                        let (a, b): (i64, i64) = handler::decode_args(&invocation)?;
+                        handler::encode_reply(&invocation, &(a + b))
+                    }
+                    "$echo" => handler::encode_reply(&invocation, &"mine"),
+                    _ => Err(handler::unknown_method(&DESCRIPTOR, &invocation)),
+                }
+            })
+        }
+    }
+
+    fn dispatcher() -> Dispatcher {
+        Dispatcher::new([(ServiceKey::new("a.Calc", None, None), Exported::new(Calc))])
+    }
+
+    fn call(method: &'static str, args: Vec<u8>, serialization: Serialization, generic: Option<&str>) -> Invocation {
+        let mut invocation = Invocation::new(
+            ServiceKey::new("a.Calc", None, None),
+            method,
+            Bytes::from(args),
+            serialization,
+        );
+        if let Some(generic) = generic {
+            invocation.set_attachment(GENERIC_KEY, generic);
+        }
+        invocation
+    }
+
+    fn json_call(method: &'static str, args: Json, generic: Option<&str>) -> Invocation {
+        call(method, serde_json::to_vec(&args).unwrap(), Serialization::Json, generic)
+    }
+
+    fn hessian(values: &[H]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut encoder = rpc_hessian::Encoder::new(&mut bytes);
+        for value in values {
+            encoder.write(value).unwrap();
+        }
+        drop(encoder);
+        bytes
+    }
+
+    #[tokio::test]
+    async fn invoke_with_json_runs_the_named_method() {
+        let d = dispatcher();
+        for generic in [None, Some("true"), Some("raw.return")] {
+            let reply = d
+                .dispatch(json_call(INVOKE, json!(["add", ["long", "long"], [40, 2]]), generic))
+                .await
+                .unwrap();
+            assert_eq!(reply.payload().as_ref(), b"42");
+        }
+        let reply = d
+            .dispatch(json_call(INVOKE_ASYNC, json!(["add", null, [1, 2]]), None))
+            .await
+            .unwrap();
+        assert_eq!(reply.payload().as_ref(), b"3");
+    }
+
+    #[tokio::test]
+    async fn invoke_refusals_name_service_method_and_problem() {
+        let d = dispatcher();
+        let cases: [(Invocation, Status, &str); 7] = [
+            (
+                json_call(INVOKE, json!(["sub", [], [1, 2]]), None),
+                Status::ServiceNotFound,
+                "no such method in a.Calc (methods: add,$echo)",
+            ),
+            (
+                json_call(INVOKE, json!(["add", [], [1]]), None),
+                Status::BadRequest,
+                "`add` takes 2 arguments, the call passed 1",
+            ),
+            (
+                json_call(INVOKE, json!(["add", ["long"], [1, 2]]), None),
+                Status::BadRequest,
+                "1 parameter types (long) for 2 arguments",
+            ),
+            (
+                json_call(INVOKE, json!(["add", [], ["one", 2]]), None),
+                Status::BadRequest,
+                "cannot decode the arguments",
+            ),
+            (
+                json_call(INVOKE, json!({"method": "add"}), None),
+                Status::BadRequest,
+                "must be [method, [parameter types], [arguments]]",
+            ),
+            (
+                json_call(INVOKE, json!(["add", [], [1, 2]]), Some("bean")),
+                Status::BadRequest,
+                "generic=bean is not supported by this provider (it takes generic=true, raw.return)",
+            ),
+            (
+                call(INVOKE, vec![1, 2, 3], Serialization::Bincode, None),
+                Status::BadRequest,
+                "JSON (serialization json) or Hessian2, not bincode",
+            ),
+        ];
+        for (invocation, status, needle) in cases {
+            let error = d.dispatch(invocation).await.unwrap_err();
+            assert_eq!(error.status(), Some(status), "{error}");
+            assert!(error.to_string().contains(needle), "`{needle}` not in: {error}");
+            assert_eq!(error.service(), Some("a.Calc"), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn invoke_with_hessian_reads_java_generic_values() {
+        // What Java's GenericService writes: String, String[] ("[string"), Object[] ("[object").
+        let args = hessian(&[
+            H::String("add".into()),
+            H::List {
+                r#type: Some("[string".into()),
+                items: vec![H::String("long".into()), H::String("long".into())],
+            },
+            H::List {
+                r#type: Some("[object".into()),
+                items: vec![H::Long(40), H::Int(2)],
+            },
+        ]);
+        let reply = dispatcher()
+            .dispatch(call(INVOKE, args, Serialization::Hessian2, Some("true")))
+            .await
+            .unwrap();
+        // Dubbo's reply: flag 1 (value), then the long 42.
+        let decoded: i64 = crate::hessian2::decode_reply(reply.payload())
+            .map_err(|_| "reply")
+            .unwrap();
+        assert_eq!(decoded, 42);
+
+        let garbage = call(INVOKE, vec![0x43, 0xff, 0x00], Serialization::Hessian2, None);
+        let error = dispatcher().dispatch(garbage).await.unwrap_err();
+        assert_eq!(error.status(), Some(Status::BadRequest), "{error}");
+    }
+
+    #[test]
+    fn java_maps_become_json_objects_without_their_class() {
+        let order = H::Map {
+            r#type: None,
+            entries: vec![
+                (H::String("class".into()), H::String("org.example.Order".into())),
+                (H::String("item".into()), H::String("tea".into())),
+                (H::String("quantity".into()), H::Int(2)),
+                (H::Int(7), H::Double(f64::NAN)),
+            ],
+        };
+        assert_eq!(hessian_to_json(order), json!({"item": "tea", "quantity": 2, "7": null}));
+        let object = H::Object {
+            class: "org.example.OrderId".into(),
+            fields: vec![("id".into(), H::Long(3)), ("at".into(), H::Date(1_000))],
+        };
+        assert_eq!(hessian_to_json(object), json!({"id": 3, "at": 1000}));
+        assert_eq!(hessian_to_json(H::Binary(vec![1, 2])), json!([1, 2]));
+    }
+
+    #[tokio::test]
+    async fn echo_answers_its_argument_in_every_serialization() {
+        let d = dispatcher_without_own_echo();
+        let reply = d.dispatch(json_call(ECHO, json!(["x"]), None)).await.unwrap();
+        assert_eq!(reply.payload().as_ref(), br#""x""#);
+        let reply = d.dispatch(json_call(ECHO, json!({"a": [1]}), None)).await.unwrap();
+        assert_eq!(reply.payload().as_ref(), br#"{"a":[1]}"#);
+        let bincode = Serialization::Bincode.encode(&("ping",)).unwrap();
+        let reply = d
+            .dispatch(call(ECHO, bincode.to_vec(), Serialization::Bincode, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            Serialization::Bincode.decode::<String>(reply.payload()).unwrap(),
+            "ping"
+        );
+        let args = hessian(&[H::String("ping".into())]);
+        let reply = d
+            .dispatch(call(ECHO, args, Serialization::Hessian2, None))
+            .await
+            .unwrap();
+        let decoded: String = crate::hessian2::decode_reply(reply.payload())
+            .map_err(|_| "reply")
+            .unwrap();
+        assert_eq!(decoded, "ping");
+        let two = hessian(&[H::Int(1), H::Int(2)]);
+        let error = d
+            .dispatch(call(ECHO, two, Serialization::Hessian2, None))
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), Some(Status::BadRequest), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_method_of_the_service_named_like_a_generic_one_is_its_own() {
+        let reply = dispatcher()
+            .dispatch(json_call(ECHO, json!(["x"]), None))
+            .await
+            .unwrap();
+        assert_eq!(reply.payload().as_ref(), br#""mine""#);
+    }
+
+    /// `Calc` without its own `$echo`.
+    fn dispatcher_without_own_echo() -> Dispatcher {
+        static ADD_ONLY: ServiceDescriptor =
+            ServiceDescriptor::new("a.Calc").with_methods(&[MethodDescriptor::new("add", "add")]);
+        struct AddOnly;
+        impl ServiceHandler for AddOnly {
+            fn descriptor(&self) -> &'static ServiceDescriptor {
+                &ADD_ONLY
+            }
+            fn call(&self, invocation: Invocation) -> BoxFuture<Result<Response, RpcError>> {
+                Calc.call(invocation)
+            }
+        }
+        Dispatcher::new([(ServiceKey::new("a.Calc", None, None), Exported::new(AddOnly))])
+    }
+}
