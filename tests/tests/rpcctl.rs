@@ -29,12 +29,13 @@ fn rpcctl() -> PathBuf {
             let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
             let target_dir = profile_dir.parent().unwrap();
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "rpcctl", "--bin", "rpcctl", "--target-dir"])
-                .arg(target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .unwrap();
+            let mut build = Command::new(cargo);
+            build.args(["build", "--quiet", "-p", "rpcctl", "--bin", "rpcctl", "--target-dir"]);
+            build.arg(target_dir);
+            if profile_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build.current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap();
             assert!(status.success(), "`cargo build -p rpcctl` failed: {status}");
             let path = profile_dir.join("rpcctl");
             assert!(path.exists(), "no rpcctl at {}", path.display());

@@ -13,7 +13,9 @@
 //! ([`Invocation`], [`Response`], [`Invoker`]) for filters written as tower
 //! layers. The rest is grouped by concern: [`cluster`] (directory, routing,
 //! balancers, policies, degradation), [`registry`], and [`protocol`] (the
-//! server and the protocols' channels).
+//! server and the protocols' channels). A caller without a service's trait
+//! (an ops tool, a gateway) uses [`GenericClient`] (`consumer.generic(..)`):
+//! calls by method name with JSON values, which every provider answers.
 //!
 //! ```
 //! use std::time::Duration;
