@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::descriptor::ServiceDescriptor;
 use crate::error::{ErrorKind, RpcError, Status};
+use crate::generic::Plan;
 use crate::invocation::{Invocation, MethodName, ServiceKey};
 use crate::invoker::BoxFuture;
 use crate::invoker::{BoxInvoker, InvokerLayer};
@@ -185,7 +186,32 @@ impl Dispatcher {
     /// Hands `invocation` to `service` (found with [`exported`](Dispatcher::exported)
     /// or [`lookup`](Dispatcher::lookup)) without waiting for it, as
     /// [`start`](Dispatcher::start) does.
+    ///
+    /// Generic calls (`$invoke`, `$echo`: see [`crate::generic`]) are
+    /// answered here, for every protocol: `$echo` at once, `$invoke` by
+    /// running the method it names through the service's layers.
     pub(crate) fn start_on(service: &Exported, invocation: Invocation) -> Running {
+        match crate::generic::plan(service.descriptor, invocation) {
+            Plan::Plain(invocation) => Self::run(service, invocation),
+            Plan::Answer(invocation, answer) => Running::done(&invocation, answer),
+            Plan::Invoke(invocation, reply) => {
+                let target = invocation.clone();
+                let mut running = Self::run(service, invocation);
+                running.state = match running.state {
+                    State::Pending(future) => State::Pending(Box::pin(async move {
+                        let response = future.await?;
+                        reply.convert(&target, response)
+                    })),
+                    State::Done(result) => State::Done(result.and_then(|response| reply.convert(&target, response))),
+                    State::Taken => State::Taken,
+                };
+                running
+            }
+        }
+    }
+
+    /// Hands `invocation` to `service`'s invoker.
+    fn run(service: &Exported, invocation: Invocation) -> Running {
         let key = invocation.service().clone();
         let method = invocation.method_name().clone();
         let deadline = invocation.deadline();

@@ -304,6 +304,15 @@ impl RpcError {
         self
     }
 
+    /// Names `method` instead of the generic call's wire method (`$invoke`)
+    /// that carried it: what the caller asked for.
+    pub(crate) fn for_generic_method(mut self, method: &str) -> Self {
+        if self.inner.method.as_deref() == Some(crate::generic::INVOKE) {
+            self.inner.method = Some(method.to_owned());
+        }
+        self
+    }
+
     /// Sets the provider address this error is about, unless already set.
     pub fn with_address(mut self, address: impl fmt::Display) -> Self {
         if self.inner.address.is_none() {

@@ -196,6 +196,17 @@ impl Invocation {
         }
     }
 
+    /// Turns this call into a call of `method` with `args` encoded with
+    /// `serialization`, keeping its service, attachments, deadline and
+    /// caller (what a generic `$invoke` becomes on the provider).
+    pub(crate) fn retarget(&mut self, method: MethodName, args: Bytes, serialization: Serialization) {
+        self.method = method;
+        self.args = args;
+        self.serialization = serialization;
+        self.alternate = None;
+        self.java_types = "";
+    }
+
     /// Also carries the arguments encoded with `serialization`, for the
     /// providers that read only that one (set by the stub when the provider
     /// set is mixed).

@@ -20,6 +20,7 @@ pub mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod generic;
 mod hessian2;
 pub mod invocation;
 pub mod invoker;

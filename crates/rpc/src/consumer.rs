@@ -76,10 +76,23 @@ impl Consumer {
 
     /// A reference to the service of the client type `C` (a generated `XxxClient`).
     pub fn reference<C: ServiceClient>(&self) -> ReferenceBuilder<C> {
+        self.reference_of(C::DESCRIPTOR)
+    }
+
+    /// A generic client of `interface` (see [`GenericClient`](crate::GenericClient)):
+    /// calls by method name with JSON values, through the same discovery,
+    /// routing, balancing and policies as a typed reference; no retries
+    /// unless [`retries`](crate::GenericBuilder::retries) says otherwise.
+    pub fn generic(&self, interface: impl Into<String>) -> crate::GenericBuilder {
+        crate::generic::builder(self, interface.into())
+    }
+
+    /// A reference builder for the service `descriptor` describes.
+    pub(crate) fn reference_of<C>(&self, descriptor: &'static rpc_core::ServiceDescriptor) -> ReferenceBuilder<C> {
         ReferenceBuilder {
             consumer: self.clone(),
-            version: C::DESCRIPTOR.version.map(str::to_string),
-            group: C::DESCRIPTOR.group.map(str::to_string),
+            version: descriptor.version.map(str::to_string),
+            group: descriptor.group.map(str::to_string),
             config: MethodConfig::new(),
             check: self.inner.check,
             serialization: Serialization::default(),
@@ -277,7 +290,7 @@ pub struct ReferenceBuilder<C> {
     _client: PhantomData<fn() -> C>,
 }
 
-impl<C: ServiceClient> ReferenceBuilder<C> {
+impl<C> ReferenceBuilder<C> {
     /// Calls only providers of `version` (`*` for any). Default: the trait's.
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = Some(version.into());
@@ -463,9 +476,8 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         self
     }
 
-    /// Subscribes to the providers and builds the client.
-    pub async fn build(self) -> Result<C, Error> {
-        let descriptor = C::DESCRIPTOR;
+    /// The stub of the service `descriptor` describes, subscribed to its providers.
+    pub(crate) async fn build_stub(self, descriptor: &'static rpc_core::ServiceDescriptor) -> Result<Stub, Error> {
         let key = ServiceKey::new(descriptor.interface, self.version.as_deref(), self.group.as_deref());
         if let Some(error) = self.mock_errors.first() {
             return Err(Error::Config(format!("`{key}`: {error}")));
@@ -479,7 +491,7 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
             }
         }
         let inner = &self.consumer.inner;
-        let consumer_url = self.consumer_url(&key);
+        let consumer_url = self.consumer_url(&key, descriptor);
         let mut sources = Vec::new();
         for registry in &inner.registries {
             sources.push(registry.subscribe(&consumer_url).await?);
@@ -566,10 +578,10 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
         for (method, positions) in hashing {
             stub = stub.with_argument_hashing(&method, positions);
         }
-        Ok(C::from_stub(stub))
+        Ok(stub)
     }
 
-    fn consumer_url(&self, key: &ServiceKey) -> Url {
+    fn consumer_url(&self, key: &ServiceKey, descriptor: &rpc_core::ServiceDescriptor) -> Url {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -578,7 +590,7 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
             .with_path(key.interface())
             .with_param(keys::APPLICATION, self.consumer.inner.application.clone())
             .with_param(keys::INTERFACE, key.interface())
-            .with_param(keys::METHODS, C::DESCRIPTOR.method_names())
+            .with_param(keys::METHODS, descriptor.method_names())
             .with_param(keys::SIDE, "consumer")
             .with_param(keys::TIMESTAMP, timestamp.to_string())
             .with_param("pid", std::process::id().to_string());
@@ -595,6 +607,13 @@ impl<C: ServiceClient> ReferenceBuilder<C> {
             url.set_param(rpc_cluster::governance::FORCE_TAG_KEY, "true");
         }
         url
+    }
+}
+
+impl<C: ServiceClient> ReferenceBuilder<C> {
+    /// Subscribes to the providers and builds the client.
+    pub async fn build(self) -> Result<C, Error> {
+        self.build_stub(C::DESCRIPTOR).await.map(C::from_stub)
     }
 }
 

@@ -13,7 +13,9 @@
 //! ([`Invocation`], [`Response`], [`Invoker`]) for filters written as tower
 //! layers. The rest is grouped by concern: [`cluster`] (directory, routing,
 //! balancers, policies, degradation), [`registry`], and [`protocol`] (the
-//! server and the protocols' channels).
+//! server and the protocols' channels). A caller without a service's trait
+//! (an ops tool, a gateway) uses [`GenericClient`] (`consumer.generic(..)`):
+//! calls by method name with JSON values, which every provider answers.
 //!
 //! ```
 //! use std::time::Duration;
@@ -49,6 +51,7 @@
 //! ```
 
 mod consumer;
+mod generic;
 mod provider;
 pub mod qos;
 mod setup_error;
@@ -64,6 +67,7 @@ pub use provider::{
 
 // Consuming them, and the settings of their calls.
 pub use consumer::{Consumer, ConsumerBuilder, ReferenceBuilder, ReferenceSummary};
+pub use generic::{GenericBuilder, GenericClient};
 pub use rpc_cluster::{Balancer, ClusterPolicy, FailbackConfig, MethodConfig, OutlierConfig};
 
 // Errors: of calls, of setting up, and of the values a user parses or encodes.

@@ -186,30 +186,149 @@ impl Stub {
             let response = prepared?
                 .await
                 .map_err(|e| e.with_service(&shared.service).with_method(method.name))?;
-            let decoded = response.decode(serialization);
-            if decoded.is_ok() && response.is_degraded() {
-                shared.degraded.fetch_add(1, Ordering::Relaxed);
-            }
-            decoded.map_err(|failure| {
-                match failure {
-                    DecodeFailure::Reply(e) => {
-                        RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}"))
-                    }
-                    DecodeFailure::Exception(e) => RpcError::remote(crate::Status::ServiceError, e),
-                    DecodeFailure::Json(e) => RpcError::new(
-                        ErrorKind::Decode,
-                        format!("the mock value does not fit the return type: {e}"),
-                    ),
-                    DecodeFailure::NoZero { error, reason } => {
-                        tracing::warn!(service = %shared.service, method = method.name, %reason, "no zero value to return instead of the failure");
-                        error
-                    }
-                }
-                .with_service(&shared.service)
-                .with_method(method.name)
-            })
+            decode_reply(&shared, method.name, serialization, &response)
         }
     }
+
+    /// Calls `method` of the service without its types: a generic call
+    /// (`$invoke`, see [`crate::generic`]) with `args` as JSON values and
+    /// the method's Java `parameter_types` (may be empty: Rust providers
+    /// need none, and Java ones need them only for overloaded methods).
+    /// The return value comes back as JSON. Written in JSON, or in Hessian2
+    /// when the providers read only that (Java's `dubbo://`); with a mixed
+    /// provider set, in both.
+    pub fn call_generic(
+        &self,
+        method: &str,
+        parameter_types: &[String],
+        args: &[serde_json::Value],
+    ) -> impl Future<Output = Result<serde_json::Value, RpcError>> + Send + 'static + use<> {
+        let (first, second) = self.generic_serializations();
+        let encode = |serialization| crate::generic::encode_invoke_args(serialization, method, parameter_types, args);
+        let encoded = encode(first);
+        let alternate = second.map(|other| (other, encode(other)));
+        self.send_generic(
+            crate::generic::INVOKE,
+            crate::generic::INVOKE_JAVA_TYPES,
+            method,
+            (first, encoded),
+            alternate,
+        )
+    }
+
+    /// `$echo(value)`: the provider answers `value` without running the
+    /// service (a health check of the path to it).
+    pub fn echo(
+        &self,
+        value: &serde_json::Value,
+    ) -> impl Future<Output = Result<serde_json::Value, RpcError>> + Send + 'static + use<> {
+        let (first, second) = self.generic_serializations();
+        let encode = |serialization| encode_args(serialization, &(value,), self.service.interface());
+        let encoded = encode(first);
+        let alternate = second.map(|other| (other, encode(other)));
+        self.send_generic(
+            crate::generic::ECHO,
+            crate::generic::ECHO_JAVA_TYPES,
+            crate::generic::ECHO,
+            (first, encoded),
+            alternate,
+        )
+    }
+
+    /// The serializations of a generic call: JSON unless the providers read
+    /// only Hessian2, never bincode (the values have no Rust type); and the
+    /// alternate one for a mixed provider set.
+    fn generic_serializations(&self) -> (Serialization, Option<Serialization>) {
+        let untyped = |s: Serialization| {
+            if s == Serialization::Hessian2 {
+                s
+            } else {
+                Serialization::Json
+            }
+        };
+        let first = untyped(
+            self.choose
+                .as_ref()
+                .map_or(Serialization::Json, |choose| choose(Serialization::Json)),
+        );
+        let second = self
+            .alternate
+            .as_ref()
+            .and_then(|alternate| alternate(first))
+            .map(untyped)
+            .filter(|&other| other != first);
+        (first, second)
+    }
+
+    /// Sends `wire_method` (`$invoke`, `$echo`) with its arguments encoded,
+    /// decoding the reply as JSON; errors name `method`.
+    fn send_generic(
+        &self,
+        wire_method: &'static str,
+        java_types: &'static str,
+        method: &str,
+        (serialization, encoded): (Serialization, Result<Bytes, crate::CodecError>),
+        alternate: Option<(Serialization, Result<Bytes, crate::CodecError>)>,
+    ) -> impl Future<Output = Result<serde_json::Value, RpcError>> + Send + 'static + use<> {
+        let method: Arc<str> = Arc::from(method);
+        let prepared = encoded
+            .map_err(|e| {
+                RpcError::new(ErrorKind::Encode, format!("cannot encode the arguments: {e}"))
+                    .with_service(&self.service)
+                    .with_method(&*method)
+            })
+            .map(|encoded| {
+                let mut invocation = Invocation::new(self.service.clone(), wire_method, encoded, serialization);
+                invocation.set_java_types(java_types);
+                invocation.set_attachment(crate::generic::GENERIC_KEY, "true");
+                match alternate {
+                    Some((other, Ok(encoded))) => invocation.set_alternate(other, encoded),
+                    Some((other, Err(e))) => {
+                        tracing::debug!(service = %self.service, %method, %other, error = %e, "cannot encode the alternate arguments")
+                    }
+                    None => {}
+                }
+                self.shared.invoker.invoke(invocation)
+            });
+        let shared = self.shared.clone();
+        async move {
+            let response = prepared?.await.map_err(|e| {
+                e.for_generic_method(&method)
+                    .with_service(&shared.service)
+                    .with_method(&*method)
+            })?;
+            decode_reply(&shared, &method, serialization, &response)
+        }
+    }
+}
+
+/// The reply of `method` decoded as an `R`, counting degraded answers.
+fn decode_reply<R: DeserializeOwned>(
+    shared: &StubShared,
+    method: &str,
+    serialization: Serialization,
+    response: &crate::Response,
+) -> Result<R, RpcError> {
+    let decoded = response.decode(serialization);
+    if decoded.is_ok() && response.is_degraded() {
+        shared.degraded.fetch_add(1, Ordering::Relaxed);
+    }
+    decoded.map_err(|failure| {
+        match failure {
+            DecodeFailure::Reply(e) => RpcError::new(ErrorKind::Decode, format!("cannot decode the reply: {e}")),
+            DecodeFailure::Exception(e) => RpcError::remote(crate::Status::ServiceError, e),
+            DecodeFailure::Json(e) => RpcError::new(
+                ErrorKind::Decode,
+                format!("the mock value does not fit the return type: {e}"),
+            ),
+            DecodeFailure::NoZero { error, reason } => {
+                tracing::warn!(service = %shared.service, method, %reason, "no zero value to return instead of the failure");
+                error
+            }
+        }
+        .with_service(&shared.service)
+        .with_method(method)
+    })
 }
 
 /// Encodes a method's argument tuple. With JSON, a one-argument method's

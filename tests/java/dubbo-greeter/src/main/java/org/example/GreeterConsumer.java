@@ -15,6 +15,8 @@ import org.apache.dubbo.config.ApplicationConfig;
 import org.apache.dubbo.config.ReferenceConfig;
 import org.apache.dubbo.config.RegistryConfig;
 import org.apache.dubbo.config.bootstrap.DubboBootstrap;
+import org.apache.dubbo.rpc.service.EchoService;
+import org.apache.dubbo.rpc.service.GenericService;
 
 /**
  * Calls org.example.Greeter through ZooKeeper (interface-level discovery:
@@ -40,7 +42,7 @@ import org.apache.dubbo.config.bootstrap.DubboBootstrap;
 public final class GreeterConsumer {
     private static final String USAGE = "GreeterConsumer (--registry zookeeper://HOST:PORT | --url PROTOCOL://HOST:PORT)"
             + " [--protocol dubbo|tri] [--timeout 3000] [--retries 0] [--version 1.0.0] [--check true]"
-            + " [--stop-timeout 15000] [CALL ...]"
+            + " [--stop-timeout 15000] [--generic false] [CALL ...]"
             + " (CALL: 'hello NAME', 'order ITEM QTY [TAGS]', 'sleep MS', 'list a,b', 'map k=1,j=2', 'nullable -';"
             + " without CALLs, one per stdin line)";
 
@@ -78,6 +80,22 @@ public final class GreeterConsumer {
         }
 
         DubboBootstrap bootstrap = DubboBootstrap.getInstance().application(application).reference(reference);
+        // --generic true: also a GenericService reference (generic=true) for the `generic-*` calls.
+        ReferenceConfig<GenericService> genericReference = null;
+        if (Boolean.parseBoolean(options.get("generic", "false"))) {
+            genericReference = new ReferenceConfig<>();
+            genericReference.setInterface("org.example.Greeter");
+            genericReference.setGeneric("true");
+            genericReference.setVersion(options.get("version", "1.0.0"));
+            genericReference.setProtocol(protocol);
+            genericReference.setTimeout(timeout);
+            genericReference.setRetries(retries);
+            genericReference.setCheck(Boolean.parseBoolean(options.get("check", "true")));
+            if (url != null) {
+                genericReference.setUrl(url);
+            }
+            bootstrap.reference(genericReference);
+        }
         if (registry != null) {
             RegistryConfig registryConfig = new RegistryConfig(registry);
             registryConfig.setUseAsConfigCenter(false);
@@ -88,6 +106,9 @@ public final class GreeterConsumer {
         try {
             bootstrap.start();
             greeter = reference.get();
+            if (genericReference != null) {
+                generic = genericReference.get();
+            }
         } catch (RuntimeException e) {
             System.out.println("failed " + describe(e));
             System.out.flush();
@@ -114,6 +135,9 @@ public final class GreeterConsumer {
         }
         Options.stopAndExit(bootstrap, options.intValue("stop-timeout", 15000, USAGE), null);
     }
+
+    /** The GenericService reference of --generic true, else null. */
+    static GenericService generic;
 
     /** Runs one call line and answers its result line. */
     static String run(Greeter greeter, String call) {
@@ -161,6 +185,24 @@ public final class GreeterConsumer {
                     }
                     return "ok " + sorted;
                 }
+                case "echo":
+                    // Every Dubbo reference is an EchoService: `$echo` travels as a call.
+                    return "ok " + ((EchoService) greeter).$echo(rest);
+                case "generic-hello":
+                    return "ok " + generic.$invoke("sayHello", new String[] {"java.lang.String"}, new Object[] {rest});
+                case "generic-order": {
+                    // A POJO argument as GenericService callers write it: a map with its class.
+                    String[] parts = rest.split(" ");
+                    Map<String, Object> order = new LinkedHashMap<>();
+                    order.put("class", "org.example.Order");
+                    order.put("item", parts[0]);
+                    order.put("quantity", Integer.parseInt(parts[1]));
+                    order.put("tags", new ArrayList<String>());
+                    Object answer = generic.$invoke("placeOrder", new String[] {"org.example.Order"}, new Object[] {order});
+                    return "ok " + (answer instanceof Map ? new TreeMap<>((Map<?, ?>) answer) : answer);
+                }
+                case "generic-nope":
+                    return "ok " + generic.$invoke("nope", new String[0], new Object[0]);
                 case "nullable":
                     return "ok " + greeter.echoNullable(rest.equals("-") ? null : rest);
                 default:
