@@ -49,6 +49,7 @@
 //! ```
 
 mod consumer;
+pub mod guard;
 mod provider;
 mod setup_error;
 
@@ -57,6 +58,7 @@ pub use rpc_core::{MethodDescriptor, ServiceClient, ServiceDescriptor, ServiceHa
 pub use rpc_macros::service;
 
 // Providing them.
+pub use guard::Token;
 pub use provider::{
     DEFAULT_RPC_PORT, DEFAULT_SHUTDOWN_GRACE, Export, Provider, ProviderBuilder, RunningProvider, shutdown_signal,
 };

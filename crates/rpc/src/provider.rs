@@ -12,6 +12,8 @@ use rpc_core::{Dispatcher, IntoInvokerLayer, InvokerLayer, Serialization, Servic
 use rpc_registry::Registry;
 
 use crate::Error;
+use crate::guard::accesslog::AccessLogs;
+use crate::guard::{self, Guard, Token};
 
 /// Dubbo's default port of its native protocol, used when no protocol is configured.
 pub const DEFAULT_RPC_PORT: u16 = 20880;
@@ -43,6 +45,10 @@ pub struct Export {
     warmup: Option<Duration>,
     params: Vec<(String, String)>,
     layers: Vec<InvokerLayer>,
+    token: Option<Token>,
+    executes: Option<u32>,
+    tps: Option<(u64, Option<Duration>)>,
+    accesslog: Option<String>,
 }
 
 impl std::fmt::Debug for Export {
@@ -67,6 +73,63 @@ impl Export {
             warmup: None,
             params: Vec::new(),
             layers: Vec::new(),
+            token: None,
+            executes: None,
+            tps: None,
+            accesslog: None,
+        }
+    }
+
+    /// Requires callers to send `token` as their `token` attachment (Dubbo's
+    /// `token`): published in the provider URL, so consumers that find the
+    /// provider through a registry send it; a call without it (a direct call
+    /// that bypassed the registry) or with another is refused with
+    /// [`Status::UNAUTHENTICATED`](rpc_core::Status::UNAUTHENTICATED), not
+    /// retryable. A direct URL carries it as a parameter,
+    /// `rpc://host:port?token=...`. Also `.param("token", "true" | value)`.
+    pub fn token(mut self, token: Token) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// At most `executes` calls of each method run at once (Dubbo's
+    /// `executes`; `.param("{method}.executes", n)` for one method): the
+    /// next is refused, not run, with
+    /// [`Status::ServerOverloaded`](rpc_core::Status::ServerOverloaded), so a
+    /// failover consumer sends it elsewhere. 0: no limit.
+    pub fn executes(mut self, executes: u32) -> Self {
+        self.executes = Some(executes);
+        self
+    }
+
+    /// At most `tps` calls of the service per window of `interval` (Dubbo's
+    /// `tps` and `tps.interval`; `None`: 60 s); refused like
+    /// [`executes`](Self::executes). 0: no limit.
+    pub fn tps(mut self, tps: u64, interval: Option<Duration>) -> Self {
+        self.tps = Some((tps, interval));
+        self
+    }
+
+    /// Records every call (Dubbo's `accesslog`): `"true"` as `tracing` events
+    /// on target `rpc::accesslog`, any other value as a file to append one
+    /// line per call to (caller, service, method, outcome, duration, time),
+    /// written in the background; a call never waits for the disk.
+    pub fn accesslog(mut self, accesslog: impl Into<String>) -> Self {
+        self.accesslog = Some(accesslog.into());
+        self
+    }
+
+    /// Turns a random token (`Token::Random`, `token=true`) into its value,
+    /// once per provider, so every protocol's URL publishes the same.
+    fn resolve_token(&mut self) {
+        let param = self.params.iter().rposition(|(k, _)| k == guard::keys::TOKEN);
+        if let Some(at) = param {
+            match Token::from_param(&self.params[at].1) {
+                Some(token @ Token::Random) => self.params[at].1 = token.value(),
+                Some(Token::Fixed(_)) | None => {}
+            }
+        } else if let Some(token) = &self.token {
+            self.token = Some(Token::Fixed(token.value()));
         }
     }
 
@@ -254,7 +317,7 @@ impl ProviderBuilder {
 
     /// Starts serving and registers every export. On failure nothing stays
     /// registered or listening.
-    pub async fn start(self) -> Result<RunningProvider, Error> {
+    pub async fn start(mut self) -> Result<RunningProvider, Error> {
         if self.exports.is_empty() {
             return Err(Error::Config(
                 "the provider exports no service: call `.serve(...)`".into(),
@@ -266,21 +329,37 @@ impl ProviderBuilder {
                 return Err(Error::Config(format!("`{}` is exported twice", export.key())));
             }
         }
+        for export in &mut self.exports {
+            export.resolve_token();
+        }
         let registries = self
             .registries
             .iter()
             .map(|address| rpc_registry::from_address(address))
             .collect::<Result<Vec<_>, _>>()?;
-        // request → provider layers → the export's layers → the service adapter.
-        let dispatcher = Dispatcher::new(self.exports.iter().map(|e| {
-            let layers: Vec<InvokerLayer> = self.layers.iter().chain(&e.layers).cloned().collect();
-            (e.key(), Exported::layered(e.handler.clone(), &layers))
-        }));
         let protocols = if self.protocols.is_empty() {
             vec![("rpc".to_string(), DEFAULT_RPC_PORT)]
         } else {
             self.protocols.clone()
         };
+        // The guards read the export's URL (its parameters; the port comes later).
+        let logs = AccessLogs::default();
+        let guards: Vec<Arc<Guard>> = self
+            .exports
+            .iter()
+            .map(|e| {
+                let url = self.provider_url(&protocols[0].0, 0, e, 0, "");
+                Guard::new(e.handler.descriptor(), &url, &logs)
+            })
+            .collect();
+        // request → guards → provider layers → the export's layers → the service adapter.
+        let dispatcher = Dispatcher::new(self.exports.iter().zip(&guards).map(|(e, guard)| {
+            let layers: Vec<InvokerLayer> = std::iter::once(guard.layer())
+                .chain(self.layers.iter().cloned())
+                .chain(e.layers.iter().cloned())
+                .collect();
+            (e.key(), Exported::layered(e.handler.clone(), &layers))
+        }));
         let bind_host = self.bind_host.clone().unwrap_or_else(|| self.host.clone());
         let mut servers = Vec::new();
         for (protocol, port) in &protocols {
@@ -320,12 +399,14 @@ impl ProviderBuilder {
                 urls.push(self.provider_url(protocol, server.local_addr().port(), export, timestamp, &instance));
             }
         }
-        let provider = RunningProvider {
+        let mut provider = RunningProvider {
             servers,
             registries,
             urls,
             grace: self.shutdown_grace,
             unregister_timeout: self.unregister_timeout,
+            logs,
+            watchers: Watchers::default(),
         };
         for registry in &provider.registries {
             for url in &provider.urls {
@@ -333,7 +414,19 @@ impl ProviderBuilder {
                     provider.shutdown().await;
                     return Err(e.into());
                 }
-                tracing::info!(%url, registry = %registry.url(), "registered");
+                tracing::info!(url = %url.redacted(), registry = %registry.url(), "registered");
+            }
+        }
+        // Provider-side override rules set the guards live.
+        let first = provider.urls.iter().take(self.exports.len());
+        for (url, guard) in first.zip(&guards) {
+            match watch_rules(&provider.registries, url, guard.clone()).await {
+                Ok(Some(watcher)) => provider.watchers.0.push(watcher),
+                Ok(None) => {}
+                Err(e) => {
+                    provider.shutdown().await;
+                    return Err(e);
+                }
             }
         }
         Ok(provider)
@@ -409,6 +502,21 @@ impl ProviderBuilder {
             offered.extend(Serialization::ALL.map(Serialization::name));
             url.set_param(keys::PREFER_SERIALIZATION, offered.join(","));
         }
+        if let Some(token) = &export.token {
+            url.set_param(guard::keys::TOKEN, token.value());
+        }
+        if let Some(executes) = export.executes {
+            url.set_param(guard::keys::EXECUTES, executes.to_string());
+        }
+        if let Some((tps, interval)) = export.tps {
+            url.set_param(guard::keys::TPS, tps.to_string());
+            if let Some(interval) = interval {
+                url.set_param(guard::keys::TPS_INTERVAL, interval.as_millis().to_string());
+            }
+        }
+        if let Some(accesslog) = &export.accesslog {
+            url.set_param(guard::keys::ACCESSLOG, accesslog.clone());
+        }
         for (key, value) in &export.params {
             url.set_param(key.clone(), value.clone());
         }
@@ -472,6 +580,57 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Watches the override rules of the export whose provider URL is `url` in
+/// every registry, applying the URL they make to its guards; `None` when no
+/// registry has a configuration centre to watch.
+async fn watch_rules(
+    registries: &[Arc<dyn Registry>],
+    url: &Url,
+    guard: Arc<Guard>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+    use futures::StreamExt;
+    if registries.is_empty() {
+        return Ok(None);
+    }
+    let mut sources = Vec::with_capacity(registries.len());
+    for (i, registry) in registries.iter().enumerate() {
+        sources.push(registry.rules(url).await?.map(move |set| (i, set)));
+    }
+    let count = sources.len();
+    let mut changes = futures::stream::select_all(sources);
+    let url = url.clone();
+    let key = ServiceKey::new(url.interface().unwrap_or_default(), url.version(), url.group());
+    Ok(Some(tokio::spawn(async move {
+        let governance = rpc_cluster::governance::Governance::new(key);
+        let mut latest: Vec<rpc_registry::RuleSet> = vec![Default::default(); count];
+        while let Some((source, set)) = changes.next().await {
+            if let Some(slot) = latest.get_mut(source) {
+                *slot = set;
+            }
+            let nodes: Vec<rpc_cluster::governance::RuleNode> = latest
+                .iter()
+                .flat_map(|set| set.iter())
+                .map(|n| rpc_cluster::governance::RuleNode::new(n.path.clone(), n.text.clone()))
+                .collect();
+            governance.update(&url, &nodes);
+            let configured = governance.configure_provider(&url);
+            guard.update(configured.as_ref().unwrap_or(&url));
+        }
+    })))
+}
+
+/// The provider's rule watchers, stopped with it.
+#[derive(Debug, Default)]
+struct Watchers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        for watcher in &self.0 {
+            watcher.abort();
+        }
+    }
+}
+
 /// A started provider.
 #[derive(Debug)]
 pub struct RunningProvider {
@@ -480,6 +639,8 @@ pub struct RunningProvider {
     urls: Vec<Url>,
     grace: Duration,
     unregister_timeout: Duration,
+    logs: AccessLogs,
+    watchers: Watchers,
 }
 
 impl RunningProvider {
@@ -521,13 +682,14 @@ impl RunningProvider {
     /// once: close the listeners, tell connected consumers the provider is
     /// going read-only, run the calls still arriving and in flight, and close
     /// each connection once drained, all within one grace period (see
-    /// [`ServerHandle::shutdown`]). Returns the calls abandoned when the grace
+    /// [`ServerHandle::shutdown`]); then stop following override rules and
+    /// write out the access logs. Returns the calls abandoned when the grace
     /// period ran out.
     pub async fn shutdown(&self) -> usize {
         let unregistrations = self.registries.iter().flat_map(|registry| {
             self.urls.iter().map(move |url| async move {
                 if let Err(e) = registry.unregister(url).await {
-                    tracing::warn!(%url, registry = %registry.url(), error = %e, "cannot unregister");
+                    tracing::warn!(url = %url.redacted(), registry = %registry.url(), error = %e, "cannot unregister");
                 }
             })
         });
@@ -538,6 +700,17 @@ impl RunningProvider {
                 "registries did not confirm every unregistration in time; draining anyway"
             );
         }
-        shutdown_servers(&self.servers, self.grace).await
+        let abandoned = shutdown_servers(&self.servers, self.grace).await;
+        for watcher in &self.watchers.0 {
+            watcher.abort();
+        }
+        // The access logs get the records of the calls just drained.
+        if tokio::time::timeout(self.grace.max(Duration::from_secs(1)), self.logs.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the access logs were not written out in time");
+        }
+        abandoned
     }
 }
