@@ -60,7 +60,8 @@ pub use rpc_macros::service;
 // Providing them.
 pub use guard::Token;
 pub use provider::{
-    DEFAULT_RPC_PORT, DEFAULT_SHUTDOWN_GRACE, Export, Provider, ProviderBuilder, RunningProvider, shutdown_signal,
+    DEFAULT_REGISTRY, DEFAULT_RPC_PORT, DEFAULT_SHUTDOWN_GRACE, Export, Provider, ProviderBuilder, RunningProvider,
+    shutdown_signal,
 };
 
 // Consuming them, and the settings of their calls.

@@ -15,6 +15,9 @@ use crate::Error;
 use crate::guard::accesslog::AccessLogs;
 use crate::guard::{self, Guard, Token};
 
+/// The name of a registry added without one (`registry(address)`).
+pub const DEFAULT_REGISTRY: &str = "default";
+
 /// Dubbo's default port of its native protocol, used when no protocol is configured.
 pub const DEFAULT_RPC_PORT: u16 = 20880;
 /// How long graceful shutdown waits for in-flight calls by default.
@@ -49,6 +52,8 @@ pub struct Export {
     executes: Option<u32>,
     tps: Option<(u64, Option<Duration>)>,
     accesslog: Option<String>,
+    registries: Option<Vec<String>>,
+    protocols: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Export {
@@ -77,7 +82,78 @@ impl Export {
             executes: None,
             tps: None,
             accesslog: None,
+            registries: None,
+            protocols: None,
         }
+    }
+
+    /// Registers only in the registries named (see
+    /// [`ProviderBuilder::registry_named`]; an unnamed registry is
+    /// [`DEFAULT_REGISTRY`]); default: every registry. A name the provider
+    /// does not have fails [`start`](ProviderBuilder::start).
+    pub fn registries<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.registries = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Serves (and registers) only on the protocols named (see
+    /// [`ProviderBuilder::protocol`]); default: every protocol. A call for it
+    /// on another protocol's port is answered "not exported here" (service
+    /// not found). A protocol the provider does not serve fails
+    /// [`start`](ProviderBuilder::start).
+    pub fn protocols<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.protocols = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    fn serves(&self, protocol: &str) -> bool {
+        self.protocols.as_ref().is_none_or(|p| p.iter().any(|p| p == protocol))
+    }
+
+    fn registers_in(&self, registry: &str) -> bool {
+        self.registries.as_ref().is_none_or(|r| r.iter().any(|r| r == registry))
+    }
+
+    /// Whether the registries and protocols it names exist.
+    fn check_names(
+        &self,
+        registries: &[(String, Arc<dyn Registry>)],
+        protocols: &[(String, u16)],
+    ) -> Result<(), Error> {
+        let key = self.key();
+        let check = |what: &str, named: &Option<Vec<String>>, have: Vec<&str>| -> Result<(), Error> {
+            let Some(named) = named else { return Ok(()) };
+            if named.is_empty() {
+                return Err(Error::Config(format!(
+                    "`{key}` names no {what}: name at least one, or none at all for every {what}"
+                )));
+            }
+            for name in named {
+                if !have.contains(&name.as_str()) {
+                    let mut have = have.clone();
+                    have.dedup();
+                    let have = if have.is_empty() {
+                        "none".to_string()
+                    } else {
+                        have.join(", ")
+                    };
+                    return Err(Error::Config(format!(
+                        "`{key}` names {what} `{name}`, which the provider does not have (its {what} names: {have})"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        check(
+            "registry",
+            &self.registries,
+            registries.iter().map(|(n, _)| n.as_str()).collect(),
+        )?;
+        check(
+            "protocol",
+            &self.protocols,
+            protocols.iter().map(|(p, _)| p.as_str()).collect(),
+        )
     }
 
     /// Requires callers to send `token` as their `token` attachment (Dubbo's
@@ -203,7 +279,8 @@ impl Export {
 #[derive(Debug)]
 pub struct ProviderBuilder {
     application: String,
-    registries: Vec<String>,
+    /// `(name, address)`; unnamed ones are [`DEFAULT_REGISTRY`].
+    registries: Vec<(String, String)>,
     protocols: Vec<(String, u16)>,
     host: String,
     bind_host: Option<String>,
@@ -240,9 +317,18 @@ impl ProviderBuilder {
 
     /// Registers every export in the registry at `address` (may be called
     /// several times: exports go to every registry). Without one, the provider
-    /// serves without registering (consumers use a direct URL).
+    /// serves without registering (consumers use a direct URL). Its name is
+    /// [`DEFAULT_REGISTRY`] (see [`registry_named`](Self::registry_named)).
     pub fn registry(mut self, address: impl Into<String>) -> Self {
-        self.registries.push(address.into());
+        self.registries.push((DEFAULT_REGISTRY.to_string(), address.into()));
+        self
+    }
+
+    /// The registry at `address`, named `name` (Dubbo's `<dubbo:registry id=...>`):
+    /// every export registers in it unless it names the registries it
+    /// registers in ([`Export::registries`]). Several registries may share a name.
+    pub fn registry_named(mut self, name: impl Into<String>, address: impl Into<String>) -> Self {
+        self.registries.push((name.into(), address.into()));
         self
     }
 
@@ -335,31 +421,40 @@ impl ProviderBuilder {
         let registries = self
             .registries
             .iter()
-            .map(|address| rpc_registry::from_address(address))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(name, address)| Ok((name.clone(), rpc_registry::from_address(address)?)))
+            .collect::<Result<Vec<(String, Arc<dyn Registry>)>, Error>>()?;
         let protocols = if self.protocols.is_empty() {
             vec![("rpc".to_string(), DEFAULT_RPC_PORT)]
         } else {
             self.protocols.clone()
         };
+        for export in &self.exports {
+            export.check_names(&registries, &protocols)?;
+        }
         // The guards read the export's URL (its parameters; the port comes later).
         let logs = AccessLogs::default();
         let guards: Vec<Arc<Guard>> = self
             .exports
             .iter()
             .map(|e| {
-                let url = self.provider_url(&protocols[0].0, 0, e, 0, "");
+                let protocol = protocols.iter().map(|(p, _)| p).find(|p| e.serves(p));
+                let url = self.provider_url(protocol.map_or("rpc", |p| p.as_str()), 0, e, 0, "");
                 Guard::new(e.handler.descriptor(), &url, &logs)
             })
             .collect();
         // request → guards → provider layers → the export's layers → the service adapter.
-        let dispatcher = Dispatcher::new(self.exports.iter().zip(&guards).map(|(e, guard)| {
-            let layers: Vec<InvokerLayer> = std::iter::once(guard.layer())
-                .chain(self.layers.iter().cloned())
-                .chain(e.layers.iter().cloned())
-                .collect();
-            (e.key(), Exported::layered(e.handler.clone(), &layers))
-        }));
+        let exported: Vec<Exported> = self
+            .exports
+            .iter()
+            .zip(&guards)
+            .map(|(e, guard)| {
+                let layers: Vec<InvokerLayer> = std::iter::once(guard.layer())
+                    .chain(self.layers.iter().cloned())
+                    .chain(e.layers.iter().cloned())
+                    .collect();
+                Exported::layered(e.handler.clone(), &layers)
+            })
+            .collect();
         let bind_host = self.bind_host.clone().unwrap_or_else(|| self.host.clone());
         let mut servers = Vec::new();
         for (protocol, port) in &protocols {
@@ -372,8 +467,17 @@ impl ProviderBuilder {
                     "unsupported protocol `{protocol}` (supported: rpc, tri, dubbo)"
                 )));
             }
+            // Each port serves the exports of its protocol only: a request
+            // for another is answered "not exported here", as in Dubbo.
+            let dispatcher = Dispatcher::new(
+                self.exports
+                    .iter()
+                    .zip(&exported)
+                    .filter(|(e, _)| e.serves(protocol))
+                    .map(|(e, exported)| (e.key(), exported.clone())),
+            );
             let address = format_address(&bind_host, *port);
-            match Server::new(dispatcher.clone(), self.server.clone())
+            match Server::new(dispatcher, self.server.clone())
                 .bind(address.as_str())
                 .await
             {
@@ -394,33 +498,50 @@ impl ProviderBuilder {
             .unwrap_or_default();
         let instance = instance_id(timestamp);
         let mut urls = Vec::new();
+        // Per export: its first URL, and the registries it registers in.
+        let mut first_url: Vec<Option<Url>> = vec![None; self.exports.len()];
+        let mut registrations = Vec::new();
         for (protocol, server) in &servers {
-            for export in &self.exports {
-                urls.push(self.provider_url(protocol, server.local_addr().port(), export, timestamp, &instance));
+            for (i, export) in self.exports.iter().enumerate() {
+                if !export.serves(protocol) {
+                    continue;
+                }
+                let url = self.provider_url(protocol, server.local_addr().port(), export, timestamp, &instance);
+                for (name, registry) in &registries {
+                    if export.registers_in(name) {
+                        registrations.push((registry.clone(), url.clone()));
+                    }
+                }
+                first_url[i].get_or_insert_with(|| url.clone());
+                urls.push(url);
             }
         }
         let mut provider = RunningProvider {
             servers,
-            registries,
+            registrations,
             urls,
             grace: self.shutdown_grace,
             unregister_timeout: self.unregister_timeout,
             logs,
             watchers: Watchers::default(),
         };
-        for registry in &provider.registries {
-            for url in &provider.urls {
-                if let Err(e) = registry.register(url).await {
-                    provider.shutdown().await;
-                    return Err(e.into());
-                }
-                tracing::info!(url = %url.redacted(), registry = %registry.url(), "registered");
+        for (registry, url) in &provider.registrations {
+            if let Err(e) = registry.register(url).await {
+                provider.shutdown().await;
+                return Err(e.into());
             }
+            tracing::info!(url = %url.redacted(), registry = %registry.url(), "registered");
         }
-        // Provider-side override rules set the guards live.
-        let first = provider.urls.iter().take(self.exports.len());
-        for (url, guard) in first.zip(&guards) {
-            match watch_rules(&provider.registries, url, guard.clone()).await {
+        // Provider-side override rules set the guards live, from the
+        // registries each export is in.
+        for ((export, url), guard) in self.exports.iter().zip(&first_url).zip(&guards) {
+            let Some(url) = url else { continue };
+            let its: Vec<Arc<dyn Registry>> = registries
+                .iter()
+                .filter(|(name, _)| export.registers_in(name))
+                .map(|(_, r)| r.clone())
+                .collect();
+            match watch_rules(&its, url, guard.clone()).await {
                 Ok(Some(watcher)) => provider.watchers.0.push(watcher),
                 Ok(None) => {}
                 Err(e) => {
@@ -635,7 +756,8 @@ impl Drop for Watchers {
 #[derive(Debug)]
 pub struct RunningProvider {
     servers: Vec<(String, ServerHandle)>,
-    registries: Vec<Arc<dyn Registry>>,
+    /// Each URL with each registry it is registered in.
+    registrations: Vec<(Arc<dyn Registry>, Url)>,
     urls: Vec<Url>,
     grace: Duration,
     unregister_timeout: Duration,
@@ -686,12 +808,10 @@ impl RunningProvider {
     /// write out the access logs. Returns the calls abandoned when the grace
     /// period ran out.
     pub async fn shutdown(&self) -> usize {
-        let unregistrations = self.registries.iter().flat_map(|registry| {
-            self.urls.iter().map(move |url| async move {
-                if let Err(e) = registry.unregister(url).await {
-                    tracing::warn!(url = %url.redacted(), registry = %registry.url(), error = %e, "cannot unregister");
-                }
-            })
+        let unregistrations = self.registrations.iter().map(|(registry, url)| async move {
+            if let Err(e) = registry.unregister(url).await {
+                tracing::warn!(url = %url.redacted(), registry = %registry.url(), error = %e, "cannot unregister");
+            }
         });
         let all = futures::future::join_all(unregistrations);
         if tokio::time::timeout(self.unregister_timeout, all).await.is_err() {
