@@ -329,3 +329,53 @@ async fn the_access_log_file_has_one_line_per_call_with_its_fields() {
     assert!(slow_us >= 300_000, "{text}");
     let _ = std::fs::remove_file(&log);
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread runs every task of this test, so the subscriber set for it sees
+// every event the provider, the consumers and the ZooKeeper registry log.
+// The token travels in a provider URL, a rule and an attachment; none of
+// them may print it.
+#[tokio::test(flavor = "current_thread")]
+async fn the_token_never_appears_in_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // Every event of this framework's crates (`rpc`, `rpc_core`, `rpc_cluster`,
+    // `rpc_registry`: targets starting with `rpc`). Not the ZooKeeper
+    // client's own debug events: they print node paths, and a provider's node
+    // name is its URL, the token included (the registry is where the token
+    // is published, as in Dubbo).
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("rpc=trace"))
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let zk = ZooKeeper::start();
+    let registry = zk_registry(&zk);
+    const SECRET: &str = "s3cret-never-logged";
+    let provider = provider_in(Some(&registry), "rpc", |e| e.token(Token::Fixed(SECRET.into()))).await;
+    let found = client(&registry).await;
+    assert_eq!(found.say_hello("a".into()).await.unwrap(), "Hello, a");
+    let bypass = client(&direct(&provider, "rpc")).await;
+    let refused = bypass.say_hello("b".into()).await.unwrap_err();
+    assert_eq!(refused.status(), Some(Status::UNAUTHENTICATED), "{refused}");
+    provider.shutdown().await;
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("registered"), "the capture works: {logs}");
+    assert!(logs.contains("token=***"), "URLs are logged redacted: {logs}");
+    assert!(!logs.contains(SECRET), "the token leaked into the logs:\n{logs}");
+}
