@@ -448,11 +448,8 @@ impl ProviderBuilder {
             .iter()
             .zip(&guards)
             .map(|(e, guard)| {
-                let layers: Vec<InvokerLayer> = std::iter::once(guard.layer())
-                    .chain(self.layers.iter().cloned())
-                    .chain(e.layers.iter().cloned())
-                    .collect();
-                Exported::layered(e.handler.clone(), &layers)
+                let layers: Vec<InvokerLayer> = self.layers.iter().chain(&e.layers).cloned().collect();
+                Exported::layered(e.handler.clone(), &layers).map_invoker(|inner| guard.wrap(inner))
             })
             .collect();
         let bind_host = self.bind_host.clone().unwrap_or_else(|| self.host.clone());

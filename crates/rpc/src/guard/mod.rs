@@ -1,5 +1,6 @@
 //! Provider guards: Dubbo's `token`, `executes`, `tps` and `accesslog`
-//! provider filters, as one layer outside every other layer of an export.
+//! provider filters, as one tower service outside every other layer of an
+//! export (a filter in Dubbo's words, like the user's provider layers).
 //!
 //! Each is a parameter of the provider URL (set on the [`Export`](crate::Export)
 //! or with [`Export::param`](crate::Export::param)), and a provider-side
@@ -28,7 +29,7 @@
 //! The checks run in that order: a caller without the token takes nothing
 //! from the limits. Every guard counts across the protocols an export is
 //! served on (one provider, one count). With no guard set, a call pays one
-//! atomic load and a branch.
+//! lock-free load (`ArcSwap`) and a branch, no allocation.
 
 pub(crate) mod accesslog;
 mod limit;
@@ -40,7 +41,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rpc_core::{BoxFuture, BoxInvoker, Invocation, InvokerLayer, Response, RpcError, ServiceDescriptor, Status, Url};
+use rpc_core::{BoxFuture, BoxInvoker, Invocation, Response, RpcError, ServiceDescriptor, Status, Url};
 use tokio::time::Instant;
 
 pub use accesslog::TARGET as ACCESSLOG_TARGET;
@@ -264,13 +265,14 @@ impl Guard {
         true
     }
 
-    /// The layer enforcing these guards.
-    pub(crate) fn layer(self: &Arc<Self>) -> InvokerLayer {
-        let guard = self.clone();
-        InvokerLayer::new(tower::layer::layer_fn(move |inner: BoxInvoker| Guarded {
-            inner,
-            guard: guard.clone(),
-        }))
+    /// `inner` behind these guards. Always ready (it waits for `inner`'s
+    /// readiness inside each call, as [`BoxInvoker::invoke`] does), and with
+    /// no guard set a call costs a load and a branch, no allocation.
+    pub(crate) fn wrap(self: &Arc<Self>, inner: BoxInvoker) -> BoxInvoker {
+        BoxInvoker::always_ready(Guarded {
+            inner: Arc::new(inner),
+            guard: self.clone(),
+        })
     }
 
     /// Refuses `invocation` if a guard says so; else what it holds while running.
@@ -339,7 +341,7 @@ fn same(sent: &[u8], expected: &[u8]) -> bool {
 /// An export's invoker behind its guards.
 #[derive(Clone)]
 struct Guarded {
-    inner: BoxInvoker,
+    inner: Arc<BoxInvoker>,
     guard: Arc<Guard>,
 }
 
@@ -348,14 +350,14 @@ impl tower::Service<Invocation> for Guarded {
     type Error = RpcError;
     type Future = BoxFuture<Result<Response, RpcError>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
         let settings = self.guard.settings.load();
         if settings.is_empty() {
-            return self.inner.call(invocation);
+            return self.inner.invoke(invocation);
         }
         let started = Instant::now();
         let caller = invocation
@@ -367,14 +369,16 @@ impl tower::Service<Invocation> for Guarded {
             .map(|log| (log, invocation.service().to_string(), invocation.method().to_string()));
         let running = match self.guard.admit(&settings, &invocation, &caller) {
             Ok(permit) => {
-                let call = self.inner.call(invocation);
+                let call = self.inner.invoke(invocation);
                 Ok(async move {
                     let result = call.await;
                     drop(permit);
                     result
                 })
             }
-            Err(refused) => Err(refused),
+            Err(refused) => Err(refused
+                .with_service(invocation.service())
+                .with_method(invocation.method())),
         };
         drop(settings);
         Box::pin(async move {
