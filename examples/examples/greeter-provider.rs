@@ -5,7 +5,8 @@
 //! cargo run --example greeter-provider -- --registry memory:// --port 0
 //! cargo run --example greeter-provider -- --registry zookeeper://127.0.0.1:2181 --port 0 \
 //!     --version 2.0.0 --tag b --weight 200 --delay-ms 50
-//! cargo run --example greeter-provider -- --registry zookeeper://127.0.0.1:2181 --port 0 --qos-port 22222
+//! cargo run --example greeter-provider -- --registry zookeeper://127.0.0.1:2181 --port 0 \
+//!     --token random --executes 10 --tps 100 --accesslog /tmp/greeter-access.log --qos-port 22222
 //! ```
 //!
 //! Prints `qos on <address>` when serving the QoS port (`--qos-port`), then
@@ -56,6 +57,24 @@ struct Args {
     /// Wait this long before answering each greeting (to play a slow provider).
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Require callers to send this token (`random`: a random one, published
+    /// to the registry's consumers); direct calls without it are refused.
+    #[arg(long)]
+    token: Option<String>,
+    /// At most this many calls of each method run at once; more are refused
+    /// (overloaded, not run: a failover consumer goes elsewhere).
+    #[arg(long)]
+    executes: Option<u32>,
+    /// At most this many calls per `--tps-interval-ms` (default 60 s); more are refused.
+    #[arg(long)]
+    tps: Option<u64>,
+    /// The window of `--tps`, in milliseconds.
+    #[arg(long)]
+    tps_interval_ms: Option<u64>,
+    /// Log every call: `true` as `tracing` events (target `rpc::accesslog`),
+    /// or a file to append one line per call to.
+    #[arg(long)]
+    accesslog: Option<String>,
     /// Seconds to wait for in-flight calls on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -95,6 +114,21 @@ async fn run(args: Args) -> Result<(), rpc::Error> {
             }
             if let Some(warmup) = args.warmup_ms {
                 export = export.warmup(Duration::from_millis(warmup));
+            }
+            if let Some(token) = args.token {
+                export = export.token(match token.as_str() {
+                    "random" => rpc::Token::Random,
+                    _ => rpc::Token::Fixed(token),
+                });
+            }
+            if let Some(executes) = args.executes {
+                export = export.executes(executes);
+            }
+            if let Some(tps) = args.tps {
+                export = export.tps(tps, args.tps_interval_ms.map(Duration::from_millis));
+            }
+            if let Some(accesslog) = args.accesslog {
+                export = export.accesslog(accesslog);
             }
             export
         });

@@ -281,7 +281,7 @@ impl Directory {
             tagged |= url.param(TAG_KEY).is_some_and(|t| !t.is_empty());
             match endpoint {
                 Some(endpoint) => next.push(endpoint),
-                None => tracing::debug!(%url, "skipping a provider whose protocol is not spoken here"),
+                None => tracing::debug!(url = %url.redacted(), "skipping a provider whose protocol is not spoken here"),
             }
         }
         tracing::debug!(key = %self.key, providers = next.len(), "provider set changed");

@@ -69,6 +69,8 @@ struct Profile {
     method_params: bool,
     /// The serializations the provider reads (see [`accepted`]).
     accepts: u8,
+    /// The provider's `token`, sent with every attempt (Dubbo's token guard).
+    token: Option<Arc<str>>,
 }
 
 impl Profile {
@@ -85,6 +87,10 @@ impl Profile {
                 .keys()
                 .any(|k| k.contains('.') && k != keys::PREFER_SERIALIZATION),
             accepts: accepted(url),
+            token: url
+                .param(TOKEN)
+                .filter(|t| !t.is_empty() && *t != "false")
+                .map(Into::into),
         }
     }
 }
@@ -137,6 +143,12 @@ fn origin_of(url: &Url) -> u64 {
         None => process_of(url),
     }
 }
+
+/// URL parameter and attachment: the token a provider requires of its
+/// callers (Dubbo's `token`). A provider URL that has one (as its registry
+/// publishes it, or a direct URL `rpc://host:port?token=...`) has it sent as
+/// the `token` attachment of every attempt to that provider.
+pub const TOKEN: &str = "token";
 
 /// URL parameter: the identity of the running provider that registered the
 /// URL, the same in every URL it registers (one per protocol and service).
@@ -346,7 +358,8 @@ impl Endpoint {
     /// around each attempt (which learn the provider from the invocation); its deadline
     /// becomes the attempt's (the call's, capped by `attempt_timeout`, and by
     /// the provider's own published timeout when the consumer set none), and a
-    /// wildcard reference is addressed to the provider's version and group.
+    /// wildcard reference is addressed to the provider's version and group,
+    /// and the provider's [`TOKEN`], if its URL has one, goes as an attachment.
     /// The attempt is counted in the provider's statistics; an error names the
     /// provider's address (the stub adds the service and method).
     ///
@@ -396,6 +409,9 @@ impl Endpoint {
         {
             let deadline = attempt.deadline().map_or(limit, |d| d.min(limit));
             attempt.set_deadline(Some(deadline));
+        }
+        if let Some(token) = &self.inner.profile.token {
+            attempt.set_attachment(TOKEN, &**token);
         }
         let deadline = attempt.deadline();
         if self.inner.layered {

@@ -45,7 +45,7 @@ pub use call::Call;
 pub use cluster::{Cluster, ClusterBuilder};
 pub use config::{Balancer, ClusterPolicy, MethodConfig};
 pub use directory::{Connect, Directory};
-pub use endpoint::{Endpoint, INSTANCE, Probe};
+pub use endpoint::{Endpoint, INSTANCE, Probe, TOKEN};
 pub use loadbalance::{Candidate, LoadBalance, Stats};
 pub use mock::{Mock, MockLayer, MockService, Mocks};
 pub use outlier::OutlierConfig;

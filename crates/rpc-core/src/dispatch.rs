@@ -58,6 +58,15 @@ impl Exported {
         Exported { descriptor, invoker }
     }
 
+    /// The same service with its invoker wrapped by `wrap`, outside
+    /// everything else (and outside the status mapping of
+    /// [`layered`](Self::layered)): for the provider's own guards, which
+    /// answer with provider statuses of their own.
+    pub fn map_invoker(mut self, wrap: impl FnOnce(BoxInvoker) -> BoxInvoker) -> Self {
+        self.invoker = wrap(self.invoker);
+        self
+    }
+
     /// What the service is.
     pub fn descriptor(&self) -> &'static ServiceDescriptor {
         self.descriptor

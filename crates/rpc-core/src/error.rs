@@ -52,6 +52,12 @@ pub enum Status {
 }
 
 impl Status {
+    /// 116 (Dubbo's status byte has no such code; gRPC's `UNAUTHENTICATED`
+    /// and `PERMISSION_DENIED` arrive as it): the provider refused the caller
+    /// before running anything, say for a missing or wrong `token`. Retrying
+    /// elsewhere does not help: not retryable.
+    pub const UNAUTHENTICATED: Status = Status::Other(116);
+
     /// The wire code of this status.
     pub const fn code(self) -> u8 {
         match self {
@@ -104,6 +110,7 @@ impl Status {
             Status::ServerError => "server error",
             Status::ClientError => "client error",
             Status::ServerOverloaded => "provider overloaded",
+            Status::Other(116) => "caller refused by the provider",
             Status::Other(_) => "unknown status",
         }
     }

@@ -268,6 +268,15 @@ impl Url {
         self.params.remove(key)
     }
 
+    /// This URL for logs: a secret parameter (`token`, a provider's guard)
+    /// shows as `***`. Display it instead of the URL wherever it is logged.
+    pub fn redacted(&self) -> std::borrow::Cow<'_, Url> {
+        match self.params.get("token") {
+            Some(_) => std::borrow::Cow::Owned(self.clone().with_param("token", "***")),
+            None => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
     /// The interface: the `interface` parameter, else the path, else the `service` parameter.
     pub fn interface(&self) -> Option<&str> {
         self.param(keys::INTERFACE)

@@ -33,6 +33,8 @@ pub struct Consumer {
 struct ConsumerInner {
     application: String,
     registries: Vec<Arc<dyn Registry>>,
+    /// The name of each of `registries`.
+    registry_names: Vec<String>,
     /// The consumer's nodes in the registries, by service: one per service
     /// while any reference to it lives.
     nodes: Mutex<HashMap<ServiceKey, std::sync::Weak<ConsumerNode>>>,
@@ -50,7 +52,8 @@ struct ConsumerInner {
 #[derive(Debug)]
 pub struct ConsumerBuilder {
     application: String,
-    registries: Vec<String>,
+    /// `(name, address)`.
+    registries: Vec<(String, String)>,
     defaults: MethodConfig,
     check: bool,
     channel: RpcChannelConfig,
@@ -109,6 +112,7 @@ impl Consumer {
             policy: None,
             tag: None,
             force_tag: false,
+            registries: None,
             _client: PhantomData,
         }
     }
@@ -154,7 +158,17 @@ impl ConsumerBuilder {
     /// times: provider sets are merged). `memory://`, or a direct provider list
     /// such as `rpc://127.0.0.1:20880`.
     pub fn registry(mut self, address: impl Into<String>) -> Self {
-        self.registries.push(address.into());
+        self.registries
+            .push((crate::provider::DEFAULT_REGISTRY.to_string(), address.into()));
+        self
+    }
+
+    /// The registry at `address`, named `name`: every reference subscribes to
+    /// it unless it names the registries it subscribes to
+    /// ([`ReferenceBuilder::registries`]). An unnamed registry
+    /// ([`registry`](Self::registry)) is [`DEFAULT_REGISTRY`](crate::DEFAULT_REGISTRY).
+    pub fn registry_named(mut self, name: impl Into<String>, address: impl Into<String>) -> Self {
+        self.registries.push((name.into(), address.into()));
         self
     }
 
@@ -241,12 +255,13 @@ impl ConsumerBuilder {
         let registries = self
             .registries
             .iter()
-            .map(|address| rpc_registry::from_address(address))
+            .map(|(_, address)| rpc_registry::from_address(address))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Consumer {
             inner: Arc::new(ConsumerInner {
                 application: self.application,
                 registries,
+                registry_names: self.registries.into_iter().map(|(name, _)| name).collect(),
                 nodes: Mutex::default(),
                 references: Mutex::default(),
                 connector: Arc::new(Connector {
@@ -287,10 +302,21 @@ pub struct ReferenceBuilder<C> {
     policy: Option<Arc<dyn Policy>>,
     tag: Option<String>,
     force_tag: bool,
+    registries: Option<Vec<String>>,
     _client: PhantomData<fn() -> C>,
 }
 
 impl<C> ReferenceBuilder<C> {
+    /// Subscribes only to the registries named (see
+    /// [`ConsumerBuilder::registry_named`]); default: every registry of the
+    /// consumer. The providers of several are merged into one directory (no
+    /// zone preference between them). A name the consumer does not have
+    /// fails [`build`](Self::build).
+    pub fn registries<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.registries = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Calls only providers of `version` (`*` for any). Default: the trait's.
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = Some(version.into());
@@ -491,17 +517,18 @@ impl<C> ReferenceBuilder<C> {
             }
         }
         let inner = &self.consumer.inner;
+        let registries = inner.registries_named(&key, self.registries.as_deref())?;
         let consumer_url = self.consumer_url(&key, descriptor);
         let mut sources = Vec::new();
-        for registry in &inner.registries {
+        for registry in &registries {
             sources.push(registry.subscribe(&consumer_url).await?);
         }
-        let mut rule_sources = Vec::with_capacity(inner.registries.len());
-        for registry in &inner.registries {
+        let mut rule_sources = Vec::with_capacity(registries.len());
+        for registry in &registries {
             rule_sources.push(registry.rules(&consumer_url).await?.map(cluster_rules as fn(_) -> _));
         }
         let governed_as = consumer_url.clone();
-        let node = inner.consumer_node(&key, consumer_url);
+        let node = inner.consumer_node(&key, consumer_url, &registries);
         let attempt_layers: Vec<InvokerLayer> = inner
             .attempt_layers
             .iter()
@@ -527,7 +554,7 @@ impl<C> ReferenceBuilder<C> {
             references.push(Arc::downgrade(&directory));
         }
         if self.check && directory.endpoints().is_empty() {
-            let registries: Vec<String> = inner.registries.iter().map(|r| r.url().to_string()).collect();
+            let registries: Vec<String> = registries.iter().map(|r| r.url().to_string()).collect();
             return Err(Error::NoProvider(
                 RpcError::new(
                     ErrorKind::NoProvider,
@@ -627,16 +654,43 @@ fn cluster_rules(set: rpc_registry::RuleSet) -> Arc<Vec<rpc_cluster::governance:
 }
 
 impl ConsumerInner {
+    /// The registries named `names` (all when `None`), for the reference `key`.
+    fn registries_named(&self, key: &ServiceKey, names: Option<&[String]>) -> Result<Vec<Arc<dyn Registry>>, Error> {
+        let Some(names) = names else {
+            return Ok(self.registries.clone());
+        };
+        if names.is_empty() {
+            return Err(Error::Config(format!(
+                "the reference to `{key}` names no registry: name at least one, or none at all for every registry"
+            )));
+        }
+        if let Some(unknown) = names.iter().find(|n| !self.registry_names.contains(n)) {
+            let mut have: Vec<&str> = self.registry_names.iter().map(String::as_str).collect();
+            have.dedup();
+            return Err(Error::Config(format!(
+                "the reference to `{key}` names registry `{unknown}`, which the consumer does not have (its registry names: {})",
+                have.join(", ")
+            )));
+        }
+        Ok(self
+            .registries
+            .iter()
+            .zip(&self.registry_names)
+            .filter(|(_, name)| names.contains(name))
+            .map(|(r, _)| r.clone())
+            .collect())
+    }
+
     /// The consumer's node for `key` in every registry: the live one when a
-    /// reference to the service exists, else registered now (in the
+    /// reference to the service exists, else registered now in `registries` (in the
     /// background: the node is for operators, as in Dubbo; never waited on).
-    fn consumer_node(&self, key: &ServiceKey, url: Url) -> Arc<ConsumerNode> {
+    fn consumer_node(&self, key: &ServiceKey, url: Url, registries: &[Arc<dyn Registry>]) -> Arc<ConsumerNode> {
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         nodes.retain(|_, node| node.strong_count() > 0);
         if let Some(node) = nodes.get(key).and_then(std::sync::Weak::upgrade) {
             return node;
         }
-        for registry in &self.registries {
+        for registry in registries {
             let (registry, url) = (registry.clone(), url.clone());
             tokio::spawn(async move {
                 if let Err(e) = registry.register(&url).await {
@@ -645,7 +699,7 @@ impl ConsumerInner {
             });
         }
         let node = Arc::new(ConsumerNode {
-            registries: self.registries.clone(),
+            registries: registries.to_vec(),
             url,
         });
         nodes.insert(key.clone(), Arc::downgrade(&node));

@@ -52,6 +52,7 @@
 
 mod consumer;
 mod generic;
+pub mod guard;
 mod provider;
 pub mod qos;
 mod setup_error;
@@ -61,8 +62,10 @@ pub use rpc_core::{MethodDescriptor, ServiceClient, ServiceDescriptor, ServiceHa
 pub use rpc_macros::service;
 
 // Providing them.
+pub use guard::Token;
 pub use provider::{
-    DEFAULT_RPC_PORT, DEFAULT_SHUTDOWN_GRACE, Export, Provider, ProviderBuilder, RunningProvider, shutdown_signal,
+    DEFAULT_REGISTRY, DEFAULT_RPC_PORT, DEFAULT_SHUTDOWN_GRACE, Export, Provider, ProviderBuilder, RunningProvider,
+    shutdown_signal,
 };
 
 // Consuming them, and the settings of their calls.

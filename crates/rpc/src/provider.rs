@@ -13,6 +13,11 @@ use rpc_core::{Dispatcher, IntoInvokerLayer, InvokerLayer, Serialization, Servic
 use rpc_registry::Registry;
 
 use crate::Error;
+use crate::guard::accesslog::AccessLogs;
+use crate::guard::{self, Guard, Token};
+
+/// The name of a registry added without one (`registry(address)`).
+pub const DEFAULT_REGISTRY: &str = "default";
 
 /// Dubbo's default port of its native protocol, used when no protocol is configured.
 pub const DEFAULT_RPC_PORT: u16 = 20880;
@@ -44,6 +49,12 @@ pub struct Export {
     warmup: Option<Duration>,
     params: Vec<(String, String)>,
     layers: Vec<InvokerLayer>,
+    token: Option<Token>,
+    executes: Option<u32>,
+    tps: Option<(u64, Option<Duration>)>,
+    accesslog: Option<String>,
+    registries: Option<Vec<String>>,
+    protocols: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Export {
@@ -68,6 +79,134 @@ impl Export {
             warmup: None,
             params: Vec::new(),
             layers: Vec::new(),
+            token: None,
+            executes: None,
+            tps: None,
+            accesslog: None,
+            registries: None,
+            protocols: None,
+        }
+    }
+
+    /// Registers only in the registries named (see
+    /// [`ProviderBuilder::registry_named`]; an unnamed registry is
+    /// [`DEFAULT_REGISTRY`]); default: every registry. A name the provider
+    /// does not have fails [`start`](ProviderBuilder::start).
+    pub fn registries<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.registries = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Serves (and registers) only on the protocols named (see
+    /// [`ProviderBuilder::protocol`]); default: every protocol. A call for it
+    /// on another protocol's port is answered "not exported here" (service
+    /// not found). A protocol the provider does not serve fails
+    /// [`start`](ProviderBuilder::start).
+    pub fn protocols<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.protocols = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    fn serves(&self, protocol: &str) -> bool {
+        self.protocols.as_ref().is_none_or(|p| p.iter().any(|p| p == protocol))
+    }
+
+    fn registers_in(&self, registry: &str) -> bool {
+        self.registries.as_ref().is_none_or(|r| r.iter().any(|r| r == registry))
+    }
+
+    /// Whether the registries and protocols it names exist.
+    fn check_names(
+        &self,
+        registries: &[(String, Arc<dyn Registry>)],
+        protocols: &[(String, u16)],
+    ) -> Result<(), Error> {
+        let key = self.key();
+        let check = |what: &str, named: &Option<Vec<String>>, have: Vec<&str>| -> Result<(), Error> {
+            let Some(named) = named else { return Ok(()) };
+            if named.is_empty() {
+                return Err(Error::Config(format!(
+                    "`{key}` names no {what}: name at least one, or none at all for every {what}"
+                )));
+            }
+            for name in named {
+                if !have.contains(&name.as_str()) {
+                    let mut have = have.clone();
+                    have.dedup();
+                    let have = if have.is_empty() {
+                        "none".to_string()
+                    } else {
+                        have.join(", ")
+                    };
+                    return Err(Error::Config(format!(
+                        "`{key}` names {what} `{name}`, which the provider does not have (its {what} names: {have})"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        check(
+            "registry",
+            &self.registries,
+            registries.iter().map(|(n, _)| n.as_str()).collect(),
+        )?;
+        check(
+            "protocol",
+            &self.protocols,
+            protocols.iter().map(|(p, _)| p.as_str()).collect(),
+        )
+    }
+
+    /// Requires callers to send `token` as their `token` attachment (Dubbo's
+    /// `token`): published in the provider URL, so consumers that find the
+    /// provider through a registry send it; a call without it (a direct call
+    /// that bypassed the registry) or with another is refused with
+    /// [`Status::UNAUTHENTICATED`](rpc_core::Status::UNAUTHENTICATED), not
+    /// retryable. A direct URL carries it as a parameter,
+    /// `rpc://host:port?token=...`. Also `.param("token", "true" | value)`.
+    pub fn token(mut self, token: Token) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// At most `executes` calls of each method run at once (Dubbo's
+    /// `executes`; `.param("{method}.executes", n)` for one method): the
+    /// next is refused, not run, with
+    /// [`Status::ServerOverloaded`](rpc_core::Status::ServerOverloaded), so a
+    /// failover consumer sends it elsewhere. 0: no limit.
+    pub fn executes(mut self, executes: u32) -> Self {
+        self.executes = Some(executes);
+        self
+    }
+
+    /// At most `tps` calls of the service per window of `interval` (Dubbo's
+    /// `tps` and `tps.interval`; `None`: 60 s); refused like
+    /// [`executes`](Self::executes). 0: no limit.
+    pub fn tps(mut self, tps: u64, interval: Option<Duration>) -> Self {
+        self.tps = Some((tps, interval));
+        self
+    }
+
+    /// Records every call (Dubbo's `accesslog`): `"true"` as `tracing` events
+    /// on target `rpc::accesslog`, any other value as a file to append one
+    /// line per call to (caller, service, method, outcome, duration, time),
+    /// written in the background; a call never waits for the disk.
+    pub fn accesslog(mut self, accesslog: impl Into<String>) -> Self {
+        self.accesslog = Some(accesslog.into());
+        self
+    }
+
+    /// Turns a random token (`Token::Random`, `token=true`) into its value,
+    /// once per provider, so every protocol's URL publishes the same.
+    fn resolve_token(&mut self) {
+        let param = self.params.iter().rposition(|(k, _)| k == guard::keys::TOKEN);
+        if let Some(at) = param {
+            match Token::from_param(&self.params[at].1) {
+                Some(token @ Token::Random) => self.params[at].1 = token.value(),
+                Some(Token::Fixed(_)) | None => {}
+            }
+        } else if let Some(token) = &self.token {
+            self.token = Some(Token::Fixed(token.value()));
         }
     }
 
@@ -141,7 +280,8 @@ impl Export {
 #[derive(Debug)]
 pub struct ProviderBuilder {
     application: String,
-    registries: Vec<String>,
+    /// `(name, address)`; unnamed ones are [`DEFAULT_REGISTRY`].
+    registries: Vec<(String, String)>,
     protocols: Vec<(String, u16)>,
     host: String,
     bind_host: Option<String>,
@@ -180,9 +320,18 @@ impl ProviderBuilder {
 
     /// Registers every export in the registry at `address` (may be called
     /// several times: exports go to every registry). Without one, the provider
-    /// serves without registering (consumers use a direct URL).
+    /// serves without registering (consumers use a direct URL). Its name is
+    /// [`DEFAULT_REGISTRY`] (see [`registry_named`](Self::registry_named)).
     pub fn registry(mut self, address: impl Into<String>) -> Self {
-        self.registries.push(address.into());
+        self.registries.push((DEFAULT_REGISTRY.to_string(), address.into()));
+        self
+    }
+
+    /// The registry at `address`, named `name` (Dubbo's `<dubbo:registry id=...>`):
+    /// every export registers in it unless it names the registries it
+    /// registers in ([`Export::registries`]). Several registries may share a name.
+    pub fn registry_named(mut self, name: impl Into<String>, address: impl Into<String>) -> Self {
+        self.registries.push((name.into(), address.into()));
         self
     }
 
@@ -269,7 +418,7 @@ impl ProviderBuilder {
 
     /// Starts serving and registers every export. On failure nothing stays
     /// registered or listening.
-    pub async fn start(self) -> Result<RunningProvider, Error> {
+    pub async fn start(mut self) -> Result<RunningProvider, Error> {
         if self.exports.is_empty() {
             return Err(Error::Config(
                 "the provider exports no service: call `.serve(...)`".into(),
@@ -281,21 +430,43 @@ impl ProviderBuilder {
                 return Err(Error::Config(format!("`{}` is exported twice", export.key())));
             }
         }
+        for export in &mut self.exports {
+            export.resolve_token();
+        }
         let registries = self
             .registries
             .iter()
-            .map(|address| rpc_registry::from_address(address))
-            .collect::<Result<Vec<_>, _>>()?;
-        // request → provider layers → the export's layers → the service adapter.
-        let dispatcher = Dispatcher::new(self.exports.iter().map(|e| {
-            let layers: Vec<InvokerLayer> = self.layers.iter().chain(&e.layers).cloned().collect();
-            (e.key(), Exported::layered(e.handler.clone(), &layers))
-        }));
+            .map(|(name, address)| Ok((name.clone(), rpc_registry::from_address(address)?)))
+            .collect::<Result<Vec<(String, Arc<dyn Registry>)>, Error>>()?;
         let protocols = if self.protocols.is_empty() {
             vec![("rpc".to_string(), DEFAULT_RPC_PORT)]
         } else {
             self.protocols.clone()
         };
+        for export in &self.exports {
+            export.check_names(&registries, &protocols)?;
+        }
+        // The guards read the export's URL (its parameters; the port comes later).
+        let logs = AccessLogs::default();
+        let guards: Vec<Arc<Guard>> = self
+            .exports
+            .iter()
+            .map(|e| {
+                let protocol = protocols.iter().map(|(p, _)| p).find(|p| e.serves(p));
+                let url = self.provider_url(protocol.map_or("rpc", |p| p.as_str()), 0, e, 0, "");
+                Guard::new(e.handler.descriptor(), &url, &logs)
+            })
+            .collect();
+        // request → guards → provider layers → the export's layers → the service adapter.
+        let exported: Vec<Exported> = self
+            .exports
+            .iter()
+            .zip(&guards)
+            .map(|(e, guard)| {
+                let layers: Vec<InvokerLayer> = self.layers.iter().chain(&e.layers).cloned().collect();
+                Exported::layered(e.handler.clone(), &layers).map_invoker(|inner| guard.wrap(inner))
+            })
+            .collect();
         let bind_host = self.bind_host.clone().unwrap_or_else(|| self.host.clone());
         let mut servers = Vec::new();
         for (protocol, port) in &protocols {
@@ -308,8 +479,17 @@ impl ProviderBuilder {
                     "unsupported protocol `{protocol}` (supported: rpc, tri, dubbo)"
                 )));
             }
+            // Each port serves the exports of its protocol only: a request
+            // for another is answered "not exported here", as in Dubbo.
+            let dispatcher = Dispatcher::new(
+                self.exports
+                    .iter()
+                    .zip(&exported)
+                    .filter(|(e, _)| e.serves(protocol))
+                    .map(|(e, exported)| (e.key(), exported.clone())),
+            );
             let address = format_address(&bind_host, *port);
-            match Server::new(dispatcher.clone(), self.server.clone())
+            match Server::new(dispatcher, self.server.clone())
                 .bind(address.as_str())
                 .await
             {
@@ -330,22 +510,54 @@ impl ProviderBuilder {
             .unwrap_or_default();
         let instance = instance_id(timestamp);
         let mut urls = Vec::new();
+        // Per export: its first URL, and the registries it registers in.
+        let mut first_url: Vec<Option<Url>> = vec![None; self.exports.len()];
+        let mut registrations = Vec::new();
         for (protocol, server) in &servers {
-            for export in &self.exports {
+            for (i, export) in self.exports.iter().enumerate() {
+                if !export.serves(protocol) {
+                    continue;
+                }
                 let url = self.provider_url(protocol, server.local_addr().port(), export, timestamp, &instance);
+                for (name, registry) in &registries {
+                    if export.registers_in(name) {
+                        registrations.push((registry.clone(), urls.len()));
+                    }
+                }
+                first_url[i].get_or_insert_with(|| url.clone());
                 urls.push((export.key(), url));
             }
         }
         let mut provider = RunningProvider {
             servers,
-            registration: Arc::new(Registration::new(registries, urls)),
+            registration: Arc::new(Registration::new(urls, registrations)),
             grace: self.shutdown_grace,
             unregister_timeout: self.unregister_timeout,
+            logs,
+            watchers: Watchers::default(),
             qos: None,
         };
         if let Err(e) = provider.registration.set_online("*", true).await {
             provider.shutdown().await;
             return Err(e);
+        }
+        // Provider-side override rules set the guards live, from the
+        // registries each export is in.
+        for ((export, url), guard) in self.exports.iter().zip(&first_url).zip(&guards) {
+            let Some(url) = url else { continue };
+            let its: Vec<Arc<dyn Registry>> = registries
+                .iter()
+                .filter(|(name, _)| export.registers_in(name))
+                .map(|(_, r)| r.clone())
+                .collect();
+            match watch_rules(&its, url, guard.clone()).await {
+                Ok(Some(watcher)) => provider.watchers.0.push(watcher),
+                Ok(None) => {}
+                Err(e) => {
+                    provider.shutdown().await;
+                    return Err(e);
+                }
+            }
         }
         if let Some(port) = self.qos_port {
             match crate::qos::Qos::builder().port(port).provider(&provider).start().await {
@@ -429,6 +641,21 @@ impl ProviderBuilder {
             offered.extend(Serialization::ALL.map(Serialization::name));
             url.set_param(keys::PREFER_SERIALIZATION, offered.join(","));
         }
+        if let Some(token) = &export.token {
+            url.set_param(guard::keys::TOKEN, token.value());
+        }
+        if let Some(executes) = export.executes {
+            url.set_param(guard::keys::EXECUTES, executes.to_string());
+        }
+        if let Some((tps, interval)) = export.tps {
+            url.set_param(guard::keys::TPS, tps.to_string());
+            if let Some(interval) = interval {
+                url.set_param(guard::keys::TPS_INTERVAL, interval.as_millis().to_string());
+            }
+        }
+        if let Some(accesslog) = &export.accesslog {
+            url.set_param(guard::keys::ACCESSLOG, accesslog.clone());
+        }
         for (key, value) in &export.params {
             url.set_param(key.clone(), value.clone());
         }
@@ -492,6 +719,57 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Watches the override rules of the export whose provider URL is `url` in
+/// every registry, applying the URL they make to its guards; `None` when no
+/// registry has a configuration centre to watch.
+async fn watch_rules(
+    registries: &[Arc<dyn Registry>],
+    url: &Url,
+    guard: Arc<Guard>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+    use futures::StreamExt;
+    if registries.is_empty() {
+        return Ok(None);
+    }
+    let mut sources = Vec::with_capacity(registries.len());
+    for (i, registry) in registries.iter().enumerate() {
+        sources.push(registry.rules(url).await?.map(move |set| (i, set)));
+    }
+    let count = sources.len();
+    let mut changes = futures::stream::select_all(sources);
+    let url = url.clone();
+    let key = ServiceKey::new(url.interface().unwrap_or_default(), url.version(), url.group());
+    Ok(Some(tokio::spawn(async move {
+        let governance = rpc_cluster::governance::Governance::new(key);
+        let mut latest: Vec<rpc_registry::RuleSet> = vec![Default::default(); count];
+        while let Some((source, set)) = changes.next().await {
+            if let Some(slot) = latest.get_mut(source) {
+                *slot = set;
+            }
+            let nodes: Vec<rpc_cluster::governance::RuleNode> = latest
+                .iter()
+                .flat_map(|set| set.iter())
+                .map(|n| rpc_cluster::governance::RuleNode::new(n.path.clone(), n.text.clone()))
+                .collect();
+            governance.update(&url, &nodes);
+            let configured = governance.configure_provider(&url);
+            guard.update(configured.as_ref().unwrap_or(&url));
+        }
+    })))
+}
+
+/// The provider's rule watchers, stopped with it.
+#[derive(Debug, Default)]
+struct Watchers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        for watcher in &self.0 {
+            watcher.abort();
+        }
+    }
+}
+
 /// A started provider.
 #[derive(Debug)]
 pub struct RunningProvider {
@@ -499,6 +777,8 @@ pub struct RunningProvider {
     registration: Arc<Registration>,
     grace: Duration,
     unregister_timeout: Duration,
+    logs: AccessLogs,
+    watchers: Watchers,
     /// The QoS server of [`ProviderBuilder::qos_port`]; answers (probes
     /// saying "not ready") through shutdown, closed when this is dropped.
     qos: Option<crate::qos::QosServer>,
@@ -583,7 +863,8 @@ impl RunningProvider {
     /// once: close the listeners, tell connected consumers the provider is
     /// going read-only, run the calls still arriving and in flight, and close
     /// each connection once drained, all within one grace period (see
-    /// [`ServerHandle::shutdown`]). Returns the calls abandoned when the grace
+    /// [`ServerHandle::shutdown`]); then stop following override rules and
+    /// write out the access logs. Returns the calls abandoned when the grace
     /// period ran out.
     pub async fn shutdown(&self) -> usize {
         self.registration.stopping.store(true, Ordering::SeqCst);
@@ -594,7 +875,18 @@ impl RunningProvider {
                 "registries did not confirm every unregistration in time; draining anyway"
             );
         }
-        shutdown_servers(&self.servers, self.grace).await
+        let abandoned = shutdown_servers(&self.servers, self.grace).await;
+        for watcher in &self.watchers.0 {
+            watcher.abort();
+        }
+        // The access logs get the records of the calls just drained.
+        if tokio::time::timeout(self.grace.max(Duration::from_secs(1)), self.logs.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the access logs were not written out in time");
+        }
+        abandoned
     }
 }
 
@@ -603,12 +895,13 @@ impl RunningProvider {
 /// one lock so that online, offline and shutdown never interleave.
 #[derive(Debug)]
 pub(crate) struct Registration {
-    registries: Vec<Arc<dyn Registry>>,
     /// Every provider URL with the service it exports.
     urls: Vec<Url>,
     keys: Vec<ServiceKey>,
-    /// `registered[r * urls.len() + u]`: URL `u` is in registry `r`. Read
-    /// without waiting for an operation in progress (QoS `ls`, probes).
+    /// Each registration: a registry and the URL (its index) it holds.
+    pairs: Vec<(Arc<dyn Registry>, usize)>,
+    /// `registered[p]`: registration `p` is in its registry. Read without
+    /// waiting for an operation in progress (QoS `ls`, probes).
     registered: Mutex<Vec<bool>>,
     /// Held for the whole of each online/offline operation.
     operation: tokio::sync::Mutex<()>,
@@ -617,20 +910,21 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
-    fn new(registries: Vec<Arc<dyn Registry>>, urls: Vec<(ServiceKey, Url)>) -> Self {
+    fn new(urls: Vec<(ServiceKey, Url)>, pairs: Vec<(Arc<dyn Registry>, usize)>) -> Self {
         let (keys, urls): (Vec<ServiceKey>, Vec<Url>) = urls.into_iter().unzip();
         Registration {
-            registered: Mutex::new(vec![false; registries.len() * urls.len()]),
-            registries,
+            registered: Mutex::new(vec![false; pairs.len()]),
             urls,
             keys,
+            pairs,
             operation: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
         }
     }
 
     /// Registers (`online`) or unregisters the URLs of the services matching
-    /// `pattern`; returns how many services matched.
+    /// `pattern`, in the registries their exports name; returns how many
+    /// services matched.
     pub(crate) async fn set_online(&self, pattern: &str, online: bool) -> Result<usize, Error> {
         let _operation = self.operation.lock().await;
         if online && self.stopping.load(Ordering::SeqCst) {
@@ -638,19 +932,17 @@ impl Registration {
                 "the provider is shutting down: its services cannot go online again".into(),
             ));
         }
-        let matched: Vec<usize> = (0..self.urls.len())
-            .filter(|&u| service_matches(pattern, &self.keys[u]))
-            .collect();
-        let services: std::collections::HashSet<&ServiceKey> = matched.iter().map(|&u| &self.keys[u]).collect();
-        let pending: Vec<(usize, usize)> = {
+        let services: std::collections::HashSet<&ServiceKey> =
+            self.keys.iter().filter(|key| service_matches(pattern, key)).collect();
+        let pending: Vec<usize> = {
             let registered = lock(&self.registered);
-            (0..self.registries.len())
-                .flat_map(|r| matched.iter().map(move |&u| (r, u)))
-                .filter(|&(r, u)| registered[r * self.urls.len() + u] != online)
+            (0..self.pairs.len())
+                .filter(|&p| registered[p] != online && services.contains(&self.keys[self.pairs[p].1]))
                 .collect()
         };
-        let results = futures::future::join_all(pending.iter().map(|&(r, u)| async move {
-            let (registry, url) = (&self.registries[r], &self.urls[u]);
+        let results = futures::future::join_all(pending.iter().map(|&p| async move {
+            let (registry, u) = &self.pairs[p];
+            let url = &self.urls[*u];
             let result = if online {
                 registry.register(url).await
             } else {
@@ -658,7 +950,8 @@ impl Registration {
             };
             match &result {
                 Ok(()) => {
-                    lock(&self.registered)[r * self.urls.len() + u] = online;
+                    lock(&self.registered)[p] = online;
+                    let url = url.redacted();
                     if online {
                         tracing::info!(%url, registry = %registry.url(), "registered");
                     } else {
@@ -667,7 +960,7 @@ impl Registration {
                 }
                 Err(e) => {
                     let action = if online { "cannot register" } else { "cannot unregister" };
-                    tracing::warn!(%url, registry = %registry.url(), error = %e, "{action}");
+                    tracing::warn!(url = %url.redacted(), registry = %registry.url(), error = %e, "{action}");
                 }
             }
             result
@@ -683,11 +976,16 @@ impl Registration {
     pub(crate) fn services(&self) -> Vec<(ServiceKey, bool)> {
         let registered = lock(&self.registered);
         let mut services: Vec<(ServiceKey, bool)> = Vec::new();
-        for (u, key) in self.keys.iter().enumerate() {
-            let on = (0..self.registries.len()).any(|r| registered[r * self.urls.len() + u]);
-            match services.iter_mut().find(|(k, _)| k == key) {
-                Some((_, any)) => *any |= on,
-                None => services.push((key.clone(), on)),
+        for key in &self.keys {
+            if !services.iter().any(|(k, _)| k == key) {
+                services.push((key.clone(), false));
+            }
+        }
+        for (p, (_, u)) in self.pairs.iter().enumerate() {
+            if registered[p]
+                && let Some((_, on)) = services.iter_mut().find(|(k, _)| *k == self.keys[*u])
+            {
+                *on = true;
             }
         }
         services
@@ -696,8 +994,7 @@ impl Registration {
     /// Serving, and findable: not shutting down, and registered in some
     /// registry unless it has none (then consumers reach it directly).
     pub(crate) fn ready(&self) -> bool {
-        !self.stopping.load(Ordering::SeqCst)
-            && (self.registries.is_empty() || lock(&self.registered).iter().any(|&on| on))
+        !self.stopping.load(Ordering::SeqCst) && (self.pairs.is_empty() || lock(&self.registered).iter().any(|&on| on))
     }
 
     /// Started and not stopping.

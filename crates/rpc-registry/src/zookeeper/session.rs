@@ -212,7 +212,7 @@ async fn reconcile(shared: &Shared, client: &Client) -> Result<(), PassFailure> 
     }
     for url in missing {
         match put_in_place(shared, client, &url).await {
-            Ok(()) => tracing::info!(registry = %shared.url, %url, "registration restored"),
+            Ok(()) => tracing::info!(registry = %shared.url, url = %url.redacted(), "registration restored"),
             Err(reason) => problems.push(format!("cannot create the node of {url}: {reason}")),
         }
     }

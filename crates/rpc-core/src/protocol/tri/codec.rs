@@ -176,7 +176,7 @@ pub(crate) fn code_of(error: &RpcError) -> u32 {
 
 /// The status our native code uses for gRPC's UNAUTHENTICATED, which Dubbo's
 /// status byte has no code for.
-pub(crate) const OTHER_UNAUTHENTICATED: u8 = 116;
+pub(crate) const OTHER_UNAUTHENTICATED: u8 = Status::UNAUTHENTICATED.code();
 
 /// Our error for a gRPC status a peer answered.
 pub(crate) fn error_of(grpc_code: u32, message: &str) -> RpcError {

@@ -321,6 +321,9 @@ async fn handle(server: &Arc<ServerShared>, peer: SocketAddr, request: Request<I
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             reply
         }
+        // A provider layer's refusal (a limit such as `executes` or `tps`):
+        // the handler did not run, and the consumer may take it for that.
+        (Err(error), _) if error.status() == Some(Status::ServerOverloaded) => refused(answer(error), "overloaded"),
         (Err(error), _) => answer(error),
     }
 }
