@@ -5,9 +5,10 @@
 //!
 //! Java's `dubbo://` client replaces a loopback provider address with the
 //! machine's first non-loopback one (`NetUtils.filterLocalHost`, and no Dubbo
-//! setting turns that off: `getLocalAddress` never answers a loopback address
-//! while another exists), so the Rust provider Java calls registers and
-//! listens on that address, as the Java provider does.
+//! setting turns that off), so the tests with Java peers run in a network
+//! namespace of their own (`rpc_tests::netns`), where the Rust provider Java
+//! calls registers and listens on the namespace's `10.77.0.1`, as the Java
+//! provider does: no test uses this machine's real address.
 //!
 //! Needs the peers built by `tests/java/build.sh` (`./scripts/test.sh` builds them).
 
@@ -20,8 +21,8 @@ use rpc_tests::free_port;
 use rpc_tests::java::JavaPeer;
 use rpc_tests::java_greeter::{
     CALLS_TIMEOUT, GreeterClient, GreeterPlusClient, GreeterServer, RustGreeter, check_java_provider_answers,
-    non_loopback_address,
 };
+use rpc_tests::netns;
 use rpc_tests::zk::ZooKeeper;
 
 async fn rust_provider(registry: &str, host: &str) -> RunningProvider {
@@ -41,8 +42,9 @@ async fn rust_provider(registry: &str, host: &str) -> RunningProvider {
 /// list, a map, a null, a timeout; and at a direct URL, a wrong version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_java_consumer_calls_a_rust_provider_over_dubbo() {
+    let Some(net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
-    let host = non_loopback_address().to_string();
+    let host = net.address().to_string();
     let provider = rust_provider(&zk.url(), &host).await;
     let url = provider.urls()[0].clone();
     assert_eq!(url.protocol(), "dubbo", "{url}");
@@ -113,6 +115,7 @@ async fn a_java_consumer_calls_a_rust_provider_over_dubbo() {
 /// declared exception as the method's `Err`, other failures as clear `RpcError`s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_consumer_calls_a_java_provider_over_dubbo() {
+    let Some(_net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
     let registry = zk.url();
     let java = tokio::task::spawn_blocking(move || JavaPeer::provider(&registry, free_port(), free_port(), &[]))
@@ -177,6 +180,7 @@ async fn a_rust_consumer_calls_a_java_provider_over_dubbo() {
 /// fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_reference_balances_over_java_and_rust_providers_and_survives_kill_9() {
+    let Some(_net) = netns::isolate() else { return };
     use rpc::{Balancer, ClusterPolicy, MethodConfig};
     use rpc_tests::ProviderProcess;
     use std::collections::BTreeSet;
