@@ -193,9 +193,23 @@ async fn one_reference_balances_over_java_and_rust_providers_and_survives_kill_9
         let registry = registry.clone();
         tokio::task::spawn_blocking(move || {
             let other = registry.clone();
-            let second =
-                std::thread::spawn(move || JavaPeer::provider(&other, free_port(), free_port(), &["--name", "java2"]));
-            let first = JavaPeer::provider(&registry, free_port(), free_port(), &["--name", "java1"]);
+            // Java registers no pid: its processes are told apart by host and
+            // application, so two on one host (here, the namespace's address)
+            // need applications of their own, as on two hosts.
+            let second = std::thread::spawn(move || {
+                JavaPeer::provider(
+                    &other,
+                    free_port(),
+                    free_port(),
+                    &["--name", "java2", "--application", "java2"],
+                )
+            });
+            let first = JavaPeer::provider(
+                &registry,
+                free_port(),
+                free_port(),
+                &["--name", "java1", "--application", "java1"],
+            );
             (first, second.join().unwrap())
         })
         .await
