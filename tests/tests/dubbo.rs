@@ -295,3 +295,248 @@ async fn one_reference_balances_over_java_and_rust_providers_and_survives_kill_9
     assert_eq!(*answered.lock().unwrap(), survivors, "the survivors share the load");
     drop((java2, rust2));
 }
+
+/// `org.example.Greeter` answering `Hello, NAME from TAG`, to tell providers apart.
+#[derive(Clone, Copy)]
+struct Tagged(&'static str);
+
+impl rpc_tests::java_greeter::Greeter for Tagged {
+    async fn say_hello(&self, name: String) -> String {
+        format!("Hello, {name} from {}", self.0)
+    }
+    async fn place_order(
+        &self,
+        order: rpc_tests::java_greeter::Order,
+    ) -> Result<rpc_tests::java_greeter::OrderId, rpc_tests::java_greeter::OrderRejected> {
+        RustGreeter.place_order(order).await
+    }
+    async fn sleep(&self, millis: i64) {
+        RustGreeter.sleep(millis).await
+    }
+    async fn echo_list(&self, values: Vec<String>) -> Vec<String> {
+        values
+    }
+    async fn echo_map(
+        &self,
+        values: std::collections::BTreeMap<String, i32>,
+    ) -> std::collections::BTreeMap<String, i32> {
+        values
+    }
+    async fn echo_nullable(&self, value: Option<String>) -> Option<String> {
+        value
+    }
+}
+
+/// A Rust provider exporting `dubbo` and `tri`, answering `from <tag>`.
+async fn tagged_provider(registry: &str, host: &str, tag: &'static str) -> RunningProvider {
+    Provider::builder()
+        .application(format!("rust-greeter-{tag}"))
+        .registry(registry)
+        .host(host)
+        .protocol("dubbo", 0)
+        .protocol("tri", 0)
+        .export(Export::new(GreeterServer::new(Tagged(tag))))
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A foreign (Java) consumer and a Rust consumer both see a Rust provider
+/// leave the registry on graceful shutdown: both call two Rust providers
+/// (`dubbo` + `tri` each) without retries; one shuts down gracefully; its
+/// znodes go, no call of either consumer fails, and every later call is
+/// answered by the provider that stays (a consumer still holding the gone
+/// provider would send it calls, and without retries they would fail). When
+/// the second leaves too, the Java consumer reports no provider and the Rust
+/// one's directory is empty (`NoProvider`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_java_and_a_rust_consumer_see_a_rust_provider_leave_on_graceful_shutdown() {
+    use rpc::registry::{ProviderSet, Registry, Subscription, ZookeeperRegistry};
+    use rpc::{ClusterPolicy, Url};
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let Some(net) = netns::isolate() else { return };
+    let zk = ZooKeeper::start();
+    let host = net.address().to_string();
+    let registry = ZookeeperRegistry::new(&Url::parse(&zk.url()).unwrap()).unwrap();
+    let watcher = Url::new("consumer", "127.0.0.1", 0)
+        .with_path("org.example.Greeter")
+        .with_param("side", "consumer");
+    let mut sub = registry.subscribe(&watcher).await.unwrap();
+    async fn until(sub: &mut Subscription, what: &str, done: impl Fn(&ProviderSet) -> bool) {
+        use futures::StreamExt;
+        if done(&sub.current()) {
+            return;
+        }
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(set) = sub.next().await {
+                if done(&set) {
+                    return;
+                }
+            }
+            panic!("the subscription ended before {what}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no provider set with {what} within 20 s: {:?}", sub.current()));
+    }
+
+    let leaving = tagged_provider(&zk.url(), &host, "a").await;
+    let staying = tagged_provider(&zk.url(), &host, "b").await;
+    let staying_ports: BTreeSet<u16> = staying.urls().iter().map(|u| u.port()).collect();
+    until(&mut sub, "both providers' 4 URLs", |s| s.len() == 4).await;
+
+    // The Java consumer calls in a loop on its own thread, without retries.
+    let registry_url = zk.url();
+    let java = tokio::task::spawn_blocking(move || {
+        JavaPeer::consumer(&[
+            "--registry",
+            &registry_url,
+            "--protocol",
+            "dubbo",
+            "--timeout",
+            "5000",
+            "--retries",
+            "0",
+        ])
+    })
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let java_results: Arc<Mutex<Vec<String>>> = Arc::default();
+    let java_loop = {
+        let (stop, results) = (stop.clone(), java_results.clone());
+        std::thread::spawn(move || {
+            let mut java = java;
+            while !stop.load(Ordering::Relaxed) {
+                let line = java.call("hello world", CALLS_TIMEOUT);
+                results.lock().unwrap().push(line);
+            }
+            java
+        })
+    };
+    // The Rust consumer: failover without retries, from 4 tasks.
+    let consumer = Consumer::builder()
+        .application("rust-greeter-consumer")
+        .registry(zk.url())
+        .build()
+        .await
+        .unwrap();
+    let greeter: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .cluster(ClusterPolicy::Failover)
+        .retries(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let rust_results: Arc<Mutex<Vec<String>>> = Arc::default();
+    let rust_failed = Arc::new(AtomicUsize::new(0));
+    let rust_loops: Vec<_> = (0..4)
+        .map(|_| {
+            let (greeter, stop, results, failed) =
+                (greeter.clone(), stop.clone(), rust_results.clone(), rust_failed.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match greeter.say_hello("world".into()).await {
+                        Ok(reply) => results.lock().unwrap().push(reply),
+                        Err(error) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("rust consumer: {error}");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Both consumers reach both providers before one leaves.
+    let from = |results: &Arc<Mutex<Vec<String>>>, tag: &str| {
+        results
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.ends_with(&format!("from {tag}")))
+    };
+    rpc_tests::wait_until("both consumers call both providers", Duration::from_secs(60), || {
+        ["a", "b"]
+            .iter()
+            .all(|tag| from(&java_results, tag) && from(&rust_results, tag))
+    })
+    .await;
+
+    // Graceful shutdown of `a`: unregistered, drained, nothing abandoned.
+    assert_eq!(leaving.shutdown().await, 0, "calls abandoned by the graceful shutdown");
+    until(&mut sub, "only the staying provider's URLs", |s| {
+        s.len() == 2 && s.iter().all(|u| staying_ports.contains(&u.port()))
+    })
+    .await;
+    // From now on, every call of both consumers is answered by `b`.
+    let (java_mark, rust_mark) = (java_results.lock().unwrap().len(), rust_results.lock().unwrap().len());
+    rpc_tests::wait_until(
+        "20 Java and 200 Rust calls after the removal",
+        Duration::from_secs(60),
+        || {
+            java_results.lock().unwrap().len() >= java_mark + 20
+                && rust_results.lock().unwrap().len() >= rust_mark + 200
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in rust_loops {
+        task.await.unwrap();
+    }
+    let mut java = tokio::task::spawn_blocking(move || java_loop.join().unwrap())
+        .await
+        .unwrap();
+
+    let java_results = java_results.lock().unwrap().clone();
+    let java_failed: Vec<&String> = java_results.iter().filter(|r| !r.starts_with("ok ")).collect();
+    assert!(java_failed.is_empty(), "Java calls failed: {java_failed:?}");
+    assert_eq!(rust_failed.load(Ordering::Relaxed), 0, "Rust calls failed");
+    let after_java: BTreeSet<&String> = java_results[java_mark..].iter().collect();
+    assert_eq!(
+        after_java,
+        BTreeSet::from([&"ok Hello, world from b".to_string()]),
+        "Java calls after the removal"
+    );
+    let rust_results = rust_results.lock().unwrap().clone();
+    let after_rust: BTreeSet<&String> = rust_results[rust_mark..].iter().collect();
+    assert_eq!(
+        after_rust,
+        BTreeSet::from([&"Hello, world from b".to_string()]),
+        "Rust calls after the removal"
+    );
+
+    // The last provider leaves: both consumers say there is none.
+    assert_eq!(staying.shutdown().await, 0);
+    until(&mut sub, "no URL left", |s| s.is_empty()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match greeter.say_hello("x".into()).await {
+            Err(error) if error.kind() == ErrorKind::NoProvider => break,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Rust consumer still sees a provider after 20 s: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let none = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = java.call("hello world", CALLS_TIMEOUT);
+            if line.contains("No provider available") || std::time::Instant::now() > deadline {
+                return line;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        none.starts_with("err org.apache.dubbo.rpc.RpcException: ") && none.contains("No provider available"),
+        "{none}"
+    );
+}
