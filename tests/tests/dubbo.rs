@@ -540,3 +540,97 @@ async fn a_java_and_a_rust_consumer_see_a_rust_provider_leave_on_graceful_shutdo
         "{none}"
     );
 }
+
+/// One provider per Java process: a Java provider registers a `dubbo://` and
+/// a `tri://` URL and no `pid`. Killed with SIGKILL under load, beside a Rust
+/// provider, with failover and one retry: the calls it was running (some
+/// sleep 100 ms there) are retried on the Rust provider, never on the dead
+/// process's other URL, and later calls do not go to that URL either: 0
+/// failed calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_java_process_is_one_provider_for_failover() {
+    use rpc::{Balancer, ClusterPolicy, MethodConfig};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let Some(net) = netns::isolate() else { return };
+    let zk = ZooKeeper::start();
+    let registry = zk.url();
+    let java = tokio::task::spawn_blocking(move || JavaPeer::provider(&registry, free_port(), free_port(), &[]))
+        .await
+        .unwrap();
+    let rust = tagged_provider(&zk.url(), &net.address().to_string(), "rust").await;
+    let consumer = Consumer::builder().registry(zk.url()).build().await.unwrap();
+    let greeter: GreeterClient = consumer
+        .reference::<GreeterClient>()
+        .cluster(ClusterPolicy::Failover)
+        .loadbalance(Balancer::RoundRobin)
+        .retries(1)
+        .timeout(Duration::from_secs(10))
+        .config(MethodConfig::new().with_idempotent(true))
+        .build()
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let from_java = Arc::new(AtomicUsize::new(0));
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    // 8 tasks say hello; 8 more sleep 100 ms per call, so calls are in
+    // flight at the Java provider when it dies (their retry is the case).
+    let workers: Vec<_> = (0..16)
+        .map(|task| {
+            let (greeter, stop, ok, failed, from_java, errors) = (
+                greeter.clone(),
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                from_java.clone(),
+                errors.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let call = if task < 8 {
+                        greeter.say_hello("world".into()).await
+                    } else {
+                        greeter.sleep(100).await.map(|()| String::new())
+                    };
+                    match call {
+                        Ok(reply) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            if reply.ends_with("from java") {
+                                from_java.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(error) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            errors.lock().unwrap().push(error.to_string());
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    rpc_tests::wait_until("calls reach the Java provider", Duration::from_secs(60), || {
+        from_java.load(Ordering::Relaxed) >= 200
+    })
+    .await;
+    java.kill();
+    let at_kill = ok.load(Ordering::Relaxed);
+    rpc_tests::wait_until("1000 calls after the kill", Duration::from_secs(60), || {
+        ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) >= at_kill + 1000
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed calls after the Java provider was killed: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    rust.shutdown().await;
+}
