@@ -171,8 +171,8 @@ async fn a_rust_consumer_calls_a_java_provider_over_tri() {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let record = seen.clone();
     // Outlier detection off: a JVM may answer a method's first call slowly
-    // (class loading), and an ejected tri:// endpoint would send calls to the
-    // same process's dubbo:// URL; this test checks that every attempt is tri.
+    // (class loading), and an ejection would hold the Java process (its only
+    // provider) out; this test checks that every attempt is tri.
     let consumer = Consumer::builder()
         .application("rust-greeter-consumer")
         .registry(zk.url())
