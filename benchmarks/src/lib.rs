@@ -4,6 +4,7 @@
 //! `cargo run --release -p benchmarks` runs everything and prints one table;
 //! see the README's Benchmarks section.
 
+pub mod java_dubbo;
 pub mod layers;
 pub mod loadgen;
 pub mod locks;

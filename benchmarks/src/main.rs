@@ -22,7 +22,9 @@ struct Args {
     /// Also write the rows as CSV to this file.
     #[arg(long)]
     csv: Option<std::path::PathBuf>,
-    /// Only these systems (comma-separated: rpc,rpc-cluster,tri,dubbo,tarpc,tonic,raw).
+    /// Only these systems (comma-separated: rpc,rpc-cluster,tri,dubbo,tarpc,tonic,raw;
+    /// and `java-dubbo`, only when named: a Java Dubbo provider, which needs
+    /// `tests/java/build.sh` run first).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
     /// Seconds of warm-up before each measurement.
@@ -75,6 +77,9 @@ enum Cmd {
 
 const SYSTEMS: [&str; 7] = ["rpc", "rpc-cluster", "tri", "dubbo", "tarpc", "tonic", "raw"];
 
+/// Systems run only when `--systems` names them.
+const OPT_IN_SYSTEMS: [&str; 1] = ["java-dubbo"];
+
 fn main() {
     let args = Args::parse();
     let code = match args.command {
@@ -105,6 +110,13 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 fn serve(system: &str, listeners: usize) -> i32 {
+    if system == "java-dubbo" {
+        // Returns only when the Java provider could not be started.
+        if let Err(e) = benchmarks::java_dubbo::serve() {
+            eprintln!("benchmarks serve {system}: {e}");
+        }
+        return 2;
+    }
     let Some(rt) = runtime() else { return 2 };
     let result = rt.block_on(async {
         let mut bound = Vec::with_capacity(listeners.max(1));
@@ -168,8 +180,9 @@ fn spawn_server(system: &str, listeners: usize) -> Result<Server, String> {
         .spawn()
         .map_err(|e| format!("cannot start the {system} server: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
+    lines
         .read_line(&mut line)
         .map_err(|e| format!("the {system} server said nothing: {e}"))?;
     let addrs = line
@@ -177,6 +190,17 @@ fn spawn_server(system: &str, listeners: usize) -> Result<Server, String> {
         .strip_prefix("listening ")
         .and_then(|list| list.split(',').map(|a| a.parse().ok()).collect::<Option<Vec<_>>>())
         .ok_or_else(|| format!("the {system} server said `{}`", line.trim()))?;
+    if system == "java-dubbo" {
+        // The Java provider listens once it prints `ready`; its output ends if it fails.
+        loop {
+            line.clear();
+            match lines.read_line(&mut line) {
+                Ok(0) | Err(_) => return Err("the Java provider exited before `ready` (its stderr is above)".into()),
+                Ok(_) if line.trim() == "ready" => break,
+                Ok(_) => {}
+            }
+        }
+    }
     Ok(Server { child, addrs })
 }
 
@@ -238,6 +262,7 @@ impl Plan {
 #[derive(Clone, Copy)]
 enum AnyClient {
     Ours,
+    JavaDubbo,
     Tarpc,
     Tonic,
     Raw,
@@ -265,6 +290,7 @@ async fn measure(
         "tarpc" => AnyClient::Tarpc,
         "tonic" => AnyClient::Tonic,
         "raw" => AnyClient::Raw,
+        "java-dubbo" => AnyClient::JavaDubbo,
         _ => AnyClient::Ours,
     };
     let mut cpu_marks = (Duration::ZERO, Duration::ZERO);
@@ -291,6 +317,15 @@ async fn measure(
             plan.run(
                 || ours::Client::connect(route, addrs, payload),
                 |c: &ours::Client| c.call(),
+                on_window,
+            )
+            .await?
+        }
+        AnyClient::JavaDubbo => {
+            let addr = addrs[0];
+            plan.run(
+                || benchmarks::java_dubbo::Client::connect(addr, payload),
+                |c: &benchmarks::java_dubbo::Client| c.call(),
                 on_window,
             )
             .await?
@@ -353,7 +388,19 @@ fn bench(args: &Args) -> i32 {
         .iter()
         .copied()
         .filter(|s| args.systems.is_empty() || args.systems.iter().any(|w| w == s))
+        .chain(
+            OPT_IN_SYSTEMS
+                .iter()
+                .copied()
+                .filter(|s| args.systems.iter().any(|w| w == s)),
+        )
         .collect();
+    if systems.contains(&"java-dubbo")
+        && let Err(e) = benchmarks::java_dubbo::classpath()
+    {
+        eprintln!("java-dubbo: {e}");
+        return 1;
+    }
     let (payloads, concurrencies, connection_counts): (Vec<Payload>, Vec<usize>, Vec<usize>) = if args.quick {
         (vec![Payload::Small], vec![64], vec![1])
     } else {
@@ -458,6 +505,7 @@ fn bench(args: &Args) -> i32 {
         print_table(&rows);
         print_markdown(&rows);
         print_targets(&rows, args.cluster_providers);
+        print_java(&rows);
     }
     if !args.registry_only {
         match rt.block_on(benchmarks::layers::measure()) {
@@ -493,7 +541,7 @@ fn peer_qps(rows: &[Row], row: &Row, system: &str) -> Option<f64> {
 }
 
 fn ratio(rows: &[Row], row: &Row, peer: &str) -> String {
-    if !row.system.starts_with("rpc") && row.system != "tri" && row.system != "dubbo" {
+    if !row.system.starts_with("rpc") && row.system != "tri" && row.system != "dubbo" && row.system != "java-dubbo" {
         return "".into();
     }
     match peer_qps(rows, row, peer) {
@@ -628,6 +676,32 @@ fn print_targets(rows: &[Row], cluster_providers: usize) {
                 (1.0 - cluster.qps / spread.qps.max(f64::EPSILON)) * 100.0
             );
         }
+    }
+}
+
+/// Our `dubbo` provider against the Java one, scenario by scenario.
+fn print_java(rows: &[Row]) {
+    for java in rows.iter().filter(|r| r.system == "java-dubbo") {
+        let Some(ours) = rows.iter().find(|r| {
+            r.system == "dubbo"
+                && r.scenario == java.scenario
+                && r.concurrency == java.concurrency
+                && r.connections == java.connections
+        }) else {
+            continue;
+        };
+        println!();
+        println!(
+            "- {} c={} conns={}: our dubbo provider {:.0} QPS (p99 {} us), the Java one {:.0} QPS (p99 {} us): {:.2}x",
+            java.scenario,
+            java.concurrency,
+            java.connections,
+            ours.qps,
+            ours.p99,
+            java.qps,
+            java.p99,
+            ours.qps / java.qps.max(f64::EPSILON)
+        );
     }
 }
 

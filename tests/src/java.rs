@@ -18,10 +18,14 @@
 //! when QTY <= 0), `sleep MS` (`ok void`), `list a,b` (`ok [a, b]`),
 //! `map k=1,j=2` (`ok {j=2, k=1}`, sorted), `nullable -` (`ok null`).
 //!
-//! The provider registers the machine's first non-loopback address (Dubbo
-//! refuses to register a loopback one): read it from
-//! [`JavaPeer::exported_url`]. A test that needs the peers and cannot find
-//! them panics with the command that builds them: it never skips.
+//! Java Dubbo refuses to register a loopback address and its client replaces
+//! a loopback provider address with the machine's first non-loopback one, so
+//! the peers run only inside a test's network namespace
+//! ([`crate::netns::isolate`]): there, they register (`DUBBO_IP_TO_REGISTRY`)
+//! and are reached on the namespace's [`Netns::address`](crate::netns::Netns::address)
+//! (`10.77.0.1`), and never touch this machine's network. Read a provider's
+//! URLs from [`JavaPeer::exported_url`]. A test that needs the peers and
+//! cannot find them panics with the command that builds them: it never skips.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -138,10 +142,18 @@ impl JavaPeer {
     /// pipe: a consumer without calls in `args` reads them from it.
     ///
     /// # Panics
-    /// When the peers are not built (see [`classpath`]) or `java` cannot start.
+    /// When the peers are not built (see [`classpath`]), the process is not
+    /// in a test's network namespace ([`crate::netns`]), or `java` cannot start.
     pub fn spawn(main_class: &str, args: &[&str]) -> JavaPeer {
         let classpath = classpath();
+        let Some(net) = crate::netns::current() else {
+            panic!(
+                "the Java peers run only in a test's network namespace (they would use this machine's \
+                 address): start the test with `rpc_tests::netns::isolate()`"
+            )
+        };
         let mut child = Command::new("java")
+            .env("DUBBO_IP_TO_REGISTRY", net.address().to_string())
             .args(JVM_OPTIONS)
             .arg("-cp")
             .arg(&classpath)

@@ -1,10 +1,9 @@
 //! The Java peers' interface, `org.example.Greeter` (`tests/java/dubbo-greeter`),
 //! in Rust: the types with their Java class names, the service trait, a Rust
 //! implementation answering as the Java provider does (`from rust` instead of
-//! `from java`), and the address Java's clients reach it on.
+//! `from java`), and the checks of the Java provider's answers.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, UdpSocket};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -100,24 +99,6 @@ impl Greeter for RustGreeter {
     async fn echo_nullable(&self, value: Option<String>) -> Option<String> {
         value
     }
-}
-
-/// This machine's address on its default route: what Java's clients connect
-/// to instead of a loopback address (no packet is sent to find it).
-///
-/// # Panics
-/// When the machine has no route to a non-loopback address.
-pub fn non_loopback_address() -> IpAddr {
-    let ip = UdpSocket::bind("0.0.0.0:0")
-        .and_then(|socket| socket.connect("192.0.2.1:9").map(|()| socket))
-        .and_then(|socket| socket.local_addr())
-        .map(|address| address.ip())
-        .unwrap_or_else(|e| panic!("no route to a non-loopback address (Java's clients need one): {e}"));
-    assert!(
-        !ip.is_loopback() && !ip.is_unspecified(),
-        "no non-loopback address: {ip}"
-    );
-    ip
 }
 
 /// The call cases every Rust consumer of the Java provider checks, whatever

@@ -13,6 +13,8 @@
 //! * [`java`] runs the Java Apache Dubbo peers of `tests/java/`, and
 //!   [`capture::RecordingProxy`] records the bytes between a client and its server;
 //! * [`java_greeter`] is the Java peers' `org.example.Greeter` in Rust;
+//! * [`netns`] runs a test in a network namespace of its own (the Java tests:
+//!   Java Dubbo will not use loopback, and tests must not use the machine's network);
 //! * [`curator`] compiles and runs an Apache Curator peer (Java) and the
 //!   Rust examples that share its lock and leader-election contract;
 //! * [`free_port`] and [`wait_until`] for the rest.
@@ -27,6 +29,7 @@ pub mod capture;
 pub mod curator;
 pub mod java;
 pub mod java_greeter;
+pub mod netns;
 pub mod proxy;
 pub mod python;
 pub mod zk;

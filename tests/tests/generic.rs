@@ -176,14 +176,17 @@ async fn generic_calls_are_not_retried_by_default() {
 /// over `dubbo://`) calls the Rust provider it has no interface for: a
 /// string, a POJO argument written as a map with its `class`, `$echo`
 /// (Java's `EchoService`), and an unknown method. Needs the Java peers
-/// (`tests/java/build.sh`).
+/// (`tests/java/build.sh`) and a network namespace (`rpc_tests::netns`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_java_generic_service_consumer_calls_a_rust_provider_over_dubbo() {
     use rpc_tests::java::JavaPeer;
-    use rpc_tests::java_greeter::{CALLS_TIMEOUT, GreeterServer, RustGreeter, non_loopback_address};
+    use rpc_tests::java_greeter::{CALLS_TIMEOUT, GreeterServer, RustGreeter};
+    use rpc_tests::netns;
 
-    // Java's dubbo client replaces a loopback address (see tests/tests/dubbo.rs).
-    let host = non_loopback_address().to_string();
+    // Java's dubbo client replaces a loopback address (see tests/tests/dubbo.rs):
+    // the test runs in a network namespace of its own, on its address.
+    let Some(net) = netns::isolate() else { return };
+    let host = net.address().to_string();
     let provider = rpc::Provider::builder()
         .registry("memory://generic-java")
         .host(&host)

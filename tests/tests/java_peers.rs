@@ -4,6 +4,10 @@
 //! sees them leave, and the bytes of Java's calls are recorded for the Hessian2
 //! codec (`tests/java/captures/`).
 //!
+//! Every test runs in a network namespace of its own (`rpc_tests::netns`):
+//! Java Dubbo will not use a loopback address, so the peers use the
+//! namespace's `10.77.0.1`, never this machine's network.
+//!
 //! Needs the peers built by `tests/java/build.sh` (`./scripts/test.sh` builds
 //! them); without them every test here fails with that instruction.
 
@@ -19,6 +23,7 @@ use rpc::registry::{ProviderSet, Registry, Subscription, ZookeeperRegistry};
 use rpc_tests::capture::{DubboFrame, RecordingProxy, dubbo_frames, http2_frames};
 use rpc_tests::free_port;
 use rpc_tests::java::JavaPeer;
+use rpc_tests::netns;
 use rpc_tests::zk::ZooKeeper;
 
 const GREETER: &str = "org.example.Greeter";
@@ -71,6 +76,7 @@ async fn next_matching(sub: &mut Subscription, what: &str, done: impl Fn(&Provid
 /// peers (and so the expectations other tests hold our side to).
 #[test]
 fn java_consumer_calls_java_provider_over_dubbo_and_tri() {
+    let Some(_net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
     let _provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &[]);
     let mut calls: Vec<&str> = CASES.iter().map(|(call, _)| *call).collect();
@@ -108,6 +114,7 @@ fn check_results(protocol: &str, results: &[String]) {
 /// direct URL, as the Java provider decides (see below: the two protocols differ).
 #[test]
 fn java_consumer_reports_a_wrong_version() {
+    let Some(_net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
     let provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &[]);
     let registry = zk.url();
@@ -158,6 +165,7 @@ fn java_consumer_reports_a_wrong_version() {
 /// sees them vanish when the provider stops on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_registry_reads_java_provider_urls_and_sees_them_leave() {
+    let Some(net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
     let registry = ZookeeperRegistry::new(&Url::parse(&zk.url()).unwrap()).unwrap();
     let mut sub = registry.subscribe(&consumer_url()).await.unwrap();
@@ -175,8 +183,9 @@ async fn our_registry_reads_java_provider_urls_and_sees_them_leave() {
             .find(|u| u.protocol() == protocol)
             .unwrap_or_else(|| panic!("no {protocol} URL in {set:?}"));
         let exported = exported.iter().find(|u| u.protocol() == protocol).unwrap();
-        // Dubbo registers a non-loopback address of this machine: the one it exported.
+        // Dubbo registers the namespace's address (DUBBO_IP_TO_REGISTRY): the one it exported.
         assert_eq!(url.host(), exported.host(), "{url}");
+        assert_eq!(url.host(), net.address().to_string(), "{url}");
         assert!(!url.host().is_empty() && url.host() != "0.0.0.0", "{url}");
         assert_eq!(url.port(), port, "{url}");
         assert_eq!(url.path(), GREETER, "{url}");
@@ -209,6 +218,7 @@ async fn our_registry_reads_java_provider_urls_and_sees_them_leave() {
 /// is 60 s), and our subscription sees that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_java_provider_leaves_when_its_session_expires() {
+    let Some(_net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
     let registry = ZookeeperRegistry::new(&Url::parse(&zk.url()).unwrap()).unwrap();
     let mut sub = registry.subscribe(&consumer_url()).await.unwrap();
@@ -222,6 +232,7 @@ async fn killed_java_provider_leaves_when_its_session_expires() {
 /// minutes; the provider gives up after `--stop-timeout`, says so, exits 1.
 #[test]
 fn java_provider_stops_in_bounded_time_without_zookeeper() {
+    let Some(_net) = netns::isolate() else { return };
     let mut zk = ZooKeeper::start();
     let provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &["--stop-timeout", "2000"]);
     zk.kill();
@@ -270,6 +281,7 @@ fn proxy_to(url: &str) -> RecordingProxy {
 /// -> recording proxy -> Java provider): the frames are checked and saved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_wire_bytes_are_recorded() {
+    let Some(_net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
     let provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &[]);
     let dirs = capture_dirs();
@@ -461,6 +473,7 @@ fn empty_object(name: &str, definition: u8) -> Vec<u8> {
 /// a declared class as itself.
 #[test]
 fn java_provider_answers_the_captured_requests_and_checks_classes() {
+    let Some(_net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
     let provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &[]);
     let address = Url::parse(provider.exported_url("dubbo")).unwrap().address();

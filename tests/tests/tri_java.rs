@@ -5,8 +5,10 @@
 //! `tri`, on the Java `org.example.Greeter` interface.
 //!
 //! Java's client replaces a loopback provider address with the machine's
-//! first non-loopback one (no Dubbo setting turns that off), so the Rust
-//! provider Java calls registers that address, as the Java provider does.
+//! first non-loopback one (no Dubbo setting turns that off), so the tests with
+//! Java peers run in a network namespace of their own (`rpc_tests::netns`),
+//! where the Rust provider Java calls registers the namespace's `10.77.0.1`,
+//! as the Java provider does; the others stay on 127.0.0.1.
 //!
 //! Needs the peers built by `tests/java/build.sh` (`./scripts/test.sh` builds them).
 
@@ -21,8 +23,9 @@ use rpc_tests::free_port;
 use rpc_tests::java::JavaPeer;
 use rpc_tests::java_greeter::{
     CALLS_TIMEOUT, GreeterClient, GreeterPlusClient, GreeterServer, Order, OrderId, OrderRejected, RustGreeter,
-    check_java_provider_answers, non_loopback_address,
+    check_java_provider_answers,
 };
+use rpc_tests::netns;
 use rpc_tests::zk::ZooKeeper;
 use tower::util::MapRequestLayer;
 
@@ -78,8 +81,9 @@ async fn java_calls(args: Vec<String>, calls: &[&'static str]) -> Vec<String> {
 /// wrong version and a method the Rust provider does not have.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_java_consumer_calls_a_rust_provider_over_tri() {
+    let Some(net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
-    let host = non_loopback_address().to_string();
+    let host = net.address().to_string();
     let provider = rust_provider(&zk.url(), &host, Export::new(GreeterServer::new(RustGreeter))).await;
     let url = provider.urls()[0].clone();
     assert_eq!(url.protocol(), "tri", "{url}");
@@ -156,6 +160,7 @@ async fn a_java_consumer_calls_a_rust_provider_over_tri() {
 /// exception as the method's `Err`, other failures as clear `RpcError`s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_consumer_calls_a_java_provider_over_tri() {
+    let Some(_net) = netns::isolate() else { return };
     let zk = ZooKeeper::start();
     let registry = zk.url();
     let tri_port = free_port();
@@ -166,8 +171,8 @@ async fn a_rust_consumer_calls_a_java_provider_over_tri() {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let record = seen.clone();
     // Outlier detection off: a JVM may answer a method's first call slowly
-    // (class loading), and an ejected tri:// endpoint would send calls to the
-    // same process's dubbo:// URL; this test checks that every attempt is tri.
+    // (class loading), and an ejection would hold the Java process (its only
+    // provider) out; this test checks that every attempt is tri.
     let consumer = Consumer::builder()
         .application("rust-greeter-consumer")
         .registry(zk.url())

@@ -56,13 +56,8 @@ struct Profile {
     weighting: Weighting,
     identity: u64,
     /// The provider process: one process exporting several protocols
-    /// registers one URL per protocol, and these share it.
+    /// registers one URL per protocol, and these share it (see [`process_of`]).
     process: u64,
-    /// The provider process as far as the URL tells, for choosing among its
-    /// protocols: [`process`](Self::process), or for a URL without an identity
-    /// (Java Dubbo 3 registers neither `pid` nor an instance) its host and
-    /// `application`, which its `dubbo://` and `tri://` URLs share.
-    origin: u64,
     /// Interface-level timeout and load balancer the URL publishes.
     published: MethodConfig,
     /// Whether the URL has method-level parameters (`sayHello.timeout=`).
@@ -80,7 +75,6 @@ impl Profile {
             weighting: Weighting::of(url),
             identity: crate::loadbalance::identity(url),
             process: process_of(url),
-            origin: origin_of(url),
             published: crate::settings::provider_defaults(url, ""),
             method_params: url
                 .params()
@@ -130,20 +124,6 @@ fn accepted(url: &Url) -> u8 {
     }
 }
 
-/// [`Profile::origin`] of a URL.
-fn origin_of(url: &Url) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let anonymous = url.param(INSTANCE).is_none_or(str::is_empty) && url.param("pid").is_none_or(str::is_empty);
-    match url.param("application").filter(|a| anonymous && !a.is_empty()) {
-        Some(application) => {
-            let mut hasher = std::hash::DefaultHasher::new();
-            ("application", url.host(), application).hash(&mut hasher);
-            hasher.finish()
-        }
-        None => process_of(url),
-    }
-}
-
 /// URL parameter and attachment: the token a provider requires of its
 /// callers (Dubbo's `token`). A provider URL that has one (as its registry
 /// publishes it, or a direct URL `rpc://host:port?token=...`) has it sent as
@@ -154,9 +134,17 @@ pub const TOKEN: &str = "token";
 /// URL, the same in every URL it registers (one per protocol and service).
 pub const INSTANCE: &str = "instance";
 
-/// The provider identity of a URL: its host and [`INSTANCE`] parameter (our
-/// providers publish one), else its host and `pid` parameter (Dubbo's
-/// providers of every language publish one), else its address.
+/// The provider identity of a URL, the same for every URL one provider
+/// process registers: its host and [`INSTANCE`] parameter (our providers
+/// publish one), else its host and `pid` parameter (Dubbo's providers of
+/// other languages publish one), else its host and `application` (Java Dubbo 3
+/// registers neither: its `dubbo://` and `tri://` URLs share only host and
+/// application), else its address.
+///
+/// Two pid-less processes of one application on one host are therefore taken
+/// for one provider: failover does not retry one after the other, and an
+/// ejection holds both out. Java Dubbo publishes nothing that tells them apart
+/// (each URL's `timestamp` is its own), and one host usually runs one instance.
 fn process_of(url: &Url) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
@@ -167,7 +155,10 @@ fn process_of(url: &Url) -> u64 {
     match (url.param(INSTANCE).filter(|i| !i.is_empty()), pid) {
         (Some(instance), _) => ("instance", url.host(), instance).hash(&mut hasher),
         (None, Some(pid)) => ("pid", url.host(), pid).hash(&mut hasher),
-        (None, None) => ("address", url.host(), url.port()).hash(&mut hasher),
+        (None, None) => match url.param("application").filter(|a| !a.is_empty()) {
+            Some(application) => ("application", url.host(), application).hash(&mut hasher),
+            None => ("address", url.host(), url.port()).hash(&mut hasher),
+        },
     }
     hasher.finish()
 }
@@ -333,20 +324,18 @@ impl Endpoint {
     }
 
     /// Whether `other` is served by the same provider process (one process
-    /// registers a URL per protocol it exports): the provider's host and
-    /// published `pid`, or its address when it publishes no pid.
+    /// registers a URL per protocol it exports): the same host and
+    /// `instance`, else `pid`, else (Java Dubbo 3 registers neither) the same
+    /// host and `application`, else the same address. Failover's "another
+    /// provider", the protocol choice, broadcast and availability all go by it.
     pub fn same_process(&self, other: &Endpoint) -> bool {
         self.inner.profile.process == other.inner.profile.process
     }
 
-    /// Whether `other` may be the same provider process, for choosing among
-    /// its protocols: [`same_process`](Self::same_process), or for URLs that
-    /// carry no process identity (Java Dubbo 3 registers no `pid`) the same
-    /// host and `application`. Two such processes on one host are taken for
-    /// one here; they export alike, so a protocol preference still keeps
-    /// each of them.
+    /// The same as [`same_process`](Self::same_process) (kept for callers
+    /// of the protocol choice's former, looser key).
     pub fn same_origin(&self, other: &Endpoint) -> bool {
-        self.inner.profile.origin == other.inner.profile.origin
+        self.same_process(other)
     }
 
     /// Calls in flight and response times.

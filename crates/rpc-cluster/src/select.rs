@@ -224,7 +224,15 @@ impl Picker {
         if !tried.is_empty() {
             keep_if_any(&mut pool, |e| !tried.iter().any(|t| t.same_process(e)));
         }
-        keep_if_any(&mut pool, |e| e.is_available());
+        // A provider process is available only when all of its endpoints are:
+        // a Java process whose `dubbo` endpoint is down or ejected is out,
+        // its `tri` endpoint with it (ours share one port: alike anyway).
+        if pool.iter().any(|e| !e.is_available()) {
+            let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
+            keep_if_any(&mut pool, |e| {
+                e.is_available() && !snapshot.iter().any(|o| !o.is_available() && o.same_process(e))
+            });
+        }
         if pool[0].health() == Health::Leaving && pool.iter().all(|e| e.health() == Health::Leaving) {
             return Err(self.all_leaving(invocation, pool.len()));
         }
@@ -234,7 +242,7 @@ impl Picker {
             let preferred = |e: &Endpoint| e.url().protocol() == &**prefer;
             if pool.iter().any(|e| !preferred(e)) {
                 let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
-                pool.retain(|e| preferred(e) || !snapshot.iter().any(|o| preferred(o) && o.same_origin(e)));
+                pool.retain(|e| preferred(e) || !snapshot.iter().any(|o| preferred(o) && o.same_process(e)));
             }
         }
         // A process left with both `dubbo` and `tri` (a Java provider, when
@@ -243,7 +251,7 @@ impl Picker {
         let protocol = |e: &Endpoint, p: &str| e.url().protocol() == p;
         if pool.iter().any(|e| protocol(e, "tri")) && pool.iter().any(|e| protocol(e, "dubbo")) {
             let snapshot: SmallVec<[&Endpoint; INLINE]> = pool.clone();
-            pool.retain(|e| !protocol(e, "tri") || !snapshot.iter().any(|o| protocol(o, "dubbo") && o.same_origin(e)));
+            pool.retain(|e| !protocol(e, "tri") || !snapshot.iter().any(|o| protocol(o, "dubbo") && o.same_process(e)));
         }
         if pool.len() == 1 {
             return Ok(pool[0].clone());

@@ -286,6 +286,56 @@ mod tests {
         }
     }
 
+    /// Java Dubbo 3 registers no `pid`: a Java process's `dubbo://` and
+    /// `tri://` URLs are one provider (same host and `application`). A retry
+    /// after its `dubbo` endpoint failed goes to another process, not to its
+    /// `tri` endpoint as if that were another provider.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_java_process_is_not_retried_over_its_other_protocol() {
+        let java = "127.0.0.1:{}/a.B?application=java-greeter-provider&serialization=hessian2&timestamp";
+        let dead = || Behaviour::Fail(not_sent(), Duration::ZERO);
+        let dubbo = Provider::at(&format!("dubbo://{}=1", java.replace("{}", "1")), dead());
+        let tri = Provider::at(&format!("tri://{}=2", java.replace("{}", "2")), dead());
+        let ours = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", Behaviour::Answer(Duration::ZERO));
+        let select = crate::Picker::new(directory(&[&dubbo, &tri, &ours]).await).prefer_protocol("rpc");
+        let mut service = bind(Failover, select);
+        for i in 0..100 {
+            let mut call = invocation(MethodConfig::new().with_retries(1), LONG);
+            call.invocation
+                .set_alternate(rpc_core::Serialization::Hessian2, bytes::Bytes::from_static(b"N"));
+            let result = service.ready().await.unwrap().call(call).await;
+            assert!(result.is_ok(), "call {i}: {:?}", result.err());
+        }
+        assert!(dubbo.calls() > 0, "round robin reached the Java process");
+        assert_eq!(tri.calls(), 0, "the Java process's other protocol was retried");
+    }
+
+    /// The outlier detector ejects the endpoint a Java process is called on
+    /// (`dubbo`): the process is out, and its `tri` endpoint takes no calls
+    /// in its stead.
+    #[tokio::test(start_paused = true)]
+    async fn an_ejected_endpoint_takes_its_whole_process_out() {
+        let answer = || Behaviour::Answer(Duration::ZERO);
+        let java = "127.0.0.1:{}/a.B?application=java-greeter-provider&serialization=hessian2";
+        let dubbo = Provider::at(&format!("dubbo://{}", java.replace("{}", "1")), answer());
+        let tri = Provider::at(&format!("tri://{}", java.replace("{}", "2")), answer());
+        let ours = Provider::at("rpc://127.0.0.1:3/a.B?pid=8", answer());
+        dubbo.endpoint.stats().set_ejected(true);
+        let select = crate::Picker::new(directory(&[&dubbo, &tri, &ours]).await).prefer_protocol("rpc");
+        let mut service = bind(Failover, select);
+        for _ in 0..100 {
+            let mut call = invocation(MethodConfig::new(), LONG);
+            call.invocation
+                .set_alternate(rpc_core::Serialization::Hessian2, bytes::Bytes::from_static(b"N"));
+            service.ready().await.unwrap().call(call).await.unwrap();
+        }
+        assert_eq!(
+            (dubbo.calls(), tri.calls(), ours.calls()),
+            (0, 0, 100),
+            "the ejected Java process took calls"
+        );
+    }
+
     /// A call carrying alternate arguments reaches a provider that reads only
     /// the alternate (Java's `dubbo://`, Hessian2) with them, and its answer
     /// says so; a provider reading the call's own serialization gets those.
