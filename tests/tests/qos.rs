@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use rpc::qos::{PROMPT, Qos, QosServer};
-use rpc::{Consumer, Provider, RunningProvider, Url};
+use rpc::{Consumer, Export, Provider, RunningProvider, Token, Url};
 use rpc_examples::{GreeterClient, GreeterImpl, GreeterServer};
 use rpc_tests::zk::ZooKeeper;
 use rpc_tests::{ExampleProcess, free_port};
@@ -433,6 +433,57 @@ async fn offline_under_load_takes_the_provider_out_and_online_brings_it_back() {
     assert_eq!(failed, 0, "{}", output.stderr);
     assert_eq!(ok as usize, output.count_lines("Hello"), "every reply is a greeting");
     drop((a, b));
+}
+
+/// `invoke` without a hook calls this process's own provider (as Dubbo's
+/// command does), with the export's token when it has one; a service the
+/// process does not provide, or arguments that are not JSON, say so.
+#[tokio::test]
+async fn invoke_calls_this_processs_own_provider() {
+    let provider = Provider::builder()
+        .registry("memory://qos-invoke")
+        .protocol("rpc", 0)
+        .export(Export::new(GreeterServer::new(GreeterImpl::new(None))).token(Token::Fixed("s3cret".into())))
+        .start()
+        .await
+        .unwrap();
+    let qos = Qos::builder()
+        .port(0)
+        .bind_host("127.0.0.1")
+        .provider(&provider)
+        .start()
+        .await
+        .unwrap();
+    let addr = qos.local_addr().unwrap();
+    let mut telnet = TcpStream::connect(addr).await.unwrap();
+    telnet
+        .write_all(b"invoke org.example.Greeter.sayHello(\"qos\")\r\n")
+        .await
+        .unwrap();
+    let answer = read_until(&mut telnet, PROMPT).await;
+    assert!(answer.starts_with("\"Hello, qos\""), "{answer}");
+    telnet
+        .write_all(b"invoke org.example.Nope.sayHello(1)\r\n")
+        .await
+        .unwrap();
+    let answer = read_until(&mut telnet, PROMPT).await;
+    assert!(
+        answer.contains("does not provide `org.example.Nope`") && answer.contains("org.example.Greeter"),
+        "{answer}"
+    );
+    telnet
+        .write_all(b"invoke org.example.Greeter.sayHello(qos)\r\n")
+        .await
+        .unwrap();
+    let answer = read_until(&mut telnet, PROMPT).await;
+    assert!(answer.contains("not JSON"), "{answer}");
+    telnet
+        .write_all(b"invoke org.example.Greeter.frobnicate(1)\r\n")
+        .await
+        .unwrap();
+    let answer = read_until(&mut telnet, PROMPT).await;
+    assert!(answer.contains("frobnicate"), "{answer}");
+    provider.shutdown().await;
 }
 
 #[tokio::test]

@@ -972,6 +972,11 @@ impl Registration {
         }
     }
 
+    /// Every provider URL.
+    pub(crate) fn urls(&self) -> &[Url] {
+        &self.urls
+    }
+
     /// Each exported service, once, and whether any of its URLs is registered.
     pub(crate) fn services(&self) -> Vec<(ServiceKey, bool)> {
         let registered = lock(&self.registered);

@@ -17,7 +17,7 @@
 //! | `offline [pattern]`, `online [pattern]` | unregister / register again this process's providers (all, or the services matching the pattern) while it keeps serving: `OK`, or `service not found` |
 //! | `live`, `ready`, `startup` | `true` or `false` (HTTP 200 or 503): alive; registered and not stopping; started and not stopping |
 //! | `metrics` (also `/metrics`) | the Prometheus text of the metrics hook, or `metrics are not enabled` |
-//! | `invoke svc.method(json args)` | a generic call through the invoke hook, or `invoke is not available` |
+//! | `invoke svc.method(json args)` | a generic call through the invoke hook; without one, of a service this process provides (to its own `rpc`/`tri` port) |
 //! | `help` | the commands |
 //!
 //! HTTP statuses follow Dubbo: 200, 503 (a probe says false), 403 (refused
@@ -746,12 +746,6 @@ impl Commands {
     }
 
     async fn invoke(&self, args: &[String]) -> Answer {
-        let Some(invoke) = &self.invoke else {
-            return Answer::status(
-                500,
-                "invoke is not available in this process (no generic client is configured)",
-            );
-        };
         let text = args.join(" ");
         let Some((service, method, json)) = parse_invoke(&text) else {
             return Answer::status(
@@ -759,9 +753,72 @@ impl Commands {
                 format!("cannot read `{text}`: write invoke org.example.Greeter.sayHello(\"world\")"),
             );
         };
-        match invoke(service, method, json).await {
+        let answered = match &self.invoke {
+            Some(invoke) => invoke(service, method, json).await,
+            None => self.invoke_own(&service, &method, &json).await,
+        };
+        match answered {
             Ok(result) => Answer::ok(result),
             Err(e) => Answer::status(500, e),
+        }
+    }
+
+    /// `invoke` without a hook: a generic call of a service this process
+    /// provides, as Dubbo's `invoke` command does, sent to the provider's
+    /// own `rpc` or `tri` port (with its token, if it has one). Never retried.
+    async fn invoke_own(&self, service: &str, method: &str, json: &str) -> Result<String, String> {
+        let args: Vec<serde_json::Value> = match serde_json::from_str(json) {
+            Ok(serde_json::Value::Array(args)) => args,
+            Ok(_) => {
+                return Err(format!(
+                    "the arguments of `{method}` must be JSON values separated by commas"
+                ));
+            }
+            Err(e) => return Err(format!("the arguments of `{method}` are not JSON: {e}")),
+        };
+        let url = self
+            .providers
+            .iter()
+            .flat_map(|p| p.urls().iter())
+            .find(|u| u.interface() == Some(service) && matches!(u.protocol(), "rpc" | "tri"))
+            .cloned();
+        let Some(url) = url else {
+            let served: Vec<String> = self
+                .providers
+                .iter()
+                .flat_map(|p| p.services())
+                .map(|(k, _)| k.to_string())
+                .collect();
+            return Err(if served.is_empty() {
+                "invoke is not available: this process provides no service".to_string()
+            } else {
+                format!(
+                    "this process does not provide `{service}` over rpc or tri (it provides: {})",
+                    served.join(", ")
+                )
+            });
+        };
+        let mut direct = format!("{}://{}", url.protocol(), url.address());
+        if let Some(token) = url.param(rpc_cluster::TOKEN) {
+            direct.push_str(&format!("?{}={token}", rpc_cluster::TOKEN));
+        }
+        let consumer = crate::Consumer::builder()
+            .application("qos-invoke")
+            .registry(direct)
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut generic = consumer.generic(service).retries(0).protocol(Some(url.protocol()));
+        if let Some(version) = url.param("version") {
+            generic = generic.version(version);
+        }
+        if let Some(group) = url.param("group") {
+            generic = generic.group(group);
+        }
+        let client = generic.build().await.map_err(|e| e.to_string())?;
+        match client.call(method, args).await {
+            Ok(value) => Ok(value.to_string()),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
