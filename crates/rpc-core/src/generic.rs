@@ -267,6 +267,31 @@ fn invoke_args_hessian(invocation: &Invocation) -> Result<InvokeArgs, RpcError> 
     })
 }
 
+/// A call's arguments as JSON values, for what reads them without the
+/// method's types (condition routing's `arguments[N]`): a JSON call's array
+/// (a single value as one argument), a Hessian2 call's consecutive values;
+/// `None` for bincode, whose values cannot be read without their types, and
+/// for arguments that do not decode.
+pub fn arguments_as_json(invocation: &Invocation) -> Option<Vec<Json>> {
+    match invocation.serialization() {
+        Serialization::Json => match serde_json::from_slice::<Json>(invocation.args()) {
+            Ok(Json::Array(items)) => Some(items),
+            Ok(single) => Some(vec![single]),
+            Err(_) => None,
+        },
+        Serialization::Hessian2 => {
+            let mut decoder = rpc_hessian::Decoder::new(invocation.args());
+            let mut args = Vec::new();
+            while !decoder.is_at_end() {
+                let value: rpc_hessian::Value = decoder.read().ok()?;
+                args.push(hessian_to_json(value));
+            }
+            Some(args)
+        }
+        _ => None,
+    }
+}
+
 /// A Hessian value as JSON: objects and maps as JSON objects (a map's
 /// `class` entry, which Java's `PojoUtils.generalize` adds, left out), lists
 /// and binary as arrays, dates as milliseconds since the epoch, a double

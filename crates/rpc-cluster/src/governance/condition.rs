@@ -44,7 +44,7 @@ static DESTINATION_RNG: std::sync::LazyLock<SharedRng> = std::sync::LazyLock::ne
 pub(crate) enum Key {
     /// The call's method.
     Method,
-    /// The call's argument at this position (JSON-encoded calls only).
+    /// The call's argument at this position (JSON- and Hessian2-encoded calls only).
     Argument(usize),
     /// The call's attachment.
     Attachment(Box<str>),
@@ -126,16 +126,9 @@ pub(crate) struct Arguments {
 
 impl Arguments {
     fn get(&mut self, invocation: &Invocation, index: usize) -> Option<String> {
-        let decoded = self.decoded.get_or_insert_with(|| {
-            if invocation.serialization() != rpc_core::Serialization::Json {
-                return None;
-            }
-            match serde_json::from_slice::<serde_json::Value>(invocation.args()) {
-                Ok(serde_json::Value::Array(items)) => Some(items),
-                Ok(single) => Some(vec![single]),
-                Err(_) => None,
-            }
-        });
+        let decoded = self
+            .decoded
+            .get_or_insert_with(|| rpc_core::generic::arguments_as_json(invocation));
         decoded.as_ref()?.get(index).map(|v| match v {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -689,6 +682,27 @@ mod tests {
         // A string argument.
         let s = Condition::parse("arguments[0] = x => region=eu", &consumer()).unwrap();
         assert!(s.matches_call(&inv, &consumer(), &mut Arguments::default()));
+        // A Hessian2 call (dubbo://): its arguments are consecutive values.
+        let mut hessian = rpc_hessian::to_vec("x").unwrap();
+        hessian.extend(rpc_hessian::to_vec(&5i32).unwrap());
+        let mut java = Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            "m",
+            Bytes::from(hessian),
+            Serialization::Hessian2,
+        );
+        java.set_attachment("user", "vip-1");
+        assert!(c.matches_call(&java, &consumer(), &mut Arguments::default()));
+        assert!(s.matches_call(&java, &consumer(), &mut Arguments::default()));
+        // Bincode cannot be read without the types: the condition does not match.
+        let mut opaque = Invocation::new(
+            ServiceKey::new("a.B", None, None),
+            "m",
+            Bytes::from_static(&[1, 120]),
+            Serialization::Bincode,
+        );
+        opaque.set_attachment("user", "vip-1");
+        assert!(!c.matches_call(&opaque, &consumer(), &mut Arguments::default()));
     }
 
     #[test]
