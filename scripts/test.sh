@@ -51,6 +51,14 @@ tests/java/build.sh
 if ! need curl; then
     apt_install curl "the tri tests call providers with curl"
 fi
+# The Java interop tests run in network namespaces they create (rpc_tests::netns):
+# `unshare` (util-linux) and `ip` (iproute2), as root.
+if ! need unshare; then
+    apt_install util-linux "the Java interop tests run in a network namespace (unshare)"
+fi
+if ! need ip; then
+    apt_install iproute2 "the Java interop tests set up addresses in their network namespace (ip)"
+fi
 
 # The interoperability tests run real Python peers: Apache Dubbo's Python implementation
 # (with kazoo, for ZooKeeper) and grpcio, pinned, in a virtualenv under target/ (git-ignored).
