@@ -57,6 +57,16 @@ impl Exported {
         Exported { descriptor, invoker }
     }
 
+    /// This service with its requests going through `wrap(its invoker)`,
+    /// outside its layers: what `wrap` sees failing is what the consumer is
+    /// answered (layers' errors given their status), except panics and the
+    /// deadline, which the dispatcher answers around it. The provider's
+    /// observer (metrics, spans) sits here.
+    pub fn map_invoker(mut self, wrap: impl FnOnce(BoxInvoker) -> BoxInvoker) -> Self {
+        self.invoker = wrap(self.invoker);
+        self
+    }
+
     /// What the service is.
     pub fn descriptor(&self) -> &'static ServiceDescriptor {
         self.descriptor

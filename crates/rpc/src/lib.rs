@@ -49,6 +49,7 @@
 //! ```
 
 mod consumer;
+pub mod observe;
 mod provider;
 mod setup_error;
 

@@ -149,6 +149,8 @@ pub struct ProviderBuilder {
     shutdown_grace: Duration,
     unregister_timeout: Duration,
     layers: Vec<InvokerLayer>,
+    metrics: Option<crate::observe::Metrics>,
+    tracing: bool,
 }
 
 impl Default for ProviderBuilder {
@@ -164,6 +166,8 @@ impl Default for ProviderBuilder {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             unregister_timeout: DEFAULT_UNREGISTER_TIMEOUT,
             layers: Vec::new(),
+            metrics: None,
+            tracing: true,
         }
     }
 }
@@ -241,6 +245,22 @@ impl ProviderBuilder {
         self
     }
 
+    /// Counts every request to every export in `metrics` (Dubbo's
+    /// `dubbo_provider_*`, see [`crate::observe`]), and reports the servers'
+    /// connections and requests in flight there. Off by default.
+    pub fn metrics(mut self, metrics: &crate::observe::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
+    /// Serves every request in a `tracing` span `rpc.serve` continuing the
+    /// caller's W3C trace context, so calls its handler makes continue it
+    /// too (default `true`; see [`crate::observe`]).
+    pub fn tracing(mut self, enabled: bool) -> Self {
+        self.tracing = enabled;
+        self
+    }
+
     /// Exports `handler` (a generated `XxxServer`) under the trait's version and group.
     pub fn serve(self, handler: impl ServiceHandler) -> Self {
         self.export(Export::new(handler))
@@ -271,10 +291,17 @@ impl ProviderBuilder {
             .iter()
             .map(|address| rpc_registry::from_address(address))
             .collect::<Result<Vec<_>, _>>()?;
-        // request → provider layers → the export's layers → the service adapter.
+        // request → observer → provider layers → the export's layers → the service adapter.
         let dispatcher = Dispatcher::new(self.exports.iter().map(|e| {
             let layers: Vec<InvokerLayer> = self.layers.iter().chain(&e.layers).cloned().collect();
-            (e.key(), Exported::layered(e.handler.clone(), &layers))
+            let key = e.key();
+            let stats = self.metrics.as_ref().map(|metrics| {
+                let methods = e.handler.descriptor().methods.iter().map(|m| m.name);
+                metrics.service(crate::observe::Side::Provider, &self.application, &key, methods)
+            });
+            let exported = Exported::layered(e.handler.clone(), &layers)
+                .map_invoker(|invoker| crate::observe::ServeObserver::wrap(invoker, stats, self.tracing));
+            (key, exported)
         }));
         let protocols = if self.protocols.is_empty() {
             vec![("rpc".to_string(), DEFAULT_RPC_PORT)]
@@ -298,7 +325,12 @@ impl ProviderBuilder {
                 .bind(address.as_str())
                 .await
             {
-                Ok(handle) => servers.push((protocol.clone(), handle)),
+                Ok(handle) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.watch_server(&self.application, protocol, &handle);
+                    }
+                    servers.push((protocol.clone(), handle))
+                }
                 Err(source) => {
                     shutdown_servers(&servers, Duration::ZERO).await;
                     return Err(Error::Bind {
