@@ -261,6 +261,20 @@ impl Metrics {
         }
     }
 
+    /// `exported` (a service run by a [`Dispatcher`](rpc_core::Dispatcher)
+    /// of your own, not a [`Provider`](crate::Provider)) with its requests
+    /// counted here as a provider's are, under `application` and `key`.
+    pub fn observe_export(
+        &self,
+        application: &str,
+        key: &ServiceKey,
+        exported: rpc_core::Exported,
+    ) -> rpc_core::Exported {
+        let methods = exported.descriptor().methods.iter().map(|m| m.name);
+        let stats = self.service(Side::Provider, application, key, methods);
+        exported.map_invoker(|invoker| super::ServeObserver::wrap(invoker, Some(stats), false))
+    }
+
     /// Reports `directory`'s providers (`dubbo_registry_directory_num_*`)
     /// while it lives.
     pub(crate) fn watch_directory(&self, application: &str, directory: &Arc<rpc_cluster::Directory>) {
@@ -537,14 +551,16 @@ impl Collector for Metrics {
             let mut histogram =
                 encoder.encode_descriptor(&histogram_name, "Response Time Histogram", None, MetricType::Histogram)?;
             for stats in &rows {
-                let mut cumulative = 0;
+                // Counts per bucket: the encoder makes them cumulative.
+                let mut below = 0;
                 let mut buckets = Vec::with_capacity(RT_BUCKETS_MS.len() + 1);
                 for (bound, count) in RT_BUCKETS_MS.iter().zip(&stats.buckets) {
-                    cumulative += count.load(Ordering::Relaxed);
-                    buckets.push((*bound, cumulative));
+                    let count = count.load(Ordering::Relaxed);
+                    below += count;
+                    buckets.push((*bound, count));
                 }
                 let count = finished(stats);
-                buckets.push((f64::INFINITY, count));
+                buckets.push((f64::INFINITY, count.saturating_sub(below)));
                 let sum = ms(stats.rt_sum_us.load(Ordering::Relaxed));
                 histogram
                     .encode_family(&stats.labels)?
