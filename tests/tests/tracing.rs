@@ -142,3 +142,48 @@ fn an_examples_log_on_a_pipe_has_no_colour_codes() {
         output.stderr
     );
 }
+
+/// The trace context reaches the provider on each of our protocols: as an
+/// attachment on `rpc`, as HTTP headers on `tri`; the provider's span is a
+/// child of the consumer's.
+#[tokio::test(flavor = "current_thread")]
+async fn the_trace_context_travels_on_rpc_and_tri() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    for protocol in ["rpc", "tri"] {
+        let path = std::env::temp_dir().join(format!("rpc-trace-{protocol}-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let subscriber = tracing_subscriber::registry().with(rpc::observe::TraceFile::create(&path).unwrap());
+        // This thread runs both sides (a current-thread runtime).
+        let _default = tracing::subscriber::set_default(subscriber);
+        let provider = rpc::Provider::builder()
+            .protocol(protocol, 0)
+            .serve(rpc_examples::GreeterServer::new(rpc_examples::GreeterImpl::new(None)))
+            .start()
+            .await
+            .unwrap();
+        let address = provider.local_addr(protocol).unwrap();
+        let consumer = rpc::Consumer::builder()
+            .registry(format!("{protocol}://{address}"))
+            .build()
+            .await
+            .unwrap();
+        let greeter: rpc_examples::GreeterClient = consumer
+            .reference::<rpc_examples::GreeterClient>()
+            .protocol(Some(protocol))
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(greeter.say_hello("trace".into()).await.unwrap(), "Hello, trace");
+        provider.shutdown().await;
+        let spans = spans(&path);
+        let call = spans
+            .iter()
+            .find(|s| s["name"] == "rpc.call")
+            .unwrap_or_else(|| panic!("{protocol}: no rpc.call span in {spans:?}"));
+        let serve = child(&spans, "rpc.serve", call);
+        assert_eq!(field(serve, "trace_id"), field(call, "trace_id"), "{protocol}");
+        assert!(call["parent_id"].is_null(), "{protocol}: {call}");
+        let _ = std::fs::remove_file(&path);
+    }
+}
