@@ -12,8 +12,9 @@
 //! [`ClusterPolicy`], [`Balancer`]), the errors, and what a call is
 //! ([`Invocation`], [`Response`], [`Invoker`]) for filters written as tower
 //! layers. The rest is grouped by concern: [`cluster`] (directory, routing,
-//! balancers, policies, degradation), [`registry`], and [`protocol`] (the
-//! server and the protocols' channels).
+//! balancers, policies, degradation), [`registry`], [`protocol`] (the
+//! server and the protocols' channels), and [`observe`] (Dubbo-named
+//! Prometheus metrics, `tracing` spans with W3C trace context).
 //!
 //! ```
 //! use std::time::Duration;
