@@ -258,6 +258,7 @@ impl Metrics {
                 .into_iter()
                 .map(|m| (m, self.method(side, application, service, m)))
                 .collect(),
+            undeclared: Arc::default(),
         }
     }
 
@@ -303,9 +304,20 @@ impl Metrics {
             ("address", server.local_addr().to_string()),
         ];
         let mut state = self.shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // A server at the same address replaces one that ran there before.
+        state.servers.retain(|(_, s)| s.local_addr() != server.local_addr());
         state.servers.push((labels, server.clone()));
     }
 }
+
+/// How many method names a service's descriptor does not declare (`$echo`,
+/// `$invoke`, or names a caller made up) get counters of their own; calls of
+/// any further ones count under the method [`OTHER_METHODS`], so a caller
+/// cannot grow the metrics without bound.
+pub const UNDECLARED_METHODS: usize = 8;
+
+/// The `method` label of calls of undeclared methods beyond [`UNDECLARED_METHODS`].
+pub const OTHER_METHODS: &str = "(other)";
 
 /// The counters of one reference's or export's methods, found by name
 /// without hashing (a service has few methods).
@@ -316,16 +328,30 @@ pub(crate) struct ServiceStats {
     application: Arc<str>,
     service: ServiceKey,
     methods: Vec<(&'static str, Arc<MethodStats>)>,
+    undeclared: Arc<Mutex<Vec<(Box<str>, Arc<MethodStats>)>>>,
 }
 
 impl ServiceStats {
-    /// The counters of `method` (made on first use for a method the
-    /// descriptor does not list, such as `$echo`).
+    /// The counters of `method`: the declared methods' were made with the
+    /// reference or export; others' on first use, up to [`UNDECLARED_METHODS`].
     pub(crate) fn get(&self, method: &str) -> Arc<MethodStats> {
-        match self.methods.iter().find(|(name, _)| *name == method) {
-            Some((_, stats)) => stats.clone(),
-            None => self.metrics.method(self.side, &self.application, &self.service, method),
+        if let Some((_, stats)) = self.methods.iter().find(|(name, _)| *name == method) {
+            return stats.clone();
         }
+        let mut undeclared = self.undeclared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, stats)) = undeclared.iter().find(|(name, _)| &**name == method) {
+            return stats.clone();
+        }
+        let name = if undeclared.len() < UNDECLARED_METHODS {
+            method
+        } else {
+            OTHER_METHODS
+        };
+        let stats = self.metrics.method(self.side, &self.application, &self.service, name);
+        if name == method {
+            undeclared.push((method.into(), stats.clone()));
+        }
+        stats
     }
 }
 
@@ -661,6 +687,24 @@ mod tests {
         assert_eq!(FailureKind::of(ErrorKind::Decode), FailureKind::Codec);
         assert_eq!(FailureKind::of(ErrorKind::NoProvider), FailureKind::ServiceUnavailable);
         assert_eq!(FailureKind::of(ErrorKind::Layer), FailureKind::Unknown);
+    }
+
+    #[test]
+    fn undeclared_method_names_are_bounded() {
+        let metrics = Metrics::new();
+        let key = ServiceKey::new("org.example.Greeter", None, None);
+        let service = metrics.service(Side::Provider, "app", &key, ["sayHello"]);
+        for i in 0..1000 {
+            service.get(&format!("made-up-{i}")).start(0);
+        }
+        service.get("sayHello").start(0);
+        let text = metrics.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("dubbo_provider_requests_total{"))
+            .count();
+        assert_eq!(series, 1 + UNDECLARED_METHODS + 1, "{text}");
+        assert!(text.contains(&format!("method=\"{OTHER_METHODS}\"")), "{text}");
     }
 
     #[test]

@@ -35,7 +35,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use metrics::{
-    FailureKind, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, RT_BUCKETS_MS, RT_WINDOW, Side,
+    FailureKind, Metrics, OPENMETRICS_CONTENT_TYPE, OTHER_METHODS, PROMETHEUS_CONTENT_TYPE, RT_BUCKETS_MS, RT_WINDOW,
+    Side, UNDECLARED_METHODS,
 };
 pub use trace::{TRACEPARENT, TRACESTATE, TraceContext};
 pub use trace_file::{TRACE_FILE_ENV, TraceFile};
