@@ -328,8 +328,11 @@ pub(crate) struct ServiceStats {
     application: Arc<str>,
     service: ServiceKey,
     methods: Vec<(&'static str, Arc<MethodStats>)>,
-    undeclared: Arc<Mutex<Vec<(Box<str>, Arc<MethodStats>)>>>,
+    undeclared: Arc<Mutex<Undeclared>>,
 }
+
+/// The counters of the undeclared methods called so far, by name.
+type Undeclared = Vec<(Box<str>, Arc<MethodStats>)>;
 
 impl ServiceStats {
     /// The counters of `method`: the declared methods' were made with the
