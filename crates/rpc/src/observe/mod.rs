@@ -61,12 +61,10 @@ struct Pending {
 }
 
 impl Pending {
-    fn start(stats: Option<std::sync::Arc<MethodStats>>, invocation: &Invocation) -> Self {
-        if let Some(stats) = &stats {
-            stats.start(invocation.args().len());
-        }
+    fn start(stats: std::sync::Arc<MethodStats>, invocation: &Invocation) -> Self {
+        stats.start(invocation.args().len());
         Pending {
-            stats,
+            stats: Some(stats),
             started: Instant::now(),
             deadline: invocation.deadline(),
         }
@@ -140,7 +138,11 @@ impl tower::Service<Invocation> for CallObserver {
         } else {
             None
         };
-        let pending = Pending::start(stats, &invocation);
+        if stats.is_none() && traced.is_none() {
+            // Nothing to observe: no subscriber wants the span, no trace came in.
+            return self.inner.invoke(invocation);
+        }
+        let pending = stats.map(|stats| Pending::start(stats, &invocation));
         let running = self.inner.invoke(invocation);
         Box::pin(async move {
             let result = match traced {
@@ -151,7 +153,9 @@ impl tower::Service<Invocation> for CallObserver {
                 }
                 None => running.await,
             };
-            pending.finish(result.as_ref());
+            if let Some(pending) = pending {
+                pending.finish(result.as_ref());
+            }
             result
         })
     }
@@ -218,7 +222,10 @@ impl tower::Service<Invocation> for ServeObserver {
         } else {
             None
         };
-        let pending = Pending::start(stats, &invocation);
+        if stats.is_none() && traced.is_none() {
+            return self.inner.invoke(invocation);
+        }
+        let pending = stats.map(|stats| Pending::start(stats, &invocation));
         let running = self.inner.invoke(invocation);
         Box::pin(async move {
             // A panic of the handler is a business failure; it goes on up to
@@ -238,11 +245,15 @@ impl tower::Service<Invocation> for ServeObserver {
             };
             match caught {
                 Ok(result) => {
-                    pending.finish(result.as_ref());
+                    if let Some(pending) = pending {
+                        pending.finish(result.as_ref());
+                    }
                     result
                 }
                 Err(payload) => {
-                    pending.finish_as(FailureKind::Business);
+                    if let Some(pending) = pending {
+                        pending.finish_as(FailureKind::Business);
+                    }
                     std::panic::resume_unwind(payload)
                 }
             }
