@@ -27,6 +27,7 @@ mod trace;
 mod trace_file;
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
@@ -55,13 +56,13 @@ fn outcome(result: &Result<Response, RpcError>) -> String {
 /// as a timeout when its deadline had passed, a business failure when a
 /// panic drops it, else as an unknown failure.
 struct Pending {
-    stats: Option<std::sync::Arc<MethodStats>>,
+    stats: Option<Arc<MethodStats>>,
     started: Instant,
     deadline: Option<Instant>,
 }
 
 impl Pending {
-    fn start(stats: std::sync::Arc<MethodStats>, invocation: &Invocation) -> Self {
+    fn start(stats: Arc<MethodStats>, invocation: &Invocation) -> Self {
         stats.start(invocation.args().len());
         Pending {
             stats: Some(stats),
@@ -103,21 +104,25 @@ impl Drop for Pending {
     }
 }
 
-/// The consumer's call layer: metrics and the `rpc.call` span.
-#[derive(Clone)]
-pub(crate) struct CallObserver {
+/// What an observer holds, shared by its clones: a boxed invoker is cloned
+/// for every call, so cloning one must cost no allocation.
+struct Observed {
     inner: BoxInvoker,
     stats: Option<ServiceStats>,
     tracing: bool,
 }
 
+/// The consumer's call layer: metrics and the `rpc.call` span.
+#[derive(Clone)]
+pub(crate) struct CallObserver(Arc<Observed>);
+
 impl CallObserver {
-    /// `inner` observed; `None` when there is nothing to observe.
+    /// `inner` observed; `inner` itself when there is nothing to observe.
     pub(crate) fn wrap(inner: BoxInvoker, stats: Option<ServiceStats>, tracing: bool) -> BoxInvoker {
         if stats.is_none() && !tracing {
             return inner;
         }
-        BoxInvoker::always_ready(CallObserver { inner, stats, tracing })
+        BoxInvoker::always_ready(CallObserver(Arc::new(Observed { inner, stats, tracing })))
     }
 }
 
@@ -132,18 +137,19 @@ impl tower::Service<Invocation> for CallObserver {
     }
 
     fn call(&mut self, mut invocation: Invocation) -> Self::Future {
-        let stats = self.stats.as_ref().map(|s| s.get(invocation.method()));
-        let traced = if self.tracing {
+        let observed = &*self.0;
+        let stats = observed.stats.as_ref().map(|s| s.get(invocation.method()));
+        let traced = if observed.tracing {
             trace::start_call(&mut invocation)
         } else {
             None
         };
         if stats.is_none() && traced.is_none() {
             // Nothing to observe: no subscriber wants the span, no trace came in.
-            return self.inner.invoke(invocation);
+            return observed.inner.invoke(invocation);
         }
         let pending = stats.map(|stats| Pending::start(stats, &invocation));
-        let running = self.inner.invoke(invocation);
+        let running = observed.inner.invoke(invocation);
         Box::pin(async move {
             let result = match traced {
                 Some((span, scope)) => {
@@ -163,13 +169,11 @@ impl tower::Service<Invocation> for CallObserver {
 
 /// The consumer's attempt layer: notes each attempt on the call's span.
 #[derive(Clone)]
-pub(crate) struct AttemptObserver {
-    inner: BoxInvoker,
-}
+pub(crate) struct AttemptObserver(Arc<BoxInvoker>);
 
 impl AttemptObserver {
     pub(crate) fn wrap(inner: BoxInvoker) -> BoxInvoker {
-        BoxInvoker::always_ready(AttemptObserver { inner })
+        BoxInvoker::always_ready(AttemptObserver(Arc::new(inner)))
     }
 }
 
@@ -184,17 +188,13 @@ impl tower::Service<Invocation> for AttemptObserver {
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
         trace::note_attempt(&invocation);
-        self.inner.invoke(invocation)
+        self.0.invoke(invocation)
     }
 }
 
 /// The provider's layer: metrics and the `rpc.serve` span.
 #[derive(Clone)]
-pub(crate) struct ServeObserver {
-    inner: BoxInvoker,
-    stats: Option<ServiceStats>,
-    tracing: bool,
-}
+pub(crate) struct ServeObserver(Arc<Observed>);
 
 impl ServeObserver {
     /// `inner` observed; `inner` itself when there is nothing to observe.
@@ -202,7 +202,7 @@ impl ServeObserver {
         if stats.is_none() && !tracing {
             return inner;
         }
-        BoxInvoker::always_ready(ServeObserver { inner, stats, tracing })
+        BoxInvoker::always_ready(ServeObserver(Arc::new(Observed { inner, stats, tracing })))
     }
 }
 
@@ -216,17 +216,18 @@ impl tower::Service<Invocation> for ServeObserver {
     }
 
     fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let stats = self.stats.as_ref().map(|s| s.get(invocation.method()));
-        let traced = if self.tracing {
+        let observed = &*self.0;
+        let stats = observed.stats.as_ref().map(|s| s.get(invocation.method()));
+        let traced = if observed.tracing {
             trace::start_serve(&invocation)
         } else {
             None
         };
         if stats.is_none() && traced.is_none() {
-            return self.inner.invoke(invocation);
+            return observed.inner.invoke(invocation);
         }
         let pending = stats.map(|stats| Pending::start(stats, &invocation));
-        let running = self.inner.invoke(invocation);
+        let running = observed.inner.invoke(invocation);
         Box::pin(async move {
             // A panic of the handler is a business failure; it goes on up to
             // the dispatcher, which answers it.
