@@ -165,7 +165,9 @@ impl FailureKind {
 }
 
 /// A registry of call metrics, shared by the consumers and providers built
-/// with it. Cloning is cheap: clones share the counters.
+/// with it. Cloning is cheap: clones share the counters. It is also a
+/// `prometheus-client` [`Collector`]: register it in a `Registry` of your own
+/// to expose it beside your metrics.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     shared: Arc<Shared>,
