@@ -20,7 +20,7 @@
 //! of); min, max, sum, avg and last cover every call since start, as Dubbo's.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -368,7 +368,6 @@ pub(crate) struct MethodStats {
     succeeded: AtomicU64,
     failed: AtomicU64,
     failures: [AtomicU64; 7],
-    processing: AtomicI64,
     rt_last_us: AtomicU64,
     rt_min_us: AtomicU64,
     rt_max_us: AtomicU64,
@@ -388,7 +387,6 @@ impl MethodStats {
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             failures: Default::default(),
-            processing: AtomicI64::new(0),
             rt_last_us: AtomicU64::new(0),
             rt_min_us: AtomicU64::new(u64::MAX),
             rt_max_us: AtomicU64::new(0),
@@ -401,17 +399,25 @@ impl MethodStats {
         }
     }
 
-    /// A call starts: counted, and in flight until [`finish`](Self::finish).
+    /// A call starts: counted, and in flight until [`finish`](Self::finish)
+    /// (calls in flight are those started and not finished: no counter of
+    /// their own, one atomic addition less per call).
     pub(crate) fn start(&self, bytes_out: usize) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.processing.fetch_add(1, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes_out as u64, Ordering::Relaxed);
+    }
+
+    /// Calls started and not finished yet.
+    fn processing(&self) -> u64 {
+        // Read the finished ones first: a call finishing between the reads
+        // cannot make the difference negative.
+        let finished = self.succeeded.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
+        self.requests.load(Ordering::Relaxed).saturating_sub(finished)
     }
 
     /// A call started with [`start`](Self::start) ended after `elapsed`:
     /// succeeded (with a response of `bytes_in`), or failed as `failure`.
     pub(crate) fn finish(&self, elapsed: Duration, result: Result<usize, FailureKind>) {
-        self.processing.fetch_sub(1, Ordering::Relaxed);
         match result {
             Ok(bytes_in) => {
                 self.succeeded.fetch_add(1, Ordering::Relaxed);
@@ -424,10 +430,20 @@ impl MethodStats {
         }
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.rt_last_us.store(us, Ordering::Relaxed);
-        self.rt_min_us.fetch_min(us, Ordering::Relaxed);
-        self.rt_max_us.fetch_max(us, Ordering::Relaxed);
+        // Read first: the extremes rarely move, and a read costs less than
+        // the read-modify-write.
+        if us < self.rt_min_us.load(Ordering::Relaxed) {
+            self.rt_min_us.fetch_min(us, Ordering::Relaxed);
+        }
+        if us > self.rt_max_us.load(Ordering::Relaxed) {
+            self.rt_max_us.fetch_max(us, Ordering::Relaxed);
+        }
         self.rt_sum_us.fetch_add(us, Ordering::Relaxed);
-        let slot = self.window_next.fetch_add(1, Ordering::Relaxed) % RT_WINDOW;
+        // A sample of the latest calls: two calls finishing at once may take
+        // the same slot, which loses one sample, never a count.
+        let next = self.window_next.load(Ordering::Relaxed);
+        self.window_next.store(next.wrapping_add(1), Ordering::Relaxed);
+        let slot = next % RT_WINDOW;
         // Stored plus one, so that 0 marks a slot not written yet.
         self.window[slot].store(u32::try_from(us).unwrap_or(u32::MAX - 1) + 1, Ordering::Relaxed);
         let ms = us as f64 / 1000.0;
@@ -530,7 +546,7 @@ impl Collector for Metrics {
                 "Processing Requests",
                 g,
                 &rows,
-                |m| Some(m.processing.load(Ordering::Relaxed) as f64),
+                |m| Some(m.processing() as f64),
             )?;
             // Latency gauges, from one snapshot of each method's window.
             let windows: Vec<Vec<u32>> = rows
