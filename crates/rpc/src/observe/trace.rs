@@ -286,4 +286,35 @@ mod tests {
         assert_eq!(child.trace_id, context.trace_id);
         assert_ne!(child.span_id, context.span_id);
     }
+
+    fn invocation() -> Invocation {
+        let key = rpc_core::ServiceKey::new("org.example.Greeter", None, None);
+        Invocation::new(key, "sayHello", Default::default(), rpc_core::Serialization::default())
+    }
+
+    #[tokio::test]
+    async fn a_call_made_while_serving_continues_the_request_trace_and_its_tracestate() {
+        let mut request = invocation();
+        request.set_attachment(TRACEPARENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        request.set_attachment(TRACESTATE, "vendor=abc");
+        // No subscriber: a trace that came in is still passed on.
+        let (_, served) = start_serve(&request).expect("an incoming trace is continued");
+        assert_eq!(served.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_ne!(served.span_id, 0x00f067aa0ba902b7);
+        let served_span = served.span_id;
+        let nested = in_request(served, async {
+            let mut call = invocation();
+            start_call(&mut call).expect("a call inside a traced request is traced");
+            call
+        })
+        .await;
+        let sent = TraceContext::parse(nested.attachment(TRACEPARENT).unwrap()).unwrap();
+        assert_eq!(sent.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_ne!(sent.span_id, served_span, "the nested call is a span of its own");
+        assert_eq!(nested.attachment(TRACESTATE), Some("vendor=abc"));
+        // Outside any request and with no subscriber, nothing is traced or sent.
+        let mut plain = invocation();
+        assert!(start_call(&mut plain).is_none());
+        assert_eq!(plain.attachment(TRACEPARENT), None);
+    }
 }
