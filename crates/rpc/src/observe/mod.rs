@@ -18,11 +18,16 @@
 //!   as a timeout), and runs it in a span `rpc.serve` continuing the caller's
 //!   trace, so calls the handler makes continue it too.
 //!
+//! With the `otel` cargo feature, [`otel`] exports these spans to an
+//! OpenTelemetry collector over OTLP, their ids those sent in `traceparent`.
+//!
 //! Tracing is on by default and costs a check of the subscriber's interest
 //! per call when nobody listens and no trace comes in; `.tracing(false)` on
 //! either builder turns it off. Metrics are off until a [`Metrics`] is given.
 
 mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod trace;
 mod trace_file;
 
