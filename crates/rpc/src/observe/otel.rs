@@ -78,6 +78,7 @@ mod tests {
     use opentelemetry_sdk::error::OTelSdkResult;
     use opentelemetry_sdk::trace::{SpanData, SpanExporter};
     use rpc_core::{Invocation, Serialization, ServiceKey};
+    use tracing::Instrument;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::super::trace::{TRACEPARENT, in_request, start_call, start_serve};
@@ -110,15 +111,13 @@ mod tests {
         request.set_attachment(TRACEPARENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let (serve_span, served) = start_serve(&request).unwrap();
         let served_id = served.span_id;
-        let (call_span, nested) = {
-            let _entered = serve_span.enter();
-            let nested = in_request(served, async {
-                let mut call = invocation();
-                let (span, _) = start_call(&mut call).unwrap();
-                (span, call)
-            });
-            futures::executor::block_on(nested)
-        };
+        let (call_span, nested) = in_request(served, async {
+            let mut call = invocation();
+            let (span, _) = start_call(&mut call).unwrap();
+            (span, call)
+        })
+        .instrument(serve_span.clone())
+        .await;
         let sent = TraceContext::parse(nested.attachment(TRACEPARENT).unwrap()).unwrap();
         drop(call_span);
         drop(serve_span);
