@@ -58,6 +58,12 @@ struct Args {
     /// layers from that of spreading the load over processes).
     #[arg(long, default_value_t = 3)]
     cluster_providers: usize,
+    /// Record Dubbo-named metrics on both sides (rpc::observe::Metrics).
+    #[arg(long)]
+    metrics: bool,
+    /// Turn off the consumer stack's tracing (spans, trace context), on by default.
+    #[arg(long)]
+    no_tracing: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +78,9 @@ enum Cmd {
         /// Listening sockets (providers, for `rpc-cluster`), all served by this one process.
         #[arg(long, default_value_t = 1)]
         listeners: usize,
+        /// Record metrics of the requests served.
+        #[arg(long)]
+        metrics: bool,
     },
 }
 
@@ -87,11 +96,19 @@ fn main() {
             ref system,
             cpu,
             listeners,
+            metrics,
         }) => {
+            if metrics {
+                let _ = ours::METRICS.set(rpc::observe::Metrics::new());
+            }
             sys::pin_to(cpu);
             serve(system, listeners)
         }
         None => {
+            if args.metrics {
+                let _ = ours::METRICS.set(rpc::observe::Metrics::new());
+            }
+            ours::TRACING.store(!args.no_tracing, std::sync::atomic::Ordering::Relaxed);
             sys::pin_to(1);
             bench(&args)
         }
@@ -173,8 +190,12 @@ impl Drop for Server {
 fn spawn_server(system: &str, listeners: usize) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let listeners = listeners.to_string();
-    let mut child = Command::new(exe)
-        .args(["serve", system, "--cpu", "0", "--listeners", &listeners])
+    let mut command = Command::new(exe);
+    command.args(["serve", system, "--cpu", "0", "--listeners", &listeners]);
+    if ours::METRICS.get().is_some() {
+        command.arg("--metrics");
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -37,13 +37,21 @@ impl Echo for EchoImpl {
     }
 }
 
+/// The metrics both sides record into (`--metrics`); `None`: not recorded.
+pub static METRICS: std::sync::OnceLock<rpc::observe::Metrics> = std::sync::OnceLock::new();
+
+/// Whether the consumer stack traces its calls (`--no-tracing` turns it off).
+pub static TRACING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 /// Serves the echo service on each of `listeners` (both protocols speak on
 /// each; several make several providers) until the process ends.
 pub async fn serve(listeners: Vec<tokio::net::TcpListener>) -> Result<(), String> {
-    let dispatcher = rpc::protocol::Dispatcher::new([(
-        ServiceKey::new("bench.Echo", Some("1.0.0"), None),
-        rpc::protocol::Exported::new(EchoServer::new(EchoImpl)),
-    )]);
+    let key = ServiceKey::new("bench.Echo", Some("1.0.0"), None);
+    let mut exported = rpc::protocol::Exported::new(EchoServer::new(EchoImpl));
+    if let Some(metrics) = METRICS.get() {
+        exported = metrics.observe_export("bench", &key, exported);
+    }
+    let dispatcher = rpc::protocol::Dispatcher::new([(key, exported)]);
     let _servers: Vec<_> = listeners
         .into_iter()
         .map(|listener| {
@@ -106,11 +114,13 @@ impl Client {
             }
             Route::Cluster => {
                 let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-                let consumer = rpc::Consumer::builder()
+                let mut consumer = rpc::Consumer::builder()
                     .registry(format!("rpc://{}", list.join(",")))
-                    .build()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .tracing(TRACING.load(std::sync::atomic::Ordering::Relaxed));
+                if let Some(metrics) = METRICS.get() {
+                    consumer = consumer.metrics(metrics);
+                }
+                let consumer = consumer.build().await.map_err(|e| e.to_string())?;
                 consumer
                     .reference::<EchoClient>()
                     .timeout(TIMEOUT)

@@ -91,10 +91,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    rpc_examples::init_logging("warn");
     let args = Args::parse();
     match run(args).await {
         Ok(Summary { ok, failed, degraded }) => {

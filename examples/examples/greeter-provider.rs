@@ -86,10 +86,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(env_filter())
-        .with_writer(std::io::stderr)
-        .init();
+    rpc_examples::init_logging("info");
     let args = Args::parse();
     if let Err(e) = run(args).await {
         eprintln!("greeter-provider: {e}");
@@ -156,10 +153,6 @@ async fn run(args: Args) -> Result<(), rpc::Error> {
     drop(qos);
     println!("stopped (abandoned {abandoned} in-flight calls)");
     Ok(())
-}
-
-fn env_filter() -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
 }
 
 /// `key=value`.

@@ -112,3 +112,25 @@ impl Greeter for GreeterImpl {
         millis
     }
 }
+
+/// Installs the examples' logging: `tracing` events on stderr, filtered by
+/// `RUST_LOG` (else `default_filter`), with terminal colours only when
+/// stderr is a terminal (a file or pipe gets plain text); and, when
+/// `RPC_TRACE_FILE` names a file, every finished span appended to it as a
+/// JSON line ([`rpc::observe::TraceFile`]), whatever the filter.
+pub fn init_logging(default_filter: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter);
+    tracing_subscriber::registry()
+        .with(log)
+        .with(rpc::observe::TraceFile::from_env())
+        .init();
+}

@@ -240,10 +240,16 @@ impl ExampleProcess {
 
     /// Starts the example program `name` with `args`, logging at `log` (`RUST_LOG`) on stderr.
     pub fn start(name: &str, args: &[&str], log: &str) -> ExampleProcess {
+        ExampleProcess::start_with_env(name, args, log, &[])
+    }
+
+    /// As [`start`](Self::start), with the environment variables `env` set too.
+    pub fn start_with_env(name: &str, args: &[&str], log: &str, env: &[(&str, &str)]) -> ExampleProcess {
         let binary = example_binary(name);
         let mut child = Command::new(&binary)
             .args(args)
             .env("RUST_LOG", log)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -58,10 +58,12 @@ impl Exported {
         Exported { descriptor, invoker }
     }
 
-    /// The same service with its invoker wrapped by `wrap`, outside
-    /// everything else (and outside the status mapping of
-    /// [`layered`](Self::layered)): for the provider's own guards, which
-    /// answer with provider statuses of their own.
+    /// This service with its requests going through `wrap(its invoker)`,
+    /// outside its layers (and outside the status mapping of
+    /// [`layered`](Self::layered)): what `wrap` sees failing is what the
+    /// consumer is answered, except panics and the deadline, which the
+    /// dispatcher answers around it. The provider's guards (which answer with
+    /// provider statuses of their own) and its observer (metrics, spans) sit here.
     pub fn map_invoker(mut self, wrap: impl FnOnce(BoxInvoker) -> BoxInvoker) -> Self {
         self.invoker = wrap(self.invoker);
         self

@@ -46,6 +46,7 @@ struct ConsumerInner {
     outlier: OutlierConfig,
     layers: Vec<InvokerLayer>,
     attempt_layers: Vec<InvokerLayer>,
+    observe: Observe,
 }
 
 /// Configures a [`Consumer`].
@@ -60,6 +61,14 @@ pub struct ConsumerBuilder {
     outlier: OutlierConfig,
     layers: Vec<InvokerLayer>,
     attempt_layers: Vec<InvokerLayer>,
+    observe: Observe,
+}
+
+/// What the consumer observes of its calls (see [`crate::observe`]).
+#[derive(Clone, Debug)]
+struct Observe {
+    metrics: Option<crate::observe::Metrics>,
+    tracing: bool,
 }
 
 impl Consumer {
@@ -74,6 +83,10 @@ impl Consumer {
             outlier: OutlierConfig::default(),
             layers: Vec::new(),
             attempt_layers: Vec::new(),
+            observe: Observe {
+                metrics: None,
+                tracing: true,
+            },
         }
     }
 
@@ -244,6 +257,21 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Counts every call of every reference in `metrics` (Dubbo's
+    /// `dubbo_consumer_*`, see [`crate::observe`]), and reports each
+    /// reference's providers there. Off by default.
+    pub fn metrics(mut self, metrics: &crate::observe::Metrics) -> Self {
+        self.observe.metrics = Some(metrics.clone());
+        self
+    }
+
+    /// Runs every call in a `tracing` span `rpc.call` and sends its W3C trace
+    /// context to the provider (default `true`; see [`crate::observe`]).
+    pub fn tracing(mut self, enabled: bool) -> Self {
+        self.observe.tracing = enabled;
+        self
+    }
+
     /// Connects to the registries.
     pub async fn build(self) -> Result<Consumer, Error> {
         if self.registries.is_empty() {
@@ -275,6 +303,7 @@ impl ConsumerBuilder {
                 outlier: self.outlier,
                 layers: self.layers,
                 attempt_layers: self.attempt_layers,
+                observe: self.observe,
             }),
         })
     }
@@ -535,15 +564,19 @@ impl<C> ReferenceBuilder<C> {
             .chain(&self.attempt_layers)
             .cloned()
             .collect();
-        let connector: Arc<dyn Connect> = if attempt_layers.is_empty() {
+        let connector: Arc<dyn Connect> = if attempt_layers.is_empty() && !inner.observe.tracing {
             inner.connector.clone()
         } else {
             Arc::new(AttemptLayers {
                 connector: inner.connector.clone(),
                 layers: attempt_layers,
+                traced: inner.observe.tracing,
             })
         };
         let directory = Directory::new(key.clone(), connector, sources).await;
+        if let Some(metrics) = &inner.observe.metrics {
+            metrics.watch_directory(&inner.application, &directory);
+        }
         // Governance rules (override, condition, tag) from the registries.
         directory.govern(governed_as, rule_sources).await;
         // The consumer's node stays while a reference of this service lives.
@@ -588,11 +621,17 @@ impl<C> ReferenceBuilder<C> {
         }
         let cluster = cluster.build().map_err(|e| Error::Config(format!("`{key}`: {e}")))?;
         let hashing = cluster.argument_hashing();
-        // stub → mock → call layers (the consumer's, then the reference's) → cluster.
+        // stub → mock → observer → call layers (the consumer's, then the reference's) → cluster.
         let layered = InvokerLayer::wrap_all(
             inner.layers.iter().chain(&self.layers),
             BoxInvoker::always_ready(cluster),
         );
+        // Observed once per call, outside the call layers.
+        let stats = inner.observe.metrics.as_ref().map(|metrics| {
+            let methods = descriptor.methods.iter().map(|m| m.name);
+            metrics.service(crate::observe::Side::Consumer, &inner.application, &key, methods)
+        });
+        let layered = crate::observe::CallObserver::wrap(layered, stats, inner.observe.tracing);
         let invoker = if self.mocks.is_empty() {
             layered
         } else {
@@ -797,15 +836,24 @@ impl Connector {
 }
 
 /// A reference's attempt layers around the endpoints its directory makes.
+/// With tracing, the outermost one notes each attempt on the call's span.
 struct AttemptLayers {
     connector: Arc<Connector>,
     layers: Vec<InvokerLayer>,
+    traced: bool,
 }
 
 impl Connect for AttemptLayers {
     fn connect(&self, url: &Url) -> Option<Endpoint> {
         let endpoint = self.connector.connect(url)?;
-        Some(endpoint.map_invoker(|channel| InvokerLayer::wrap_all(&self.layers, channel)))
+        Some(endpoint.map_invoker(|channel| {
+            let layered = InvokerLayer::wrap_all(&self.layers, channel);
+            if self.traced {
+                crate::observe::AttemptObserver::wrap(layered)
+            } else {
+                layered
+            }
+        }))
     }
 }
 

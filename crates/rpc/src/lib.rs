@@ -12,10 +12,12 @@
 //! [`ClusterPolicy`], [`Balancer`]), the errors, and what a call is
 //! ([`Invocation`], [`Response`], [`Invoker`]) for filters written as tower
 //! layers. The rest is grouped by concern: [`cluster`] (directory, routing,
-//! balancers, policies, degradation), [`registry`], and [`protocol`] (the
-//! server and the protocols' channels). A caller without a service's trait
-//! (an ops tool, a gateway) uses [`GenericClient`] (`consumer.generic(..)`):
-//! calls by method name with JSON values, which every provider answers.
+//! balancers, policies, degradation), [`registry`], [`protocol`] (the
+//! server and the protocols' channels), and [`observe`] (Dubbo-named
+//! Prometheus metrics, `tracing` spans with W3C trace context). A caller
+//! without a service's trait (an ops tool, a gateway) uses [`GenericClient`]
+//! (`consumer.generic(..)`): calls by method name with JSON values, which
+//! every provider answers.
 //!
 //! ```
 //! use std::time::Duration;
@@ -53,6 +55,7 @@
 mod consumer;
 mod generic;
 pub mod guard;
+pub mod observe;
 mod provider;
 pub mod qos;
 mod setup_error;

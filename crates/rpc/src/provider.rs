@@ -291,6 +291,8 @@ pub struct ProviderBuilder {
     unregister_timeout: Duration,
     layers: Vec<InvokerLayer>,
     qos_port: Option<u16>,
+    metrics: Option<crate::observe::Metrics>,
+    tracing: bool,
 }
 
 impl Default for ProviderBuilder {
@@ -307,6 +309,8 @@ impl Default for ProviderBuilder {
             unregister_timeout: DEFAULT_UNREGISTER_TIMEOUT,
             layers: Vec::new(),
             qos_port: None,
+            metrics: None,
+            tracing: true,
         }
     }
 }
@@ -405,6 +409,22 @@ impl ProviderBuilder {
         self
     }
 
+    /// Counts every request to every export in `metrics` (Dubbo's
+    /// `dubbo_provider_*`, see [`crate::observe`]), and reports the servers'
+    /// connections and requests in flight there. Off by default.
+    pub fn metrics(mut self, metrics: &crate::observe::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
+    /// Serves every request in a `tracing` span `rpc.serve` continuing the
+    /// caller's W3C trace context, so calls its handler makes continue it
+    /// too (default `true`; see [`crate::observe`]).
+    pub fn tracing(mut self, enabled: bool) -> Self {
+        self.tracing = enabled;
+        self
+    }
+
     /// Exports `handler` (a generated `XxxServer`) under the trait's version and group.
     pub fn serve(self, handler: impl ServiceHandler) -> Self {
         self.export(Export::new(handler))
@@ -457,14 +477,22 @@ impl ProviderBuilder {
                 Guard::new(e.handler.descriptor(), &url, &logs)
             })
             .collect();
-        // request → guards → provider layers → the export's layers → the service adapter.
+        // request → observer (metrics, spans) → guards → provider layers → the
+        // export's layers → the service adapter.
         let exported: Vec<Exported> = self
             .exports
             .iter()
             .zip(&guards)
             .map(|(e, guard)| {
                 let layers: Vec<InvokerLayer> = self.layers.iter().chain(&e.layers).cloned().collect();
-                Exported::layered(e.handler.clone(), &layers).map_invoker(|inner| guard.wrap(inner))
+                let key = e.key();
+                let stats = self.metrics.as_ref().map(|metrics| {
+                    let methods = e.handler.descriptor().methods.iter().map(|m| m.name);
+                    metrics.service(crate::observe::Side::Provider, &self.application, &key, methods)
+                });
+                Exported::layered(e.handler.clone(), &layers)
+                    .map_invoker(|inner| guard.wrap(inner))
+                    .map_invoker(|invoker| crate::observe::ServeObserver::wrap(invoker, stats, self.tracing))
             })
             .collect();
         let bind_host = self.bind_host.clone().unwrap_or_else(|| self.host.clone());
@@ -493,7 +521,12 @@ impl ProviderBuilder {
                 .bind(address.as_str())
                 .await
             {
-                Ok(handle) => servers.push((protocol.clone(), handle)),
+                Ok(handle) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.watch_server(&self.application, protocol, &handle);
+                    }
+                    servers.push((protocol.clone(), handle))
+                }
                 Err(source) => {
                     shutdown_servers(&servers, Duration::ZERO).await;
                     return Err(Error::Bind {

@@ -1,0 +1,213 @@
+//! Metrics under Dubbo's names, over real TCP: 1,000 calls, some failing in
+//! the service (a panic: Dubbo's business failure), some timing out, then a
+//! scrape of both sides parsed with a Prometheus text parser.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use prometheus_parse::{Scrape, Value};
+use rpc::observe::Metrics;
+
+/// The service measured.
+#[rpc::service(interface = "org.example.Metered", version = "1.0.0")]
+pub trait Metered {
+    /// `0`: answers; `1`: panics; `2`: sleeps past any deadline.
+    async fn work(&self, mode: u32) -> u32;
+}
+
+struct MeteredImpl;
+
+impl Metered for MeteredImpl {
+    async fn work(&self, mode: u32) -> u32 {
+        match mode {
+            1 => panic!("the service failed on purpose"),
+            2 => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                mode
+            }
+            _ => mode,
+        }
+    }
+}
+
+const CALLS: u32 = 1000;
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The mode of call `i`: 100 business failures, 10 timeouts, 890 answers.
+fn mode(i: u32) -> u32 {
+    if i % 10 == 3 {
+        1
+    } else if i % 100 == 7 {
+        2
+    } else {
+        0
+    }
+}
+
+/// The parsed scrape's samples of `name` with `labels` among theirs.
+fn values(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<Value> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| s.value.clone())
+        .collect()
+}
+
+/// The one value of `name` with `labels`, as a number.
+fn number(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    match values(scrape, name, labels).as_slice() {
+        [Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)] => *v,
+        other => panic!("expected one sample of {name} {labels:?}, got {other:?}"),
+    }
+}
+
+fn parse(text: &str) -> Scrape {
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap_or_else(|e| panic!("cannot parse: {e}\n{text}"))
+}
+
+/// Every Dubbo counter of `side` for the method, by name.
+fn counters(scrape: &Scrape, side: &str, application: &str) -> HashMap<&'static str, f64> {
+    let labels = [
+        ("application_name", application),
+        ("interface", "org.example.Metered"),
+        ("method", "work"),
+        ("group", ""),
+        ("version", "1.0.0"),
+    ];
+    [
+        "requests_total",
+        "requests_succeed_total",
+        "requests_failed_total",
+        "requests_business_failed_total",
+        "requests_timeout_total",
+        "requests_limit_total",
+        "requests_failed_network_total",
+        "requests_failed_codec_total",
+        "requests_failed_service_unavailable_total",
+        "requests_unknown_failed_total",
+        "requests_processing",
+    ]
+    .into_iter()
+    .map(|name| (name, number(scrape, &format!("dubbo_{side}_{name}"), &labels)))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_calls_are_counted_under_dubbo_names_on_both_sides() {
+    let provider_metrics = Metrics::new();
+    let consumer_metrics = Metrics::new();
+    let provider = rpc::Provider::builder()
+        .application("metered-provider")
+        .protocol("rpc", 0)
+        .metrics(&provider_metrics)
+        .serve(MeteredServer::new(MeteredImpl))
+        .start()
+        .await
+        .unwrap();
+    let address = provider.local_addr("rpc").unwrap();
+    let consumer = rpc::Consumer::builder()
+        .application("metered-consumer")
+        .registry(format!("rpc://{address}"))
+        .metrics(&consumer_metrics)
+        .build()
+        .await
+        .unwrap();
+    let client: MeteredClient = consumer
+        .reference::<MeteredClient>()
+        .timeout(TIMEOUT)
+        .retries(0)
+        .build()
+        .await
+        .unwrap();
+
+    let results: Vec<(u32, Result<u32, rpc::RpcError>)> = futures::stream::iter(0..CALLS)
+        .map(|i| {
+            let client = client.clone();
+            async move { (mode(i), client.work(mode(i)).await) }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for (mode, result) in &results {
+        match (mode, result) {
+            (0, Ok(0)) => {}
+            (1, Err(e)) if e.kind() == rpc::ErrorKind::Remote(rpc::Status::ServiceError) => {}
+            // The consumer's timer, or the provider's answer at the same deadline.
+            (2, Err(e))
+                if matches!(
+                    e.kind(),
+                    rpc::ErrorKind::Timeout | rpc::ErrorKind::Remote(rpc::Status::ServerTimeout)
+                ) => {}
+            other => panic!("unexpected result {other:?}"),
+        }
+    }
+
+    let consumer_text = consumer_metrics.render();
+    let scrape = parse(&consumer_text);
+    let got = counters(&scrape, "consumer", "metered-consumer");
+    let want: HashMap<&str, f64> = [
+        ("requests_total", 1000.0),
+        ("requests_succeed_total", 890.0),
+        ("requests_failed_total", 110.0),
+        ("requests_business_failed_total", 100.0),
+        ("requests_timeout_total", 10.0),
+        ("requests_limit_total", 0.0),
+        ("requests_failed_network_total", 0.0),
+        ("requests_failed_codec_total", 0.0),
+        ("requests_failed_service_unavailable_total", 0.0),
+        ("requests_unknown_failed_total", 0.0),
+        ("requests_processing", 0.0),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want, "consumer counters in:\n{consumer_text}");
+    let labels = [("application_name", "metered-consumer"), ("method", "work")];
+    // The latency gauges and the histogram cover the same calls.
+    let max = number(&scrape, "dubbo_consumer_rt_milliseconds_max", &labels);
+    let p99 = number(&scrape, "dubbo_consumer_rt_milliseconds_p99", &labels);
+    let min = number(&scrape, "dubbo_consumer_rt_milliseconds_min", &labels);
+    assert!(
+        max >= TIMEOUT.as_millis() as f64,
+        "max {max} ms: the timeouts took the timeout"
+    );
+    assert!(min <= p99 && p99 <= max, "min {min} <= p99 {p99} <= max {max}");
+    match values(&scrape, "dubbo_consumer_rt_milliseconds_histogram", &labels).as_slice() {
+        [Value::Histogram(buckets)] => {
+            let last = buckets.last().unwrap();
+            assert!(last.less_than.is_infinite() && last.count == 1000.0, "{buckets:?}");
+        }
+        other => panic!("expected one histogram, got {other:?}"),
+    }
+    let interface = [("interface", "org.example.Metered")];
+    assert_eq!(number(&scrape, "dubbo_registry_directory_num_all", &interface), 1.0);
+    assert_eq!(
+        number(&scrape, "dubbo_registry_directory_num_valid_total", &interface),
+        1.0
+    );
+    assert!(number(&scrape, "rpc_consumer_request_bytes_total", &labels) > 0.0);
+    // The OpenMetrics rendering parses too and says the same.
+    let open = parse(&consumer_metrics.render_openmetrics());
+    assert_eq!(counters(&open, "consumer", "metered-consumer"), want);
+
+    // The provider counts a timed-out request when its deadline stops it,
+    // just after the consumer gave up: wait for the last ones.
+    let provider_counters = || counters(&parse(&provider_metrics.render()), "provider", "metered-provider");
+    rpc_tests::wait_until("the provider to finish every request", Duration::from_secs(10), || {
+        let c = provider_counters();
+        c["requests_processing"] == 0.0 && c["requests_succeed_total"] + c["requests_failed_total"] == 1000.0
+    })
+    .await;
+    let provider_text = provider_metrics.render();
+    assert_eq!(
+        counters(&parse(&provider_text), "provider", "metered-provider"),
+        want,
+        "provider counters in:\n{provider_text}"
+    );
+    assert!(
+        number(&parse(&provider_text), "rpc_server_connections", &[("protocol", "rpc")]) >= 1.0,
+        "{provider_text}"
+    );
+    provider.shutdown().await;
+}
