@@ -123,6 +123,11 @@ async fn run(args: Args) -> Result<Summary, rpc::Error> {
     for registry in &args.registry {
         builder = builder.registry(registry.clone());
     }
+    // With a QoS port, the consumer's metrics are served there (`/metrics`).
+    let metrics = args.qos_port.map(|_| rpc::observe::Metrics::new());
+    if let Some(metrics) = &metrics {
+        builder = builder.metrics(metrics);
+    }
     let consumer = builder.build().await?;
     let mut reference = consumer
         .reference::<GreeterClient>()
@@ -143,15 +148,20 @@ async fn run(args: Args) -> Result<Summary, rpc::Error> {
         reference = reference.tag(tag.clone());
     }
     let greeter: GreeterClient = reference.build().await?;
-    let _qos = match args.qos_port {
-        Some(port) => {
-            let qos = rpc::qos::Qos::builder().port(port).consumer(&consumer).start().await?;
+    let _qos = match (args.qos_port, metrics) {
+        (Some(port), Some(metrics)) => {
+            let qos = rpc::qos::Qos::builder()
+                .port(port)
+                .consumer(&consumer)
+                .metrics(move || metrics.render())
+                .start()
+                .await?;
             if let Some(addr) = qos.local_addr() {
                 eprintln!("qos on {addr}");
             }
             Some(qos)
         }
-        None => None,
+        _ => None,
     };
 
     let calls = match (args.calls, args.duration) {

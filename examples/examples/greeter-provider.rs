@@ -132,17 +132,27 @@ async fn run(args: Args) -> Result<(), rpc::Error> {
     for registry in args.registry {
         builder = builder.registry(registry);
     }
+    // With a QoS port, the provider's metrics are served there (`/metrics`).
+    let metrics = args.qos_port.map(|_| rpc::observe::Metrics::new());
+    if let Some(metrics) = &metrics {
+        builder = builder.metrics(metrics);
+    }
     let provider = builder.start().await?;
     // Printed before `listening on`, which scripts and tests wait for.
-    let qos = match args.qos_port {
-        Some(port) => {
-            let qos = rpc::qos::Qos::builder().port(port).provider(&provider).start().await?;
+    let qos = match (args.qos_port, metrics) {
+        (Some(port), Some(metrics)) => {
+            let qos = rpc::qos::Qos::builder()
+                .port(port)
+                .provider(&provider)
+                .metrics(move || metrics.render())
+                .start()
+                .await?;
             if let Some(addr) = qos.local_addr() {
                 println!("qos on {addr}");
             }
             Some(qos)
         }
-        None => None,
+        _ => None,
     };
     if let Some(addr) = provider.local_addr(&args.protocol) {
         // Scripts and tests wait for this line.

@@ -491,10 +491,12 @@ async fn the_provider_builder_serves_a_qos_port() {
     let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     drop(taken);
+    let metrics = rpc::observe::Metrics::new();
     let provider = Provider::builder()
         .registry("memory://qos-builder")
         .protocol("rpc", 0)
         .qos_port(port)
+        .metrics(&metrics)
         .serve(GreeterServer::new(GreeterImpl::new(None)))
         .start()
         .await
@@ -504,6 +506,22 @@ async fn the_provider_builder_serves_a_qos_port() {
     let loopback: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let ls = http_get(loopback, "/ls").await;
     assert!(ls.body.contains("|org.example.Greeter:1.0.0| Y |"), "{}", ls.body);
+    // The provider's metrics are served at /metrics: one call counted.
+    let consumer = Consumer::builder()
+        .registry("memory://qos-builder")
+        .build()
+        .await
+        .unwrap();
+    let greeter: GreeterClient = consumer.reference::<GreeterClient>().build().await.unwrap();
+    greeter.say_hello("metrics".into()).await.unwrap();
+    let scrape = http_get(loopback, "/metrics").await;
+    assert_eq!(scrape.status, 200, "{scrape:?}");
+    let line = scrape
+        .body
+        .lines()
+        .find(|l| l.starts_with("dubbo_provider_requests_total{") && l.contains("method=\"sayHello\""))
+        .unwrap_or_else(|| panic!("no sayHello request counter in {}", scrape.body));
+    assert!(line.ends_with(" 1"), "{line}");
     provider.shutdown().await;
     assert_eq!(http_get(loopback, "/ready").await.status, 503);
     drop(provider);

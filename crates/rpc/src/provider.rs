@@ -402,8 +402,9 @@ impl ProviderBuilder {
     /// interface, with the defaults of [`Qos::builder`](crate::qos::Qos::builder):
     /// `ls`, `online`, `offline` and the probes, foreign callers refused
     /// but for the probes. Opened once the provider is registered; a port
-    /// already taken is a warning, not a failed start. For other settings
-    /// (consumers, metrics, a whitelist) start a [`Qos`](crate::qos::Qos) yourself.
+    /// already taken is a warning, not a failed start; with
+    /// [`metrics`](Self::metrics), `metrics` and `/metrics` answer them. For
+    /// other settings (consumers, a whitelist) start a [`Qos`](crate::qos::Qos) yourself.
     pub fn qos_port(mut self, port: u16) -> Self {
         self.qos_port = Some(port);
         self
@@ -593,7 +594,11 @@ impl ProviderBuilder {
             }
         }
         if let Some(port) = self.qos_port {
-            match crate::qos::Qos::builder().port(port).provider(&provider).start().await {
+            let mut qos = crate::qos::Qos::builder().port(port).provider(&provider);
+            if let Some(metrics) = self.metrics.clone() {
+                qos = qos.metrics(move || metrics.render());
+            }
+            match qos.start().await {
                 Ok(qos) => provider.qos = Some(qos),
                 Err(e) => {
                     provider.shutdown().await;
