@@ -8,22 +8,20 @@
 //! * [`peer_classes`] compiles the Java peer with `javac` once per test
 //!   process, into `<workspace>/target/curator-peer/` (skipped when the class
 //!   is newer than the source);
-//! * [`Peer::curator`] runs it (`lock ...` or `latch ...`, see the source's
-//!   header for the contract), [`Peer::example`] runs a Rust example program,
-//!   and [`Peer`] reads their lines, signals them and collects their exit.
+//! * [`curator`] runs it (`lock ...` or `latch ...`, see the source's
+//!   header for the contract), [`Process::example`] runs a Rust example
+//!   program, and [`Process`] reads their lines, signals them and collects
+//!   their exit.
 //!
 //! A test that needs Java, `javac` or Curator and cannot find them panics with
 //! the command that installs them: it never skips.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+pub use crate::child::{Output, Process};
 
 /// How to get what the Java peer needs, for panic messages.
 const INSTRUCTION: &str = "run ./scripts/test.sh, which installs them, or \
@@ -162,233 +160,22 @@ pub fn classpath() -> String {
 }
 
 /// How a [`Peer`] ended.
-#[derive(Debug)]
-pub struct PeerOutput {
-    /// Exit code (None when killed by a signal).
-    pub code: Option<i32>,
-    /// Every stdout line.
-    pub stdout: Vec<String>,
-    /// All of stderr.
-    pub stderr: String,
-}
+pub type PeerOutput = Output;
 
-/// A peer running as a child process (a Java [`CuratorPeer`](Peer::curator)
-/// or a Rust [example](Peer::example)), its stdout lines arriving as they are
-/// printed and its stderr collected. Killed on drop.
-#[derive(Debug)]
-pub struct Peer {
-    child: Child,
-    /// The command line, for messages.
-    command: String,
-    lines: mpsc::Receiver<String>,
-    /// Every stdout line read so far.
-    seen: Vec<String>,
-    /// Lines of `seen` before this one were returned or passed over by
-    /// [`wait_for_line`](Self::wait_for_line).
-    cursor: usize,
-    stderr: Arc<Mutex<String>>,
-    stderr_reader: Option<JoinHandle<()>>,
-}
+/// A peer running as a child process: a Java [`CuratorPeer`](curator) or a
+/// Rust example program ([`Process::example`]).
+pub type Peer = Process;
 
-impl Peer {
-    /// Starts the Java peer with `args` (`lock ...` or `latch ...`), compiling
-    /// it first when needed (see [`peer_classes`]).
-    pub fn curator(args: &[&str]) -> Peer {
-        let mut command = Command::new("java");
-        command
-            .args(["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp"])
-            .arg(classpath())
-            .arg(MAIN_CLASS)
-            .args(args);
-        Peer::spawn(command, &format!("java {MAIN_CLASS} {}", args.join(" ")))
-    }
-
-    /// Starts the example program `name` (see [`example_binary`](crate::example_binary))
-    /// with `args`, logging at `warn`.
-    pub fn example(name: &str, args: &[&str]) -> Peer {
-        let binary = crate::example_binary(name);
-        let mut command = Command::new(&binary);
-        command.args(args).env("RUST_LOG", "warn");
-        Peer::spawn(command, &format!("{name} {}", args.join(" ")))
-    }
-
-    /// Starts `command` with stdout and stderr piped; `what` names it in messages.
-    pub fn spawn(mut command: Command, what: &str) -> Peer {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout from {what}"));
-        let stderr_pipe = child.stderr.take().unwrap_or_else(|| panic!("no stderr from {what}"));
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let collected = Arc::clone(&stderr);
-        let stderr_reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-                let mut text = collected.lock().unwrap_or_else(PoisonError::into_inner);
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        Peer {
-            child,
-            command: what.to_string(),
-            lines,
-            seen: Vec::new(),
-            cursor: 0,
-            stderr,
-            stderr_reader: Some(stderr_reader),
-        }
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Reads stdout until a line starts with `prefix` and returns the rest of
-    /// that line. Lines returned or passed over by earlier calls are not
-    /// looked at again, so successive calls return successive matches.
-    ///
-    /// # Panics
-    /// After `timeout`, or when the process closes its stdout (exits) first,
-    /// with everything it printed.
-    pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            while self.cursor < self.seen.len() {
-                let line = &self.seen[self.cursor];
-                self.cursor += 1;
-                if let Some(rest) = line.strip_prefix(prefix) {
-                    return rest.to_string();
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "timed out after {timeout:?} waiting for a line starting with `{prefix}`{}",
-                        self.report()
-                    )
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // Let the exit status and the last of stderr arrive.
-                    if self.wait_exit(Duration::from_secs(2)).is_some()
-                        && let Some(reader) = self.stderr_reader.take()
-                    {
-                        let _ = reader.join();
-                    }
-                    panic!("no line starting with `{prefix}` before stdout closed{}", self.report())
-                }
-            }
-        }
-    }
-
-    /// Every stdout line printed so far (reading what has arrived).
-    pub fn lines(&mut self) -> &[String] {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        &self.seen
-    }
-
-    /// Sends `signal` to the process.
-    ///
-    /// # Panics
-    /// When the signal cannot be sent (the process was reaped).
-    pub fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        kill(pid, signal).unwrap_or_else(|e| panic!("cannot send {signal} to {} ({pid}): {e}", self.command));
-    }
-
-    /// Whether the process has exited (without reaping its output).
-    pub fn has_exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    /// Waits (up to `timeout`) for the process to exit and collects its output.
-    ///
-    /// # Panics
-    /// When it is still running after `timeout` (it is killed), with
-    /// everything it printed.
-    pub fn wait(mut self, timeout: Duration) -> PeerOutput {
-        let Some(code) = self.wait_exit(timeout) else {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            panic!("did not exit within {timeout:?}{}", self.report());
-        };
-        // The reader threads end at EOF, after the last line.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        if let Some(reader) = self.stderr_reader.take() {
-            let _ = reader.join();
-        }
-        PeerOutput {
-            code,
-            stdout: std::mem::take(&mut self.seen),
-            stderr: self.stderr_text(),
-        }
-    }
-
-    /// SIGTERM, then [`wait`](Self::wait) up to `timeout`.
-    pub fn terminate(self, timeout: Duration) -> PeerOutput {
-        self.signal(Signal::SIGTERM);
-        self.wait(timeout)
-    }
-
-    /// Polls for the exit until `timeout`: `Some(exit code)` once exited.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status.code()),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-                Ok(None) => return None,
-                Err(e) => panic!("cannot wait for {}: {e}", self.command),
-            }
-        }
-    }
-
-    /// Stderr collected so far.
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// The command, its status and its output so far, for failure messages.
-    pub fn report(&mut self) -> String {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => status.to_string(),
-            Ok(None) => "still running".to_string(),
-            Err(e) => format!("unknown: {e}"),
-        };
-        format!(
-            "\ncommand: {} ({status})\nstdout:\n{}\nstderr:\n{}",
-            self.command,
-            self.seen.join("\n"),
-            self.stderr_text()
-        )
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the Java peer with `args` (`lock ...` or `latch ...`), compiling
+/// it first when needed (see [`peer_classes`]).
+pub fn curator(args: &[&str]) -> Peer {
+    let mut command = Command::new("java");
+    command
+        .args(["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp"])
+        .arg(classpath())
+        .arg(MAIN_CLASS)
+        .args(args);
+    Process::spawn(command, &format!("java {MAIN_CLASS} {}", args.join(" ")))
 }
 
 /// Whether `name` is a lock node as Curator's `InterProcessMutex` names it:

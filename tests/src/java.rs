@@ -27,15 +27,14 @@
 //! URLs from [`JavaPeer::exported_url`]. A test that needs the peers and
 //! cannot find them panics with the command that builds them: it never skips.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+
+pub use crate::child::{Output, Process};
 
 /// How to build the peers, for panic messages.
 pub const BUILD_INSTRUCTION: &str = "run tests/java/build.sh (it needs a JDK 17 and Maven; ./scripts/test.sh \
@@ -121,19 +120,9 @@ fn classpath_in(dir: &Path) -> String {
 /// Killed on drop.
 #[derive(Debug)]
 pub struct JavaPeer {
-    child: Child,
-    /// `Class args...`, for messages.
-    command: String,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    /// Every stdout line read so far.
-    seen: Vec<String>,
-    /// Lines of `seen` before this one were returned or passed over.
-    cursor: usize,
+    process: Process,
     /// A provider's `exported <url>` lines, in order (`dubbo`, then `tri`).
     exported: Vec<String>,
-    stderr: Arc<Mutex<String>>,
-    stderr_reader: Option<JoinHandle<()>>,
 }
 
 impl JavaPeer {
@@ -152,60 +141,18 @@ impl JavaPeer {
                  address): start the test with `rpc_tests::netns::isolate()`"
             )
         };
-        let mut child = Command::new("java")
+        let mut command = Command::new("java");
+        command
             .env("DUBBO_IP_TO_REGISTRY", net.address().to_string())
             .args(JVM_OPTIONS)
             .arg("-cp")
             .arg(&classpath)
             .arg(format!("org.example.{main_class}"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `java org.example.{main_class}`: {e}; {BUILD_INSTRUCTION}"));
-        let stdout = child
-            .stdout
-            .take()
-            .unwrap_or_else(|| panic!("no stdout from {main_class}"));
-        let stderr_pipe = child
-            .stderr
-            .take()
-            .unwrap_or_else(|| panic!("no stderr from {main_class}"));
-        let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let collected = Arc::clone(&stderr);
-        let stderr_reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-                let mut text = collected.lock().unwrap_or_else(PoisonError::into_inner);
-                // Bounded: keep the first 256 KiB (Dubbo's stack traces are long).
-                if text.len() < 256 * 1024 {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            }
-        });
+            .args(args);
+        let what = format!("java org.example.{main_class} {} ({BUILD_INSTRUCTION})", args.join(" "));
         JavaPeer {
-            child,
-            command: std::iter::once(main_class)
-                .chain(args.iter().copied())
-                .collect::<Vec<_>>()
-                .join(" "),
-            stdin,
-            lines,
-            seen: Vec::new(),
-            cursor: 0,
+            process: Process::spawn_with_stdin(command, &what),
             exported: Vec::new(),
-            stderr,
-            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -234,7 +181,8 @@ impl JavaPeer {
         let mut peer = JavaPeer::spawn("GreeterProvider", &args);
         peer.wait_for_line("ready", READY_TIMEOUT);
         peer.exported = peer
-            .seen
+            .process
+            .lines()
             .iter()
             .filter_map(|line| line.strip_prefix("exported "))
             .map(str::to_owned)
@@ -269,8 +217,8 @@ impl JavaPeer {
         all.extend_from_slice(calls);
         let mut peer = JavaPeer::spawn("GreeterConsumer", &all);
         // Closing stdin: a consumer given no calls reads none.
-        peer.stdin = None;
-        let (code, stdout, stderr) = peer.wait(READY_TIMEOUT + calls_timeout);
+        peer.process.close_stdin();
+        let Output { code, stdout, stderr } = peer.wait(READY_TIMEOUT + calls_timeout);
         let results: Vec<String> = stdout
             .iter()
             .filter(|l| l.starts_with("ok") || l.starts_with("err "))
@@ -288,7 +236,7 @@ impl JavaPeer {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// A provider's exported URLs (from its `exported <url>` lines): the
@@ -316,140 +264,58 @@ impl JavaPeer {
     /// # Panics
     /// When no result arrives within `timeout`, or the consumer has exited.
     pub fn call(&mut self, call: &str, timeout: Duration) -> String {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .unwrap_or_else(|| panic!("the Java peer `{}` has no stdin for calls", self.command));
-        if let Err(e) = writeln!(stdin, "{call}").and_then(|()| stdin.flush()) {
-            panic!("cannot send `{call}` to the Java consumer: {e}{}", self.report());
+        let sent = match self.process.stdin() {
+            Some(stdin) => writeln!(stdin, "{call}").and_then(|()| stdin.flush()),
+            None => panic!("the Java peer has no stdin for calls{}", self.process.report()),
+        };
+        if let Err(e) = sent {
+            panic!(
+                "cannot send `{call}` to the Java consumer: {e}{}",
+                self.process.report()
+            );
         }
-        self.next_line_matching(|l| l.starts_with("ok") || l.starts_with("err "), timeout)
+        self.process.next_line_matching(
+            &format!("the result of `{call}`"),
+            |l| l.starts_with("ok") || l.starts_with("err "),
+            timeout,
+        )
     }
 
     /// Reads stdout until a line starts with `prefix` and returns the rest of
-    /// it. Lines returned or passed over by earlier calls are not looked at
-    /// again, so successive calls return successive matches.
+    /// it (see [`Process::wait_for_line`]).
     ///
     /// # Panics
     /// After `timeout`, or when the process closes its stdout (exits) first,
     /// with everything it printed.
     pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> String {
-        let line = self.next_line_matching(|l| l.starts_with(prefix), timeout);
-        line[prefix.len()..].to_string()
-    }
-
-    fn next_line_matching(&mut self, matches: impl Fn(&str) -> bool, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            while self.cursor < self.seen.len() {
-                let line = &self.seen[self.cursor];
-                self.cursor += 1;
-                if matches(line) {
-                    return line.clone();
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("timed out after {timeout:?} waiting for a line{}", self.report())
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // Let the exit status and the last of stderr arrive.
-                    if self.wait_exit(Duration::from_secs(2)).is_some()
-                        && let Some(reader) = self.stderr_reader.take()
-                    {
-                        let _ = reader.join();
-                    }
-                    panic!("stdout closed before the expected line{}", self.report())
-                }
-            }
-        }
+        self.process.wait_for_line(prefix, timeout)
     }
 
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        kill(pid, signal).unwrap_or_else(|e| panic!("cannot send {signal} to {} ({pid}): {e}", self.command));
+        self.process.signal(signal);
     }
 
     /// SIGTERM (a provider unregisters, prints `stopped` and exits 0; or,
     /// when ZooKeeper does not answer within its `--stop-timeout`, default
     /// 15 s, prints `stop timed out` and exits 1), then [`wait`](Self::wait).
-    pub fn terminate(self, timeout: Duration) -> (Option<i32>, Vec<String>, String) {
-        self.signal(Signal::SIGTERM);
-        self.wait(timeout)
+    pub fn terminate(self, timeout: Duration) -> Output {
+        self.process.terminate(timeout)
     }
 
-    /// Waits (up to `timeout`) for the process to exit and returns its exit
-    /// code (None when killed by a signal), every stdout line and all of stderr.
+    /// Waits (up to `timeout`) for the process to exit and collects its output.
     ///
     /// # Panics
     /// When it is still running after `timeout` (it is killed), with
     /// everything it printed.
-    pub fn wait(mut self, timeout: Duration) -> (Option<i32>, Vec<String>, String) {
-        let Some(code) = self.wait_exit(timeout) else {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            panic!("did not exit within {timeout:?}{}", self.report());
-        };
-        // The reader threads end at EOF, after the last line.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        if let Some(reader) = self.stderr_reader.take() {
-            let _ = reader.join();
-        }
-        (code, std::mem::take(&mut self.seen), self.stderr_text())
+    pub fn wait(self, timeout: Duration) -> Output {
+        self.process.wait(timeout)
     }
 
     /// SIGKILL, and reap it (a provider's nodes stay until its ZooKeeper
     /// session expires: Dubbo's default session timeout is 60 s).
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Polls for the exit until `timeout`: `Some(exit code)` once exited.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status.code()),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-                Ok(None) => return None,
-                Err(e) => panic!("cannot wait for {}: {e}", self.command),
-            }
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// The command, its status and its output so far, for panic messages.
-    fn report(&mut self) -> String {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => status.to_string(),
-            Ok(None) => "still running".to_string(),
-            Err(e) => format!("unknown: {e}"),
-        };
-        format!(
-            "\ncommand: java org.example.{} ({status})\nstdout:\n{}\nstderr:\n{}",
-            self.command,
-            self.seen.join("\n"),
-            self.stderr_text()
-        )
-    }
-}
-
-impl Drop for JavaPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn kill(self) {
+        self.process.kill();
     }
 }
 

@@ -26,6 +26,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod capture;
+pub mod child;
 pub mod curator;
 pub mod java;
 pub mod java_greeter;

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rpc_tests::curator::{Peer, PeerOutput, is_curator_latch_node, is_curator_lock_node};
+use rpc_tests::curator::{self, Peer, PeerOutput, is_curator_latch_node, is_curator_lock_node};
 use rpc_tests::zk::ZooKeeper;
 use zookeeper_client::{AddWatchMode, EventType, SessionState};
 
@@ -57,7 +57,7 @@ fn lock_peer(side: Side, zk: &ZooKeeper, name: &str) -> Peer {
         Side::Java => {
             let connect = zk.connect_string();
             let args: Vec<&str> = ["lock", "--connect", &connect].into_iter().chain(common).collect();
-            Peer::curator(&args)
+            curator::curator(&args)
         }
         Side::Rust => {
             let registry = registry(zk);
@@ -75,7 +75,7 @@ fn latch_peer(side: Side, zk: &ZooKeeper, name: &str, log: &Path) -> Peer {
         Side::Java => {
             let connect = zk.connect_string();
             let args: Vec<&str> = ["latch", "--connect", &connect].into_iter().chain(common).collect();
-            Peer::curator(&args)
+            curator::curator(&args)
         }
         Side::Rust => {
             let registry = registry(zk);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rpc::{Balancer, ErrorKind, Outcome};
 use rpc_examples::GreeterClient;
-use rpc_tests::python::PythonProcess;
+use rpc_tests::python;
 use rpc_tests::zk::ZooKeeper;
 use rpc_tests::{ProviderProcess, wait_until};
 use tokio::time::Instant;
@@ -35,12 +35,7 @@ async fn operator(zk: &ZooKeeper, args: &[&str]) -> Instant {
     all.extend(args.iter().map(|a| a.to_string()));
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        let mut writer = PythonProcess::spawn("zk_rules.py", &refs);
-        writer.wait_for_line("done", Duration::from_secs(120));
-        let at = Instant::now();
-        let (code, _, stderr) = writer.wait(Duration::from_secs(30));
-        assert_eq!(code, Some(0), "zk_rules.py {refs:?} failed: {stderr}");
-        at
+        Instant::from_std(python::write_rules(refs[0], &refs[1..]))
     })
     .await
     .unwrap()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rpc::{ErrorKind, Export, Outcome, Status, Token};
 use rpc_examples::{GreeterClient, GreeterImpl, GreeterServer};
-use rpc_tests::python::PythonProcess;
+use rpc_tests::python;
 use rpc_tests::zk::ZooKeeper;
 use rpc_tests::{ProviderProcess, wait_until};
 use tokio::time::Instant;
@@ -72,10 +72,7 @@ async fn operator(zk: &ZooKeeper, args: &[&str]) {
     all.extend(args.iter().map(|a| a.to_string()));
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        let mut writer = PythonProcess::spawn("zk_rules.py", &refs);
-        writer.wait_for_line("done", Duration::from_secs(120));
-        let (code, _, stderr) = writer.wait(Duration::from_secs(30));
-        assert_eq!(code, Some(0), "zk_rules.py {refs:?} failed: {stderr}");
+        python::write_rules(refs[0], &refs[1..]);
     })
     .await
     .unwrap()

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rpc_tests::python::PythonProcess;
+use rpc_tests::python::{self, PythonProcess};
 use rpc_tests::zk::ZooKeeper;
 use rpc_tests::{ConsumerProcess, ProviderProcess, free_port};
 
@@ -15,9 +15,10 @@ fn registry(zk: &ZooKeeper) -> String {
 }
 
 async fn finish(process: PythonProcess) -> (Option<i32>, Vec<String>, String) {
-    tokio::task::spawn_blocking(move || process.wait(Duration::from_secs(60)))
+    let out = tokio::task::spawn_blocking(move || process.wait(Duration::from_secs(60)))
         .await
-        .unwrap()
+        .unwrap();
+    (out.code, out.stdout, out.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +38,7 @@ async fn a_python_dubbo_consumer_calls_rust_providers_through_zookeeper() {
         "tri",
     ]);
     let _rpc = ProviderProcess::spawn(&["--registry", &registry, "--port", "0", "--tag", "rpc"]);
-    let consumer = PythonProcess::spawn("dubbo_consumer.py", &[zk.url().as_str(), "world", "20"]);
+    let consumer = python::spawn("dubbo_consumer.py", &[zk.url().as_str(), "world", "20"]);
     let (code, stdout, stderr) = finish(consumer).await;
     assert_eq!(code, Some(0), "stdout: {stdout:?}\nstderr: {stderr}");
     let replies: Vec<&String> = stdout.iter().filter(|l| l.starts_with("reply: ")).collect();
@@ -58,7 +59,7 @@ async fn a_rust_consumer_calls_a_python_dubbo_provider_through_zookeeper() {
     let provider_args = [zk.url(), port, "py".to_string()];
     let out = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = provider_args.iter().map(String::as_str).collect();
-        let mut provider = PythonProcess::spawn("dubbo_provider.py", &args);
+        let mut provider = python::spawn("dubbo_provider.py", &args);
         provider.wait_for_line("listening", Duration::from_secs(30));
         // Its URL is `tri://127.0.0.1:PORT?service=org.example.Greeter`: no
         // version (read as 1.0.0), no methods, no serialization: it reads
@@ -80,7 +81,7 @@ async fn grpcio_calls_the_tri_endpoint_directly() {
     let provider = ProviderProcess::spawn(&["--port", "0", "--protocol", "tri", "--tag", "grpc"]);
     let address = provider.address.clone();
     let call = |path: &str, body: &str, timeout: &str| {
-        PythonProcess::spawn("grpc_client.py", &[address.as_str(), path, body, timeout])
+        python::spawn("grpc_client.py", &[address.as_str(), path, body, timeout])
     };
     let (code, stdout, stderr) = finish(call("/org.example.Greeter/sayHello", r#""world""#, "5")).await;
     assert_eq!(code, Some(0), "{stdout:?} {stderr}");

@@ -119,8 +119,9 @@ fn java_consumer_reports_a_wrong_version() {
     let provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &[]);
     let registry = zk.url();
 
-    let (code, stdout, stderr) = JavaPeer::spawn("GreeterConsumer", &["--registry", &registry, "--version", "2.0.0"])
-        .wait(Duration::from_secs(90));
+    let rpc_tests::java::Output { code, stdout, stderr } =
+        JavaPeer::spawn("GreeterConsumer", &["--registry", &registry, "--version", "2.0.0"])
+            .wait(Duration::from_secs(90));
     assert_eq!(code, Some(1), "stdout: {stdout:?}\nstderr: {stderr}");
     let failed = stdout
         .iter()
@@ -206,7 +207,7 @@ async fn our_registry_reads_java_provider_urls_and_sees_them_leave() {
         assert_eq!(&Url::decode(&url.encode()).unwrap(), url);
     }
 
-    let (code, stdout, stderr) = provider.terminate(Duration::from_secs(60));
+    let rpc_tests::java::Output { code, stdout, stderr } = provider.terminate(Duration::from_secs(60));
     assert_eq!(code, Some(0), "stdout: {stdout:?}\nstderr: {stderr}");
     assert_eq!(stdout.last().map(String::as_str), Some("stopped"), "{stdout:?}");
     // Unregistered on the way out, not left to expire with its session.
@@ -236,7 +237,7 @@ fn java_provider_stops_in_bounded_time_without_zookeeper() {
     let mut zk = ZooKeeper::start();
     let provider = JavaPeer::provider(&zk.url(), free_port(), free_port(), &["--stop-timeout", "2000"]);
     zk.kill();
-    let (code, stdout, stderr) = provider.terminate(Duration::from_secs(30));
+    let rpc_tests::java::Output { code, stdout, stderr } = provider.terminate(Duration::from_secs(30));
     assert_eq!(code, Some(1), "stdout: {stdout:?}\nstderr: {stderr}");
     assert_eq!(stdout.last().map(String::as_str), Some("stop timed out"), "{stdout:?}");
 }

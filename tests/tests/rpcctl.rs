@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use rpc_tests::ProviderProcess;
-use rpc_tests::python::PythonProcess;
+use rpc_tests::python;
 use rpc_tests::zk::ZooKeeper;
 use zookeeper_client as zkc;
 
@@ -126,7 +126,7 @@ async fn rpcctl_ls_lists_real_providers_and_warns_about_garbage() {
     let python_args = [registry.clone(), python_port.clone(), "py".to_string()];
     let python = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = python_args.iter().map(String::as_str).collect();
-        let mut python = PythonProcess::spawn("dubbo_provider.py", &args);
+        let mut python = python::spawn("dubbo_provider.py", &args);
         python.wait_for_line("listening", Duration::from_secs(30));
         python
     })
