@@ -87,6 +87,108 @@ impl Netns {
     }
 }
 
+/// The address of this namespace's end of a [`Neighbour`]'s link.
+pub const LINK_OURS: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
+/// The address of the [`Neighbour`]'s end of the link.
+pub const LINK_THEIRS: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 2);
+
+impl Netns {
+    /// A second namespace beside this one, joined to it by a veth pair
+    /// ([`LINK_OURS`] here, [`LINK_THEIRS`] there, a /24): a host that is
+    /// not this one, as a foreign caller is. Programs run there through
+    /// [`Neighbour::command`]. Gone (with its link) when dropped.
+    ///
+    /// # Panics
+    /// When the namespace or the link cannot be made, with what failed.
+    pub fn neighbour(&self) -> Neighbour {
+        let holder = Command::new("unshare")
+            .args(["--net", "--", "sleep", "3600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the neighbour namespace (unshare): {e}; {REQUIREMENTS}"));
+        let neighbour = Neighbour { holder };
+        let pid = neighbour.holder.id().to_string();
+        // `unshare` has made the namespace once `sleep` runs in it: until then
+        // the holder's namespace is still ours.
+        let ours = std::fs::read_link("/proc/self/ns/net").ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() == ours
+            || std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() != "sleep")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the neighbour namespace did not appear within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ours = format!("{LINK_OURS}/24");
+        let theirs = format!("{LINK_THEIRS}/24");
+        run(
+            "ip",
+            &[
+                "link", "add", "rpcv0", "type", "veth", "peer", "name", "rpcv1", "netns", &pid,
+            ],
+        );
+        run("ip", &["addr", "add", &ours, "dev", "rpcv0"]);
+        run("ip", &["link", "set", "rpcv0", "up"]);
+        for args in [
+            &["ip", "addr", "add", theirs.as_str(), "dev", "rpcv1"][..],
+            &["ip", "link", "set", "rpcv1", "up"],
+            &["ip", "link", "set", "lo", "up"],
+        ] {
+            let mut all = vec!["-t", pid.as_str(), "-n", "--"];
+            all.extend_from_slice(args);
+            run("nsenter", &all);
+        }
+        neighbour
+    }
+}
+
+/// A second namespace joined to the test's by a veth pair (see [`Netns::neighbour`]).
+#[derive(Debug)]
+pub struct Neighbour {
+    /// `sleep` holding the namespace open.
+    holder: std::process::Child,
+}
+
+impl Neighbour {
+    /// `program` to run in the neighbour namespace (`nsenter`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .args(["-t", &self.holder.id().to_string(), "-n", "--"])
+            .arg(program);
+        command
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Runs `program args` to completion.
+///
+/// # Panics
+/// When it cannot run or fails, with its stderr and [`REQUIREMENTS`].
+fn run(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{program} {}`: {e}; {REQUIREMENTS}", args.join(" ")));
+    assert!(
+        output.status.success(),
+        "`{program} {}` failed ({}): {}; {REQUIREMENTS}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// [`isolate_with`] with the one address [`ADDRESS`].
 ///
 /// # Panics

@@ -486,6 +486,75 @@ async fn invoke_calls_this_processs_own_provider() {
     provider.shutdown().await;
 }
 
+/// `curl` from the neighbour namespace: (HTTP status, body).
+fn curl_from(neighbour: &rpc_tests::netns::Neighbour, url: &str) -> (u16, String) {
+    let output = neighbour
+        .command("curl")
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl in the neighbour namespace: {e}"));
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let status = status.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "curl {url}: no status in {text:?} ({})",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (status, body.to_string())
+}
+
+/// A caller on another host (a second network namespace, joined by a veth
+/// pair) is refused every command but the probes; a whitelisted one is
+/// answered; a local caller always is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_caller_gets_the_probes_only_unless_whitelisted() {
+    use rpc_tests::netns::{self, LINK_OURS, LINK_THEIRS};
+    let Some(net) = netns::isolate() else { return };
+    let neighbour = net.neighbour();
+    let provider = Provider::builder()
+        .registry("memory://qos-foreign")
+        .protocol("rpc", 0)
+        .serve(GreeterServer::new(GreeterImpl::new(None)))
+        .start()
+        .await
+        .unwrap();
+    let guarded = Qos::builder().port(0).provider(&provider).start().await.unwrap();
+    let open = Qos::builder()
+        .port(0)
+        .provider(&provider)
+        .accept_foreign_ip_whitelist([LINK_THEIRS.to_string()])
+        .start()
+        .await
+        .unwrap();
+    let (guarded_port, open_port) = (guarded.local_addr().unwrap().port(), open.local_addr().unwrap().port());
+    let answers = tokio::task::spawn_blocking(move || {
+        let at = |port: u16, path: &str| curl_from(&neighbour, &format!("http://{LINK_OURS}:{port}{path}"));
+        (
+            at(guarded_port, "/ls"),
+            at(guarded_port, "/offline"),
+            at(guarded_port, "/live"),
+            at(guarded_port, "/ready"),
+            at(open_port, "/ls"),
+        )
+    })
+    .await
+    .unwrap();
+    let (ls, offline, live, ready, whitelisted) = answers;
+    assert_eq!(ls.0, 403, "a foreign `ls`: {ls:?}");
+    assert_eq!(offline.0, 403, "a foreign `offline`: {offline:?}");
+    assert_eq!(live, (200, "true".to_string()), "a foreign probe is answered");
+    assert_eq!(ready.0, 200, "{ready:?}");
+    assert_eq!(whitelisted.0, 200, "a whitelisted caller: {whitelisted:?}");
+    assert!(whitelisted.1.contains("org.example.Greeter"), "{}", whitelisted.1);
+    // The refused `offline` did nothing; a local caller is answered.
+    let local: SocketAddr = format!("127.0.0.1:{guarded_port}").parse().unwrap();
+    let ls = http_get(local, "/ls").await;
+    assert_eq!(ls.status, 200);
+    assert!(ls.body.contains("|org.example.Greeter:1.0.0| Y |"), "{}", ls.body);
+    provider.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_provider_builder_serves_a_qos_port() {
     let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
