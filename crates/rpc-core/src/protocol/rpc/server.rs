@@ -414,7 +414,9 @@ fn start_request(
         );
     let mut invocation = Invocation::new(key, method, request.args, request.serialization);
     if let Some(ms) = request.timeout_ms {
-        invocation.set_deadline(Some(Instant::now() + Duration::from_millis(ms)));
+        let now = Instant::now();
+        invocation.set_started(Some(now));
+        invocation.set_deadline(Some(now + Duration::from_millis(ms)));
     }
     invocation.set_attachments(request.attachments);
     invocation.set_remote_address(Some(peer));
