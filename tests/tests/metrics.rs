@@ -211,3 +211,125 @@ async fn a_thousand_calls_are_counted_under_dubbo_names_on_both_sides() {
     );
     provider.shutdown().await;
 }
+
+/// A provider of [`Metered`] on `port` (0: any), counted in `metrics`.
+async fn metered_provider(
+    metrics: &Metrics,
+    port: u16,
+    config: rpc::protocol::server::ServerConfig,
+) -> rpc::RunningProvider {
+    rpc::Provider::builder()
+        .application("metered-provider")
+        .protocol("rpc", port)
+        .server_config(config)
+        .metrics(metrics)
+        .serve(MeteredServer::new(MeteredImpl))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("the provider did not start on port {port}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_by_the_servers_limits_and_a_reconnect_after_a_restart_are_counted() {
+    let provider_metrics = Metrics::new();
+    let consumer_metrics = Metrics::new();
+    let config = rpc::protocol::server::ServerConfig {
+        max_connections: 1,
+        max_in_flight: 1,
+        ..Default::default()
+    };
+    let provider = metered_provider(&provider_metrics, 0, config).await;
+    let address = provider.local_addr("rpc").unwrap();
+    let consumer = rpc::Consumer::builder()
+        .application("metered-consumer")
+        .registry(format!("rpc://{address}"))
+        .metrics(&consumer_metrics)
+        .build()
+        .await
+        .unwrap();
+    let client: MeteredClient = consumer
+        .reference::<MeteredClient>()
+        .timeout(TIMEOUT)
+        .retries(0)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(client.work(0).await.unwrap(), 0);
+
+    // The consumer holds the one connection allowed: another is closed at accept.
+    let mut refused = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut refused, &mut rest),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "expected a close, got {read:?}");
+    // One call in flight (it sleeps until its deadline), so the next is refused unrun.
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.work(2).await }
+    });
+    rpc_tests::wait_until("the slow call in flight", Duration::from_secs(5), || {
+        provider.in_flight() == 1
+    })
+    .await;
+    let err = client.work(0).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        rpc::ErrorKind::Remote(rpc::Status::ServerOverloaded),
+        "{err}"
+    );
+    assert!(slow.await.unwrap().is_err(), "the slow call times out");
+    let text = provider_metrics.render();
+    let scrape = parse(&text);
+    let server = [("application_name", "metered-provider"), ("protocol", "rpc")];
+    assert_eq!(
+        number(&scrape, "rpc_server_connections_refused_total", &server),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        number(&scrape, "rpc_server_requests_refused_total", &server),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(number(&scrape, "rpc_server_requests_queued", &server), 0.0, "{text}");
+    // The consumer counts the refused call as Dubbo's limit failure.
+    let consumer_scrape = parse(&consumer_metrics.render());
+    assert_eq!(
+        counters(&consumer_scrape, "consumer", "metered-consumer")["requests_limit_total"],
+        1.0
+    );
+
+    // The provider restarts on the same port: the consumer's channel connects again.
+    let channel = [
+        ("application_name", "metered-consumer"),
+        ("protocol", "rpc"),
+        ("address", &*address.to_string()),
+    ];
+    assert_eq!(number(&consumer_scrape, "rpc_consumer_reconnects_total", &channel), 0.0);
+    provider.shutdown().await;
+    let restarted = metered_provider(&Metrics::new(), address.port(), Default::default()).await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client.work(0).await {
+                Ok(answer) => return answer,
+                // Refused unsent while the channel backs off or sees the old provider leaving.
+                Err(e) => {
+                    assert_eq!(e.outcome(), rpc::Outcome::NotSent, "{e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(answered.expect("no answer from the restarted provider within 10 s"), 0);
+    let text = consumer_metrics.render();
+    assert_eq!(
+        number(&parse(&text), "rpc_consumer_reconnects_total", &channel),
+        1.0,
+        "{text}"
+    );
+    restarted.shutdown().await;
+}

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use arc_swap::ArcSwap;
 use std::task::{Context, Poll};
 
-use rpc_core::invocation::deadline_after;
 use rpc_core::{ArgumentMask, BoxFuture, ErrorKind, Invocation, Response, RpcError, ServiceDescriptor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -250,7 +249,7 @@ impl Inner {
         let settings = Settings::resolve(&consumer, &plan.published(&self.directory), self.custom_balancer);
         // A deadline set above (by a layer, or a generic caller) stands.
         if invocation.deadline().is_none() {
-            invocation.set_deadline(deadline_after(settings.timeout));
+            invocation.set_deadline(invocation.deadline_after(settings.timeout));
         }
         let call = Call::new(invocation, settings);
         let Some(slots) = slots else {

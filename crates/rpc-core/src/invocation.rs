@@ -166,6 +166,8 @@ pub struct Invocation {
     /// `None` when there are none: most calls carry none, and this saves an allocation each.
     attachments: Option<Arc<Attachments>>,
     deadline: Option<Instant>,
+    /// When the call began, if a layer noted it (see [`Invocation::started`]).
+    started: Option<Instant>,
     hash_key: Option<u64>,
     /// Consumer side: the provider of this attempt.
     provider: Option<Arc<Url>>,
@@ -188,6 +190,7 @@ impl Invocation {
             serialization,
             attachments: None,
             deadline: None,
+            started: None,
             hash_key: None,
             provider: None,
             remote_address: None,
@@ -302,6 +305,30 @@ impl Invocation {
     /// Sets the deadline.
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
+    }
+
+    /// When the call began, if a layer noted it: on a consumer, the
+    /// observer that times calls for metrics; on a provider, the native
+    /// server when a request arrives with a timeout. Layers below time the
+    /// call or set its deadline from it instead of reading the clock again.
+    /// Never sent.
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
+    /// Notes when the call began (see [`started`](Self::started)).
+    pub fn set_started(&mut self, started: Option<Instant>) {
+        self.started = started;
+    }
+
+    /// The deadline `timeout` after the call [`started`](Self::started) (from
+    /// now when no layer noted it); none when it lies beyond what the clock
+    /// can represent.
+    pub fn deadline_after(&self, timeout: std::time::Duration) -> Option<Instant> {
+        match self.started {
+            Some(started) => started.checked_add(timeout),
+            None => deadline_after(timeout),
+        }
     }
 
     /// The hash of the arguments consistent hashing keys on, when the stub

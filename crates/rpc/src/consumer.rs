@@ -285,6 +285,16 @@ impl ConsumerBuilder {
             .iter()
             .map(|(_, address)| rpc_registry::from_address(address))
             .collect::<Result<Vec<_>, _>>()?;
+        let connector = Arc::new(Connector {
+            config: self.channel,
+            channels: Mutex::default(),
+            tri_channels: Mutex::default(),
+            dubbo_channels: Mutex::default(),
+        });
+        if let Some(metrics) = &self.observe.metrics {
+            let weak: std::sync::Weak<dyn crate::observe::Reconnects> = Arc::downgrade(&connector) as _;
+            metrics.watch_channels(&self.application, weak);
+        }
         Ok(Consumer {
             inner: Arc::new(ConsumerInner {
                 application: self.application,
@@ -292,12 +302,7 @@ impl ConsumerBuilder {
                 registry_names: self.registries.into_iter().map(|(name, _)| name).collect(),
                 nodes: Mutex::default(),
                 references: Mutex::default(),
-                connector: Arc::new(Connector {
-                    config: self.channel,
-                    channels: Mutex::default(),
-                    tri_channels: Mutex::default(),
-                    dubbo_channels: Mutex::default(),
-                }),
+                connector,
                 defaults: self.defaults,
                 check: self.check,
                 outlier: self.outlier,
@@ -792,6 +797,48 @@ impl Connect for Connector {
         };
         // Both channels end every call by its deadline themselves.
         Some(endpoint.with_invoker_enforcing_deadlines())
+    }
+}
+
+impl crate::observe::Reconnects for Connector {
+    fn reconnects(&self) -> Vec<(&'static str, String, u64)> {
+        fn live<W, C>(
+            protocol: &'static str,
+            channels: &Mutex<HashMap<String, W>>,
+            upgrade: impl Fn(&W) -> Option<C>,
+            count: impl Fn(&C) -> u64,
+            out: &mut Vec<(&'static str, String, u64)>,
+        ) {
+            let channels = channels.lock().unwrap_or_else(|p| p.into_inner());
+            for (address, weak) in channels.iter() {
+                if let Some(channel) = upgrade(weak) {
+                    out.push((protocol, address.clone(), count(&channel)));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        live(
+            "rpc",
+            &self.channels,
+            WeakRpcChannel::upgrade,
+            RpcChannel::reconnects,
+            &mut out,
+        );
+        live(
+            "tri",
+            &self.tri_channels,
+            WeakTriChannel::upgrade,
+            TriChannel::reconnects,
+            &mut out,
+        );
+        live(
+            "dubbo",
+            &self.dubbo_channels,
+            WeakDubboChannel::upgrade,
+            DubboChannel::reconnects,
+            &mut out,
+        );
+        out
     }
 }
 

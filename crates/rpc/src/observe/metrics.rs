@@ -6,23 +6,38 @@
 //! reference and export built with it records each call (consumer: once per
 //! call, whatever its attempts; provider: once per request) into counters of
 //! its own (service, method), resolved when the reference or export is
-//! built, so a call costs a few atomic additions and no lookup by label.
-//! [`Metrics::render`] writes them all, with the directories' and servers'
-//! gauges read at that moment, in the Prometheus text format (encoded by
-//! the `prometheus-client` crate).
+//! built, so a call costs no lookup by label. Each thread that records calls
+//! writes counters of its own (a shard per thread and method, summed when
+//! rendered): threads recording at once never contend for a cache line, and
+//! a thread with a shard of its own counts with plain loads and stores.
+//! [`Metrics::render`] writes them all, with the directories', servers' and
+//! channels' gauges read at that moment, in the Prometheus text format
+//! (encoded by the `prometheus-client` crate).
 //!
 //! Names and labels are Dubbo 3's (`MetricsKey`): `dubbo_{side}_requests_total`
 //! and its kinds of failure, `dubbo_{side}_requests_processing`, the
 //! precomputed latency gauges `dubbo_{side}_rt_milliseconds_{min,max,avg,sum,last,p50,p90,p95,p99}`,
 //! labelled `application_name`, `interface`, `method`, `group`, `version`.
 //! The quantiles are computed at render time from the latest
-//! [`RT_WINDOW`] latencies of each method (a ring every call writes one slot
-//! of); min, max, sum, avg and last cover every call since start, as Dubbo's.
+//! [`RT_WINDOW`] latencies of each method on each thread that records it (a
+//! ring per shard, every call writing one slot); min, max, sum, avg and last
+//! cover every call since start, as Dubbo's.
+//!
+//! Beside Dubbo's, under `rpc_` names (Dubbo has none for them): a
+//! provider's servers (`rpc_server_connections`, `_requests_in_flight`,
+//! `_requests_queued`, `_connections_refused_total`,
+//! `_requests_refused_total`, read from
+//! [`ServerHandle::stats`](rpc_core::protocol::server::ServerHandle::stats))
+//! and a consumer's connections (`rpc_consumer_reconnects_total` per
+//! provider address, read from its channels).
+
+mod shard;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+
+use tokio::time::Instant;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -32,8 +47,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use rpc_core::{ErrorKind, RpcError, ServiceKey, Status};
 
-/// How many of each method's latest latencies the quantile gauges
-/// (`_rt_milliseconds_p50` … `_p99`) are computed from.
+use shard::Shard;
+
+/// How many of each method's latest latencies per recording thread the
+/// quantile gauges (`_rt_milliseconds_p50` … `_p99`) are computed from.
 pub const RT_WINDOW: usize = 1024;
 
 /// Upper bounds (milliseconds) of the latency histogram's buckets
@@ -183,6 +200,23 @@ struct State {
     methods: BTreeMap<MethodKey, Arc<MethodStats>>,
     directories: Vec<(Labels, Weak<rpc_cluster::Directory>)>,
     servers: Vec<(Labels, rpc_core::protocol::server::ServerHandle)>,
+    /// A consumer's channels, by its application name.
+    channels: Vec<(String, Weak<dyn Reconnects>)>,
+}
+
+/// `(protocol, address, reconnections)` of one channel.
+pub(crate) type ChannelReconnects = (&'static str, String, u64);
+
+/// A consumer's channels to its providers, read when metrics are rendered.
+pub(crate) trait Reconnects: Send + Sync + 'static {
+    /// What every channel open now counted.
+    fn reconnects(&self) -> Vec<ChannelReconnects>;
+}
+
+impl std::fmt::Debug for dyn Reconnects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reconnects")
+    }
 }
 
 /// `(side, application, interface, method, group, version)`: one set of counters.
@@ -293,6 +327,14 @@ impl Metrics {
         state.directories.push((labels, Arc::downgrade(directory)));
     }
 
+    /// Reports the reconnections of a consumer's channels
+    /// (`rpc_consumer_reconnects_total`) while the consumer lives.
+    pub(crate) fn watch_channels(&self, application: &str, channels: Weak<dyn Reconnects>) {
+        let mut state = self.shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.channels.retain(|(_, c)| c.strong_count() > 0);
+        state.channels.push((application.to_string(), channels));
+    }
+
     /// Reports `server`'s connections and calls in flight.
     pub(crate) fn watch_server(
         &self,
@@ -360,104 +402,142 @@ impl ServiceStats {
     }
 }
 
-/// The counters of one (side, service, method).
+/// The counters of one (side, service, method): a [`Shard`] per thread that
+/// records calls (see [`shard`]), summed when rendered, so that threads
+/// recording calls at once do not write the same cache line; the extremes
+/// are shared, and written only when a call moves them. Aligned so that the
+/// reference counts of the `Arc` it lives in, which every call changes, do
+/// not share a cache line with the fields every call reads.
 #[derive(Debug)]
+#[repr(align(128))]
 pub(crate) struct MethodStats {
     labels: Labels,
-    requests: AtomicU64,
-    succeeded: AtomicU64,
-    failed: AtomicU64,
-    failures: [AtomicU64; 7],
-    rt_last_us: AtomicU64,
+    shards: shard::Shards,
     rt_min_us: AtomicU64,
     rt_max_us: AtomicU64,
-    rt_sum_us: AtomicU64,
-    window: Box<[AtomicU32]>,
-    window_next: AtomicUsize,
-    buckets: [AtomicU64; RT_BUCKETS_MS.len()],
-    bytes_out: AtomicU64,
-    bytes_in: AtomicU64,
 }
 
 impl MethodStats {
     fn new(labels: Labels) -> Self {
         MethodStats {
             labels,
-            requests: AtomicU64::new(0),
-            succeeded: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            failures: Default::default(),
-            rt_last_us: AtomicU64::new(0),
+            shards: shard::Shards::default(),
             rt_min_us: AtomicU64::new(u64::MAX),
             rt_max_us: AtomicU64::new(0),
-            rt_sum_us: AtomicU64::new(0),
-            window: (0..RT_WINDOW).map(|_| AtomicU32::new(0)).collect(),
-            window_next: AtomicUsize::new(0),
-            buckets: Default::default(),
-            bytes_out: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
         }
     }
 
     /// A call starts: counted, and in flight until [`finish`](Self::finish)
     /// (calls in flight are those started and not finished: no counter of
-    /// their own, one atomic addition less per call).
+    /// their own).
     pub(crate) fn start(&self, bytes_out: usize) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.bytes_out.fetch_add(bytes_out as u64, Ordering::Relaxed);
+        let (shard, owned) = self.shards.mine();
+        shard.add(&shard.requests, 1, owned);
+        shard.add(&shard.bytes_out, bytes_out as u64, owned);
+    }
+
+    /// The sum over the shards of what `field` picks.
+    fn sum(&self, field: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards.iter().map(|s| field(s).load(Ordering::Relaxed)).sum()
+    }
+
+    fn succeeded(&self) -> u64 {
+        self.sum(|s| &s.outcomes[0])
+    }
+
+    fn failed(&self) -> u64 {
+        (1..shard::OUTCOMES).map(|i| self.sum(|s| &s.outcomes[i])).sum()
+    }
+
+    fn failures(&self, kind: FailureKind) -> u64 {
+        self.sum(|s| &s.outcomes[1 + kind.index()])
+    }
+
+    /// Calls that ended, either way.
+    fn finished(&self) -> u64 {
+        (0..shard::OUTCOMES).map(|i| self.sum(|s| &s.outcomes[i])).sum()
     }
 
     /// Calls started and not finished yet.
     fn processing(&self) -> u64 {
-        // Read the finished ones first: a call finishing between the reads
-        // cannot make the difference negative.
-        let finished = self.succeeded.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
-        self.requests.load(Ordering::Relaxed).saturating_sub(finished)
+        // Read the finished ones first: every counter only grows, and a call
+        // is counted started before it is counted finished, so the
+        // difference cannot be negative.
+        let finished = self.finished();
+        self.sum(|s| &s.requests).saturating_sub(finished)
     }
 
-    /// A call started with [`start`](Self::start) ended after `elapsed`:
-    /// succeeded (with a response of `bytes_in`), or failed as `failure`.
-    pub(crate) fn finish(&self, elapsed: Duration, result: Result<usize, FailureKind>) {
+    /// The latency of the call that finished last, in microseconds.
+    fn last_us(&self) -> u64 {
+        self.shards
+            .iter()
+            .max_by_key(|s| s.last_at.load(Ordering::Relaxed))
+            .map_or(0, |s| s.last_us.load(Ordering::Relaxed))
+    }
+
+    /// Every latency of the windows (plus one, as stored), sorted.
+    fn window(&self) -> Vec<u32> {
+        let mut window: Vec<u32> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.window.iter().map(|slot| slot.load(Ordering::Relaxed)))
+            .filter(|&v| v > 0)
+            .collect();
+        window.sort_unstable();
+        window
+    }
+
+    /// A call started with [`start`](Self::start) at `started` ended at
+    /// `ended`: succeeded (with a response of `bytes_in`), or failed as
+    /// `failure`.
+    pub(crate) fn finish(&self, started: Instant, ended: Instant, result: Result<usize, FailureKind>) {
+        let (shard, owned) = self.shards.mine();
         match result {
             Ok(bytes_in) => {
-                self.succeeded.fetch_add(1, Ordering::Relaxed);
-                self.bytes_in.fetch_add(bytes_in as u64, Ordering::Relaxed);
+                shard.add(&shard.outcomes[0], 1, owned);
+                shard.add(&shard.bytes_in, bytes_in as u64, owned);
             }
-            Err(kind) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                self.failures[kind.index()].fetch_add(1, Ordering::Relaxed);
-            }
+            Err(kind) => shard.add(&shard.outcomes[1 + kind.index()], 1, owned),
         }
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.rt_last_us.store(us, Ordering::Relaxed);
-        // Read first: the extremes rarely move, and a read costs less than
-        // the read-modify-write.
+        let us = u64::try_from(ended.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX);
+        shard.add(&shard.rt_sum_us, us, owned);
+        shard.last_us.store(us, Ordering::Relaxed);
+        shard.last_at.store(shard::stamp(ended), Ordering::Relaxed);
+        // Read first: the extremes rarely move, and a read of a line no one
+        // writes costs less than the read-modify-write.
         if us < self.rt_min_us.load(Ordering::Relaxed) {
             self.rt_min_us.fetch_min(us, Ordering::Relaxed);
         }
         if us > self.rt_max_us.load(Ordering::Relaxed) {
             self.rt_max_us.fetch_max(us, Ordering::Relaxed);
         }
-        self.rt_sum_us.fetch_add(us, Ordering::Relaxed);
-        // A sample of the latest calls: two calls finishing at once may take
-        // the same slot, which loses one sample, never a count.
-        let next = self.window_next.load(Ordering::Relaxed);
-        self.window_next.store(next.wrapping_add(1), Ordering::Relaxed);
-        let slot = next % RT_WINDOW;
+        // The latest calls of this shard; two threads sharing the overflow
+        // shard may take the same slot, which loses one sample, never a count.
+        let next = shard.window_next.load(Ordering::Relaxed);
+        shard.window_next.store(next.wrapping_add(1), Ordering::Relaxed);
         // Stored plus one, so that 0 marks a slot not written yet.
-        self.window[slot].store(u32::try_from(us).unwrap_or(u32::MAX - 1) + 1, Ordering::Relaxed);
-        let ms = us as f64 / 1000.0;
-        let bucket = RT_BUCKETS_MS.iter().position(|&bound| ms <= bound);
-        if let Some(bucket) = bucket {
-            self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        shard.window[next % RT_WINDOW].store(u32::try_from(us).unwrap_or(u32::MAX - 1) + 1, Ordering::Relaxed);
+        if let Some(bucket) = RT_BUCKETS_US.iter().position(|&bound| us <= bound) {
+            shard.add(&shard.buckets[bucket], 1, owned);
         }
     }
 
     /// The failure kind of `error`, finishing the call with it.
-    pub(crate) fn finish_err(&self, elapsed: Duration, error: &RpcError) {
-        self.finish(elapsed, Err(FailureKind::of(error.kind())));
+    pub(crate) fn finish_err(&self, started: Instant, ended: Instant, error: &RpcError) {
+        self.finish(started, ended, Err(FailureKind::of(error.kind())));
     }
 }
+
+/// [`RT_BUCKETS_MS`] in microseconds, as calls are timed.
+const RT_BUCKETS_US: [u64; RT_BUCKETS_MS.len()] = {
+    let mut us = [0; RT_BUCKETS_MS.len()];
+    let mut i = 0;
+    while i < us.len() {
+        us[i] = RT_BUCKETS_MS[i] as u64 * 1000;
+        i += 1;
+    }
+    us
+};
 
 /// A value of every method's stats, for one metric family.
 fn family<F>(
@@ -484,10 +564,6 @@ where
         }
     }
     Ok(())
-}
-
-fn load(counter: &AtomicU64) -> f64 {
-    counter.load(Ordering::Relaxed) as f64
 }
 
 /// The `q` quantile (0..1) of the window, in milliseconds.
@@ -517,7 +593,7 @@ impl Collector for Metrics {
             let g = MetricType::Gauge;
             let e = &mut encoder;
             family(e, &format!("dubbo_{s}_requests"), "Total Requests", c, &rows, |m| {
-                Some(load(&m.requests))
+                Some(m.sum(|s| &s.requests) as f64)
             })?;
             family(
                 e,
@@ -525,7 +601,7 @@ impl Collector for Metrics {
                 "Total Succeed Requests",
                 c,
                 &rows,
-                |m| Some(load(&m.succeeded)),
+                |m| Some(m.succeeded() as f64),
             )?;
             family(
                 e,
@@ -533,11 +609,11 @@ impl Collector for Metrics {
                 "Total Failed Requests",
                 c,
                 &rows,
-                |m| Some(load(&m.failed)),
+                |m| Some(m.failed() as f64),
             )?;
             for kind in FailureKind::ALL {
                 family(e, &format!("dubbo_{s}_{}", kind.metric()), kind.help(), c, &rows, |m| {
-                    Some(load(&m.failures[kind.index()]))
+                    Some(m.failures(kind) as f64)
                 })?;
             }
             family(
@@ -549,20 +625,8 @@ impl Collector for Metrics {
                 |m| Some(m.processing() as f64),
             )?;
             // Latency gauges, from one snapshot of each method's window.
-            let windows: Vec<Vec<u32>> = rows
-                .iter()
-                .map(|m| {
-                    let mut w: Vec<u32> = m
-                        .window
-                        .iter()
-                        .map(|slot| slot.load(Ordering::Relaxed))
-                        .filter(|&v| v > 0)
-                        .collect();
-                    w.sort_unstable();
-                    w
-                })
-                .collect();
-            let finished = |m: &MethodStats| m.succeeded.load(Ordering::Relaxed) + m.failed.load(Ordering::Relaxed);
+            let windows: Vec<Vec<u32>> = rows.iter().map(|m| m.window()).collect();
+            let finished = |m: &MethodStats| m.finished();
             let ms = |us: u64| us as f64 / 1000.0;
             let rt = |e: &mut DescriptorEncoder<'_>, name: &str, help: &str, f: &dyn Fn(usize, &MethodStats) -> f64| {
                 let full = format!("dubbo_{s}_rt_milliseconds_{name}");
@@ -575,20 +639,16 @@ impl Collector for Metrics {
                 }
                 Ok::<_, std::fmt::Error>(())
             };
-            rt(e, "last", "Last Response Time", &|_, m| {
-                ms(m.rt_last_us.load(Ordering::Relaxed))
-            })?;
+            rt(e, "last", "Last Response Time", &|_, m| ms(m.last_us()))?;
             rt(e, "min", "Min Response Time", &|_, m| {
                 ms(m.rt_min_us.load(Ordering::Relaxed))
             })?;
             rt(e, "max", "Max Response Time", &|_, m| {
                 ms(m.rt_max_us.load(Ordering::Relaxed))
             })?;
-            rt(e, "sum", "Sum Response Time", &|_, m| {
-                ms(m.rt_sum_us.load(Ordering::Relaxed))
-            })?;
+            rt(e, "sum", "Sum Response Time", &|_, m| ms(m.sum(|s| &s.rt_sum_us)))?;
             rt(e, "avg", "Average Response Time", &|_, m| {
-                ms(m.rt_sum_us.load(Ordering::Relaxed)) / finished(m).max(1) as f64
+                ms(m.sum(|s| &s.rt_sum_us)) / finished(m).max(1) as f64
             })?;
             for (name, q) in [("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99)] {
                 let help = format!("Response Time {}", name.to_uppercase());
@@ -601,14 +661,14 @@ impl Collector for Metrics {
                 // Counts per bucket: the encoder makes them cumulative.
                 let mut below = 0;
                 let mut buckets = Vec::with_capacity(RT_BUCKETS_MS.len() + 1);
-                for (bound, count) in RT_BUCKETS_MS.iter().zip(&stats.buckets) {
-                    let count = count.load(Ordering::Relaxed);
+                for (i, bound) in RT_BUCKETS_MS.iter().enumerate() {
+                    let count = stats.sum(|s| &s.buckets[i]);
                     below += count;
                     buckets.push((*bound, count));
                 }
                 let count = finished(stats);
                 buckets.push((f64::INFINITY, count.saturating_sub(below)));
-                let sum = ms(stats.rt_sum_us.load(Ordering::Relaxed));
+                let sum = ms(stats.sum(|s| &s.rt_sum_us));
                 histogram
                     .encode_family(&stats.labels)?
                     .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)?;
@@ -620,7 +680,7 @@ impl Collector for Metrics {
                 "Request payload bytes",
                 c,
                 &rows,
-                |m| Some(load(&m.bytes_out)),
+                |m| Some(m.sum(|s| &s.bytes_out) as f64),
             )?;
             family(
                 e,
@@ -628,7 +688,7 @@ impl Collector for Metrics {
                 "Response payload bytes",
                 c,
                 &rows,
-                |m| Some(load(&m.bytes_in)),
+                |m| Some(m.sum(|s| &s.bytes_in) as f64),
             )?;
         }
         let directories: Vec<(&Labels, Arc<rpc_cluster::Directory>)> = state
@@ -666,21 +726,68 @@ impl Collector for Metrics {
             }
         }
         if !state.servers.is_empty() {
-            type Read = fn(&rpc_core::protocol::server::ServerHandle) -> usize;
-            let gauges: [(&str, &str, Read); 2] = [
+            let stats: Vec<_> = state.servers.iter().map(|(labels, s)| (labels, s.stats())).collect();
+            type Read = fn(&rpc_core::protocol::server::ServerStats) -> u64;
+            let gauges: [(&str, &str, Read); 3] = [
                 ("rpc_server_connections", "Open connections of the server", |s| {
-                    s.connections()
+                    s.connections as u64
                 }),
                 (
                     "rpc_server_requests_in_flight",
                     "Requests the server is handling",
-                    |s| s.in_flight(),
+                    |s| s.in_flight as u64,
+                ),
+                (
+                    "rpc_server_requests_queued",
+                    "Requests read and waiting for their connection's in-flight limit",
+                    |s| s.queued as u64,
                 ),
             ];
             for (name, help, read) in gauges {
                 let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-                for (labels, server) in &state.servers {
-                    ConstGauge::new(read(server) as i64).encode(metric.encode_family(labels)?)?;
+                for (labels, s) in &stats {
+                    ConstGauge::new(read(s) as i64).encode(metric.encode_family(*labels)?)?;
+                }
+            }
+            let counters: [(&str, &str, Read); 2] = [
+                (
+                    "rpc_server_connections_refused",
+                    "Connections closed at accept by the server's connection limit",
+                    |s| s.refused_connections,
+                ),
+                (
+                    "rpc_server_requests_refused",
+                    "Requests refused unrun by the server's in-flight limit",
+                    |s| s.refused_requests,
+                ),
+            ];
+            for (name, help, read) in counters {
+                let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+                for (labels, s) in &stats {
+                    ConstCounter::new(read(s)).encode(metric.encode_family(*labels)?)?;
+                }
+            }
+        }
+        let channels: Vec<(&String, Vec<ChannelReconnects>)> = state
+            .channels
+            .iter()
+            .filter_map(|(application, c)| Some((application, c.upgrade()?.reconnects())))
+            .collect();
+        if channels.iter().any(|(_, c)| !c.is_empty()) {
+            let mut metric = encoder.encode_descriptor(
+                "rpc_consumer_reconnects",
+                "Connections a consumer made to a provider after its first one",
+                None,
+                MetricType::Counter,
+            )?;
+            for (application, list) in &channels {
+                for (protocol, address, count) in list {
+                    let labels: [(&str, &str); 3] = [
+                        ("application_name", application),
+                        ("protocol", protocol),
+                        ("address", address),
+                    ];
+                    ConstCounter::new(*count).encode(metric.encode_family(&labels)?)?;
                 }
             }
         }
@@ -691,6 +798,7 @@ impl Collector for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn failure_kinds_follow_the_documented_table() {
@@ -733,12 +841,15 @@ mod tests {
         let metrics = Metrics::new();
         let key = ServiceKey::new("org.example.Greeter", Some("1.0.0"), None);
         let stats = metrics.method(Side::Consumer, "app", &key, "sayHello");
+        let t0 = Instant::now();
         for ms in 1..=100u64 {
             stats.start(10);
-            stats.finish(Duration::from_millis(ms), Ok(5));
+            stats.finish(t0, t0 + Duration::from_millis(ms), Ok(5));
         }
         stats.start(10);
-        stats.finish(Duration::from_millis(7), Err(FailureKind::Timeout));
+        // The last to end, so the `last` gauge shows it.
+        let t1 = t0 + Duration::from_millis(200);
+        stats.finish(t1, t1 + Duration::from_millis(7), Err(FailureKind::Timeout));
         let text = metrics.render();
         let labels =
             r#"{application_name="app",interface="org.example.Greeter",method="sayHello",group="",version="1.0.0"}"#;

@@ -47,7 +47,7 @@ pub use metrics::{
 pub use trace::{TRACEPARENT, TRACESTATE, TraceContext};
 pub use trace_file::{TRACE_FILE_ENV, TraceFile};
 
-pub(crate) use metrics::{MethodStats, ServiceStats};
+pub(crate) use metrics::{MethodStats, Reconnects, ServiceStats};
 
 /// The `outcome` recorded on a span: `ok`, or the error's kind.
 fn outcome(result: &Result<Response, RpcError>) -> String {
@@ -67,11 +67,23 @@ struct Pending {
 }
 
 impl Pending {
-    fn start(stats: Arc<MethodStats>, invocation: &Invocation) -> Self {
+    /// Counts `invocation` started, at the instant a layer above noted
+    /// (the server's arrival time) or now, which it notes for the layers
+    /// below (the cluster sets the deadline from it): one clock read per
+    /// call, not two.
+    fn start(stats: Arc<MethodStats>, invocation: &mut Invocation) -> Self {
         stats.start(invocation.args().len());
+        let started = match invocation.started() {
+            Some(started) => started,
+            None => {
+                let now = Instant::now();
+                invocation.set_started(Some(now));
+                now
+            }
+        };
         Pending {
             stats: Some(stats),
-            started: Instant::now(),
+            started,
             deadline: invocation.deadline(),
         }
     }
@@ -79,15 +91,15 @@ impl Pending {
     fn finish(mut self, result: Result<&Response, &RpcError>) {
         if let Some(stats) = self.stats.take() {
             match result {
-                Ok(response) => stats.finish(self.started.elapsed(), Ok(response.payload().len())),
-                Err(error) => stats.finish_err(self.started.elapsed(), error),
+                Ok(response) => stats.finish(self.started, Instant::now(), Ok(response.payload().len())),
+                Err(error) => stats.finish_err(self.started, Instant::now(), error),
             }
         }
     }
 
     fn finish_as(mut self, kind: FailureKind) {
         if let Some(stats) = self.stats.take() {
-            stats.finish(self.started.elapsed(), Err(kind));
+            stats.finish(self.started, Instant::now(), Err(kind));
         }
     }
 }
@@ -104,7 +116,7 @@ impl Drop for Pending {
             } else {
                 FailureKind::Unknown
             };
-            stats.finish(now - self.started, Err(kind));
+            stats.finish(self.started, now, Err(kind));
         }
     }
 }
@@ -153,7 +165,7 @@ impl tower::Service<Invocation> for CallObserver {
             // Nothing to observe: no subscriber wants the span, no trace came in.
             return observed.inner.invoke(invocation);
         }
-        let pending = stats.map(|stats| Pending::start(stats, &invocation));
+        let pending = stats.map(|stats| Pending::start(stats, &mut invocation));
         let running = observed.inner.invoke(invocation);
         Box::pin(async move {
             let result = match traced {
@@ -220,7 +232,7 @@ impl tower::Service<Invocation> for ServeObserver {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, invocation: Invocation) -> Self::Future {
+    fn call(&mut self, mut invocation: Invocation) -> Self::Future {
         let observed = &*self.0;
         let stats = observed.stats.as_ref().map(|s| s.get(invocation.method()));
         let traced = if observed.tracing {
@@ -231,7 +243,7 @@ impl tower::Service<Invocation> for ServeObserver {
         if stats.is_none() && traced.is_none() {
             return observed.inner.invoke(invocation);
         }
-        let pending = stats.map(|stats| Pending::start(stats, &invocation));
+        let pending = stats.map(|stats| Pending::start(stats, &mut invocation));
         let running = observed.inner.invoke(invocation);
         Box::pin(async move {
             // A panic of the handler is a business failure; it goes on up to

@@ -150,6 +150,8 @@ pub(crate) struct Link<P: Establish> {
     abandoned: Notify,
     /// Numbers the attempts (and so the connections) of this link.
     generations: AtomicU64,
+    /// Connections made so far; all but the first are reconnections.
+    established: AtomicU64,
 }
 
 impl<P: Establish> fmt::Debug for Link<P> {
@@ -237,12 +239,20 @@ impl<P: Establish> Link<P> {
             left: AtomicBool::new(false),
             abandoned: Notify::new(),
             generations: AtomicU64::new(1),
+            established: AtomicU64::new(0),
         }
     }
 
     /// The provider address.
     pub(crate) fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Connections made after the first: each one replaced a connection
+    /// that ended (the provider restarted, the network broke, the peer
+    /// closed it), whether a call or the background probe made it.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.established.load(Ordering::Relaxed).saturating_sub(1)
     }
 
     /// The protocol's settings and shared state.
@@ -506,6 +516,7 @@ impl<P: Establish> Link<P> {
                     },
                     phase,
                 );
+                self.established.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(address = %self.address, "connected");
                 Ok(conn)
             }

@@ -134,6 +134,11 @@ impl DubboChannel {
         self.inner.address()
     }
 
+    /// Connections made after the first (see [`RpcChannel::reconnects`]).
+    pub fn reconnects(&self) -> u64 {
+        self.inner.reconnects()
+    }
+
     /// Whether new calls should come here (see [`RpcChannel::health`]).
     pub fn health(&self) -> Health {
         self.inner.health()

@@ -344,6 +344,14 @@ impl RpcChannel {
         self.link.is_backing_off()
     }
 
+    /// Connections made to the provider after the first one: each replaced
+    /// one that ended (a provider restart, a broken network), whether a
+    /// call or the background probe made it. Counts from the channel's
+    /// creation; a metric, read now and then.
+    pub fn reconnects(&self) -> u64 {
+        self.link.reconnects()
+    }
+
     /// Whether new calls should come here: [`Health::Ready`] when connected
     /// or not yet tried; [`Health::Unavailable`] while connecting or backing
     /// off after a failure (a dead or unreachable host is not waited on by

@@ -295,20 +295,24 @@ where
         // limit in flight.
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
-            Err(_) => loop {
-                tokio::select! {
-                    biased;
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => break slot,
-                        Err(_) => break 'read,
-                    },
-                    signal = watch.next(drain, &slots, limit as u32) => {
-                        if !on_signal(signal, &mut drain) {
-                            break 'read;
+            Err(_) => {
+                // Counted as queued while it waits.
+                let _queued = server.queued.enter();
+                loop {
+                    tokio::select! {
+                        biased;
+                        slot = slots.clone().acquire_owned() => match slot {
+                            Ok(slot) => break slot,
+                            Err(_) => break 'read,
+                        },
+                        signal = watch.next(drain, &slots, limit as u32) => {
+                            if !on_signal(signal, &mut drain) {
+                                break 'read;
+                            }
                         }
                     }
                 }
-            },
+            }
         };
         start_request(&server, peer, &tx, room, slot, header, body);
     }
@@ -410,7 +414,9 @@ fn start_request(
         );
     let mut invocation = Invocation::new(key, method, request.args, request.serialization);
     if let Some(ms) = request.timeout_ms {
-        invocation.set_deadline(Some(Instant::now() + Duration::from_millis(ms)));
+        let now = Instant::now();
+        invocation.set_started(Some(now));
+        invocation.set_deadline(Some(now + Duration::from_millis(ms)));
     }
     invocation.set_attachments(request.attachments);
     invocation.set_remote_address(Some(peer));

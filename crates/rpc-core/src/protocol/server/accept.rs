@@ -2,6 +2,7 @@
 //! connection, counted until it ends.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -23,6 +24,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>
             Ok((stream, peer)) => {
                 failures = 0;
                 let Some(counted) = shared.connections.try_enter(shared.config.max_connections) else {
+                    shared.refused_connections.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%peer, limit = shared.config.max_connections, "connection limit reached; refusing");
                     drop(stream);
                     continue;

@@ -54,6 +54,7 @@ mod sniff;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use tokio::net::{TcpListener, TcpStream};
@@ -116,6 +117,12 @@ pub(crate) struct ServerShared {
     connections: Arc<Gauge>,
     /// Requests running, over every connection.
     in_flight: Arc<Gauge>,
+    /// Native requests read and waiting for their connection's in-flight limit.
+    pub(crate) queued: Arc<Gauge>,
+    /// Connections closed at accept by [`ServerConfig::max_connections`].
+    pub(crate) refused_connections: AtomicU64,
+    /// Requests refused by [`ServerConfig::max_in_flight`].
+    refused_requests: AtomicU64,
     /// Where the server is in its shutdown.
     pub(crate) shutdown: Shutdown,
 }
@@ -129,6 +136,9 @@ impl ServerShared {
             config,
             connections: Arc::default(),
             in_flight: Arc::default(),
+            queued: Arc::default(),
+            refused_connections: AtomicU64::new(0),
+            refused_requests: AtomicU64::new(0),
             shutdown: Shutdown::default(),
         }
     }
@@ -137,9 +147,10 @@ impl ServerShared {
     /// dropped; refused with [`Status::ServerOverloaded`] (the handler not
     /// run) when [`ServerConfig::max_in_flight`] calls run already.
     pub(crate) fn admit(&self, key: &ServiceKey, method: &str) -> Result<GaugeGuard, RpcError> {
-        self.in_flight
-            .try_enter(self.config.max_in_flight)
-            .ok_or_else(|| self.overloaded(key, method))
+        self.in_flight.try_enter(self.config.max_in_flight).ok_or_else(|| {
+            self.refused_requests.fetch_add(1, Ordering::Relaxed);
+            self.overloaded(key, method)
+        })
     }
 
     /// The refusal of a request when `max_in_flight` calls run already.
@@ -229,6 +240,42 @@ impl ServerHandle {
     pub fn dispatcher(&self) -> &Dispatcher {
         &self.shared.dispatcher
     }
+
+    /// What the server counts now: its gauges and how often its limits
+    /// refused work since it started. Reads a few atomics; meant for
+    /// metrics scraped now and then.
+    pub fn stats(&self) -> ServerStats {
+        let shared = &self.shared;
+        ServerStats {
+            connections: shared.connections.get(),
+            in_flight: shared.in_flight.get(),
+            queued: shared.queued.get(),
+            refused_connections: shared.refused_connections.load(Ordering::Relaxed),
+            refused_requests: shared.refused_requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A snapshot of a server's counters ([`ServerHandle::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Open connections, of every protocol.
+    pub connections: usize,
+    /// Requests being handled, of every protocol.
+    pub in_flight: usize,
+    /// Native requests read from a connection that has
+    /// [`ServerConfig::max_in_flight_per_connection`] in flight, waiting for
+    /// one of them to end before they run (at most one per connection: the
+    /// server reads nothing more from it meanwhile). `tri` queues nothing:
+    /// HTTP/2 bounds the streams a peer may open.
+    pub queued: usize,
+    /// Connections closed at accept because [`ServerConfig::max_connections`]
+    /// were open, since the server started.
+    pub refused_connections: u64,
+    /// Requests refused unrun because [`ServerConfig::max_in_flight`] were
+    /// running, since the server started.
+    pub refused_requests: u64,
 }
 
 #[cfg(test)]

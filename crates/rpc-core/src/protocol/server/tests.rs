@@ -120,6 +120,7 @@ async fn connections_beyond_the_limit_are_closed_at_accept() {
     let second = TcpStream::connect(server.local_addr()).await.unwrap();
     expect_closed(second).await;
     assert_eq!(server.connections(), 1);
+    assert_eq!(server.stats().refused_connections, 1);
 
     drop(first);
     no_connections_left(&server).await;
@@ -188,4 +189,71 @@ async fn shutdown_refuses_new_connections_and_drains_the_open_ones() {
     assert_eq!(tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap(), 0);
     assert!(tokio::time::timeout(WAIT, frames.next()).await.unwrap().is_none());
     assert_eq!(server.connections(), 0);
+}
+
+/// Polls (bounded) until `done` holds of the server's stats: they offer no event to wait on.
+async fn stats_until(server: &ServerHandle, what: &str, done: impl Fn(&super::ServerStats) -> bool) {
+    let waited = tokio::time::timeout(WAIT, async {
+        while !done(&server.stats()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{what}: {:?}", server.stats());
+}
+
+/// Writes native requests for `methods`, numbered from 1, on `stream`.
+async fn send_requests(stream: &mut TcpStream, methods: &[&str]) {
+    let mut buf = BytesMut::new();
+    for (id, method) in (1..).zip(methods) {
+        OutFrame::request(id, true, Serialization::Bincode, &meta(method), Bytes::new())
+            .unwrap()
+            .write_to(&mut buf);
+    }
+    stream.write_all(&buf).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_waiting_for_its_connections_limit_counts_as_queued() {
+    let (server, service) = start(ServerConfig {
+        max_in_flight_per_connection: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    send_requests(&mut stream, &["wait", "echo"]).await;
+    stats_until(&server, "the echo queued behind the wait", |s| {
+        s.in_flight == 1 && s.queued == 1
+    })
+    .await;
+    service.release(1);
+    let mut frames = FramedRead::new(stream, FrameCodec::new(1 << 20));
+    for _ in 0..2 {
+        match tokio::time::timeout(WAIT, frames.next()).await.unwrap() {
+            Some(Ok(Decoded::Frame(header, _))) => assert_eq!(Status::from_code(header.status), Status::Ok),
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+    stats_until(&server, "nothing queued any more", |s| {
+        s.queued == 0 && s.in_flight == 0
+    })
+    .await;
+    assert_eq!(server.stats().refused_requests, 0);
+}
+
+#[tokio::test]
+async fn a_request_refused_by_the_servers_in_flight_limit_is_counted() {
+    let (server, service) = start(ServerConfig {
+        max_in_flight: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut waiting = TcpStream::connect(server.local_addr()).await.unwrap();
+    send_requests(&mut waiting, &["wait"]).await;
+    stats_until(&server, "the wait in flight", |s| s.in_flight == 1).await;
+    let (header, _, _second) = native_call(TcpStream::connect(server.local_addr()).await.unwrap(), "echo").await;
+    assert_eq!(Status::from_code(header.status), Status::ServerOverloaded);
+    let stats = server.stats();
+    assert_eq!((stats.refused_requests, stats.refused_connections), (1, 0), "{stats:?}");
+    service.release(1);
 }

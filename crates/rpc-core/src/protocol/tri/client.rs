@@ -268,6 +268,14 @@ impl TriChannel {
         self.link.is_backing_off()
     }
 
+    /// Connections made to the provider after the first one: each replaced
+    /// one that ended (a provider restart, a broken network), whether a
+    /// call or the background probe made it. Counts from the channel's
+    /// creation; a metric, read now and then.
+    pub fn reconnects(&self) -> u64 {
+        self.link.reconnects()
+    }
+
     /// Whether new calls should come here, by the same rules as the native
     /// [`RpcChannel::health`](crate::protocol::rpc::RpcChannel::health):
     /// [`Health::Ready`] when connected or not yet tried (or a backoff is
