@@ -153,6 +153,8 @@ pub async fn measure_rules() -> Result<Vec<RuleCost>, String> {
     let node = "/dubbo/config/dubbo/bench.Echo:1.0.0:";
     let condition = "configVersion: v3.0\nkey: bench.Echo:1.0.0\nconditions:\n  - method=small => region=eu\n";
     let unmatched = "configVersion: v3.0\nkey: bench.Echo:1.0.0\nconditions:\n  - method=other => region=eu\n";
+    let weighted = "configVersion: v3.1\nkey: bench.Echo:1.0.0\nconditions:\n  - from: {match: method=small}\n    to:\n      - {match: region=eu, weight: 80}\n      - {match: region=us, weight: 20}\n";
+    let consumer_cluster = "configVersion: v3.0\nkey: bench.Echo:1.0.0\nconfigs:\n  - side: consumer\n    parameters: {cluster: failfast, actives: 1000}\n";
     let tag_rule = "configVersion: v3.0\nkey: bench\ntags:\n  - name: blue\n    addresses: [\"127.0.0.1:30001\"]\n";
     let consumer_override =
         "configVersion: v3.0\nkey: bench.Echo:1.0.0\nconfigs:\n  - side: consumer\n    parameters: {timeout: 30000}\n";
@@ -173,6 +175,12 @@ pub async fn measure_rules() -> Result<Vec<RuleCost>, String> {
             None,
         ),
         (
+            "consumer-side override (cluster, actives)",
+            false,
+            vec![(format!("{node}.configurators"), consumer_cluster)],
+            None,
+        ),
+        (
             "condition rule, call not matched",
             false,
             vec![(format!("{node}.condition-router"), unmatched)],
@@ -182,6 +190,12 @@ pub async fn measure_rules() -> Result<Vec<RuleCost>, String> {
             "condition rule, call routed to 1 of 3",
             false,
             vec![(format!("{node}.condition-router"), condition)],
+            None,
+        ),
+        (
+            "v3.1 condition, 80:20 over two destinations",
+            false,
+            vec![(format!("{node}.condition-router"), weighted)],
             None,
         ),
         ("static tag on a provider, untagged call", true, vec![], None),
