@@ -3,7 +3,7 @@
 //! scrape of both sides parsed with a Prometheus text parser.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use prometheus_parse::{Scrape, Value};
@@ -310,7 +310,29 @@ async fn refusals_by_the_servers_limits_and_a_reconnect_after_a_restart_are_coun
     ];
     assert_eq!(number(&consumer_scrape, "rpc_consumer_reconnects_total", &channel), 0.0);
     provider.shutdown().await;
-    let restarted = metered_provider(&Metrics::new(), address.port(), Default::default()).await;
+    // The port is an ephemeral one: while nothing listens there, the
+    // consumer's reconnect attempts can briefly hold it (Linux connects a
+    // socket to itself when its source port is the port it dials), so the
+    // restart tries again for a bounded time.
+    let started = Instant::now();
+    let restarted = loop {
+        let attempt = rpc::Provider::builder()
+            .application("metered-provider")
+            .protocol("rpc", address.port())
+            .metrics(&Metrics::new())
+            .serve(MeteredServer::new(MeteredImpl))
+            .start()
+            .await;
+        match attempt {
+            Ok(provider) => break provider,
+            Err(e)
+                if e.to_string().contains("Address already in use") && started.elapsed() < Duration::from_secs(10) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the provider did not restart on port {}: {e}", address.port()),
+        }
+    };
     let answered = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match client.work(0).await {
